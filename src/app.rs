@@ -1,0 +1,197 @@
+//! One run of rlnet, start to finish: find or create the namespace, get its
+//! TAP from an agent inside it, start the data plane, signal readiness, and
+//! turn the way the loop ended into an exit code.
+
+use std::net::IpAddr;
+use std::os::fd::OwnedFd;
+
+use thiserror::Error;
+
+use crate::config::{Config, Configure, Outbound, Target};
+use crate::engine::{Engine, Exit, Setup};
+use crate::nat::{self, policy::Policy};
+use crate::sys::netlink::{self, LinkSetup};
+use crate::sys::ns::{self, NsError};
+use crate::sys::os;
+use crate::sys::tap::Tap;
+
+#[derive(Debug, Error)]
+pub enum SetupError {
+    #[error("cannot set up signal handling: {0}")]
+    Signals(std::io::Error),
+    #[error("outbound-addr{v6}: interface {name} has no {family} address", v6 = if *.v6 { "6" } else { "" }, family = if *.v6 { "IPv6" } else { "IPv4" })]
+    OutboundIface { name: String, v6: bool },
+}
+
+/// What the agent needs to prepare the TAP inside the namespace.
+struct TapRequest<'a> {
+    cfg: &'a Config,
+}
+
+/// What the agent reports back besides the TAP fd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TapInfo {
+    existed: bool,
+    configured: bool,
+    offload: bool,
+    mac: Option<[u8; 6]>,
+}
+
+impl TapInfo {
+    fn encode(&self) -> Vec<u8> {
+        let mut v = vec![
+            u8::from(self.existed),
+            u8::from(self.configured),
+            u8::from(self.offload),
+            u8::from(self.mac.is_some()),
+        ];
+        v.extend_from_slice(&self.mac.unwrap_or_default());
+        v
+    }
+
+    fn decode(b: &[u8]) -> Option<TapInfo> {
+        let b: &[u8; 10] = b.try_into().ok()?;
+        let mut mac = [0u8; 6];
+        mac.copy_from_slice(&b[4..]);
+        Some(TapInfo {
+            existed: b[0] == 1,
+            configured: b[1] == 1,
+            offload: b[2] == 1,
+            mac: (b[3] == 1).then_some(mac),
+        })
+    }
+}
+
+/// Runs inside the target namespaces (in the agent): open the TAP, and
+/// configure the link when rlnet created it (or `-c` asks for it).
+fn setup_tap(req: &TapRequest<'_>) -> Result<(OwnedFd, Vec<u8>), String> {
+    let cfg = req.cfg;
+    let name = cfg.tap_name.as_str();
+    let existed = netlink::link_index(name).map_err(|e| e.to_string())?.is_some();
+    let tap = Tap::open(name).map_err(|e| e.to_string())?;
+    let configure = match cfg.configure {
+        Configure::Always => true,
+        Configure::Never => false,
+        // A TAP the caller made is the caller's to configure (RootlessKit).
+        Configure::Auto => !existed,
+    };
+    if configure {
+        let plan = &cfg.plan;
+        netlink::configure_link(&LinkSetup {
+            ifname: name,
+            mtu: cfg.mtu,
+            mac: cfg.mac,
+            v4: Some((plan.guest4, plan.net4.prefix, plan.gateway4)),
+            v6: plan.v6.map(|v6| (v6.guest6, v6.prefix_len, v6.gateway6)),
+        })
+        .map_err(|e| e.to_string())?;
+    }
+    let info = TapInfo {
+        existed,
+        configured: configure,
+        offload: tap.offload(),
+        mac: netlink::link_mac(name).ok(),
+    };
+    Ok((tap.into_fd(), info.encode()))
+}
+
+/// `--outbound-addr[6]=IFNAME`: the interface's first address of the family,
+/// looked up once in rlnet's own namespace. (slirp4netns looks up the IPv4
+/// option's value for `--outbound-addr6`; rlnet uses the IPv6 one.)
+fn resolve_outbound(o: &Option<Outbound>, v6: bool) -> Result<Option<IpAddr>, SetupError> {
+    match o {
+        None => Ok(None),
+        Some(Outbound::Addr(a)) => Ok(Some(*a)),
+        Some(Outbound::Interface(name)) => {
+            let found = nix::ifaddrs::getifaddrs().ok().and_then(|addrs| {
+                addrs
+                    .filter(|a| a.interface_name == *name)
+                    .filter_map(|a| a.address)
+                    .find_map(|s| match (v6, s.as_sockaddr_in(), s.as_sockaddr_in6()) {
+                        (false, Some(sin), _) => Some(IpAddr::V4(sin.ip())),
+                        (true, _, Some(sin6)) => Some(IpAddr::V6(sin6.ip())),
+                        _ => None,
+                    })
+            });
+            found.map(Some).ok_or(SetupError::OutboundIface { name: name.clone(), v6 })
+        }
+    }
+}
+
+/// Serve the configured namespace until it ends; returns the exit code.
+pub fn run(cfg: Config) -> Result<i32, crate::Error> {
+    cfg.validate()?;
+    os::raise_nofile_limit();
+    os::tune_allocator();
+    let outbound = nat::Outbound {
+        v4: resolve_outbound(&cfg.outbound4, false)?,
+        v6: resolve_outbound(&cfg.outbound6, true)?,
+    };
+    // Block the handled signals before any fork; children unblock before exec.
+    let signals = os::signal_fd().map_err(SetupError::Signals)?;
+
+    let mut child = None;
+    let handles = match &cfg.target {
+        Target::Pid(pid) => ns::open_pid(*pid)?,
+        Target::Path { netns, userns } => ns::open_path(netns, userns.as_deref())?,
+        Target::Run { argv } => {
+            let c = ns::spawn_run(argv)?;
+            let h = c.handles()?;
+            child = Some(c);
+            h
+        }
+    };
+    let req = TapRequest { cfg: &cfg };
+    let (fd, info) = ns::run_in(&handles, || setup_tap(&req))?;
+    let info = TapInfo::decode(&info).ok_or_else(|| NsError::AgentDied("malformed reply".into()))?;
+    log::debug!("TAP {}: {info:?}", cfg.tap_name);
+    let tap = Tap::from_fd(fd, cfg.tap_name.clone(), info.offload);
+
+    let child_parts = match child.as_mut() {
+        Some(c) => c.take_pidfd().map(|fd| (c.pid, fd)),
+        None => None,
+    };
+    let mut engine = Engine::new(Setup {
+        tap,
+        ns_mac: cfg.mac.or(info.mac),
+        mtu: cfg.mtu,
+        policy: Policy {
+            plan: cfg.plan,
+            host_loopback: cfg.host_loopback,
+            dns: cfg.dns,
+        },
+        outbound,
+        signals,
+        target: handles.pidfd,
+        exit_fd: cfg.exit_fd,
+        child: child_parts,
+    })?;
+    if let Some(c) = child.as_mut() {
+        c.go()?;
+    }
+    if let Some(fd) = cfg.ready_fd {
+        os::signal_ready(fd);
+    }
+    let exit = engine.run()?;
+    log::debug!("exiting: {exit:?}");
+    Ok(match exit {
+        Exit::Child(code) => code,
+        Exit::Signal(_) | Exit::TargetGone | Exit::ExitFd => 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tap_info_roundtrip() {
+        for info in [
+            TapInfo { existed: true, configured: false, offload: true, mac: None },
+            TapInfo { existed: false, configured: true, offload: false, mac: Some([2, 0, 0, 0, 0, 1]) },
+        ] {
+            assert_eq!(TapInfo::decode(&info.encode()), Some(info));
+        }
+        assert_eq!(TapInfo::decode(&[1, 2, 3]), None);
+    }
+}

@@ -1,0 +1,479 @@
+//! The data plane: one thread, one epoll set, no busy polling. It owns the
+//! TAP, the smoltcp interface and every flow; it sleeps in `epoll_wait`
+//! until a frame, a host socket, a signal or a flow timer needs it.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::time::Instant as StdInstant;
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Registry, Token};
+use nix::sys::signal::Signal;
+use nix::sys::signalfd::SignalFd;
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+use smoltcp::iface::Interface;
+use smoltcp::phy::DeviceCapabilities;
+use smoltcp::time::Instant;
+use smoltcp::wire::{
+    EthernetAddress, EthernetFrame, EthernetProtocol, Icmpv4Packet, Icmpv4Repr, Icmpv6Packet,
+    Icmpv6Repr, IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, TcpPacket,
+    UdpPacket,
+};
+use thiserror::Error;
+
+use crate::nat::icmp::EchoRequest;
+use crate::nat::policy::Policy;
+use crate::nat::{Ctx, FlowKey, Nat, Outbound};
+use crate::stack::{self, GATEWAY_MAC, TapOut};
+use crate::sys::tap::{Tap, VNET_HDR_LEN};
+use crate::wire::{self, FRAME_BUF, VnetHdr};
+
+const TAP: Token = Token(0);
+const SIGNALS: Token = Token(1);
+const TARGET: Token = Token(2);
+const EXIT_FD: Token = Token(3);
+const CHILD: Token = Token(4);
+
+/// Frames read per wake-up before other events get a turn.
+const TAP_BATCH: usize = 256;
+
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error("event loop: {0}")]
+    Poll(io::Error),
+    #[error("cannot watch {what}: {err}")]
+    Register { what: &'static str, err: io::Error },
+}
+
+/// Why the loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// SIGTERM, SIGINT or SIGHUP.
+    Signal(i32),
+    /// The target process (PID mode) exited.
+    TargetGone,
+    /// The exit fd hung up (or was not open).
+    ExitFd,
+    /// `rlnet run`: COMMAND ended with this exit code.
+    Child(i32),
+}
+
+/// What the engine serves and watches.
+pub struct Setup {
+    pub tap: Tap,
+    pub ns_mac: Option<[u8; 6]>,
+    pub mtu: u32,
+    pub policy: Policy,
+    pub outbound: Outbound,
+    pub signals: SignalFd,
+    /// PID mode: exit when it becomes readable.
+    pub target: Option<OwnedFd>,
+    pub exit_fd: Option<RawFd>,
+    /// `rlnet run`: the command's pid and pidfd.
+    pub child: Option<(Pid, OwnedFd)>,
+}
+
+/// Packet-processing state, split from the receive buffer so a frame can be
+/// borrowed while everything else is mutated.
+struct Dp {
+    out: TapOut,
+    iface: Interface,
+    caps: DeviceCapabilities,
+    policy: Policy,
+    outbound: Outbound,
+    nat: Nat,
+    now: Instant,
+}
+
+pub struct Engine {
+    poll: Poll,
+    rx: Box<[u8]>,
+    dp: Dp,
+    start: StdInstant,
+    signals: SignalFd,
+    target: Option<OwnedFd>,
+    exit_fd: Option<RawFd>,
+    child: Option<(Pid, OwnedFd)>,
+    tap_readable: bool,
+    /// The exit fd was not open at start: exit at once (slirp4netns POLLNVAL).
+    exit_now: bool,
+}
+
+fn register(registry: &Registry, fd: RawFd, token: Token, interest: Interest, what: &'static str) -> Result<(), EngineError> {
+    registry
+        .register(&mut SourceFd(&fd), token, interest)
+        .map_err(|err| EngineError::Register { what, err })
+}
+
+impl Engine {
+    pub fn new(s: Setup) -> Result<Engine, EngineError> {
+        let poll = Poll::new().map_err(EngineError::Poll)?;
+        let start = StdInstant::now();
+        let now = Instant::from_micros(0);
+        let caps = stack::capabilities(s.mtu);
+        let mut out = TapOut::new(s.tap, s.ns_mac.map(EthernetAddress));
+        let iface = stack::interface(&s.policy.plan, &mut out, &caps, now);
+        let registry = poll.registry();
+        register(
+            registry,
+            out.tap().as_raw_fd(),
+            TAP,
+            Interest::READABLE | Interest::WRITABLE,
+            "the TAP device",
+        )?;
+        register(registry, s.signals.as_raw_fd(), SIGNALS, Interest::READABLE, "signals")?;
+        if let Some(fd) = &s.target {
+            register(registry, fd.as_raw_fd(), TARGET, Interest::READABLE, "the target process")?;
+        }
+        if let Some((_, fd)) = &s.child {
+            register(registry, fd.as_raw_fd(), CHILD, Interest::READABLE, "the command")?;
+        }
+        let mut exit_now = false;
+        if let Some(fd) = s.exit_fd {
+            match registry.register(&mut SourceFd(&fd), EXIT_FD, Interest::READABLE) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EBADF) => exit_now = true,
+                // A regular file never hangs up: nothing to watch.
+                Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                    log::warn!("exit fd {fd} cannot be watched (not a pipe or socket); ignoring it")
+                }
+                Err(err) => return Err(EngineError::Register { what: "the exit fd", err }),
+            }
+        }
+        Ok(Engine {
+            poll,
+            rx: vec![0u8; FRAME_BUF].into_boxed_slice(),
+            dp: Dp {
+                out,
+                iface,
+                caps,
+                policy: s.policy,
+                outbound: s.outbound,
+                nat: Nat::new(),
+                now,
+            },
+            start,
+            signals: s.signals,
+            target: s.target,
+            exit_fd: s.exit_fd,
+            child: s.child,
+            tap_readable: true,
+            exit_now,
+        })
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_micros(self.start.elapsed().as_micros() as i64)
+    }
+
+    /// Run until a signal, the target's exit or the exit fd ends it.
+    pub fn run(&mut self) -> Result<Exit, EngineError> {
+        if self.exit_now {
+            return Ok(Exit::ExitFd);
+        }
+        let mut events = Events::with_capacity(256);
+        loop {
+            let timeout = if self.tap_readable || self.dp.nat.has_backlog() {
+                Some(std::time::Duration::ZERO)
+            } else {
+                self.dp.nat.next_deadline().map(|t| {
+                    let now = self.now().total_micros();
+                    std::time::Duration::from_micros(t.saturating_sub(now).max(0) as u64)
+                })
+            };
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(EngineError::Poll(e)),
+            }
+            self.dp.now = self.now();
+            for ev in events.iter() {
+                match ev.token() {
+                    TAP => {
+                        if ev.is_readable() {
+                            self.tap_readable = true;
+                        }
+                        if ev.is_writable() && self.dp.out.flush() {
+                            let (mut ctx, nat) = self.dp.split(self.poll.registry());
+                            nat.tap_drained(&mut ctx);
+                        }
+                    }
+                    SIGNALS => {
+                        if let Some(exit) = self.read_signals() {
+                            return Ok(exit);
+                        }
+                    }
+                    TARGET => return Ok(Exit::TargetGone),
+                    CHILD => {
+                        if let Some(code) = self.reap_child() {
+                            return Ok(Exit::Child(code));
+                        }
+                    }
+                    EXIT_FD => {
+                        // Only a hang-up or error ends us; data written into
+                        // the pipe does not (slirp4netns polls POLLHUP only).
+                        if ev.is_read_closed() || ev.is_error() || ev.is_write_closed() {
+                            return Ok(Exit::ExitFd);
+                        }
+                    }
+                    t => {
+                        let (mut ctx, nat) = self.dp.split(self.poll.registry());
+                        nat.host_event(t, ev.is_readable() || ev.is_read_closed() || ev.is_error(), ev.is_writable() || ev.is_error(), &mut ctx);
+                    }
+                }
+            }
+            if self.tap_readable {
+                self.read_tap();
+            }
+            let (mut ctx, nat) = self.dp.split(self.poll.registry());
+            nat.run_backlog(&mut ctx);
+            nat.run_timers(&mut ctx);
+        }
+    }
+
+    fn read_tap(&mut self) {
+        for _ in 0..TAP_BATCH {
+            match self.dp.out.tap().read(&mut self.rx) {
+                Ok(n) => {
+                    let registry = self.poll.registry();
+                    self.dp.frame(&self.rx[..n], registry);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.tap_readable = false;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // EIO/EBADFD: the device went away with its namespace.
+                    crate::limited!(Debug, "TAP read: {e}");
+                    self.tap_readable = false;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn read_signals(&mut self) -> Option<Exit> {
+        while let Ok(Some(info)) = self.signals.read_signal() {
+            let signo = info.ssi_signo as i32;
+            match Signal::try_from(signo) {
+                Ok(Signal::SIGCHLD) => {
+                    if let Some(code) = self.reap_child() {
+                        return Some(Exit::Child(code));
+                    }
+                }
+                Ok(sig) => {
+                    if let Some((pid, _)) = &self.child {
+                        // `rlnet run` behaves like a shell: the command decides.
+                        let _ = nix::sys::signal::kill(*pid, sig);
+                    } else {
+                        return Some(Exit::Signal(signo));
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+        None
+    }
+
+    /// The exit code of COMMAND once it has ended (128+signal if killed).
+    fn reap_child(&mut self) -> Option<i32> {
+        let (pid, _) = self.child.as_ref()?;
+        match waitpid(*pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => Some(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => Some(128 + sig as i32),
+            _ => None,
+        }
+    }
+
+    /// Counters for tests and `status`.
+    pub fn flows(&self) -> (usize, usize) {
+        (self.dp.nat.tcp_flows(), self.dp.nat.udp_flows())
+    }
+
+    pub fn exit_fd(&self) -> Option<RawFd> {
+        self.exit_fd
+    }
+
+    pub fn target(&self) -> Option<&OwnedFd> {
+        self.target.as_ref()
+    }
+}
+
+impl Dp {
+    fn split<'a>(&'a mut self, registry: &'a Registry) -> (Ctx<'a>, &'a mut Nat) {
+        (
+            Ctx {
+                iface: &mut self.iface,
+                out: &mut self.out,
+                caps: &self.caps,
+                registry,
+                policy: &self.policy,
+                outbound: self.outbound,
+                now: self.now,
+            },
+            &mut self.nat,
+        )
+    }
+
+    /// One frame from the namespace. Anything malformed is dropped here,
+    /// before it can reach smoltcp or a host socket.
+    fn frame(&mut self, frame: &[u8], registry: &Registry) {
+        let Some(vnet) = VnetHdr::parse(frame) else { return };
+        let Ok(eth) = EthernetFrame::new_checked(&frame[VNET_HDR_LEN..]) else {
+            return;
+        };
+        let src_mac = eth.src_addr();
+        let dst_mac = eth.dst_addr();
+        if !src_mac.is_unicast() || src_mac == GATEWAY_MAC {
+            return;
+        }
+        if dst_mac != GATEWAY_MAC && !dst_mac.is_broadcast() && !dst_mac.is_multicast() {
+            return;
+        }
+        if self.out.ns_mac != Some(src_mac) {
+            self.out.ns_mac = Some(src_mac);
+        }
+        match eth.ethertype() {
+            EthernetProtocol::Arp => self.arp(eth.payload()),
+            EthernetProtocol::Ipv4 if dst_mac == GATEWAY_MAC => self.ipv4(eth.payload(), vnet, registry),
+            EthernetProtocol::Ipv6 => self.ipv6(eth.payload(), vnet, dst_mac, registry),
+            _ => {}
+        }
+    }
+
+    fn arp(&mut self, arp: &[u8]) {
+        let plan = self.policy.plan;
+        let ours = |ip| ip == plan.gateway4 || (self.policy.dns && ip == plan.dns4);
+        if let Some((len, to)) = wire::arp_reply(arp, ours, GATEWAY_MAC, self.out.ip_buf()) {
+            self.out.send_l2(len, EthernetProtocol::Arp, to);
+        }
+    }
+
+    fn ipv4(&mut self, payload: &[u8], vnet: VnetHdr, registry: &Registry) {
+        let Ok(ip) = Ipv4Packet::new_checked(payload) else { return };
+        // Header checksum checked; fragments refused (we never reassemble).
+        let Ok(repr) = Ipv4Repr::parse(&ip, &wire::verify_caps()) else {
+            return;
+        };
+        let Some(pkt) = payload.get(..usize::from(ip.total_len())) else {
+            return;
+        };
+        let (src, dst) = (repr.src_addr.into(), repr.dst_addr.into());
+        if !self.policy.valid_source(src) {
+            return;
+        }
+        let body = ip.payload();
+        match repr.next_header {
+            IpProtocol::Tcp => self.tcp(pkt, body, src, dst, vnet, registry),
+            IpProtocol::Udp => self.udp(pkt, body, src, dst, vnet, registry),
+            IpProtocol::Icmp => {
+                let Ok(icmp) = Icmpv4Packet::new_checked(body) else { return };
+                let Ok(Icmpv4Repr::EchoRequest { ident, seq_no, data }) = Icmpv4Repr::parse(&icmp, &wire::verify_caps()) else {
+                    return;
+                };
+                let plan = self.policy.plan;
+                if repr.dst_addr == plan.gateway4 || repr.dst_addr == plan.dns4 {
+                    // The gateway and DNS addresses always answer ping.
+                    let reply = Icmpv4Repr::EchoReply { ident, seq_no, data };
+                    if let Some(len) = wire::icmpv4(self.out.ip_buf(), repr.dst_addr, repr.src_addr, &reply) {
+                        self.out.send_ip(len, None);
+                    }
+                } else {
+                    let req = EchoRequest { src, dst, ident, seq: seq_no, data };
+                    let (mut ctx, nat) = self.split(registry);
+                    nat.ping(req, &mut ctx);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn ipv6(&mut self, payload: &[u8], vnet: VnetHdr, dst_mac: EthernetAddress, registry: &Registry) {
+        let Some(v6) = self.policy.plan.v6 else { return };
+        let Ok(ip) = Ipv6Packet::new_checked(payload) else { return };
+        let Ok(repr) = Ipv6Repr::parse(&ip) else { return };
+        let Some(pkt) = payload.get(..wire::IPV6_HDR_LEN + repr.payload_len) else {
+            return;
+        };
+        let body = ip.payload();
+        if repr.next_header == IpProtocol::Icmpv6 {
+            if let Some(target) = wire::neighbor_solicit_target(body, repr.src_addr, repr.dst_addr, repr.hop_limit) {
+                if target == v6.gateway6 || (self.policy.dns && target == v6.dns6) {
+                    if let Some(len) = wire::neighbor_advert(self.out.ip_buf(), target, repr.src_addr, GATEWAY_MAC) {
+                        self.out.send_ip(len, None);
+                    }
+                }
+                return;
+            }
+        }
+        if dst_mac != GATEWAY_MAC {
+            return;
+        }
+        let (src, dst) = (repr.src_addr.into(), repr.dst_addr.into());
+        if !self.policy.valid_source(src) {
+            return;
+        }
+        match repr.next_header {
+            IpProtocol::Tcp => self.tcp(pkt, body, src, dst, vnet, registry),
+            IpProtocol::Udp => self.udp(pkt, body, src, dst, vnet, registry),
+            IpProtocol::Icmpv6 => {
+                let Ok(icmp) = Icmpv6Packet::new_checked(body) else { return };
+                let Ok(Icmpv6Repr::EchoRequest { ident, seq_no, data }) =
+                    Icmpv6Repr::parse(&repr.src_addr, &repr.dst_addr, &icmp, &wire::verify_caps())
+                else {
+                    return;
+                };
+                if repr.dst_addr == v6.gateway6 || repr.dst_addr == v6.dns6 {
+                    let reply = Icmpv6Repr::EchoReply { ident, seq_no, data };
+                    if let Some(len) = wire::icmpv6(self.out.ip_buf(), repr.dst_addr, repr.src_addr, &reply, wire::HOP_LIMIT) {
+                        self.out.send_ip(len, None);
+                    }
+                } else {
+                    let req = EchoRequest { src, dst, ident, seq: seq_no, data };
+                    let (mut ctx, nat) = self.split(registry);
+                    nat.ping(req, &mut ctx);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn tcp(&mut self, pkt: &[u8], body: &[u8], src: std::net::IpAddr, dst: std::net::IpAddr, vnet: VnetHdr, registry: &Registry) {
+        let Ok(tcp) = TcpPacket::new_checked(body) else { return };
+        if !vnet.partial_csum() && !tcp.verify_checksum(&IpAddress::from(src), &IpAddress::from(dst)) {
+            return;
+        }
+        if tcp.src_port() == 0 || tcp.dst_port() == 0 {
+            return;
+        }
+        let key = FlowKey {
+            src: (src, tcp.src_port()).into(),
+            dst: (dst, tcp.dst_port()).into(),
+        };
+        let syn_only = tcp.syn() && !tcp.ack() && !tcp.rst() && !tcp.fin();
+        let rst = tcp.rst();
+        let (mut ctx, nat) = self.split(registry);
+        nat.tcp_segment(pkt, key, syn_only, rst, &mut ctx);
+    }
+
+    fn udp(&mut self, pkt: &[u8], body: &[u8], src: std::net::IpAddr, dst: std::net::IpAddr, vnet: VnetHdr, registry: &Registry) {
+        let Ok(udp) = UdpPacket::new_checked(body) else { return };
+        if !vnet.partial_csum() {
+            let zero_ok = src.is_ipv4() && udp.checksum() == 0;
+            if !zero_ok && !udp.verify_checksum(&IpAddress::from(src), &IpAddress::from(dst)) {
+                return;
+            }
+        }
+        if udp.src_port() == 0 || udp.dst_port() == 0 {
+            return;
+        }
+        let key = FlowKey {
+            src: (src, udp.src_port()).into(),
+            dst: (dst, udp.dst_port()).into(),
+        };
+        let (mut ctx, nat) = self.split(registry);
+        nat.udp_datagram(pkt, key, udp.payload(), &mut ctx);
+    }
+}

@@ -1,0 +1,26 @@
+//! rlnet gives an unprivileged network namespace a real network.
+//!
+//! Layers, from the outside in:
+//! - [`cli`] turns argv (slirp4netns-compatible or native) into a pure [`config::Config`].
+//! - [`app`] orchestrates one run: find or create the namespace, obtain its TAP
+//!   through a short-lived agent inside it ([`sys::ns`]), then hand everything to
+//!   the event loop.
+//! - [`engine`] is the single-threaded data plane: it reads frames from the TAP
+//!   ([`sys::tap`]), answers L2 itself ([`wire`]), terminates TCP in smoltcp with
+//!   one socket set per flow ([`stack`], [`nat`]) and relays to host sockets.
+//! - [`sys`] is the only module with `unsafe`: raw syscalls, ioctls, namespaces.
+#![deny(unsafe_code)]
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod forward;
+pub mod log;
+pub mod nat;
+pub mod stack;
+pub mod sys;
+pub mod wire;
+
+pub use error::Error;

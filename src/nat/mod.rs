@@ -1,0 +1,399 @@
+//! Outbound NAT: flows from the namespace to host sockets. One table per
+//! protocol (slab + hash index), one timer heap, O(1) work per packet.
+
+pub mod icmp;
+pub mod policy;
+pub mod tcp;
+pub mod udp;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+
+use mio::{Interest, Registry, Token};
+use slab::Slab;
+use smoltcp::iface::{Interface, SocketSet};
+use smoltcp::phy::DeviceCapabilities;
+use smoltcp::time::Instant;
+use socket2::Socket;
+
+use crate::stack::{Dev, TapOut};
+use crate::wire::{self, Unreachable};
+use policy::{Decision, Policy};
+use tcp::{After, TcpFlow};
+
+/// Tokens below this belong to the engine (TAP, signals, ...).
+pub const FLOW_TOKEN_BASE: usize = 16;
+const KINDS: usize = 4;
+
+/// Limits on what one namespace may hold open (security.md §8.6).
+pub const MAX_TCP_FLOWS: usize = 65536;
+pub const MAX_TCP_CONNECTING: usize = 4096;
+pub const MAX_UDP_FLOWS: usize = 16384;
+pub const MAX_ICMP_FLOWS: usize = 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Tcp = 0,
+    Udp = 1,
+    Icmp = 2,
+}
+
+pub fn token(kind: Kind, idx: usize) -> Token {
+    Token(FLOW_TOKEN_BASE + idx * KINDS + kind as usize)
+}
+
+fn from_token(t: Token) -> Option<(Kind, usize)> {
+    let v = t.0.checked_sub(FLOW_TOKEN_BASE)?;
+    let kind = match v % KINDS {
+        0 => Kind::Tcp,
+        1 => Kind::Udp,
+        2 => Kind::Icmp,
+        _ => return None,
+    };
+    Some((kind, v / KINDS))
+}
+
+/// A flow as the namespace sees it: its own address and the destination it
+/// addressed (before any translation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+}
+
+/// Outbound source addresses (`--outbound-addr[6]`, already resolved).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Outbound {
+    pub v4: Option<IpAddr>,
+    pub v6: Option<IpAddr>,
+}
+
+/// Everything a flow needs from the engine while it is being serviced.
+pub struct Ctx<'a> {
+    pub iface: &'a mut Interface,
+    pub out: &'a mut TapOut,
+    pub caps: &'a DeviceCapabilities,
+    pub registry: &'a Registry,
+    pub policy: &'a Policy,
+    pub outbound: Outbound,
+    pub now: Instant,
+}
+
+#[derive(Debug)]
+pub enum HostConnectError {
+    Socket(io::Error),
+    Bind(io::Error),
+    Connect(io::Error),
+    Listen,
+}
+
+impl HostConnectError {
+    fn io(&self) -> Option<&io::Error> {
+        match self {
+            HostConnectError::Socket(e) | HostConnectError::Bind(e) | HostConnectError::Connect(e) => Some(e),
+            HostConnectError::Listen => None,
+        }
+    }
+}
+
+/// Bind a host socket to the configured outbound address of its family.
+pub fn bind_outbound(sock: &Socket, dst: SocketAddr, outbound: Outbound) -> io::Result<()> {
+    let src = if dst.is_ipv4() { outbound.v4 } else { outbound.v6 };
+    if let Some(src) = src {
+        crate::sys::os::bind_address_no_port(sock);
+        sock.bind(&SocketAddr::new(src, 0).into())?;
+    }
+    Ok(())
+}
+
+/// Which ICMP error mirrors a failed host operation; None means "refused"
+/// (a RST for TCP, port unreachable for UDP).
+pub fn unreachable_for(err: &io::Error) -> Option<Unreachable> {
+    match err.raw_os_error() {
+        Some(libc::ENETUNREACH) | Some(libc::EINVAL) => Some(Unreachable::Net),
+        Some(libc::EHOSTUNREACH) | Some(libc::ETIMEDOUT) | Some(libc::EHOSTDOWN) => Some(Unreachable::Host),
+        Some(libc::EACCES) | Some(libc::EPERM) => Some(Unreachable::Prohibited),
+        _ => None,
+    }
+}
+
+/// ICMP error for a TCP flow whose SYN we no longer hold: quote a header
+/// rebuilt from the flow key (enough for the namespace to match its socket).
+fn send_unreachable_for_tcp(key: &FlowKey, kind: Unreachable, ctx: &mut Ctx<'_>) {
+    let mut quote = [0u8; wire::IPV6_HDR_LEN + 8];
+    if let Some(len) = wire::flow_quote(&mut quote, key.src, key.dst, smoltcp::wire::IpProtocol::Tcp) {
+        send_unreachable(ctx, &quote[..len], key.dst.ip(), kind);
+    }
+}
+
+/// Send "destination unreachable" about `orig` (a packet from the
+/// namespace). The error comes from the gateway, as a router would send it.
+pub fn send_unreachable(ctx: &mut Ctx<'_>, orig: &[u8], dst: IpAddr, kind: Unreachable) {
+    let plan = &ctx.policy.plan;
+    let from = match dst {
+        IpAddr::V4(_) => IpAddr::V4(plan.gateway4),
+        IpAddr::V6(_) => match plan.v6 {
+            Some(v6) => IpAddr::V6(v6.gateway6),
+            None => return,
+        },
+    };
+    if let Some(len) = wire::unreachable(ctx.out.ip_buf(), from, orig, kind) {
+        ctx.out.send_ip(len, None);
+    }
+}
+
+/// Deadlines in micros since engine start; stale entries are skipped.
+type TimerHeap = BinaryHeap<Reverse<(i64, usize)>>;
+
+pub struct Nat {
+    tcp: Slab<TcpFlow>,
+    tcp_index: HashMap<FlowKey, usize>,
+    connecting: usize,
+    udp: udp::UdpTable,
+    icmp: icmp::PingTable,
+    timers: TimerHeap,
+    /// Flows that could not send because the TAP was full.
+    blocked: Vec<usize>,
+    /// Flows with readable host sockets left over from a bounded batch.
+    again: Vec<Token>,
+    /// Socket set with no sockets: smoltcp answers RST for segments of
+    /// unknown connections.
+    no_flow: SocketSet<'static>,
+}
+
+impl Default for Nat {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Nat {
+    pub fn new() -> Nat {
+        Nat {
+            tcp: Slab::new(),
+            tcp_index: HashMap::new(),
+            connecting: 0,
+            udp: udp::UdpTable::default(),
+            icmp: icmp::PingTable::default(),
+            timers: BinaryHeap::new(),
+            blocked: Vec::new(),
+            again: Vec::new(),
+            no_flow: SocketSet::new(Vec::new()),
+        }
+    }
+
+    pub fn tcp_flows(&self) -> usize {
+        self.tcp.len()
+    }
+
+    pub fn udp_flows(&self) -> usize {
+        self.udp.len()
+    }
+
+    /// A TCP segment from the namespace (`pkt` is the whole IP packet).
+    pub fn tcp_segment(&mut self, pkt: &[u8], key: FlowKey, syn_only: bool, rst: bool, ctx: &mut Ctx<'_>) {
+        if let Some(&idx) = self.tcp_index.get(&key) {
+            if let Some(flow) = self.tcp.get_mut(idx) {
+                flow.ingress(pkt, ctx);
+                self.service_tcp(idx, ctx);
+            }
+            return;
+        }
+        if !syn_only {
+            if !rst {
+                self.reset(pkt, ctx);
+            }
+            return;
+        }
+        match ctx.policy.outbound(key.dst) {
+            Decision::Host(addr) => self.open_tcp(pkt, key, addr, ctx),
+            Decision::Refuse(kind) => send_unreachable(ctx, pkt, key.dst.ip(), kind),
+            // The DNS stub does not serve TCP yet: refuse rather than hang.
+            Decision::DnsStub => self.reset(pkt, ctx),
+            Decision::Drop => {}
+        }
+    }
+
+    fn reset(&mut self, pkt: &[u8], ctx: &mut Ctx<'_>) {
+        let mut dev = Dev::new(Some(pkt), ctx.out, ctx.caps);
+        ctx.iface.poll_ingress_single(ctx.now, &mut dev, &mut self.no_flow);
+    }
+
+    fn open_tcp(&mut self, pkt: &[u8], key: FlowKey, addr: SocketAddr, ctx: &mut Ctx<'_>) {
+        if self.tcp.len() >= MAX_TCP_FLOWS || self.connecting >= MAX_TCP_CONNECTING {
+            crate::limited!(Warn, "too many TCP flows; refusing a connection to {}", key.dst);
+            self.reset(pkt, ctx);
+            return;
+        }
+        let mut flow = match TcpFlow::connect(key, addr, ctx) {
+            Ok(f) => f,
+            Err(e) => {
+                crate::limited!(Debug, "connect to {addr} failed at once: {e:?}");
+                match e.io().and_then(unreachable_for) {
+                    Some(kind) => send_unreachable(ctx, pkt, key.dst.ip(), kind),
+                    None => self.reset(pkt, ctx),
+                }
+                return;
+            }
+        };
+        let entry = self.tcp.vacant_entry();
+        let idx = entry.key();
+        if let Err(e) = ctx
+            .registry
+            .register(&mut flow.host, token(Kind::Tcp, idx), Interest::READABLE | Interest::WRITABLE)
+        {
+            crate::limited!(Warn, "cannot watch a host socket: {e}");
+            self.reset(pkt, ctx);
+            return;
+        }
+        flow.ingress(pkt, ctx);
+        entry.insert(flow);
+        self.tcp_index.insert(key, idx);
+        self.connecting += 1;
+        self.service_tcp(idx, ctx);
+    }
+
+    fn service_tcp(&mut self, idx: usize, ctx: &mut Ctx<'_>) {
+        let Some(flow) = self.tcp.get_mut(idx) else {
+            return;
+        };
+        let was_connecting = flow.connecting();
+        let after = flow.service(ctx);
+        if was_connecting && (!flow.connecting() || after == After::Remove) {
+            self.connecting = self.connecting.saturating_sub(1);
+        }
+        if ctx.out.blocked() {
+            self.blocked.push(idx);
+        }
+        match after {
+            After::Remove => self.remove_tcp(idx, ctx.registry),
+            After::Keep => {
+                if let Some(t) = flow.timer {
+                    self.timers.push(Reverse((t.total_micros(), token(Kind::Tcp, idx).0)));
+                }
+            }
+        }
+    }
+
+    fn remove_tcp(&mut self, idx: usize, registry: &Registry) {
+        if let Some(mut flow) = self.tcp.try_remove(idx) {
+            let _ = registry.deregister(&mut flow.host);
+            self.tcp_index.remove(&flow.key);
+        }
+    }
+
+    /// A UDP datagram from the namespace.
+    pub fn udp_datagram(&mut self, pkt: &[u8], key: FlowKey, payload: &[u8], ctx: &mut Ctx<'_>) {
+        match ctx.policy.outbound(key.dst) {
+            Decision::Host(addr) => {
+                if let Some(deadline) = self.udp.send(pkt, key, addr, payload, ctx) {
+                    self.timers.push(Reverse(deadline));
+                }
+            }
+            Decision::Refuse(kind) => send_unreachable(ctx, pkt, key.dst.ip(), kind),
+            // Until the DNS stub exists, fail fast instead of timing out.
+            Decision::DnsStub => send_unreachable(ctx, pkt, key.dst.ip(), Unreachable::Port),
+            Decision::Drop => {}
+        }
+    }
+
+    /// An ICMP echo request to an address other than the gateway/DNS.
+    pub fn ping(&mut self, req: icmp::EchoRequest<'_>, ctx: &mut Ctx<'_>) {
+        let dst = SocketAddr::new(req.dst, 1);
+        if let Decision::Host(addr) = ctx.policy.outbound(dst) {
+            if let Some(deadline) = self.icmp.send(req, addr.ip(), ctx) {
+                self.timers.push(Reverse(deadline));
+            }
+        }
+    }
+
+    /// Readiness of a host socket.
+    pub fn host_event(&mut self, t: Token, readable: bool, writable: bool, ctx: &mut Ctx<'_>) {
+        let Some((kind, idx)) = from_token(t) else {
+            return;
+        };
+        match kind {
+            Kind::Tcp => {
+                if let Some(flow) = self.tcp.get_mut(idx) {
+                    flow.host_ready(readable, writable);
+                    self.service_tcp(idx, ctx);
+                }
+            }
+            Kind::Udp => {
+                if readable && self.udp.receive(idx, ctx) {
+                    self.again.push(t);
+                }
+            }
+            Kind::Icmp => {
+                if readable {
+                    self.icmp.receive(idx, ctx);
+                }
+            }
+        }
+    }
+
+    /// Work left from bounded batches; true if the loop should not sleep.
+    pub fn has_backlog(&self) -> bool {
+        !self.again.is_empty()
+    }
+
+    pub fn run_backlog(&mut self, ctx: &mut Ctx<'_>) {
+        for t in std::mem::take(&mut self.again) {
+            self.host_event(t, true, false, ctx);
+        }
+    }
+
+    /// The TAP accepts writes again: let blocked flows send.
+    pub fn tap_drained(&mut self, ctx: &mut Ctx<'_>) {
+        let mut list = std::mem::take(&mut self.blocked);
+        list.sort_unstable();
+        list.dedup();
+        for idx in list {
+            if ctx.out.blocked() {
+                self.blocked.push(idx);
+                continue;
+            }
+            self.service_tcp(idx, ctx);
+        }
+    }
+
+    /// Earliest timer deadline (micros since start), if any.
+    pub fn next_deadline(&self) -> Option<i64> {
+        self.timers.peek().map(|Reverse((t, _))| *t)
+    }
+
+    /// Fire due timers.
+    pub fn run_timers(&mut self, ctx: &mut Ctx<'_>) {
+        let now = ctx.now.total_micros();
+        let mut fired = 0;
+        while let Some(&Reverse((t, tok))) = self.timers.peek() {
+            if t > now || fired > 4096 {
+                break;
+            }
+            self.timers.pop();
+            fired += 1;
+            match from_token(Token(tok)) {
+                Some((Kind::Tcp, idx)) => {
+                    // Only the flow's current deadline counts; older ones are stale.
+                    if self.tcp.get(idx).and_then(|f| f.timer).map(|x| x.total_micros()) == Some(t) {
+                        self.service_tcp(idx, ctx);
+                    }
+                }
+                Some((Kind::Udp, idx)) => {
+                    if let Some(next) = self.udp.expire(idx, t, ctx) {
+                        self.timers.push(Reverse(next));
+                    }
+                }
+                Some((Kind::Icmp, idx)) => {
+                    if let Some(next) = self.icmp.expire(idx, t, ctx) {
+                        self.timers.push(Reverse(next));
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+}
+

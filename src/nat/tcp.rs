@@ -1,0 +1,290 @@
+//! Outbound TCP: the namespace's connection is terminated in smoltcp (one
+//! socket in its own socket set per flow) and relayed to a host socket.
+//!
+//! Connect-first: on a SYN the host `connect()` starts before smoltcp may
+//! answer; the SYN-ACK is held (`pause_synack`) until the host side is
+//! connected, and a refused host connect becomes a RST, so the namespace sees
+//! ECONNREFUSED rather than connect-then-reset.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::time::Duration as StdDuration;
+
+use mio::net::TcpStream;
+use smoltcp::iface::{PollResult, SocketHandle, SocketSet};
+use smoltcp::socket::tcp;
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::IpListenEndpoint;
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+
+use super::{Ctx, FlowKey, HostConnectError, bind_outbound};
+use crate::stack::Dev;
+
+/// Per-direction buffer of a flow. Large enough for a few 64 KB segments in
+/// flight on a local link (design.md §2.7 sweep); allocated lazily by the
+/// kernel (zero pages), returned on close.
+pub const BUF_SIZE: usize = 256 * 1024;
+/// A peer that stops answering while we have data for it is given up.
+const PEER_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Host connect in progress, SYN-ACK held back.
+    Connecting,
+    Open,
+}
+
+pub struct TcpFlow {
+    pub key: FlowKey,
+    set: SocketSet<'static>,
+    handle: SocketHandle,
+    pub host: TcpStream,
+    phase: Phase,
+    /// Edge-triggered readiness, cleared on WouldBlock.
+    host_readable: bool,
+    host_writable: bool,
+    /// Host sent FIN (read returned 0); we closed our side in smoltcp.
+    host_eof: bool,
+    /// We passed the namespace's FIN on (shutdown(Write) on the host socket).
+    host_shut: bool,
+    /// The host connection failed or was reset.
+    host_dead: bool,
+    /// The namespace closed its sending side (we saw its FIN).
+    ns_fin: bool,
+    /// When smoltcp wants to be polled next (`poll_at`).
+    pub timer: Option<Instant>,
+}
+
+/// What the caller should do with the flow after servicing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum After {
+    Keep,
+    Remove,
+}
+
+impl TcpFlow {
+    /// Start the host connect and create the held smoltcp listener. The SYN
+    /// itself is fed by the caller afterwards.
+    pub fn connect(key: FlowKey, host_addr: SocketAddr, ctx: &Ctx<'_>) -> Result<TcpFlow, HostConnectError> {
+        let sock = Socket::new(
+            Domain::for_address(host_addr),
+            Type::STREAM.nonblocking(),
+            Some(Protocol::TCP),
+        )
+        .map_err(HostConnectError::Socket)?;
+        // The namespace already coalesced its writes; don't delay them again.
+        let _ = sock.set_tcp_nodelay(true);
+        bind_outbound(&sock, host_addr, ctx.outbound).map_err(HostConnectError::Bind)?;
+        match sock.connect(&host_addr.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(HostConnectError::Connect(e)),
+        }
+        let host = TcpStream::from_std(sock.into());
+
+        let mut socket = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0u8; BUF_SIZE]),
+            tcp::SocketBuffer::new(vec![0u8; BUF_SIZE]),
+        );
+        // A local link: no congestion control, no Nagle, ACK at once
+        // (design.md §1.3); the host side has its own TCP for all of that.
+        socket.set_congestion_control(tcp::CongestionControl::None);
+        socket.set_nagle_enabled(false);
+        socket.set_ack_delay(None);
+        socket.set_timeout(Some(PEER_TIMEOUT));
+        socket.pause_synack(true);
+        socket
+            .listen(IpListenEndpoint {
+                addr: Some(key.dst.ip().into()),
+                port: key.dst.port(),
+            })
+            .map_err(|_| HostConnectError::Listen)?;
+        let mut set = SocketSet::new(Vec::with_capacity(1));
+        let handle = set.add(socket);
+        Ok(TcpFlow {
+            key,
+            set,
+            handle,
+            host,
+            phase: Phase::Connecting,
+            host_readable: false,
+            host_writable: false,
+            host_eof: false,
+            host_shut: false,
+            host_dead: false,
+            ns_fin: false,
+            timer: None,
+        })
+    }
+
+    /// Feed one segment from the namespace into this flow's socket set.
+    pub fn ingress(&mut self, pkt: &[u8], ctx: &mut Ctx<'_>) {
+        let mut dev = Dev::new(Some(pkt), ctx.out, ctx.caps);
+        ctx.iface.poll_ingress_single(ctx.now, &mut dev, &mut self.set);
+    }
+
+    /// Host socket readiness from epoll.
+    pub fn host_ready(&mut self, readable: bool, writable: bool) {
+        self.host_readable |= readable;
+        self.host_writable |= writable;
+    }
+
+    fn socket(&mut self) -> &mut tcp::Socket<'static> {
+        self.set.get_mut::<tcp::Socket>(self.handle)
+    }
+
+    /// Move whatever can move, emit what smoltcp wants to send, and say
+    /// whether the flow is finished. Called after every event on the flow.
+    pub fn service(&mut self, ctx: &mut Ctx<'_>) -> After {
+        if self.phase == Phase::Connecting && self.host_writable {
+            match self.host.take_error() {
+                Ok(Some(e)) | Err(e) => return self.connect_failed(e, ctx),
+                Ok(None) => match self.host.peer_addr() {
+                    Ok(_) => {
+                        self.phase = Phase::Open;
+                        self.socket().pause_synack(false);
+                    }
+                    // Spurious wake-up while still connecting.
+                    Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => self.host_writable = false,
+                    Err(e) => return self.connect_failed(e, ctx),
+                },
+            }
+        }
+        if self.phase == Phase::Open && !self.host_dead {
+            self.ns_to_host();
+            self.host_to_ns();
+        }
+        if self.host_dead {
+            self.socket().abort();
+        }
+        self.egress(ctx);
+        self.finish_or_keep(ctx)
+    }
+
+    /// Namespace → host: drain smoltcp's receive buffer into the host socket.
+    fn ns_to_host(&mut self) {
+        let mut rounds = 0;
+        while self.host_writable && rounds < 4 {
+            rounds += 1;
+            let host = &self.host;
+            let sock = self.set.get_mut::<tcp::Socket>(self.handle);
+            if !sock.can_recv() {
+                break;
+            }
+            let res = sock.recv(|buf| match (&*host).write(buf) {
+                Ok(n) => (n, Ok(n)),
+                Err(e) => (0, Err(e)),
+            });
+            match res {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => self.host_writable = false,
+                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(Err(_)) => {
+                    self.host_dead = true;
+                    return;
+                }
+                Err(_) => break,
+            }
+        }
+        let state = self.socket().state();
+        if matches!(
+            state,
+            tcp::State::CloseWait | tcp::State::LastAck | tcp::State::Closing | tcp::State::TimeWait
+        ) {
+            self.ns_fin = true;
+        }
+        // The namespace half-closed and everything it sent is delivered:
+        // pass the FIN on.
+        if self.ns_fin && !self.host_shut && self.socket().recv_queue() == 0 {
+            self.host_shut = true;
+            let _ = self.host.shutdown(Shutdown::Write);
+        }
+    }
+
+    /// Host → namespace: read straight into smoltcp's transmit buffer.
+    fn host_to_ns(&mut self) {
+        let mut rounds = 0;
+        while self.host_readable && !self.host_eof && rounds < 4 {
+            rounds += 1;
+            let host = &self.host;
+            let sock = self.set.get_mut::<tcp::Socket>(self.handle);
+            if !sock.can_send() {
+                break;
+            }
+            let res = sock.send(|buf| match (&*host).read(buf) {
+                Ok(n) => (n, Ok(n)),
+                Err(e) => (0, Err(e)),
+            });
+            match res {
+                Ok(Ok(0)) => {
+                    self.host_eof = true;
+                    self.socket().close();
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => self.host_readable = false,
+                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(Err(_)) => {
+                    self.host_dead = true;
+                    return;
+                }
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Emit everything smoltcp has queued (one segment per socket per call).
+    pub fn egress(&mut self, ctx: &mut Ctx<'_>) {
+        for _ in 0..1024 {
+            let mut dev = Dev::new(None, ctx.out, ctx.caps);
+            if ctx.iface.poll_egress(ctx.now, &mut dev, &mut self.set) == PollResult::None {
+                break;
+            }
+        }
+        self.timer = ctx.iface.poll_at(ctx.now, &self.set);
+    }
+
+    fn connect_failed(&mut self, err: io::Error, ctx: &mut Ctx<'_>) -> After {
+        crate::limited!(Debug, "connect to {} failed: {err}", self.key.dst);
+        self.host_dead = true;
+        let kind = super::unreachable_for(&err);
+        match kind {
+            // ECONNREFUSED and friends: a RST, so connect() fails at once.
+            None => {
+                self.socket().abort();
+                self.egress(ctx);
+            }
+            Some(kind) => {
+                // The namespace sees the same errno the host saw.
+                super::send_unreachable_for_tcp(&self.key, kind, ctx);
+            }
+        }
+        After::Remove
+    }
+
+    fn finish_or_keep(&mut self, _ctx: &mut Ctx<'_>) -> After {
+        let state = self.socket().state();
+        match state {
+            tcp::State::Closed | tcp::State::TimeWait => {
+                let clean = self.ns_fin && self.host_eof;
+                if state == tcp::State::TimeWait && self.socket().recv_queue() > 0 && !self.host_dead {
+                    // Data for the host still buffered: keep draining.
+                    return After::Keep;
+                }
+                if !clean && !self.host_dead {
+                    // Reset or timed out on the namespace side: reset the host too.
+                    let _ = SockRef::from(&self.host).set_linger(Some(StdDuration::ZERO));
+                } else if !self.host_shut {
+                    let _ = self.host.shutdown(Shutdown::Write);
+                }
+                After::Remove
+            }
+            _ if self.host_dead => After::Remove,
+            _ => After::Keep,
+        }
+    }
+
+    /// Host connect still in progress.
+    pub fn connecting(&self) -> bool {
+        self.phase == Phase::Connecting
+    }
+}

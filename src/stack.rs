@@ -1,0 +1,260 @@
+//! smoltcp over the TAP: the frame writer ([`TapOut`]), a one-packet
+//! [`Dev`] that feeds smoltcp exactly the segment rlnet demultiplexed to a
+//! flow, and the shared `Interface` (Medium::Ip, any_ip, default routes via
+//! its own gateway addresses, so it accepts every destination).
+
+use std::collections::VecDeque;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::io;
+use std::num::NonZeroUsize;
+
+use smoltcp::iface::{Config as IfaceConfig, Interface};
+use smoltcp::phy::{Checksum, ChecksumCapabilities, Device, DeviceCapabilities, Medium, PacketMeta};
+use smoltcp::time::Instant;
+use smoltcp::wire::{EthernetAddress, EthernetProtocol, HardwareAddress, IpAddress, IpCidr};
+
+use crate::config::AddrPlan;
+use crate::sys::tap::Tap;
+use crate::wire::{FRAME_BUF, HEADROOM, finish_frame, finish_l2_frame};
+
+/// The gateway's MAC: locally administered, fixed, like slirp's.
+pub const GATEWAY_MAC: EthernetAddress = EthernetAddress([0x52, 0x55, 0x0a, 0x00, 0x02, 0x02]);
+/// Frames queued while the TAP refuses writes; beyond this they are dropped.
+const MAX_PENDING: usize = 1024;
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TxStats {
+    pub frames: u64,
+    pub bytes: u64,
+    pub queued: u64,
+    pub dropped: u64,
+}
+
+/// Writes frames to the TAP. One reusable buffer with headroom for the
+/// virtio-net and Ethernet headers, so smoltcp builds each IP packet in place.
+pub struct TapOut {
+    tap: Tap,
+    buf: Box<[u8]>,
+    pending: VecDeque<Box<[u8]>>,
+    pub gw_mac: EthernetAddress,
+    pub ns_mac: Option<EthernetAddress>,
+    pub stats: TxStats,
+}
+
+impl TapOut {
+    pub fn new(tap: Tap, ns_mac: Option<EthernetAddress>) -> Self {
+        TapOut {
+            tap,
+            buf: vec![0u8; FRAME_BUF].into_boxed_slice(),
+            pending: VecDeque::new(),
+            gw_mac: GATEWAY_MAC,
+            ns_mac,
+            stats: TxStats::default(),
+        }
+    }
+
+    pub fn tap(&self) -> &Tap {
+        &self.tap
+    }
+
+    /// True while earlier frames wait for the TAP to accept writes.
+    pub fn blocked(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Where to build the next IP packet.
+    pub fn ip_buf(&mut self) -> &mut [u8] {
+        &mut self.buf[HEADROOM..]
+    }
+
+    /// Send the IP packet of `ip_len` bytes built in [`Self::ip_buf`].
+    pub fn send_ip(&mut self, ip_len: usize, gso_mss: Option<u16>) {
+        let Some(dst) = self.ns_mac else {
+            crate::limited!(Debug, "no MAC known for the namespace yet; frame dropped");
+            self.stats.dropped += 1;
+            return;
+        };
+        match finish_frame(&mut self.buf, ip_len, dst, self.gw_mac, gso_mss) {
+            Some(len) => self.write(len),
+            None => self.stats.dropped += 1,
+        }
+    }
+
+    /// Send a non-IP payload (ARP) of `len` bytes built in [`Self::ip_buf`].
+    pub fn send_l2(&mut self, len: usize, ethertype: EthernetProtocol, dst: EthernetAddress) {
+        match finish_l2_frame(&mut self.buf, len, dst, self.gw_mac, ethertype) {
+            Some(len) => self.write(len),
+            None => self.stats.dropped += 1,
+        }
+    }
+
+    fn write(&mut self, len: usize) {
+        let frame = &self.buf[..len];
+        if !self.pending.is_empty() {
+            self.enqueue(len);
+            return;
+        }
+        match self.tap.write(frame) {
+            Ok(_) => {
+                self.stats.frames += 1;
+                self.stats.bytes += len as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.enqueue(len),
+            Err(e) => {
+                // EIO while the link is down (nobody configured it yet), or a
+                // frame the kernel refused: drop, like a real wire would.
+                crate::limited!(Debug, "TAP write of {len} bytes failed: {e}");
+                self.stats.dropped += 1;
+            }
+        }
+    }
+
+    fn enqueue(&mut self, len: usize) {
+        if self.pending.len() >= MAX_PENDING {
+            self.stats.dropped += 1;
+            return;
+        }
+        self.stats.queued += 1;
+        self.pending.push_back(self.buf[..len].into());
+    }
+
+    /// Write queued frames; true when the queue is empty afterwards.
+    pub fn flush(&mut self) -> bool {
+        while let Some(frame) = self.pending.front() {
+            match self.tap.write(frame) {
+                Ok(_) => {
+                    self.stats.frames += 1;
+                    self.stats.bytes += frame.len() as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(_) => self.stats.dropped += 1,
+            }
+            self.pending.pop_front();
+        }
+        true
+    }
+}
+
+/// A smoltcp device that yields at most one received packet (the one rlnet
+/// routed to this flow) and transmits through [`TapOut`].
+pub struct Dev<'a> {
+    rx: Option<&'a [u8]>,
+    out: &'a mut TapOut,
+    caps: &'a DeviceCapabilities,
+}
+
+impl<'a> Dev<'a> {
+    pub fn new(rx: Option<&'a [u8]>, out: &'a mut TapOut, caps: &'a DeviceCapabilities) -> Self {
+        Dev { rx, out, caps }
+    }
+}
+
+pub struct Rx<'a>(&'a [u8]);
+
+impl smoltcp::phy::RxToken for Rx<'_> {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(self.0)
+    }
+}
+
+pub struct Tx<'a> {
+    out: &'a mut TapOut,
+    meta: PacketMeta,
+}
+
+impl smoltcp::phy::TxToken for Tx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let buf = self.out.ip_buf();
+        let len = len.min(buf.len());
+        let r = f(&mut buf[..len]);
+        let mss = self
+            .meta
+            .segmentation_offload_size
+            .and_then(|m| u16::try_from(m.get()).ok());
+        self.out.send_ip(len, mss);
+        r
+    }
+
+    fn set_meta(&mut self, meta: PacketMeta) {
+        self.meta = meta;
+    }
+}
+
+impl Device for Dev<'_> {
+    type RxToken<'b>
+        = Rx<'b>
+    where
+        Self: 'b;
+    type TxToken<'b>
+        = Tx<'b>
+    where
+        Self: 'b;
+
+    fn receive(&mut self, _now: Instant) -> Option<(Rx<'_>, Tx<'_>)> {
+        let pkt = self.rx.take()?;
+        Some((
+            Rx(pkt),
+            Tx {
+                out: self.out,
+                meta: PacketMeta::default(),
+            },
+        ))
+    }
+
+    fn transmit(&mut self, _now: Instant) -> Option<Tx<'_>> {
+        // Back-pressure instead of drops: smoltcp keeps the data and we poll
+        // the flow again once the TAP drains.
+        if self.out.blocked() {
+            return None;
+        }
+        Some(Tx {
+            out: self.out,
+            meta: PacketMeta::default(),
+        })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        self.caps.clone()
+    }
+}
+
+/// Capabilities of the TAP path: the kernel completes TCP/UDP checksums and
+/// segments our 64 KB TCP frames, so smoltcp neither computes nor (for frames
+/// that carry partial sums) verifies them; rlnet verifies full checksums on
+/// frames without the partial flag before they reach smoltcp.
+pub fn capabilities(mtu: u32) -> DeviceCapabilities {
+    let mut checksum = ChecksumCapabilities::default();
+    checksum.ipv4 = Checksum::Both;
+    checksum.tcp = Checksum::None;
+    checksum.udp = Checksum::None;
+    let mut caps = DeviceCapabilities::default();
+    caps.medium = Medium::Ip;
+    caps.max_transmission_unit = mtu as usize;
+    caps.checksum = checksum;
+    caps.segmentation.tcpv4 = NonZeroUsize::new(65535);
+    caps.segmentation.tcpv6 = NonZeroUsize::new(65535);
+    caps
+}
+
+/// The shared interface. It holds no per-socket state in Medium::Ip, so one
+/// interface serves every flow's own socket set.
+pub fn interface(plan: &AddrPlan, out: &mut TapOut, caps: &DeviceCapabilities, now: Instant) -> Interface {
+    let mut cfg = IfaceConfig::new(HardwareAddress::Ip);
+    // Initial sequence numbers come from this seed: make it unpredictable.
+    cfg.random_seed = RandomState::new().hash_one(now.total_micros());
+    let mut dev = Dev::new(None, out, caps);
+    let mut iface = Interface::new(cfg, &mut dev, now);
+    iface.update_ip_addrs(|addrs| {
+        let _ = addrs.push(IpCidr::new(IpAddress::Ipv4(plan.gateway4), plan.net4.prefix));
+        if let Some(v6) = plan.v6 {
+            let _ = addrs.push(IpCidr::new(IpAddress::Ipv6(v6.gateway6), v6.prefix_len));
+        }
+    });
+    let _ = iface.routes_mut().add_default_ipv4_route(plan.gateway4);
+    if let Some(v6) = plan.v6 {
+        let _ = iface.routes_mut().add_default_ipv6_route(v6.gateway6);
+    }
+    iface.set_any_ip(true);
+    iface
+}

@@ -1,0 +1,9 @@
+//! The only module with `unsafe`: raw syscalls, ioctls and namespace entry.
+//! Everything here is wrapped in safe functions; every `unsafe` block says
+//! why it is sound in a `// SAFETY:` comment.
+#![allow(unsafe_code)]
+
+pub mod netlink;
+pub mod ns;
+pub mod os;
+pub mod tap;

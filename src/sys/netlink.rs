@@ -1,0 +1,603 @@
+//! Configure the link inside the current network namespace over rtnetlink,
+//! synchronously: one NETLINK_ROUTE socket, one request at a time, each ACKed.
+//! No `ip` processes, threads or async runtime: this is on the start-up path.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
+    NetlinkPayload, NlasIterator,
+};
+use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::route::{
+    RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use nix::errno::Errno;
+
+/// Upper bounds so a confused or hostile peer cannot keep us looping.
+const MAX_RECVS: usize = 1024;
+const MAX_MESSAGES: usize = 16384;
+/// NLMSGERR_ATTR_MSG: the kernel's extended-ACK text ("MTU greater than device maximum").
+const NLMSGERR_ATTR_MSG: u16 = 1;
+const NLM_F_ACK_TLVS: u16 = 0x200;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetlinkError {
+    #[error("cannot open rtnetlink socket: {0}")]
+    Socket(#[source] std::io::Error),
+    #[error("netlink I/O failed while trying to {op}: {source}")]
+    Io { op: String, source: std::io::Error },
+    #[error("cannot {op}: {}{}", .errno.desc(), .detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Kernel {
+        op: String,
+        errno: Errno,
+        detail: Option<String>,
+    },
+    #[error("interface {0} does not exist")]
+    NoSuchLink(String),
+    #[error("unexpected netlink reply while trying to {op}: {reason}")]
+    Protocol { op: String, reason: String },
+    #[error("cannot write {path}: {source}")]
+    Sysctl {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+pub struct LinkSetup<'a> {
+    pub ifname: &'a str,
+    pub mtu: u32,
+    pub mac: Option<[u8; 6]>,
+    /// (address, prefix length, default gateway)
+    pub v4: Option<(Ipv4Addr, u8, Ipv4Addr)>,
+    pub v6: Option<(Ipv6Addr, u8, Ipv6Addr)>,
+}
+
+/// A NETLINK_ROUTE socket in the netns of the thread that created it.
+struct Rtnl {
+    sock: Socket,
+    seq: u32,
+    ext_ack: bool,
+    tx: Vec<u8>,
+    rx: Vec<u8>,
+}
+
+impl Rtnl {
+    fn open() -> Result<Self, NetlinkError> {
+        let mut sock = Socket::new(NETLINK_ROUTE).map_err(NetlinkError::Socket)?;
+        sock.bind_auto().map_err(NetlinkError::Socket)?;
+        sock.connect(&SocketAddr::new(0, 0))
+            .map_err(NetlinkError::Socket)?;
+        // Capped ACKs keep error replies small; extended ACKs add the kernel's reason text.
+        let ext_ack = sock
+            .set_cap_ack(true)
+            .and_then(|()| sock.set_ext_ack(true))
+            .is_ok();
+        // 32 KiB holds any single link/addr/route message; dumps span several recvs.
+        Ok(Self {
+            sock,
+            seq: 0,
+            ext_ack,
+            tx: Vec::with_capacity(256),
+            rx: vec![0; 32 * 1024],
+        })
+    }
+
+    /// Send one request and collect its replies until the ACK (or NLMSG_DONE for dumps).
+    fn request(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+        op: impl Fn() -> String,
+    ) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
+        self.seq = self.seq.wrapping_add(1);
+        let mut hdr = NetlinkHeader::default();
+        hdr.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+        hdr.sequence_number = self.seq;
+        let mut nl = NetlinkMessage::new(hdr, NetlinkPayload::from(msg));
+        nl.finalize();
+        self.tx.resize(nl.buffer_len(), 0);
+        nl.serialize(&mut self.tx);
+        let io = |source| NetlinkError::Io { op: op(), source };
+        self.sock.send(&self.tx, 0).map_err(io)?;
+
+        let proto = |reason: String| NetlinkError::Protocol { op: op(), reason };
+        let mut out = Vec::new();
+        let mut seen = 0;
+        for _ in 0..MAX_RECVS {
+            // MSG_TRUNC makes recv report the real size so truncation is detectable.
+            let n = self
+                .sock
+                .recv(&mut &mut self.rx[..], libc::MSG_TRUNC)
+                .map_err(io)?;
+            if n > self.rx.len() {
+                return Err(proto(format!("reply of {n} bytes truncated")));
+            }
+            let mut off = 0;
+            while off < n {
+                seen += 1;
+                if seen > MAX_MESSAGES {
+                    return Err(proto("too many reply messages".into()));
+                }
+                let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.rx[off..n])
+                    .map_err(|e| proto(e.to_string()))?;
+                let len = m.header.length as usize;
+                if len < 16 {
+                    return Err(proto(format!("bad message length {len}")));
+                }
+                off = off.saturating_add((len + 3) & !3);
+                if m.header.sequence_number != self.seq {
+                    continue; // stale reply to an earlier request or a notification
+                }
+                match m.payload {
+                    NetlinkPayload::Done(_) => return Ok(out),
+                    NetlinkPayload::Error(e) => match e.code {
+                        None => return Ok(out),
+                        Some(code) => {
+                            let detail = if self.ext_ack && m.header.flags & NLM_F_ACK_TLVS != 0 {
+                                ext_ack_msg(e.header.get(16..).unwrap_or_default())
+                            } else {
+                                None
+                            };
+                            let errno = Errno::from_raw(code.get().saturating_neg());
+                            return Err(NetlinkError::Kernel {
+                                op: op(),
+                                errno,
+                                detail,
+                            });
+                        }
+                    },
+                    NetlinkPayload::InnerMessage(inner) => out.push(inner),
+                    _ => {}
+                }
+            }
+        }
+        Err(proto("no acknowledgement".into()))
+    }
+
+    /// RTM_GETLINK by name; `None` if the kernel says ENODEV.
+    fn get_link(&mut self, name: &str) -> Result<Option<LinkMessage>, NetlinkError> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.into()));
+        let op = || format!("look up interface {name}");
+        match self.request(RouteNetlinkMessage::GetLink(msg), 0, op) {
+            Err(NetlinkError::Kernel {
+                errno: Errno::ENODEV,
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+            Ok(replies) => Ok(replies.into_iter().find_map(|r| match r {
+                RouteNetlinkMessage::NewLink(l) => Some(l),
+                _ => None,
+            })),
+        }
+    }
+
+    /// A request whose only reply is the ACK.
+    fn ack(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+        op: impl Fn() -> String,
+    ) -> Result<(), NetlinkError> {
+        self.request(msg, flags, op).map(drop)
+    }
+
+    /// RTM_SETLINK on `index`, or on `name` when `index` is 0 (the kernel resolves it).
+    fn set_link(
+        &mut self,
+        index: u32,
+        name: &str,
+        what: &str,
+        edit: impl FnOnce(&mut LinkMessage),
+    ) -> Result<(), NetlinkError> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        if index == 0 {
+            msg.attributes.push(LinkAttribute::IfName(name.into()));
+        }
+        edit(&mut msg);
+        self.ack(RouteNetlinkMessage::SetLink(msg), 0, || {
+            format!("{what} on {name}")
+        })
+    }
+
+    /// Address `addr/prefix` on `index`, then the default route via `gw` out of it.
+    fn add_ip(
+        &mut self,
+        index: u32,
+        name: &str,
+        addr: IpAddr,
+        prefix: u8,
+        gw: IpAddr,
+    ) -> Result<(), NetlinkError> {
+        let family = if addr.is_ipv4() {
+            AddressFamily::Inet
+        } else {
+            AddressFamily::Inet6
+        };
+        let mut msg = AddressMessage::default();
+        msg.header.family = family;
+        msg.header.index = index;
+        msg.header.prefix_len = prefix;
+        msg.attributes.push(AddressAttribute::Local(addr));
+        msg.attributes.push(AddressAttribute::Address(addr));
+        match addr {
+            IpAddr::V4(a) if prefix < 31 => {
+                let host = u32::MAX.checked_shr(prefix.into()).unwrap_or(0);
+                let brd = Ipv4Addr::from(u32::from(a) | host);
+                msg.attributes.push(AddressAttribute::Broadcast(brd));
+            }
+            // Usable at once: no tentative state while DAD would run.
+            IpAddr::V6(_) => msg.header.flags = AddressHeaderFlags::Nodad,
+            IpAddr::V4(_) => {}
+        }
+        // REPLACE: configuring twice (e.g. a restart) updates instead of failing with EEXIST.
+        let flags = NLM_F_CREATE | NLM_F_REPLACE;
+        let op = || format!("add address {addr}/{prefix} to {name}");
+        self.ack(RouteNetlinkMessage::NewAddress(msg), flags, op)?;
+
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = family;
+        msg.header.table = RouteHeader::RT_TABLE_MAIN;
+        msg.header.protocol = RouteProtocol::Boot; // what `ip route add` uses
+        msg.header.scope = RouteScope::Universe;
+        msg.header.kind = RouteType::Unicast;
+        msg.attributes.push(RouteAttribute::Gateway(gw.into()));
+        msg.attributes.push(RouteAttribute::Oif(index));
+        let op = || format!("add default route via {gw} dev {name}");
+        self.ack(RouteNetlinkMessage::NewRoute(msg), flags, op)
+    }
+}
+
+fn link_up(msg: &mut LinkMessage) {
+    msg.header.flags = LinkFlags::Up;
+    msg.header.change_mask = LinkFlags::Up;
+}
+
+/// Extract the NLMSGERR_ATTR_MSG text from the TLVs after a capped error's header.
+fn ext_ack_msg(tlvs: &[u8]) -> Option<String> {
+    let nla = NlasIterator::new(tlvs)
+        .flatten()
+        .find(|n| n.kind() == NLMSGERR_ATTR_MSG)?;
+    let text = nla.value().split(|&b| b == 0).next().unwrap_or_default();
+    Some(String::from_utf8_lossy(text).into_owned()).filter(|s| !s.is_empty())
+}
+
+/// Write an IPv6 sysctl of `ifname`; /proc/sys/net resolves to the calling task's netns.
+fn ipv6_sysctl(ifname: &str, key: &str, value: &str, missing_ok: bool) -> Result<(), NetlinkError> {
+    let path = format!("/proc/sys/net/ipv6/conf/{ifname}/{key}");
+    match std::fs::write(&path, value) {
+        // No IPv6 in this kernel: nothing to disable.
+        Err(e) if missing_ok && e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        r => r.map_err(|source| NetlinkError::Sysctl { path, source }),
+    }
+}
+
+/// In the current netns: `lo` up; then on `ifname`: MTU, MAC, IPv6 sysctls, link up,
+/// IPv4 address and default route, IPv6 address (NODAD) and default route.
+pub fn configure_link(setup: &LinkSetup) -> Result<(), NetlinkError> {
+    let name = setup.ifname;
+    let mut nl = Rtnl::open()?;
+    nl.set_link(0, "lo", "set link up", link_up)?;
+    let index = match nl.get_link(name)? {
+        Some(l) if l.header.index != 0 => l.header.index,
+        _ => return Err(NetlinkError::NoSuchLink(name.into())),
+    };
+    let mtu = setup.mtu;
+    nl.set_link(index, name, &format!("set MTU {mtu}"), |m| {
+        m.attributes.push(LinkAttribute::Mtu(mtu))
+    })?;
+    if let Some(mac) = setup.mac {
+        let [a, b, c, d, e, f] = mac;
+        let what = format!("set MAC {a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}");
+        nl.set_link(index, name, &what, |m| {
+            m.attributes.push(LinkAttribute::Address(mac.into()))
+        })?;
+    }
+    // Before link up, so the link-local address is never tentative and, without v6,
+    // never created at all.
+    let no_v6 = setup.v6.is_none();
+    ipv6_sysctl(name, "accept_dad", "0", no_v6)?;
+    ipv6_sysctl(name, "disable_ipv6", if no_v6 { "1" } else { "0" }, no_v6)?;
+    // Up before the routes: the kernel rejects a gateway on a down link.
+    nl.set_link(index, name, "set link up", link_up)?;
+    if let Some((addr, prefix, gw)) = setup.v4 {
+        nl.add_ip(index, name, addr.into(), prefix, gw.into())?;
+    }
+    if let Some((addr, prefix, gw)) = setup.v6 {
+        nl.add_ip(index, name, addr.into(), prefix, gw.into())?;
+    }
+    Ok(())
+}
+
+/// Interface index by name in the current netns, `None` if it does not exist.
+pub fn link_index(name: &str) -> Result<Option<u32>, NetlinkError> {
+    Ok(Rtnl::open()?.get_link(name)?.map(|l| l.header.index))
+}
+
+/// The interface's MAC address.
+pub fn link_mac(name: &str) -> Result<[u8; 6], NetlinkError> {
+    let link = Rtnl::open()?
+        .get_link(name)?
+        .ok_or_else(|| NetlinkError::NoSuchLink(name.into()))?;
+    link.attributes
+        .iter()
+        .find_map(|a| match a {
+            LinkAttribute::Address(m) => <[u8; 6]>::try_from(m.as_slice()).ok(),
+            _ => None,
+        })
+        .ok_or_else(|| NetlinkError::Protocol {
+            op: format!("read the MAC of {name}"),
+            reason: "no 6-byte link-layer address".into(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_core::NLM_F_DUMP;
+    use netlink_packet_route::address::AddressFlags;
+    use netlink_packet_route::route::RouteAddress;
+    use nix::sched::{CloneFlags, unshare};
+    use nix::sys::wait::{WaitStatus, waitpid};
+    use nix::unistd::{ForkResult, fork};
+    use std::io::Write as _;
+    use std::os::fd::AsRawFd;
+
+    const TAP: &str = "tap0";
+    const MAC: [u8; 6] = [0x02, 0x50, 0x00, 0x00, 0x00, 0x01];
+
+    /// A TAP in the current netns; it exists as long as the returned file is open.
+    fn create_tap() -> std::io::Result<std::fs::File> {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/net/tun")?;
+        // SAFETY: ifreq is plain old data for which all-zero bytes are a valid value.
+        let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (d, s) in ifr.ifr_name.iter_mut().zip(TAP.bytes()) {
+            *d = s as libc::c_char;
+        }
+        ifr.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
+        // SAFETY: TUNSETIFF takes a pointer to an ifreq, valid for the whole call.
+        if unsafe { libc::ioctl(f.as_raw_fd(), libc::TUNSETIFF, &mut ifr) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(f)
+    }
+
+    /// Run `body` with a fresh netns holding `tap0`: in a thread that unshares the netns
+    /// (root), else in a forked child in a new user+net namespace; else skip, unless
+    /// RLNET_REQUIRE_USERNS=1.
+    fn in_netns(test: &str, body: fn()) {
+        let thread = std::thread::spawn(move || {
+            unshare(CloneFlags::CLONE_NEWNET).map_err(|e| format!("unshare(NEWNET): {e}"))?;
+            let _tap = create_tap().map_err(|e| format!("TAP: {e}"))?;
+            body();
+            Ok::<(), String>(())
+        });
+        let why = match thread.join() {
+            Ok(Ok(())) => return,
+            Ok(Err(why)) => why,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        let why = match in_userns_child(body) {
+            Ok(()) => return,
+            Err(e) => format!("{why}; {e}"),
+        };
+        let required = std::env::var("RLNET_REQUIRE_USERNS").is_ok_and(|v| v == "1");
+        assert!(!required, "{test}: no private netns: {why}");
+        eprintln!("skipped: {test}: no private netns: {why}");
+    }
+
+    fn in_userns_child(body: fn()) -> Result<(), String> {
+        let (uid, gid) = (nix::unistd::getuid(), nix::unistd::getgid());
+        // SAFETY: the child runs only this test body (single-threaded, glibc keeps malloc
+        // usable after fork) and leaves with _exit, never returning into the harness.
+        match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
+            ForkResult::Child => {
+                // The harness's output capture is lost in the child: report on fd 2.
+                std::panic::set_hook(Box::new(|i| drop(writeln!(std::io::stderr(), "{i}"))));
+                let setup = || -> Result<std::fs::File, String> {
+                    let flags = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET;
+                    unshare(flags).map_err(|e| format!("unshare(NEWUSER|NEWNET): {e}"))?;
+                    let w =
+                        |p: &str, v: String| std::fs::write(p, v).map_err(|e| format!("{p}: {e}"));
+                    w("/proc/self/setgroups", "deny".into())?;
+                    w("/proc/self/uid_map", format!("0 {uid} 1"))?;
+                    w("/proc/self/gid_map", format!("0 {gid} 1"))?;
+                    create_tap().map_err(|e| format!("TAP: {e}"))
+                };
+                let code = match setup() {
+                    Err(e) => {
+                        let _ = writeln!(std::io::stderr(), "{e}");
+                        77
+                    }
+                    Ok(_tap) => i32::from(std::panic::catch_unwind(body).is_err()),
+                };
+                // SAFETY: _exit ends the child without running the parent's atexit/TLS state.
+                unsafe { libc::_exit(code) }
+            }
+            ForkResult::Parent { child } => match waitpid(child, None) {
+                Ok(WaitStatus::Exited(_, 0)) => Ok(()),
+                Ok(WaitStatus::Exited(_, 77)) => Err("user namespace setup failed".into()),
+                other => panic!("test failed in the user-namespace child: {other:?}"),
+            },
+        }
+    }
+
+    const V4: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 100);
+    const GW4: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
+    const V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x100);
+    const GW6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
+
+    fn setup() -> LinkSetup<'static> {
+        let (v4, v6) = (Some((V4, 24, GW4)), Some((V6, 64, GW6)));
+        LinkSetup {
+            ifname: TAP,
+            mtu: 65520,
+            mac: Some(MAC),
+            v4,
+            v6,
+        }
+    }
+
+    /// What the kernel reports for `name`: (link, [(addr, prefix, flags)], [default gateway]).
+    fn state(name: &str) -> (LinkMessage, Vec<(IpAddr, u8, AddressFlags)>, Vec<IpAddr>) {
+        let mut nl = Rtnl::open().unwrap();
+        let link = nl.get_link(name).unwrap().unwrap();
+        let (idx, dump) = (link.header.index, || "dump".to_string());
+        let (mut addrs, mut gws) = (Vec::new(), Vec::new());
+        let req = RouteNetlinkMessage::GetAddress(AddressMessage::default());
+        for m in nl.request(req, NLM_F_DUMP, dump).unwrap() {
+            let RouteNetlinkMessage::NewAddress(a) = m else {
+                continue;
+            };
+            let f = a.attributes.iter().find_map(|x| match x {
+                AddressAttribute::Flags(f) => Some(*f),
+                _ => None,
+            });
+            let ip = a.attributes.iter().find_map(|x| match x {
+                AddressAttribute::Address(ip) if a.header.index == idx => Some(*ip),
+                _ => None,
+            });
+            addrs
+                .extend(ip.map(|ip| (ip, a.header.prefix_len, f.unwrap_or(AddressFlags::empty()))));
+        }
+        let req = RouteNetlinkMessage::GetRoute(RouteMessage::default()); // all families
+        for m in nl.request(req, NLM_F_DUMP, dump).unwrap() {
+            let RouteNetlinkMessage::NewRoute(r) = m else {
+                continue;
+            };
+            let main = r.header.table == RouteHeader::RT_TABLE_MAIN;
+            if main
+                && r.header.destination_prefix_length == 0
+                && r.attributes.contains(&RouteAttribute::Oif(idx))
+            {
+                gws.extend(r.attributes.iter().filter_map(|a| match a {
+                    RouteAttribute::Gateway(RouteAddress::Inet(g)) => Some(IpAddr::V4(*g)),
+                    RouteAttribute::Gateway(RouteAddress::Inet6(g)) => Some(IpAddr::V6(*g)),
+                    _ => None,
+                }));
+            }
+        }
+        (link, addrs, gws)
+    }
+
+    fn mtu(l: &LinkMessage) -> Option<u32> {
+        l.attributes.iter().find_map(|a| match a {
+            LinkAttribute::Mtu(m) => Some(*m),
+            _ => None,
+        })
+    }
+
+    fn sysctl(key: &str) -> String {
+        std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{TAP}/{key}")).unwrap()
+    }
+
+    #[test]
+    fn full_v4_v6() {
+        in_netns("full_v4_v6", || {
+            let t = std::time::Instant::now();
+            configure_link(&setup()).unwrap();
+            eprintln!("configure_link took {:?}", t.elapsed());
+            let (tap, addrs, gws) = state(TAP);
+            assert!(tap.header.flags.contains(LinkFlags::Up));
+            assert!(state("lo").0.header.flags.contains(LinkFlags::Up));
+            assert_eq!(mtu(&tap), Some(65520));
+            assert_eq!(link_mac(TAP).unwrap(), MAC);
+            assert_eq!(link_index(TAP).unwrap(), Some(tap.header.index));
+            assert!(addrs.iter().any(|a| a.0 == V4 && a.1 == 24), "{addrs:?}");
+            let v6 = addrs.iter().find(|a| a.0 == V6).expect("v6 address");
+            assert_eq!(v6.1, 64);
+            assert!(v6.2.contains(AddressFlags::Nodad) && !v6.2.contains(AddressFlags::Tentative));
+            assert_eq!(gws, [IpAddr::V4(GW4), IpAddr::V6(GW6)]);
+            assert_eq!(sysctl("accept_dad"), "0\n");
+
+            // Re-running replaces rather than fails: new MTU, new (link-local) v6 gateway.
+            let gw6 = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 2);
+            configure_link(&LinkSetup {
+                mtu: 1500,
+                v6: Some((V6, 64, gw6)),
+                ..setup()
+            })
+            .unwrap();
+            let (tap, _, gws) = state(TAP);
+            assert_eq!(mtu(&tap), Some(1500));
+            assert_eq!(gws, [IpAddr::V4(GW4), IpAddr::V6(gw6)]);
+        });
+    }
+
+    #[test]
+    fn without_v6() {
+        in_netns("without_v6", || {
+            configure_link(&LinkSetup {
+                v6: None,
+                mac: None,
+                ..setup()
+            })
+            .unwrap();
+            let (_, addrs, gws) = state(TAP);
+            assert_eq!(addrs.iter().map(|a| a.0).collect::<Vec<_>>(), [V4]);
+            assert_eq!(gws, [GW4]);
+            assert_eq!(sysctl("disable_ipv6"), "1\n");
+        });
+    }
+
+    #[test]
+    fn errors() {
+        in_netns("errors", || {
+            let e = configure_link(&LinkSetup {
+                mtu: 70000,
+                ..setup()
+            })
+            .unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    NetlinkError::Kernel {
+                        errno: Errno::EINVAL,
+                        ..
+                    }
+                ),
+                "{e:?}"
+            );
+            let msg = e.to_string();
+            assert!(
+                msg.starts_with("cannot set MTU 70000 on tap0: Invalid argument"),
+                "{msg}"
+            );
+
+            let e = configure_link(&LinkSetup {
+                ifname: "nosuch0",
+                ..setup()
+            })
+            .unwrap_err();
+            assert_eq!(e.to_string(), "interface nosuch0 does not exist");
+            assert!(matches!(
+                link_mac("nosuch0"),
+                Err(NetlinkError::NoSuchLink(_))
+            ));
+            assert_eq!(link_index("nosuch0").unwrap(), None);
+            assert_eq!(link_index("lo").unwrap(), Some(1));
+
+            // A gateway outside the on-link prefix: the kernel refuses the route.
+            let bad_gw = Ipv4Addr::new(192, 0, 2, 1);
+            let e = configure_link(&LinkSetup {
+                v4: Some((V4, 24, bad_gw)),
+                ..setup()
+            })
+            .unwrap_err();
+            let msg = e.to_string();
+            assert!(
+                msg.starts_with("cannot add default route via 192.0.2.1 dev tap0: "),
+                "{msg}"
+            );
+            eprintln!("{msg}");
+        });
+    }
+}

@@ -1,0 +1,431 @@
+//! Namespaces: find the target's user and network namespace, run a job
+//! inside them in a short-lived forked agent (rlnet itself never leaves the
+//! host namespaces), and create a fresh user+network namespace for
+//! `rlnet run`.
+//!
+//! Forking is only done while rlnet is single-threaded (checked), so the
+//! child may allocate and run ordinary Rust code.
+
+use std::ffi::{CString, OsStr};
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use nix::fcntl::{OFlag, open};
+use nix::sched::{CloneFlags, setns, unshare};
+use nix::sys::socket::{
+    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg,
+    sendmsg, socketpair,
+};
+use nix::sys::stat::{Mode, fstat};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, fork, getegid, geteuid, pipe2};
+use thiserror::Error;
+
+use super::os;
+
+#[derive(Debug, Error)]
+pub enum NsError {
+    #[error("no process with PID {0}")]
+    NoSuchProcess(u32),
+    #[error(
+        "cannot open the namespaces of PID {pid}: {err}; the process belongs to another user \
+         (run rlnet as the user that started it)"
+    )]
+    NotPermitted { pid: u32, err: nix::Error },
+    #[error("cannot open {path}: {err}")]
+    Open { path: String, err: nix::Error },
+    #[error(
+        "PID {0} is in rlnet's own network namespace; give the PID of a process inside the \
+         namespace to connect (e.g. one started with `unshare -rn`)"
+    )]
+    OwnNamespace(u32),
+    #[error("existing path expected when --netns-type=path: {path}: {err}")]
+    NetnsPath { path: String, err: nix::Error },
+    #[error("userns path doesn't exist: {path}: {err}")]
+    UsernsPath { path: String, err: nix::Error },
+    #[error("{path} is not a {kind} namespace")]
+    NotANamespace { path: String, kind: &'static str },
+    #[error("rlnet must be single-threaded to enter a namespace (internal error)")]
+    Threads,
+    #[error("{what}: {err}")]
+    Sys { what: &'static str, err: nix::Error },
+    #[error("{0}")]
+    Agent(String),
+    #[error("the namespace agent died without answering ({0})")]
+    AgentDied(String),
+    #[error("cannot create a user namespace: {0} (check `sysctl user.max_user_namespaces` and, on Ubuntu, kernel.apparmor_restrict_unprivileged_userns)")]
+    Unshare(nix::Error),
+    #[error("command is empty")]
+    EmptyCommand,
+}
+
+fn sys(what: &'static str) -> impl Fn(nix::Error) -> NsError {
+    move |err| NsError::Sys { what, err }
+}
+
+/// Handles on the namespaces to serve, opened once and kept, so the target
+/// cannot be swapped under us (PID reuse, path replaced).
+#[derive(Debug)]
+pub struct NsHandles {
+    /// None when the target shares rlnet's user namespace (Podman runs us
+    /// inside its own), in which case joining it would fail.
+    pub user: Option<OwnedFd>,
+    pub net: OwnedFd,
+    /// PID mode: readable when the target exits.
+    pub pidfd: Option<OwnedFd>,
+}
+
+const NS_GET_NSTYPE: libc::c_ulong = 0xb703; // _IO(0xb7, 0x3)
+
+fn ns_type(fd: &OwnedFd) -> Option<CloneFlags> {
+    // SAFETY: NS_GET_NSTYPE takes no argument and only returns an int; on a
+    // file that is not a namespace it fails with ENOTTY.
+    let t = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE) };
+    (t > 0).then(|| CloneFlags::from_bits_truncate(t))
+}
+
+fn same_file(a: &OwnedFd, path: &str) -> bool {
+    match (fstat(a.as_fd()), nix::sys::stat::stat(path)) {
+        (Ok(x), Ok(y)) => x.st_ino == y.st_ino && x.st_dev == y.st_dev,
+        _ => false,
+    }
+}
+
+fn open_ro(path: &Path) -> nix::Result<OwnedFd> {
+    open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+}
+
+/// PID mode: the namespaces of a running process.
+pub fn open_pid(pid: u32) -> Result<NsHandles, NsError> {
+    let ipid = i32::try_from(pid).map_err(|_| NsError::NoSuchProcess(pid))?;
+    let pidfd = os::pidfd_open(ipid).map_err(|_| NsError::NoSuchProcess(pid))?;
+    let open_ns = |kind: &str| {
+        open_ro(Path::new(&format!("/proc/{pid}/ns/{kind}"))).map_err(|err| match err {
+            nix::Error::ENOENT | nix::Error::ESRCH => NsError::NoSuchProcess(pid),
+            nix::Error::EACCES | nix::Error::EPERM => NsError::NotPermitted { pid, err },
+            err => NsError::Open {
+                path: format!("/proc/{pid}/ns/{kind}"),
+                err,
+            },
+        })
+    };
+    let net = open_ns("net")?;
+    let user = open_ns("user")?;
+    // The ns files were opened through /proc/PID: if the process died in
+    // between, the PID may name another process now.
+    if os::pidfd_exited(&pidfd) {
+        return Err(NsError::NoSuchProcess(pid));
+    }
+    if same_file(&net, "/proc/self/ns/net") {
+        return Err(NsError::OwnNamespace(pid));
+    }
+    let user = (!same_file(&user, "/proc/self/ns/user")).then_some(user);
+    Ok(NsHandles {
+        user,
+        net,
+        pidfd: Some(pidfd),
+    })
+}
+
+/// Path mode: `--netns-type=path NETNS [--userns-path USERNS]`.
+pub fn open_path(netns: &Path, userns: Option<&Path>) -> Result<NsHandles, NsError> {
+    let show = |p: &Path| p.display().to_string();
+    let net = open_ro(netns).map_err(|err| NsError::NetnsPath {
+        path: show(netns),
+        err,
+    })?;
+    if ns_type(&net) != Some(CloneFlags::CLONE_NEWNET) {
+        return Err(NsError::NotANamespace {
+            path: show(netns),
+            kind: "network",
+        });
+    }
+    if same_file(&net, "/proc/self/ns/net") {
+        return Err(NsError::Open {
+            path: show(netns),
+            err: nix::Error::EINVAL,
+        });
+    }
+    let user = match userns {
+        None => None,
+        Some(p) => {
+            let fd = open_ro(p).map_err(|err| NsError::UsernsPath { path: show(p), err })?;
+            if ns_type(&fd) != Some(CloneFlags::CLONE_NEWUSER) {
+                return Err(NsError::NotANamespace {
+                    path: show(p),
+                    kind: "user",
+                });
+            }
+            (!same_file(&fd, "/proc/self/ns/user")).then_some(fd)
+        }
+    };
+    Ok(NsHandles {
+        user,
+        net,
+        pidfd: None,
+    })
+}
+
+/// Run `job` inside the target namespaces in a forked agent and return the
+/// fd and bytes it produced. The agent exits right after; an `Err(text)`
+/// from the job comes back as [`NsError::Agent`].
+pub fn run_in<F>(ns: &NsHandles, job: F) -> Result<(OwnedFd, Vec<u8>), NsError>
+where
+    F: FnOnce() -> Result<(OwnedFd, Vec<u8>), String>,
+{
+    if !os::single_threaded() {
+        return Err(NsError::Threads);
+    }
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(sys("socketpair"))?;
+    // SAFETY: rlnet is single-threaded (checked above), so the child may run
+    // arbitrary code; it never returns from this branch (exit_now).
+    match unsafe { fork() }.map_err(sys("fork"))? {
+        ForkResult::Child => {
+            drop(ours);
+            os::die_with_parent();
+            let result = enter(ns).and_then(|()| job());
+            let sent = match &result {
+                Ok((fd, data)) => {
+                    let mut msg = vec![0u8];
+                    msg.extend_from_slice(data);
+                    let fds = [fd.as_raw_fd()];
+                    sendmsg::<()>(
+                        theirs.as_raw_fd(),
+                        &[IoSlice::new(&msg)],
+                        &[ControlMessage::ScmRights(&fds)],
+                        MsgFlags::empty(),
+                        None,
+                    )
+                }
+                Err(text) => {
+                    let mut msg = vec![1u8];
+                    msg.extend_from_slice(text.as_bytes());
+                    sendmsg::<()>(
+                        theirs.as_raw_fd(),
+                        &[IoSlice::new(&msg)],
+                        &[],
+                        MsgFlags::empty(),
+                        None,
+                    )
+                }
+            };
+            os::exit_now(if sent.is_ok() { 0 } else { 1 })
+        }
+        ForkResult::Parent { child } => {
+            drop(theirs);
+            let reply = receive(&ours);
+            let status = waitpid(child, None);
+            match reply {
+                Ok(Some(r)) => r,
+                Ok(None) | Err(_) => Err(NsError::AgentDied(match status {
+                    Ok(WaitStatus::Signaled(_, sig, _)) => format!("killed by {sig}"),
+                    Ok(WaitStatus::Exited(_, code)) => format!("exit status {code}"),
+                    other => format!("{other:?}"),
+                })),
+            }
+        }
+    }
+}
+
+fn enter(ns: &NsHandles) -> Result<(), String> {
+    if let Some(user) = &ns.user {
+        setns(user, CloneFlags::CLONE_NEWUSER)
+            .map_err(|e| format!("cannot join the target's user namespace: {e}"))?;
+    }
+    setns(&ns.net, CloneFlags::CLONE_NEWNET).map_err(|e| {
+        format!("cannot join the target's network namespace: {e} (does it belong to another user namespace? give --userns-path)")
+    })
+}
+
+type AgentReply = Result<(OwnedFd, Vec<u8>), NsError>;
+
+fn receive(sock: &OwnedFd) -> nix::Result<Option<AgentReply>> {
+    let mut buf = vec![0u8; 4096];
+    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    let (len, fd) = {
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let msg = recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )?;
+        let mut fd = None;
+        for c in msg.cmsgs()? {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                for raw in fds {
+                    // SAFETY: SCM_RIGHTS just installed `raw` in our table;
+                    // we are its only owner.
+                    let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+                    if fd.is_none() {
+                        fd = Some(owned);
+                    }
+                }
+            }
+        }
+        (msg.bytes, fd)
+    };
+    let Some((&status, data)) = buf[..len].split_first() else {
+        return Ok(None);
+    };
+    Ok(Some(match (status, fd) {
+        (0, Some(fd)) => Ok((fd, data.to_vec())),
+        (1, _) => Err(NsError::Agent(String::from_utf8_lossy(data).into_owned())),
+        _ => Err(NsError::AgentDied("malformed reply".into())),
+    }))
+}
+
+/// The process of `rlnet run`: a fresh user+network namespace, holding
+/// COMMAND until rlnet has its network ready.
+#[derive(Debug)]
+pub struct RunChild {
+    pub pid: Pid,
+    pidfd: Option<OwnedFd>,
+    go: Option<OwnedFd>,
+}
+
+impl RunChild {
+    /// Let COMMAND start.
+    pub fn go(&mut self) -> Result<(), NsError> {
+        if let Some(go) = self.go.take() {
+            nix::unistd::write(&go, b"g").map_err(sys("starting the command"))?;
+        }
+        Ok(())
+    }
+
+    /// The pidfd, for the event loop to watch (once).
+    pub fn take_pidfd(&mut self) -> Option<OwnedFd> {
+        self.pidfd.take()
+    }
+
+    /// Namespace handles of the child, for [`run_in`].
+    pub fn handles(&self) -> Result<NsHandles, NsError> {
+        let pid = self.pid.as_raw() as u32;
+        let mut h = open_pid(pid)?;
+        h.pidfd = None;
+        Ok(h)
+    }
+}
+
+impl Drop for RunChild {
+    fn drop(&mut self) {
+        // Not started: closing the pipe makes the child exit on its own.
+        if self.go.take().is_some() {
+            let _ = waitpid(self.pid, None);
+        }
+    }
+}
+
+/// Fork the `rlnet run` child: new user namespace (the caller mapped to
+/// root, like `unshare -r`) and network namespace. It waits for
+/// [`RunChild::go`] before exec'ing `argv`.
+pub fn spawn_run(argv: &[String]) -> Result<RunChild, NsError> {
+    if argv.is_empty() {
+        return Err(NsError::EmptyCommand);
+    }
+    if !os::single_threaded() {
+        return Err(NsError::Threads);
+    }
+    let cargs: Vec<CString> = argv
+        .iter()
+        .map(|a| CString::new(OsStr::new(a).as_bytes()).map_err(|_| NsError::EmptyCommand))
+        .collect::<Result<_, _>>()?;
+    let (uid, gid) = (geteuid(), getegid());
+    let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC).map_err(sys("pipe"))?;
+    let (go_r, go_w) = pipe2(OFlag::O_CLOEXEC).map_err(sys("pipe"))?;
+    // SAFETY: single-threaded (checked above); the child only runs code in
+    // this branch and ends in exec or exit_now.
+    match unsafe { fork() }.map_err(sys("fork"))? {
+        ForkResult::Child => {
+            drop(ready_r);
+            drop(go_w);
+            os::die_with_parent();
+            let setup = unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET)
+                .map_err(|e| NsError::Unshare(e).to_string())
+                .and_then(|()| write_id_maps(uid.as_raw(), gid.as_raw()));
+            let report = match &setup {
+                Ok(()) => b"ok".to_vec(),
+                Err(text) => text.as_bytes().to_vec(),
+            };
+            let _ = nix::unistd::write(&ready_w, &report);
+            drop(ready_w);
+            if setup.is_err() {
+                os::exit_now(1);
+            }
+            let mut b = [0u8; 1];
+            match nix::unistd::read(go_r.as_fd(), &mut b) {
+                Ok(1) => {}
+                _ => os::exit_now(1),
+            }
+            drop(go_r);
+            os::reset_signals_for_exec();
+            let err = nix::unistd::execvp(&cargs[0], &cargs).unwrap_err();
+            eprintln!("rlnet: cannot run {}: {err}", argv[0]);
+            os::exit_now(if err == nix::Error::ENOENT { 127 } else { 126 })
+        }
+        ForkResult::Parent { child } => {
+            drop(ready_w);
+            drop(go_r);
+            let mut buf = [0u8; 512];
+            let n = read_all(&ready_r, &mut buf);
+            let report = &buf[..n];
+            if report != b"ok" {
+                drop(go_w);
+                let _ = waitpid(child, None);
+                let text = String::from_utf8_lossy(report);
+                return Err(NsError::Agent(if text.is_empty() {
+                    "the command's namespace could not be created".into()
+                } else {
+                    text.into_owned()
+                }));
+            }
+            let pidfd = match os::pidfd_open(child.as_raw()) {
+                Ok(fd) => fd,
+                Err(e) => {
+                    drop(go_w);
+                    let _ = waitpid(child, None);
+                    return Err(NsError::Sys {
+                        what: "pidfd_open",
+                        err: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EINVAL)),
+                    });
+                }
+            };
+            Ok(RunChild {
+                pid: child,
+                pidfd: Some(pidfd),
+                go: Some(go_w),
+            })
+        }
+    }
+}
+
+fn read_all(fd: &OwnedFd, buf: &mut [u8]) -> usize {
+    let mut n = 0;
+    while n < buf.len() {
+        match nix::unistd::read(fd.as_fd(), &mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(nix::Error::EINTR) => continue,
+            Err(_) => break,
+        }
+    }
+    n
+}
+
+fn write_id_maps(uid: u32, gid: u32) -> Result<(), String> {
+    let w = |path: &str, text: String| {
+        std::fs::write(path, text).map_err(|e| format!("cannot write {path}: {e}"))
+    };
+    w("/proc/self/uid_map", format!("0 {uid} 1"))?;
+    // Required before an unprivileged process may write gid_map.
+    w("/proc/self/setgroups", "deny".into())?;
+    w("/proc/self/gid_map", format!("0 {gid} 1"))
+}

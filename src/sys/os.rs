@@ -1,0 +1,153 @@
+//! Process-level plumbing: resource limits, allocator tuning, pidfds,
+//! signals as an fd, the ready/exit fd contract.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+/// Raise the soft RLIMIT_NOFILE to the hard limit: every flow costs an fd,
+/// and the common soft default of 1024 is what makes slirp4netns stall.
+pub fn raise_nofile_limit() -> u64 {
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+                hard
+            } else {
+                soft
+            }
+        }
+        Ok((soft, _)) => soft,
+        Err(_) => 1024,
+    }
+}
+
+/// Serve every allocation of 128 KiB or more (the per-flow socket buffers)
+/// with its own mapping, returned to the kernel on free. glibc otherwise
+/// raises the threshold after the first free and keeps freed buffers in the
+/// heap, so RSS would never come back down after a burst of connections.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; it is called before
+    // any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
+/// True when the calling process has exactly one thread. fork() and
+/// setns(CLONE_NEWUSER) are only sound (or allowed) then.
+pub fn single_threaded() -> bool {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count() == 1)
+        .unwrap_or(false)
+}
+
+/// `pidfd_open(2)`: a handle on the process that can't be confused by PID
+/// reuse; it becomes readable when the process exits.
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments; on success the kernel
+    // returns a new fd that nothing else owns.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh, valid descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// True when the process behind `pidfd` has exited.
+pub fn pidfd_exited(pidfd: &OwnedFd) -> bool {
+    let mut fds = [nix::poll::PollFd::new(
+        pidfd_borrow(pidfd),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    matches!(nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO), Ok(n) if n > 0)
+}
+
+fn pidfd_borrow(fd: &OwnedFd) -> BorrowedFd<'_> {
+    use std::os::fd::AsFd;
+    fd.as_fd()
+}
+
+/// The signals rlnet handles in its event loop (blocked, read via signalfd).
+pub fn handled_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGCHLD] {
+        set.add(s);
+    }
+    set
+}
+
+/// Block the handled signals and return a signalfd for them. Children must
+/// call [`reset_signals_for_exec`] before exec, since masks are inherited.
+pub fn signal_fd() -> io::Result<SignalFd> {
+    let set = handled_signals();
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
+    SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(io::Error::from)
+}
+
+/// In a child about to exec: an empty signal mask and default dispositions
+/// for the signals a parent might have changed.
+pub fn reset_signals_for_exec() {
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    for s in [Signal::SIGPIPE, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        // SAFETY: restoring the default disposition installs no handler code.
+        unsafe {
+            let _ = nix::sys::signal::signal(s, nix::sys::signal::SigHandler::SigDfl);
+        }
+    }
+}
+
+/// Ask the kernel to SIGKILL us when the parent dies (agents, run children).
+pub fn die_with_parent() {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes integer arguments only.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+    }
+}
+
+/// Take ownership of an fd number handed to us on the command line, if it
+/// is open.
+pub fn take_inherited_fd(fd: RawFd) -> Option<OwnedFd> {
+    // SAFETY: F_GETFD only queries flags; it fails with EBADF for closed fds.
+    let open = unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0;
+    if !open {
+        return None;
+    }
+    // SAFETY: the fd is open, was given to us by the caller for exactly this
+    // use, and nothing else in rlnet refers to it.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `--ready-fd`: write "1" and close. Errors are ignored, as slirp4netns does
+/// (an fd that is not open just means nobody waits).
+pub fn signal_ready(fd: RawFd) {
+    if let Some(fd) = take_inherited_fd(fd) {
+        loop {
+            match nix::unistd::write(&fd, b"1") {
+                Err(nix::Error::EINTR) => continue,
+                _ => break,
+            }
+        }
+    }
+}
+
+/// Exit immediately without running destructors or atexit handlers (used in
+/// forked children that must not touch the parent's state).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and has no preconditions.
+    unsafe { libc::_exit(code) }
+}
+
+pub fn raw(fd: &impl AsRawFd) -> RawFd {
+    fd.as_raw_fd()
+}
+
+/// `IP_BIND_ADDRESS_NO_PORT`: bind only the source address now and pick the
+/// port at connect time, so `--outbound-addr` doesn't exhaust ports early.
+pub fn bind_address_no_port(sock: &socket2::Socket) {
+    let _ = nix::sys::socket::setsockopt(sock, nix::sys::socket::sockopt::IpBindAddressNoPort, &true);
+}

@@ -1,0 +1,182 @@
+//! The command line as callers see it: the built binary, its exit status and
+//! its output. No namespaces or privileges needed: every case here exits
+//! during argument parsing.
+
+use std::process::{Command, Output};
+
+fn rlnet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rlnet"))
+        .args(args)
+        .output()
+        .expect("run rlnet")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts exit status 1 and exactly one stderr line containing `needle`.
+fn fails_with(args: &[&str], needle: &str) {
+    let o = rlnet(args);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{args:?}: stderr {err:?}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{args:?}: want one stderr line, got {err:?}"
+    );
+    assert!(
+        lines[0].contains(needle),
+        "{args:?}: {:?} should contain {needle:?}",
+        lines[0]
+    );
+}
+
+/// Strings RootlessKit and Podman look for in `--help` (research/slirp4netns.md §13.4).
+const CALLER_STRINGS: &[&str] = &[
+    "--netns-type",
+    "--mtu",
+    "--cidr",
+    "--disable-host-loopback",
+    "--api-socket",
+    "--enable-ipv6",
+    "--enable-sandbox",
+    "--enable-seccomp",
+    "--outbound-addr",
+    "--configure",
+    "--ready-fd",
+    "--exit-fd",
+    "--userns-path",
+    "--disable-dns",
+    "--macaddress",
+    "--publish",
+];
+
+#[test]
+fn help_exits_0_with_every_probed_string() {
+    for flag in ["--help", "-h"] {
+        let o = rlnet(&[flag]);
+        assert_eq!(o.status.code(), Some(0), "{flag}");
+        let out = stdout(&o);
+        assert!(out.starts_with("Usage: rlnet [OPTION]... PID|PATH [TAPNAME]"));
+        assert!(out.contains("rlnet run [OPTION]... -- COMMAND [ARG]..."));
+        for s in CALLER_STRINGS {
+            assert!(out.contains(s), "{flag} lacks {s}");
+        }
+    }
+    let o = rlnet(&["run", "--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).starts_with("Usage: rlnet run "));
+}
+
+#[test]
+fn version_has_the_slirp_config_line() {
+    for flag in ["-v", "--version"] {
+        let o = rlnet(&[flag]);
+        assert_eq!(o.status.code(), Some(0), "{flag}");
+        let out = stdout(&o);
+        assert!(out.starts_with("rlnet version "), "{out:?}");
+        // What the upstream tests grep: `SLIRP_CONFIG_VERSION_MAX: N`, N >= 3.
+        let n: u32 = out
+            .lines()
+            .find_map(|l| l.strip_prefix("SLIRP_CONFIG_VERSION_MAX: "))
+            .expect("SLIRP_CONFIG_VERSION_MAX line")
+            .trim()
+            .parse()
+            .expect("a number");
+        assert!(n >= 3, "{n}");
+    }
+}
+
+#[test]
+fn unknown_option_is_one_line_exit_1() {
+    fails_with(
+        &["--bogus", "1234", "tap0"],
+        "unrecognized option '--bogus'",
+    );
+    fails_with(&["-V", "1234"], "'-V'");
+    fails_with(&["run", "--bogus", "true"], "'--bogus'");
+}
+
+#[test]
+fn cidr_errors_use_slirp4netns_texts() {
+    for (cidr, text) in [
+        ("24", "invalid CIDR"),
+        ("foo", "invalid CIDR"),
+        ("10.0.2.0", "invalid CIDR"),
+        (
+            "10.0.2.100/24",
+            "CIDR needs to be a network address like 10.0.2.0/24, not like 10.0.2.100/24",
+        ),
+        ("10.0.2.100/26", "prefix length needs to be 1-25"),
+    ] {
+        fails_with(&["-c", "--cidr", cidr, "1234", "tun11"], text);
+    }
+}
+
+#[test]
+fn bad_mtu_is_one_line_exit_1() {
+    fails_with(&["--mtu", "0", "1234", "tap0"], "\"0\"");
+    fails_with(&["--mtu", "70000", "1234", "tap0"], "\"70000\"");
+    fails_with(&["--mtu=70000", "1234", "tap0"], "\"70000\"");
+}
+
+#[test]
+fn other_errors_are_one_line_exit_1() {
+    fails_with(&["abc", "tap0"], "PID must be a positive integer");
+    fails_with(&[], "PID");
+    fails_with(&["run"], "COMMAND");
+    fails_with(
+        &["--netns-type=tapfd", "3"],
+        "--netns-type=tapfd is not supported",
+    );
+    fails_with(
+        &["--macaddress=0e:d4:18:d9:38:fb", "1"],
+        "--macaddr cannot be specified",
+    );
+    fails_with(&["-p", "8080", "1"], "\"8080\"");
+}
+
+/// Reads the man page source as plain text: roff writes '-' as "\-".
+fn man_page() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/man/rlnet.1"))
+        .expect("man/rlnet.1")
+        .replace("\\-", "-")
+}
+
+fn long_options(help: &str) -> Vec<String> {
+    let mut opts: Vec<String> = help
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .filter(|w| w.len() > 2 && w.starts_with("--"))
+        .map(str::to_string)
+        .collect();
+    opts.sort();
+    opts.dedup();
+    opts
+}
+
+#[test]
+fn man_page_documents_every_long_option_of_help() {
+    let man = man_page();
+    let mut checked = 0;
+    for args in [&["--help"][..], &["run", "--help"]] {
+        let help = stdout(&rlnet(args));
+        for opt in long_options(&help) {
+            // Options are the start of a word in the page (".B --mtu", "--mtu=").
+            assert!(
+                man.contains(&opt),
+                "man/rlnet.1 does not document {opt} (from {args:?})"
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= CALLER_STRINGS.len(),
+        "found only {checked} options"
+    );
+}
