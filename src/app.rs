@@ -67,7 +67,9 @@ impl TapInfo {
 fn setup_tap(req: &TapRequest<'_>) -> Result<(OwnedFd, Vec<u8>), String> {
     let cfg = req.cfg;
     let name = cfg.tap_name.as_str();
-    let existed = netlink::link_index(name).map_err(|e| e.to_string())?.is_some();
+    let existed = netlink::link_index(name)
+        .map_err(|e| e.to_string())?
+        .is_some();
     let tap = Tap::open(name).map_err(|e| e.to_string())?;
     let configure = match cfg.configure {
         Configure::Always => true,
@@ -113,7 +115,10 @@ fn resolve_outbound(o: &Option<Outbound>, v6: bool) -> Result<Option<IpAddr>, Se
                         _ => None,
                     })
             });
-            found.map(Some).ok_or(SetupError::OutboundIface { name: name.clone(), v6 })
+            found.map(Some).ok_or(SetupError::OutboundIface {
+                name: name.clone(),
+                v6,
+            })
         }
     }
 }
@@ -143,7 +148,8 @@ pub fn run(cfg: Config) -> Result<i32, crate::Error> {
     };
     let req = TapRequest { cfg: &cfg };
     let (fd, info) = ns::run_in(&handles, || setup_tap(&req))?;
-    let info = TapInfo::decode(&info).ok_or_else(|| NsError::AgentDied("malformed reply".into()))?;
+    let info =
+        TapInfo::decode(&info).ok_or_else(|| NsError::AgentDied("malformed reply".into()))?;
     log::debug!("TAP {}: {info:?}", cfg.tap_name);
     let tap = Tap::from_fd(fd, cfg.tap_name.clone(), info.offload);
 
@@ -187,8 +193,18 @@ mod tests {
     #[test]
     fn tap_info_roundtrip() {
         for info in [
-            TapInfo { existed: true, configured: false, offload: true, mac: None },
-            TapInfo { existed: false, configured: true, offload: false, mac: Some([2, 0, 0, 0, 0, 1]) },
+            TapInfo {
+                existed: true,
+                configured: false,
+                offload: true,
+                mac: None,
+            },
+            TapInfo {
+                existed: false,
+                configured: true,
+                offload: false,
+                mac: Some([2, 0, 0, 0, 0, 1]),
+            },
         ] {
             assert_eq!(TapInfo::decode(&info.encode()), Some(info));
         }

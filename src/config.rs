@@ -22,13 +22,15 @@ pub enum ConfigError {
     HostBitsSet(String),
     #[error("MTU must be a positive integer (< 65522), not {0:?}")]
     MtuRange(String),
-    #[error("MTU {0} is too small: the minimum is 68 (1280 with IPv6; add --disable-ipv6 for less)")]
-    MtuTooSmall(u32),
-    #[error("{0:?} is an invalid MAC address: use six hex bytes separated by ':', like 0e:d4:18:d9:38:fb")]
-    Mac(String),
     #[error(
-        "outbound-addr has to be valid ipv4 address or interface name, not {0:?}"
+        "MTU {0} is too small: the minimum is 68 (1280 with IPv6; add --disable-ipv6 for less)"
     )]
+    MtuTooSmall(u32),
+    #[error(
+        "{0:?} is an invalid MAC address: use six hex bytes separated by ':', like 0e:d4:18:d9:38:fb"
+    )]
+    Mac(String),
+    #[error("outbound-addr has to be valid ipv4 address or interface name, not {0:?}")]
     OutboundAddr(String),
     #[error("outbound-addr6 has to be valid ipv6 address or interface name, not {0:?}")]
     OutboundAddr6(String),
@@ -436,7 +438,12 @@ mod tests {
             parse_mac("0e:d4:18:d9:38:fb"),
             Ok([0x0e, 0xd4, 0x18, 0xd9, 0x38, 0xfb])
         );
-        for bad in ["0e:d4:18:d9:38", "zz:d4:18:d9:38:fb", "01:00:5e:00:00:01", ""] {
+        for bad in [
+            "0e:d4:18:d9:38",
+            "zz:d4:18:d9:38:fb",
+            "01:00:5e:00:00:01",
+            "",
+        ] {
             assert!(parse_mac(bad).is_err(), "{bad}");
         }
         assert!(parse_tap_name("tap0").is_ok());

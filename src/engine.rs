@@ -100,7 +100,13 @@ pub struct Engine {
     exit_now: bool,
 }
 
-fn register(registry: &Registry, fd: RawFd, token: Token, interest: Interest, what: &'static str) -> Result<(), EngineError> {
+fn register(
+    registry: &Registry,
+    fd: RawFd,
+    token: Token,
+    interest: Interest,
+    what: &'static str,
+) -> Result<(), EngineError> {
     registry
         .register(&mut SourceFd(&fd), token, interest)
         .map_err(|err| EngineError::Register { what, err })
@@ -122,12 +128,30 @@ impl Engine {
             Interest::READABLE | Interest::WRITABLE,
             "the TAP device",
         )?;
-        register(registry, s.signals.as_raw_fd(), SIGNALS, Interest::READABLE, "signals")?;
+        register(
+            registry,
+            s.signals.as_raw_fd(),
+            SIGNALS,
+            Interest::READABLE,
+            "signals",
+        )?;
         if let Some(fd) = &s.target {
-            register(registry, fd.as_raw_fd(), TARGET, Interest::READABLE, "the target process")?;
+            register(
+                registry,
+                fd.as_raw_fd(),
+                TARGET,
+                Interest::READABLE,
+                "the target process",
+            )?;
         }
         if let Some((_, fd)) = &s.child {
-            register(registry, fd.as_raw_fd(), CHILD, Interest::READABLE, "the command")?;
+            register(
+                registry,
+                fd.as_raw_fd(),
+                CHILD,
+                Interest::READABLE,
+                "the command",
+            )?;
         }
         let mut exit_now = false;
         if let Some(fd) = s.exit_fd {
@@ -138,7 +162,12 @@ impl Engine {
                 Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
                     log::warn!("exit fd {fd} cannot be watched (not a pipe or socket); ignoring it")
                 }
-                Err(err) => return Err(EngineError::Register { what: "the exit fd", err }),
+                Err(err) => {
+                    return Err(EngineError::Register {
+                        what: "the exit fd",
+                        err,
+                    });
+                }
             }
         }
         Ok(Engine {
@@ -219,7 +248,12 @@ impl Engine {
                     }
                     t => {
                         let (mut ctx, nat) = self.dp.split(self.poll.registry());
-                        nat.host_event(t, ev.is_readable() || ev.is_read_closed() || ev.is_error(), ev.is_writable() || ev.is_error(), &mut ctx);
+                        nat.host_event(
+                            t,
+                            ev.is_readable() || ev.is_read_closed() || ev.is_error(),
+                            ev.is_writable() || ev.is_error(),
+                            &mut ctx,
+                        );
                     }
                 }
             }
@@ -320,7 +354,9 @@ impl Dp {
     /// One frame from the namespace. Anything malformed is dropped here,
     /// before it can reach smoltcp or a host socket.
     fn frame(&mut self, frame: &[u8], registry: &Registry) {
-        let Some(vnet) = VnetHdr::parse(frame) else { return };
+        let Some(vnet) = VnetHdr::parse(frame) else {
+            return;
+        };
         let Ok(eth) = EthernetFrame::new_checked(&frame[VNET_HDR_LEN..]) else {
             return;
         };
@@ -337,7 +373,9 @@ impl Dp {
         }
         match eth.ethertype() {
             EthernetProtocol::Arp => self.arp(eth.payload()),
-            EthernetProtocol::Ipv4 if dst_mac == GATEWAY_MAC => self.ipv4(eth.payload(), vnet, registry),
+            EthernetProtocol::Ipv4 if dst_mac == GATEWAY_MAC => {
+                self.ipv4(eth.payload(), vnet, registry)
+            }
             EthernetProtocol::Ipv6 => self.ipv6(eth.payload(), vnet, dst_mac, registry),
             _ => {}
         }
@@ -352,7 +390,9 @@ impl Dp {
     }
 
     fn ipv4(&mut self, payload: &[u8], vnet: VnetHdr, registry: &Registry) {
-        let Ok(ip) = Ipv4Packet::new_checked(payload) else { return };
+        let Ok(ip) = Ipv4Packet::new_checked(payload) else {
+            return;
+        };
         // Header checksum checked; fragments refused (we never reassemble).
         let Ok(repr) = Ipv4Repr::parse(&ip, &wire::verify_caps()) else {
             return;
@@ -369,19 +409,38 @@ impl Dp {
             IpProtocol::Tcp => self.tcp(pkt, body, src, dst, vnet, registry),
             IpProtocol::Udp => self.udp(pkt, body, src, dst, vnet, registry),
             IpProtocol::Icmp => {
-                let Ok(icmp) = Icmpv4Packet::new_checked(body) else { return };
-                let Ok(Icmpv4Repr::EchoRequest { ident, seq_no, data }) = Icmpv4Repr::parse(&icmp, &wire::verify_caps()) else {
+                let Ok(icmp) = Icmpv4Packet::new_checked(body) else {
+                    return;
+                };
+                let Ok(Icmpv4Repr::EchoRequest {
+                    ident,
+                    seq_no,
+                    data,
+                }) = Icmpv4Repr::parse(&icmp, &wire::verify_caps())
+                else {
                     return;
                 };
                 let plan = self.policy.plan;
                 if repr.dst_addr == plan.gateway4 || repr.dst_addr == plan.dns4 {
                     // The gateway and DNS addresses always answer ping.
-                    let reply = Icmpv4Repr::EchoReply { ident, seq_no, data };
-                    if let Some(len) = wire::icmpv4(self.out.ip_buf(), repr.dst_addr, repr.src_addr, &reply) {
+                    let reply = Icmpv4Repr::EchoReply {
+                        ident,
+                        seq_no,
+                        data,
+                    };
+                    if let Some(len) =
+                        wire::icmpv4(self.out.ip_buf(), repr.dst_addr, repr.src_addr, &reply)
+                    {
                         self.out.send_ip(len, None);
                     }
                 } else {
-                    let req = EchoRequest { src, dst, ident, seq: seq_no, data };
+                    let req = EchoRequest {
+                        src,
+                        dst,
+                        ident,
+                        seq: seq_no,
+                        data,
+                    };
                     let (mut ctx, nat) = self.split(registry);
                     nat.ping(req, &mut ctx);
                 }
@@ -390,23 +449,38 @@ impl Dp {
         }
     }
 
-    fn ipv6(&mut self, payload: &[u8], vnet: VnetHdr, dst_mac: EthernetAddress, registry: &Registry) {
-        let Some(v6) = self.policy.plan.v6 else { return };
-        let Ok(ip) = Ipv6Packet::new_checked(payload) else { return };
-        let Ok(repr) = Ipv6Repr::parse(&ip) else { return };
+    fn ipv6(
+        &mut self,
+        payload: &[u8],
+        vnet: VnetHdr,
+        dst_mac: EthernetAddress,
+        registry: &Registry,
+    ) {
+        let Some(v6) = self.policy.plan.v6 else {
+            return;
+        };
+        let Ok(ip) = Ipv6Packet::new_checked(payload) else {
+            return;
+        };
+        let Ok(repr) = Ipv6Repr::parse(&ip) else {
+            return;
+        };
         let Some(pkt) = payload.get(..wire::IPV6_HDR_LEN + repr.payload_len) else {
             return;
         };
         let body = ip.payload();
-        if repr.next_header == IpProtocol::Icmpv6 {
-            if let Some(target) = wire::neighbor_solicit_target(body, repr.src_addr, repr.dst_addr, repr.hop_limit) {
-                if target == v6.gateway6 || (self.policy.dns && target == v6.dns6) {
-                    if let Some(len) = wire::neighbor_advert(self.out.ip_buf(), target, repr.src_addr, GATEWAY_MAC) {
-                        self.out.send_ip(len, None);
-                    }
-                }
-                return;
+        if repr.next_header == IpProtocol::Icmpv6
+            && let Some(target) =
+                wire::neighbor_solicit_target(body, repr.src_addr, repr.dst_addr, repr.hop_limit)
+        {
+            // Answer only for our own addresses; real neighbours answer for themselves.
+            if (target == v6.gateway6 || (self.policy.dns && target == v6.dns6))
+                && let Some(len) =
+                    wire::neighbor_advert(self.out.ip_buf(), target, repr.src_addr, GATEWAY_MAC)
+            {
+                self.out.send_ip(len, None);
             }
+            return;
         }
         if dst_mac != GATEWAY_MAC {
             return;
@@ -419,19 +493,40 @@ impl Dp {
             IpProtocol::Tcp => self.tcp(pkt, body, src, dst, vnet, registry),
             IpProtocol::Udp => self.udp(pkt, body, src, dst, vnet, registry),
             IpProtocol::Icmpv6 => {
-                let Ok(icmp) = Icmpv6Packet::new_checked(body) else { return };
-                let Ok(Icmpv6Repr::EchoRequest { ident, seq_no, data }) =
-                    Icmpv6Repr::parse(&repr.src_addr, &repr.dst_addr, &icmp, &wire::verify_caps())
+                let Ok(icmp) = Icmpv6Packet::new_checked(body) else {
+                    return;
+                };
+                let Ok(Icmpv6Repr::EchoRequest {
+                    ident,
+                    seq_no,
+                    data,
+                }) = Icmpv6Repr::parse(&repr.src_addr, &repr.dst_addr, &icmp, &wire::verify_caps())
                 else {
                     return;
                 };
                 if repr.dst_addr == v6.gateway6 || repr.dst_addr == v6.dns6 {
-                    let reply = Icmpv6Repr::EchoReply { ident, seq_no, data };
-                    if let Some(len) = wire::icmpv6(self.out.ip_buf(), repr.dst_addr, repr.src_addr, &reply, wire::HOP_LIMIT) {
+                    let reply = Icmpv6Repr::EchoReply {
+                        ident,
+                        seq_no,
+                        data,
+                    };
+                    if let Some(len) = wire::icmpv6(
+                        self.out.ip_buf(),
+                        repr.dst_addr,
+                        repr.src_addr,
+                        &reply,
+                        wire::HOP_LIMIT,
+                    ) {
                         self.out.send_ip(len, None);
                     }
                 } else {
-                    let req = EchoRequest { src, dst, ident, seq: seq_no, data };
+                    let req = EchoRequest {
+                        src,
+                        dst,
+                        ident,
+                        seq: seq_no,
+                        data,
+                    };
                     let (mut ctx, nat) = self.split(registry);
                     nat.ping(req, &mut ctx);
                 }
@@ -440,9 +535,21 @@ impl Dp {
         }
     }
 
-    fn tcp(&mut self, pkt: &[u8], body: &[u8], src: std::net::IpAddr, dst: std::net::IpAddr, vnet: VnetHdr, registry: &Registry) {
-        let Ok(tcp) = TcpPacket::new_checked(body) else { return };
-        if !vnet.partial_csum() && !tcp.verify_checksum(&IpAddress::from(src), &IpAddress::from(dst)) {
+    fn tcp(
+        &mut self,
+        pkt: &[u8],
+        body: &[u8],
+        src: std::net::IpAddr,
+        dst: std::net::IpAddr,
+        vnet: VnetHdr,
+        registry: &Registry,
+    ) {
+        let Ok(tcp) = TcpPacket::new_checked(body) else {
+            return;
+        };
+        if !vnet.partial_csum()
+            && !tcp.verify_checksum(&IpAddress::from(src), &IpAddress::from(dst))
+        {
             return;
         }
         if tcp.src_port() == 0 || tcp.dst_port() == 0 {
@@ -458,8 +565,18 @@ impl Dp {
         nat.tcp_segment(pkt, key, syn_only, rst, &mut ctx);
     }
 
-    fn udp(&mut self, pkt: &[u8], body: &[u8], src: std::net::IpAddr, dst: std::net::IpAddr, vnet: VnetHdr, registry: &Registry) {
-        let Ok(udp) = UdpPacket::new_checked(body) else { return };
+    fn udp(
+        &mut self,
+        pkt: &[u8],
+        body: &[u8],
+        src: std::net::IpAddr,
+        dst: std::net::IpAddr,
+        vnet: VnetHdr,
+        registry: &Registry,
+    ) {
+        let Ok(udp) = UdpPacket::new_checked(body) else {
+            return;
+        };
         if !vnet.partial_csum() {
             let zero_ok = src.is_ipv4() && udp.checksum() == 0;
             if !zero_ok && !udp.verify_checksum(&IpAddress::from(src), &IpAddress::from(dst)) {

@@ -18,7 +18,8 @@ impl ::log::Log for StderrLogger {
             return;
         }
         // smoltcp's own trace output is far too chatty above trace level.
-        if record.target().starts_with("smoltcp") && ::log::max_level() < ::log::LevelFilter::Trace {
+        if record.target().starts_with("smoltcp") && ::log::max_level() < ::log::LevelFilter::Trace
+        {
             return;
         }
         let level = match record.level() {
@@ -28,7 +29,11 @@ impl ::log::Log for StderrLogger {
             ::log::Level::Debug => "debug",
             ::log::Level::Trace => "trace",
         };
-        let _ = writeln!(std::io::stderr().lock(), "rlnet: {level}: {}", record.args());
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "rlnet: {level}: {}",
+            record.args()
+        );
     }
 
     fn flush(&self) {}

@@ -10,7 +10,9 @@ use std::io;
 use std::num::NonZeroUsize;
 
 use smoltcp::iface::{Config as IfaceConfig, Interface};
-use smoltcp::phy::{Checksum, ChecksumCapabilities, Device, DeviceCapabilities, Medium, PacketMeta};
+use smoltcp::phy::{
+    Checksum, ChecksumCapabilities, Device, DeviceCapabilities, Medium, PacketMeta,
+};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, EthernetProtocol, HardwareAddress, IpAddress, IpCidr};
 
@@ -168,10 +170,7 @@ impl smoltcp::phy::TxToken for Tx<'_> {
         let buf = self.out.ip_buf();
         let len = len.min(buf.len());
         let r = f(&mut buf[..len]);
-        let mss = self
-            .meta
-            .segmentation_offload_size
-            .and_then(|m| u16::try_from(m.get()).ok());
+        let mss = self.meta.segmentation_offload_size.map(|m| m.get());
         self.out.send_ip(len, mss);
         r
     }
@@ -239,14 +238,22 @@ pub fn capabilities(mtu: u32) -> DeviceCapabilities {
 
 /// The shared interface. It holds no per-socket state in Medium::Ip, so one
 /// interface serves every flow's own socket set.
-pub fn interface(plan: &AddrPlan, out: &mut TapOut, caps: &DeviceCapabilities, now: Instant) -> Interface {
+pub fn interface(
+    plan: &AddrPlan,
+    out: &mut TapOut,
+    caps: &DeviceCapabilities,
+    now: Instant,
+) -> Interface {
     let mut cfg = IfaceConfig::new(HardwareAddress::Ip);
     // Initial sequence numbers come from this seed: make it unpredictable.
     cfg.random_seed = RandomState::new().hash_one(now.total_micros());
     let mut dev = Dev::new(None, out, caps);
     let mut iface = Interface::new(cfg, &mut dev, now);
     iface.update_ip_addrs(|addrs| {
-        let _ = addrs.push(IpCidr::new(IpAddress::Ipv4(plan.gateway4), plan.net4.prefix));
+        let _ = addrs.push(IpCidr::new(
+            IpAddress::Ipv4(plan.gateway4),
+            plan.net4.prefix,
+        ));
         if let Some(v6) = plan.v6 {
             let _ = addrs.push(IpCidr::new(IpAddress::Ipv6(v6.gateway6), v6.prefix_len));
         }

@@ -216,7 +216,13 @@ pub fn arp_reply(
     Some((len, source_hardware_addr))
 }
 
-fn emit_ipv4(ip: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, proto: IpProtocol, payload_len: usize) -> Option<()> {
+fn emit_ipv4(
+    ip: &mut [u8],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    proto: IpProtocol,
+    payload_len: usize,
+) -> Option<()> {
     let repr = Ipv4Repr {
         src_addr: src,
         dst_addr: dst,
@@ -225,11 +231,20 @@ fn emit_ipv4(ip: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, proto: IpProtocol, pay
         hop_limit: HOP_LIMIT,
     };
     let buf = ip.get_mut(..IPV4_HDR_LEN + payload_len)?;
-    repr.emit(&mut Ipv4Packet::new_unchecked(buf), &ChecksumCapabilities::default());
+    repr.emit(
+        &mut Ipv4Packet::new_unchecked(buf),
+        &ChecksumCapabilities::default(),
+    );
     Some(())
 }
 
-fn emit_ipv6(ip: &mut [u8], src: Ipv6Addr, dst: Ipv6Addr, proto: IpProtocol, payload_len: usize) -> Option<()> {
+fn emit_ipv6(
+    ip: &mut [u8],
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    proto: IpProtocol,
+    payload_len: usize,
+) -> Option<()> {
     let repr = Ipv6Repr {
         src_addr: src,
         dst_addr: dst,
@@ -247,17 +262,31 @@ pub fn icmpv4(ip: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, msg: &Icmpv4Repr) -> 
     let len = msg.buffer_len();
     emit_ipv4(ip, src, dst, IpProtocol::Icmp, len)?;
     let body = ip.get_mut(IPV4_HDR_LEN..IPV4_HDR_LEN + len)?;
-    msg.emit(&mut Icmpv4Packet::new_unchecked(body), &ChecksumCapabilities::default());
+    msg.emit(
+        &mut Icmpv4Packet::new_unchecked(body),
+        &ChecksumCapabilities::default(),
+    );
     Some(IPV4_HDR_LEN + len)
 }
 
 /// An ICMPv6 message into `ip` (a whole IPv6 packet); returns its length.
-pub fn icmpv6(ip: &mut [u8], src: Ipv6Addr, dst: Ipv6Addr, msg: &Icmpv6Repr, hop_limit: u8) -> Option<usize> {
+pub fn icmpv6(
+    ip: &mut [u8],
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    msg: &Icmpv6Repr,
+    hop_limit: u8,
+) -> Option<usize> {
     let len = msg.buffer_len();
     emit_ipv6(ip, src, dst, IpProtocol::Icmpv6, len)?;
     Ipv6Packet::new_unchecked(&mut ip[..IPV6_HDR_LEN]).set_hop_limit(hop_limit);
     let body = ip.get_mut(IPV6_HDR_LEN..IPV6_HDR_LEN + len)?;
-    msg.emit(&src, &dst, &mut Icmpv6Packet::new_unchecked(body), &ChecksumCapabilities::default());
+    msg.emit(
+        &src,
+        &dst,
+        &mut Icmpv6Packet::new_unchecked(body),
+        &ChecksumCapabilities::default(),
+    );
     Some(IPV6_HDR_LEN + len)
 }
 
@@ -326,7 +355,12 @@ pub enum Unreachable {
 /// The neighbour advertisement answering a solicitation for `target`, sent
 /// from `target` to the soliciting address. `ns_src` is the solicitation's
 /// source (unspecified during DAD: answer to all-nodes then).
-pub fn neighbor_advert(ip: &mut [u8], target: Ipv6Addr, ns_src: Ipv6Addr, our_mac: EthernetAddress) -> Option<usize> {
+pub fn neighbor_advert(
+    ip: &mut [u8],
+    target: Ipv6Addr,
+    ns_src: Ipv6Addr,
+    our_mac: EthernetAddress,
+) -> Option<usize> {
     let (dst, flags) = if ns_src.is_unspecified() {
         (
             Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1),
@@ -335,7 +369,9 @@ pub fn neighbor_advert(ip: &mut [u8], target: Ipv6Addr, ns_src: Ipv6Addr, our_ma
     } else {
         (
             ns_src,
-            NdiscNeighborFlags::ROUTER | NdiscNeighborFlags::SOLICITED | NdiscNeighborFlags::OVERRIDE,
+            NdiscNeighborFlags::ROUTER
+                | NdiscNeighborFlags::SOLICITED
+                | NdiscNeighborFlags::OVERRIDE,
         )
     };
     let msg = Icmpv6Repr::Ndisc(NdiscRepr::NeighborAdvert {
@@ -348,7 +384,12 @@ pub fn neighbor_advert(ip: &mut [u8], target: Ipv6Addr, ns_src: Ipv6Addr, our_ma
 }
 
 /// The target of a well-formed neighbour solicitation, or None.
-pub fn neighbor_solicit_target(icmp: &[u8], src: Ipv6Addr, dst: Ipv6Addr, hop_limit: u8) -> Option<Ipv6Addr> {
+pub fn neighbor_solicit_target(
+    icmp: &[u8],
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    hop_limit: u8,
+) -> Option<Ipv6Addr> {
     if hop_limit != 255 {
         return None;
     }
@@ -361,7 +402,12 @@ pub fn neighbor_solicit_target(icmp: &[u8], src: Ipv6Addr, dst: Ipv6Addr, hop_li
 
 /// Headers of a UDP datagram whose `payload_len` bytes already sit where
 /// [`udp_payload_offset`] says. Returns the IP packet length.
-pub fn udp_headers(ip: &mut [u8], src: SocketAddr, dst: SocketAddr, payload_len: usize) -> Option<usize> {
+pub fn udp_headers(
+    ip: &mut [u8],
+    src: SocketAddr,
+    dst: SocketAddr,
+    payload_len: usize,
+) -> Option<usize> {
     let udp_len = UDP_HEADER_LEN.checked_add(payload_len)?;
     let hdr_len = match (src.ip(), dst.ip()) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
@@ -385,7 +431,12 @@ pub fn udp_headers(ip: &mut [u8], src: SocketAddr, dst: SocketAddr, payload_len:
 /// An IP header plus the first 8 bytes of a transport header carrying the
 /// ports: what an ICMP error quotes, rebuilt for a flow whose original packet
 /// is gone. The namespace matches errors on exactly these fields.
-pub fn flow_quote(buf: &mut [u8], src: SocketAddr, dst: SocketAddr, proto: IpProtocol) -> Option<usize> {
+pub fn flow_quote(
+    buf: &mut [u8],
+    src: SocketAddr,
+    dst: SocketAddr,
+    proto: IpProtocol,
+) -> Option<usize> {
     let hdr_len = match (src.ip(), dst.ip()) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
             emit_ipv4(buf, s, d, proto, 8)?;
@@ -411,7 +462,11 @@ pub fn udp_payload_offset(v6: bool) -> usize {
 
 /// Largest UDP payload rlnet will synthesise for the family.
 pub fn max_udp_payload(v6: bool) -> usize {
-    if v6 { 65535 - UDP_HEADER_LEN } else { 65535 - IPV4_HDR_LEN - UDP_HEADER_LEN }
+    if v6 {
+        65535 - UDP_HEADER_LEN
+    } else {
+        65535 - IPV4_HDR_LEN - UDP_HEADER_LEN
+    }
 }
 
 #[cfg(test)]
@@ -509,7 +564,13 @@ mod tests {
         let (len, to) = arp_reply(&buf, gw, GW, &mut out).unwrap();
         assert_eq!(to, NS);
         let reply = ArpRepr::parse(&ArpPacket::new_checked(&out[..len]).unwrap()).unwrap();
-        let ArpRepr::EthernetIpv4 { operation, source_hardware_addr, source_protocol_addr, .. } = reply else {
+        let ArpRepr::EthernetIpv4 {
+            operation,
+            source_hardware_addr,
+            source_protocol_addr,
+            ..
+        } = reply
+        else {
             panic!()
         };
         assert_eq!(operation, ArpOperation::Reply);
@@ -525,9 +586,22 @@ mod tests {
     #[test]
     fn unreachable_quotes_header_and_8_bytes() {
         let mut orig = vec![0u8; 20 + 40];
-        emit_ipv4(&mut orig, Ipv4Addr::new(10, 0, 2, 100), Ipv4Addr::new(10, 0, 2, 2), IpProtocol::Udp, 40).unwrap();
+        emit_ipv4(
+            &mut orig,
+            Ipv4Addr::new(10, 0, 2, 100),
+            Ipv4Addr::new(10, 0, 2, 2),
+            IpProtocol::Udp,
+            40,
+        )
+        .unwrap();
         let mut ip = [0u8; 128];
-        let len = unreachable(&mut ip, IpAddr::V4(Ipv4Addr::new(10, 0, 2, 2)), &orig, Unreachable::Port).unwrap();
+        let len = unreachable(
+            &mut ip,
+            IpAddr::V4(Ipv4Addr::new(10, 0, 2, 2)),
+            &orig,
+            Unreachable::Port,
+        )
+        .unwrap();
         assert_eq!(len, 20 + 8 + 20 + 8);
         let p = Ipv4Packet::new_checked(&ip[..len]).unwrap();
         assert_eq!(p.dst_addr(), Ipv4Addr::new(10, 0, 2, 100));
@@ -535,7 +609,12 @@ mod tests {
         assert!(icmp.verify_checksum());
         for cut in 0..orig.len() {
             // Truncated quotes never panic; short ones are refused.
-            let _ = unreachable(&mut ip, IpAddr::V4(Ipv4Addr::new(10, 0, 2, 2)), &orig[..cut], Unreachable::Net);
+            let _ = unreachable(
+                &mut ip,
+                IpAddr::V4(Ipv4Addr::new(10, 0, 2, 2)),
+                &orig[..cut],
+                Unreachable::Net,
+            );
         }
     }
 
@@ -548,6 +627,8 @@ mod tests {
         assert_eq!(p.hop_limit(), 255);
         let icmp = Icmpv6Packet::new_checked(p.payload()).unwrap();
         let repr = Icmpv6Repr::parse(&p.src_addr(), &p.dst_addr(), &icmp, &verify_caps()).unwrap();
-        assert!(matches!(repr, Icmpv6Repr::Ndisc(NdiscRepr::NeighborAdvert { target_addr, .. }) if target_addr == target));
+        assert!(
+            matches!(repr, Icmpv6Repr::Ndisc(NdiscRepr::NeighborAdvert { target_addr, .. }) if target_addr == target)
+        );
     }
 }

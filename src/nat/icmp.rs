@@ -67,7 +67,8 @@ impl PingTable {
         let mut sock = UdpSocket::from_std(sock.into());
         let entry = self.flows.vacant_entry();
         let idx = entry.key();
-        ctx.registry.register(&mut sock, token(Kind::Icmp, idx), Interest::READABLE)?;
+        ctx.registry
+            .register(&mut sock, token(Kind::Icmp, idx), Interest::READABLE)?;
         entry.insert(PingFlow {
             key,
             sock,
@@ -78,7 +79,12 @@ impl PingTable {
     }
 
     /// Forward an echo request; returns a timer to arm for a new flow.
-    pub fn send(&mut self, req: EchoRequest<'_>, host: IpAddr, ctx: &mut Ctx<'_>) -> Option<(i64, usize)> {
+    pub fn send(
+        &mut self,
+        req: EchoRequest<'_>,
+        host: IpAddr,
+        ctx: &mut Ctx<'_>,
+    ) -> Option<(i64, usize)> {
         let key = Key {
             src: req.src,
             dst: req.dst,
@@ -89,7 +95,9 @@ impl PingTable {
             None => match self.open(key, host, ctx) {
                 Ok(i) => (i, true),
                 Err(e) => {
-                    if e.kind() == io::ErrorKind::PermissionDenied && !WARNED.swap(true, Ordering::Relaxed) {
+                    if e.kind() == io::ErrorKind::PermissionDenied
+                        && !WARNED.swap(true, Ordering::Relaxed)
+                    {
                         log::warn!(
                             "ping to outside addresses is unavailable: the group of rlnet's user is not in \
                              net.ipv4.ping_group_range (as root: sysctl -w net.ipv4.ping_group_range=\"0 2147483647\")"

@@ -92,7 +92,9 @@ pub enum HostConnectError {
 impl HostConnectError {
     fn io(&self) -> Option<&io::Error> {
         match self {
-            HostConnectError::Socket(e) | HostConnectError::Bind(e) | HostConnectError::Connect(e) => Some(e),
+            HostConnectError::Socket(e)
+            | HostConnectError::Bind(e)
+            | HostConnectError::Connect(e) => Some(e),
             HostConnectError::Listen => None,
         }
     }
@@ -100,7 +102,11 @@ impl HostConnectError {
 
 /// Bind a host socket to the configured outbound address of its family.
 pub fn bind_outbound(sock: &Socket, dst: SocketAddr, outbound: Outbound) -> io::Result<()> {
-    let src = if dst.is_ipv4() { outbound.v4 } else { outbound.v6 };
+    let src = if dst.is_ipv4() {
+        outbound.v4
+    } else {
+        outbound.v6
+    };
     if let Some(src) = src {
         crate::sys::os::bind_address_no_port(sock);
         sock.bind(&SocketAddr::new(src, 0).into())?;
@@ -113,7 +119,9 @@ pub fn bind_outbound(sock: &Socket, dst: SocketAddr, outbound: Outbound) -> io::
 pub fn unreachable_for(err: &io::Error) -> Option<Unreachable> {
     match err.raw_os_error() {
         Some(libc::ENETUNREACH) | Some(libc::EINVAL) => Some(Unreachable::Net),
-        Some(libc::EHOSTUNREACH) | Some(libc::ETIMEDOUT) | Some(libc::EHOSTDOWN) => Some(Unreachable::Host),
+        Some(libc::EHOSTUNREACH) | Some(libc::ETIMEDOUT) | Some(libc::EHOSTDOWN) => {
+            Some(Unreachable::Host)
+        }
         Some(libc::EACCES) | Some(libc::EPERM) => Some(Unreachable::Prohibited),
         _ => None,
     }
@@ -123,7 +131,9 @@ pub fn unreachable_for(err: &io::Error) -> Option<Unreachable> {
 /// rebuilt from the flow key (enough for the namespace to match its socket).
 fn send_unreachable_for_tcp(key: &FlowKey, kind: Unreachable, ctx: &mut Ctx<'_>) {
     let mut quote = [0u8; wire::IPV6_HDR_LEN + 8];
-    if let Some(len) = wire::flow_quote(&mut quote, key.src, key.dst, smoltcp::wire::IpProtocol::Tcp) {
+    if let Some(len) =
+        wire::flow_quote(&mut quote, key.src, key.dst, smoltcp::wire::IpProtocol::Tcp)
+    {
         send_unreachable(ctx, &quote[..len], key.dst.ip(), kind);
     }
 }
@@ -193,7 +203,14 @@ impl Nat {
     }
 
     /// A TCP segment from the namespace (`pkt` is the whole IP packet).
-    pub fn tcp_segment(&mut self, pkt: &[u8], key: FlowKey, syn_only: bool, rst: bool, ctx: &mut Ctx<'_>) {
+    pub fn tcp_segment(
+        &mut self,
+        pkt: &[u8],
+        key: FlowKey,
+        syn_only: bool,
+        rst: bool,
+        ctx: &mut Ctx<'_>,
+    ) {
         if let Some(&idx) = self.tcp_index.get(&key) {
             if let Some(flow) = self.tcp.get_mut(idx) {
                 flow.ingress(pkt, ctx);
@@ -218,12 +235,17 @@ impl Nat {
 
     fn reset(&mut self, pkt: &[u8], ctx: &mut Ctx<'_>) {
         let mut dev = Dev::new(Some(pkt), ctx.out, ctx.caps);
-        ctx.iface.poll_ingress_single(ctx.now, &mut dev, &mut self.no_flow);
+        ctx.iface
+            .poll_ingress_single(ctx.now, &mut dev, &mut self.no_flow);
     }
 
     fn open_tcp(&mut self, pkt: &[u8], key: FlowKey, addr: SocketAddr, ctx: &mut Ctx<'_>) {
         if self.tcp.len() >= MAX_TCP_FLOWS || self.connecting >= MAX_TCP_CONNECTING {
-            crate::limited!(Warn, "too many TCP flows; refusing a connection to {}", key.dst);
+            crate::limited!(
+                Warn,
+                "too many TCP flows; refusing a connection to {}",
+                key.dst
+            );
             self.reset(pkt, ctx);
             return;
         }
@@ -240,10 +262,11 @@ impl Nat {
         };
         let entry = self.tcp.vacant_entry();
         let idx = entry.key();
-        if let Err(e) = ctx
-            .registry
-            .register(&mut flow.host, token(Kind::Tcp, idx), Interest::READABLE | Interest::WRITABLE)
-        {
+        if let Err(e) = ctx.registry.register(
+            &mut flow.host,
+            token(Kind::Tcp, idx),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
             crate::limited!(Warn, "cannot watch a host socket: {e}");
             self.reset(pkt, ctx);
             return;
@@ -271,7 +294,8 @@ impl Nat {
             After::Remove => self.remove_tcp(idx, ctx.registry),
             After::Keep => {
                 if let Some(t) = flow.timer {
-                    self.timers.push(Reverse((t.total_micros(), token(Kind::Tcp, idx).0)));
+                    self.timers
+                        .push(Reverse((t.total_micros(), token(Kind::Tcp, idx).0)));
                 }
             }
         }
@@ -302,10 +326,10 @@ impl Nat {
     /// An ICMP echo request to an address other than the gateway/DNS.
     pub fn ping(&mut self, req: icmp::EchoRequest<'_>, ctx: &mut Ctx<'_>) {
         let dst = SocketAddr::new(req.dst, 1);
-        if let Decision::Host(addr) = ctx.policy.outbound(dst) {
-            if let Some(deadline) = self.icmp.send(req, addr.ip(), ctx) {
-                self.timers.push(Reverse(deadline));
-            }
+        if let Decision::Host(addr) = ctx.policy.outbound(dst)
+            && let Some(deadline) = self.icmp.send(req, addr.ip(), ctx)
+        {
+            self.timers.push(Reverse(deadline));
         }
     }
 
@@ -375,12 +399,18 @@ impl Nat {
             self.timers.pop();
             fired += 1;
             match from_token(Token(tok)) {
-                Some((Kind::Tcp, idx)) => {
-                    // Only the flow's current deadline counts; older ones are stale.
-                    if self.tcp.get(idx).and_then(|f| f.timer).map(|x| x.total_micros()) == Some(t) {
-                        self.service_tcp(idx, ctx);
-                    }
+                // Only the flow's current deadline counts; older ones are stale.
+                Some((Kind::Tcp, idx))
+                    if self
+                        .tcp
+                        .get(idx)
+                        .and_then(|f| f.timer)
+                        .map(|x| x.total_micros())
+                        == Some(t) =>
+                {
+                    self.service_tcp(idx, ctx);
                 }
+                Some((Kind::Tcp, _)) => {}
                 Some((Kind::Udp, idx)) => {
                     if let Some(next) = self.udp.expire(idx, t, ctx) {
                         self.timers.push(Reverse(next));
@@ -396,4 +426,3 @@ impl Nat {
         }
     }
 }
-

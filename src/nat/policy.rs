@@ -40,7 +40,9 @@ impl Policy {
                     || a == self.plan.dns4)
             }
             IpAddr::V6(a) => {
-                self.plan.v6.is_some_and(|v6| a != v6.gateway6 && a != v6.dns6)
+                self.plan
+                    .v6
+                    .is_some_and(|v6| a != v6.gateway6 && a != v6.dns6)
                     && !(a.is_unspecified() || a.is_loopback() || a.is_multicast())
                     && a.to_ipv4_mapped().is_none()
             }
@@ -54,9 +56,17 @@ impl Policy {
         }
         let plan = &self.plan;
         let (is_gw, is_dns, loopback) = match dst.ip() {
-            IpAddr::V4(a) => (a == plan.gateway4, a == plan.dns4, IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            IpAddr::V4(a) => (
+                a == plan.gateway4,
+                a == plan.dns4,
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+            ),
             IpAddr::V6(a) => match plan.v6 {
-                Some(v6) => (a == v6.gateway6, a == v6.dns6, IpAddr::V6(Ipv6Addr::LOCALHOST)),
+                Some(v6) => (
+                    a == v6.gateway6,
+                    a == v6.dns6,
+                    IpAddr::V6(Ipv6Addr::LOCALHOST),
+                ),
                 None => return Decision::Drop,
             },
         };
@@ -124,11 +134,23 @@ mod tests {
     #[test]
     fn gateway_maps_to_loopback_only_when_allowed() {
         let p = policy(true, true);
-        assert_eq!(p.outbound(sa("10.0.2.2:80")), Decision::Host(sa("127.0.0.1:80")));
-        assert_eq!(p.outbound(sa("[fd00::2]:80")), Decision::Host(sa("[::1]:80")));
+        assert_eq!(
+            p.outbound(sa("10.0.2.2:80")),
+            Decision::Host(sa("127.0.0.1:80"))
+        );
+        assert_eq!(
+            p.outbound(sa("[fd00::2]:80")),
+            Decision::Host(sa("[::1]:80"))
+        );
         let p = policy(false, true);
-        assert_eq!(p.outbound(sa("10.0.2.2:80")), Decision::Refuse(Unreachable::Net));
-        assert_eq!(p.outbound(sa("[fd00::2]:80")), Decision::Refuse(Unreachable::Net));
+        assert_eq!(
+            p.outbound(sa("10.0.2.2:80")),
+            Decision::Refuse(Unreachable::Net)
+        );
+        assert_eq!(
+            p.outbound(sa("[fd00::2]:80")),
+            Decision::Refuse(Unreachable::Net)
+        );
     }
 
     #[test]
@@ -158,13 +180,22 @@ mod tests {
     fn dns_address_and_subnet() {
         let p = policy(true, true);
         assert_eq!(p.outbound(sa("10.0.2.3:53")), Decision::DnsStub);
-        assert_eq!(p.outbound(sa("10.0.2.3:80")), Decision::Refuse(Unreachable::Net));
+        assert_eq!(
+            p.outbound(sa("10.0.2.3:80")),
+            Decision::Refuse(Unreachable::Net)
+        );
         assert_eq!(p.outbound(sa("10.0.2.50:80")), Decision::Drop);
         assert_eq!(p.outbound(sa("[fd00::50]:80")), Decision::Drop);
         let p = policy(true, false);
         assert_eq!(p.outbound(sa("10.0.2.3:53")), Decision::Drop);
-        assert_eq!(p.outbound(sa("198.18.0.1:53")), Decision::Host(sa("198.18.0.1:53")));
-        assert_eq!(p.outbound(sa("[2001:db8::1]:443")), Decision::Host(sa("[2001:db8::1]:443")));
+        assert_eq!(
+            p.outbound(sa("198.18.0.1:53")),
+            Decision::Host(sa("198.18.0.1:53"))
+        );
+        assert_eq!(
+            p.outbound(sa("[2001:db8::1]:443")),
+            Decision::Host(sa("[2001:db8::1]:443"))
+        );
     }
 
     #[test]
@@ -183,7 +214,17 @@ mod tests {
         let p = policy(true, true);
         assert!(p.valid_source("10.0.2.100".parse().unwrap()));
         assert!(p.valid_source("fd00::100".parse().unwrap()));
-        for bad in ["0.0.0.0", "127.0.0.1", "255.255.255.255", "10.0.2.255", "224.0.0.1", "10.0.2.2", "::", "ff02::1", "::ffff:10.0.2.100"] {
+        for bad in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "255.255.255.255",
+            "10.0.2.255",
+            "224.0.0.1",
+            "10.0.2.2",
+            "::",
+            "ff02::1",
+            "::ffff:10.0.2.100",
+        ] {
             assert!(!p.valid_source(bad.parse().unwrap()), "{bad}");
         }
     }

@@ -65,7 +65,11 @@ pub enum After {
 impl TcpFlow {
     /// Start the host connect and create the held smoltcp listener. The SYN
     /// itself is fed by the caller afterwards.
-    pub fn connect(key: FlowKey, host_addr: SocketAddr, ctx: &Ctx<'_>) -> Result<TcpFlow, HostConnectError> {
+    pub fn connect(
+        key: FlowKey,
+        host_addr: SocketAddr,
+        ctx: &Ctx<'_>,
+    ) -> Result<TcpFlow, HostConnectError> {
         let sock = Socket::new(
             Domain::for_address(host_addr),
             Type::STREAM.nonblocking(),
@@ -120,7 +124,8 @@ impl TcpFlow {
     /// Feed one segment from the namespace into this flow's socket set.
     pub fn ingress(&mut self, pkt: &[u8], ctx: &mut Ctx<'_>) {
         let mut dev = Dev::new(Some(pkt), ctx.out, ctx.caps);
-        ctx.iface.poll_ingress_single(ctx.now, &mut dev, &mut self.set);
+        ctx.iface
+            .poll_ingress_single(ctx.now, &mut dev, &mut self.set);
     }
 
     /// Host socket readiness from epoll.
@@ -145,7 +150,9 @@ impl TcpFlow {
                         self.socket().pause_synack(false);
                     }
                     // Spurious wake-up while still connecting.
-                    Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => self.host_writable = false,
+                    Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+                        self.host_writable = false
+                    }
                     Err(e) => return self.connect_failed(e, ctx),
                 },
             }
@@ -189,7 +196,10 @@ impl TcpFlow {
         let state = self.socket().state();
         if matches!(
             state,
-            tcp::State::CloseWait | tcp::State::LastAck | tcp::State::Closing | tcp::State::TimeWait
+            tcp::State::CloseWait
+                | tcp::State::LastAck
+                | tcp::State::Closing
+                | tcp::State::TimeWait
         ) {
             self.ns_fin = true;
         }
@@ -266,7 +276,10 @@ impl TcpFlow {
         match state {
             tcp::State::Closed | tcp::State::TimeWait => {
                 let clean = self.ns_fin && self.host_eof;
-                if state == tcp::State::TimeWait && self.socket().recv_queue() > 0 && !self.host_dead {
+                if state == tcp::State::TimeWait
+                    && self.socket().recv_queue() > 0
+                    && !self.host_dead
+                {
                     // Data for the host still buffered: keep draining.
                     return After::Keep;
                 }

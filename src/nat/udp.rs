@@ -31,7 +31,12 @@ struct UdpFlow {
 
 impl UdpFlow {
     fn deadline(&self) -> i64 {
-        self.last + if self.replied { IDLE_REPLIED_US } else { IDLE_UNREPLIED_US }
+        self.last
+            + if self.replied {
+                IDLE_REPLIED_US
+            } else {
+                IDLE_UNREPLIED_US
+            }
     }
 }
 
@@ -54,7 +59,11 @@ impl UdpTable {
         if self.flows.len() >= MAX_UDP_FLOWS {
             return Err(io::Error::from_raw_os_error(libc::ENOBUFS));
         }
-        let sock = Socket::new(Domain::for_address(addr), Type::DGRAM.nonblocking(), Some(Protocol::UDP))?;
+        let sock = Socket::new(
+            Domain::for_address(addr),
+            Type::DGRAM.nonblocking(),
+            Some(Protocol::UDP),
+        )?;
         bind_outbound(&sock, addr, ctx.outbound)?;
         sock.connect(&addr.into())?;
         let mut sock = UdpSocket::from_std(sock.into());
@@ -134,16 +143,21 @@ impl UdpTable {
                 Ok(n) => {
                     flow.replied = true;
                     flow.last = ctx.now.total_micros();
-                    if let Some(len) = wire::udp_headers(ctx.out.ip_buf(), flow.key.dst, flow.key.src, n) {
+                    if let Some(len) =
+                        wire::udp_headers(ctx.out.ip_buf(), flow.key.dst, flow.key.src, n)
+                    {
                         ctx.out.send_ip(len, None);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {
                     let mut quote = [0u8; wire::IPV6_HDR_LEN + 8];
-                    if let Some(len) =
-                        wire::flow_quote(&mut quote, flow.key.src, flow.key.dst, smoltcp::wire::IpProtocol::Udp)
-                    {
+                    if let Some(len) = wire::flow_quote(
+                        &mut quote,
+                        flow.key.src,
+                        flow.key.dst,
+                        smoltcp::wire::IpProtocol::Udp,
+                    ) {
                         send_unreachable(ctx, &quote[..len], flow.key.dst.ip(), Unreachable::Port);
                     }
                 }

@@ -55,7 +55,9 @@ pub enum NsError {
     Agent(String),
     #[error("the namespace agent died without answering ({0})")]
     AgentDied(String),
-    #[error("cannot create a user namespace: {0} (check `sysctl user.max_user_namespaces` and, on Ubuntu, kernel.apparmor_restrict_unprivileged_userns)")]
+    #[error(
+        "cannot create a user namespace: {0} (check `sysctl user.max_user_namespaces` and, on Ubuntu, kernel.apparmor_restrict_unprivileged_userns)"
+    )]
     Unshare(nix::Error),
     #[error("command is empty")]
     EmptyCommand,

@@ -2,7 +2,7 @@
 //! signals as an fd, the ready/exit fd contract.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
@@ -75,7 +75,12 @@ fn pidfd_borrow(fd: &OwnedFd) -> BorrowedFd<'_> {
 /// The signals rlnet handles in its event loop (blocked, read via signalfd).
 pub fn handled_signals() -> SigSet {
     let mut set = SigSet::empty();
-    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGCHLD] {
+    for s in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGCHLD,
+    ] {
         set.add(s);
     }
     set
@@ -86,14 +91,20 @@ pub fn handled_signals() -> SigSet {
 pub fn signal_fd() -> io::Result<SignalFd> {
     let set = handled_signals();
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
-    SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(io::Error::from)
+    SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(io::Error::from)
 }
 
 /// In a child about to exec: an empty signal mask and default dispositions
 /// for the signals a parent might have changed.
 pub fn reset_signals_for_exec() {
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
-    for s in [Signal::SIGPIPE, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+    for s in [
+        Signal::SIGPIPE,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+    ] {
         // SAFETY: restoring the default disposition installs no handler code.
         unsafe {
             let _ = nix::sys::signal::signal(s, nix::sys::signal::SigHandler::SigDfl);
@@ -105,7 +116,13 @@ pub fn reset_signals_for_exec() {
 pub fn die_with_parent() {
     // SAFETY: prctl(PR_SET_PDEATHSIG) takes integer arguments only.
     unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
     }
 }
 
@@ -126,12 +143,7 @@ pub fn take_inherited_fd(fd: RawFd) -> Option<OwnedFd> {
 /// (an fd that is not open just means nobody waits).
 pub fn signal_ready(fd: RawFd) {
     if let Some(fd) = take_inherited_fd(fd) {
-        loop {
-            match nix::unistd::write(&fd, b"1") {
-                Err(nix::Error::EINTR) => continue,
-                _ => break,
-            }
-        }
+        while let Err(nix::Error::EINTR) = nix::unistd::write(&fd, b"1") {}
     }
 }
 
@@ -142,12 +154,9 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-pub fn raw(fd: &impl AsRawFd) -> RawFd {
-    fd.as_raw_fd()
-}
-
 /// `IP_BIND_ADDRESS_NO_PORT`: bind only the source address now and pick the
 /// port at connect time, so `--outbound-addr` doesn't exhaust ports early.
 pub fn bind_address_no_port(sock: &socket2::Socket) {
-    let _ = nix::sys::socket::setsockopt(sock, nix::sys::socket::sockopt::IpBindAddressNoPort, &true);
+    let _ =
+        nix::sys::socket::setsockopt(sock, nix::sys::socket::sockopt::IpBindAddressNoPort, &true);
 }

@@ -26,7 +26,9 @@ pub enum TapError {
     TunOpen(nix::Error),
     #[error("TAP device {name} is busy: another process has it open ({err})")]
     Busy { name: String, err: nix::Error },
-    #[error("cannot create TAP device {name}: {err} (is there a non-TAP interface with that name?)")]
+    #[error(
+        "cannot create TAP device {name}: {err} (is there a non-TAP interface with that name?)"
+    )]
     SetIff { name: String, err: nix::Error },
     #[error("cannot set the virtio-net header size on {name}: {err}")]
     VnetHdr { name: String, err: nix::Error },
@@ -108,7 +110,13 @@ impl Tap {
         // works, only slower, so a refusal is not fatal.
         let offload = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
         // SAFETY: TUNSETOFFLOAD takes the flags as the ioctl argument value.
-        let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOFFLOAD, offload as libc::c_ulong) };
+        let rc = unsafe {
+            libc::ioctl(
+                fd.as_raw_fd(),
+                libc::TUNSETOFFLOAD,
+                offload as libc::c_ulong,
+            )
+        };
         let offload = rc == 0;
         if !offload {
             log::warn!(
