@@ -167,7 +167,7 @@ pub fn run(cfg: Config) -> Result<i32, crate::Error> {
             dns: cfg.dns,
         },
         outbound,
-        signals,
+        signals: Some(signals),
         target: handles.pidfd,
         exit_fd: cfg.exit_fd,
         child: child_parts,

@@ -66,7 +66,8 @@ pub struct Setup {
     pub mtu: u32,
     pub policy: Policy,
     pub outbound: Outbound,
-    pub signals: SignalFd,
+    /// Signals to handle; None in in-process tests.
+    pub signals: Option<SignalFd>,
     /// PID mode: exit when it becomes readable.
     pub target: Option<OwnedFd>,
     pub exit_fd: Option<RawFd>,
@@ -91,7 +92,7 @@ pub struct Engine {
     rx: Box<[u8]>,
     dp: Dp,
     start: StdInstant,
-    signals: SignalFd,
+    signals: Option<SignalFd>,
     target: Option<OwnedFd>,
     exit_fd: Option<RawFd>,
     child: Option<(Pid, OwnedFd)>,
@@ -128,13 +129,9 @@ impl Engine {
             Interest::READABLE | Interest::WRITABLE,
             "the TAP device",
         )?;
-        register(
-            registry,
-            s.signals.as_raw_fd(),
-            SIGNALS,
-            Interest::READABLE,
-            "signals",
-        )?;
+        if let Some(sig) = &s.signals {
+            register(registry, sig.as_raw_fd(), SIGNALS, Interest::READABLE, "signals")?;
+        }
         if let Some(fd) = &s.target {
             register(
                 registry,
@@ -203,67 +200,76 @@ impl Engine {
         }
         let mut events = Events::with_capacity(256);
         loop {
-            let timeout = if self.tap_readable || self.dp.nat.has_backlog() {
-                Some(std::time::Duration::ZERO)
-            } else {
-                self.dp.nat.next_deadline().map(|t| {
-                    let now = self.now().total_micros();
-                    std::time::Duration::from_micros(t.saturating_sub(now).max(0) as u64)
-                })
-            };
-            match self.poll.poll(&mut events, timeout) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(EngineError::Poll(e)),
+            if let Some(exit) = self.turn(&mut events, None)? {
+                return Ok(exit);
             }
-            self.dp.now = self.now();
-            for ev in events.iter() {
-                match ev.token() {
-                    TAP => {
-                        if ev.is_readable() {
-                            self.tap_readable = true;
-                        }
-                        if ev.is_writable() && self.dp.out.flush() {
-                            let (mut ctx, nat) = self.dp.split(self.poll.registry());
-                            nat.tap_drained(&mut ctx);
-                        }
+        }
+    }
+
+    /// One round of the loop: wait (at most `max_wait`, or until the next
+    /// timer), handle what arrived, fire due timers.
+    pub fn turn(&mut self, events: &mut Events, max_wait: Option<std::time::Duration>) -> Result<Option<Exit>, EngineError> {
+        let mut timeout = if self.tap_readable || self.dp.nat.has_backlog() {
+            Some(std::time::Duration::ZERO)
+        } else {
+            self.dp.nat.next_deadline().map(|t| {
+                let now = self.now().total_micros();
+                std::time::Duration::from_micros(t.saturating_sub(now).max(0) as u64)
+            })
+        };
+        if let Some(max) = max_wait {
+            timeout = Some(timeout.map_or(max, |t| t.min(max)));
+        }
+        match self.poll.poll(events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(None),
+            Err(e) => return Err(EngineError::Poll(e)),
+        }
+        self.dp.now = self.now();
+        for ev in events.iter() {
+            match ev.token() {
+                TAP => {
+                    if ev.is_readable() {
+                        self.tap_readable = true;
                     }
-                    SIGNALS => {
-                        if let Some(exit) = self.read_signals() {
-                            return Ok(exit);
-                        }
-                    }
-                    TARGET => return Ok(Exit::TargetGone),
-                    CHILD => {
-                        if let Some(code) = self.reap_child() {
-                            return Ok(Exit::Child(code));
-                        }
-                    }
-                    EXIT_FD => {
-                        // Only a hang-up or error ends us; data written into
-                        // the pipe does not (slirp4netns polls POLLHUP only).
-                        if ev.is_read_closed() || ev.is_error() || ev.is_write_closed() {
-                            return Ok(Exit::ExitFd);
-                        }
-                    }
-                    t => {
+                    if ev.is_writable() && self.dp.out.flush() {
                         let (mut ctx, nat) = self.dp.split(self.poll.registry());
-                        nat.host_event(
-                            t,
-                            ev.is_readable() || ev.is_read_closed() || ev.is_error(),
-                            ev.is_writable() || ev.is_error(),
-                            &mut ctx,
-                        );
+                        nat.tap_drained(&mut ctx);
                     }
                 }
+                SIGNALS => {
+                    if let Some(exit) = self.read_signals() {
+                        return Ok(Some(exit));
+                    }
+                }
+                TARGET => return Ok(Some(Exit::TargetGone)),
+                CHILD => {
+                    if let Some(code) = self.reap_child() {
+                        return Ok(Some(Exit::Child(code)));
+                    }
+                }
+                EXIT_FD => {
+                    // Only a hang-up or error ends us; data written into
+                    // the pipe does not (slirp4netns polls POLLHUP only).
+                    if ev.is_read_closed() || ev.is_error() || ev.is_write_closed() {
+                        return Ok(Some(Exit::ExitFd));
+                    }
+                }
+                t => {
+                    let (mut ctx, nat) = self.dp.split(self.poll.registry());
+                    let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                    let writable = ev.is_writable() || ev.is_error();
+                    nat.host_event(t, readable, writable, &mut ctx);
+                }
             }
-            if self.tap_readable {
-                self.read_tap();
-            }
-            let (mut ctx, nat) = self.dp.split(self.poll.registry());
-            nat.run_backlog(&mut ctx);
-            nat.run_timers(&mut ctx);
         }
+        if self.tap_readable {
+            self.read_tap();
+        }
+        let (mut ctx, nat) = self.dp.split(self.poll.registry());
+        nat.run_backlog(&mut ctx);
+        nat.run_timers(&mut ctx);
+        Ok(None)
     }
 
     fn read_tap(&mut self) {
@@ -289,7 +295,7 @@ impl Engine {
     }
 
     fn read_signals(&mut self) -> Option<Exit> {
-        while let Ok(Some(info)) = self.signals.read_signal() {
+        while let Some(Ok(Some(info))) = self.signals.as_ref().map(|s| s.read_signal()) {
             let signo = info.ssi_signo as i32;
             match Signal::try_from(signo) {
                 Ok(Signal::SIGCHLD) => {
@@ -312,7 +318,7 @@ impl Engine {
     }
 
     /// The exit code of COMMAND once it has ended (128+signal if killed).
-    fn reap_child(&mut self) -> Option<i32> {
+    fn reap_child(&self) -> Option<i32> {
         let (pid, _) = self.child.as_ref()?;
         match waitpid(*pid, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(_, code)) => Some(code),

@@ -306,6 +306,12 @@ impl Nat {
             let _ = registry.deregister(&mut flow.host);
             self.tcp_index.remove(&flow.key);
         }
+        if self.tcp.is_empty() {
+            // After a burst of connections, give the tables' memory back.
+            self.tcp.shrink_to_fit();
+            self.tcp_index.shrink_to_fit();
+            self.timers.shrink_to_fit();
+        }
     }
 
     /// A UDP datagram from the namespace.

@@ -13,7 +13,7 @@ use std::time::Duration as StdDuration;
 use mio::net::TcpStream;
 use smoltcp::iface::{PollResult, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
-use smoltcp::time::{Duration, Instant};
+use smoltcp::time::Instant;
 use smoltcp::wire::IpListenEndpoint;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
@@ -24,8 +24,6 @@ use crate::stack::Dev;
 /// flight on a local link (design.md §2.7 sweep); allocated lazily by the
 /// kernel (zero pages), returned on close.
 pub const BUF_SIZE: usize = 256 * 1024;
-/// A peer that stops answering while we have data for it is given up.
-const PEER_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -95,7 +93,8 @@ impl TcpFlow {
         socket.set_congestion_control(tcp::CongestionControl::None);
         socket.set_nagle_enabled(false);
         socket.set_ack_delay(None);
-        socket.set_timeout(Some(PEER_TIMEOUT));
+        // No smoltcp timeout: it would also abort connections that are
+        // merely idle (it counts from the last segment received).
         socket.pause_synack(true);
         socket
             .listen(IpListenEndpoint {

@@ -1,0 +1,457 @@
+//! End-to-end harness: real user and network namespaces, real TAPs, real
+//! traffic, all of it unprivileged and hermetic.
+//!
+//! - When the tests run as root (CI), every process is started as `nobody`
+//!   through `setpriv`, so rootlessness is proven rather than assumed.
+//! - Traffic goes only to loopback or into namespaces a test creates: an
+//!   [`Outer`] namespace plays "the host" with an "outside" server on
+//!   198.18.0.1 / 2001:db8::1 and blackhole default routes; rlnet runs inside
+//!   it, so nothing it sends can leave the machine.
+//! - No sleeps as synchronisation: readiness comes from pipes (`listening`
+//!   lines, `--ready-fd`); every wait has a deadline.
+#![allow(dead_code, unsafe_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const NOBODY: u32 = 65534;
+pub const OUTSIDE4: &str = "198.18.0.1";
+pub const OUTSIDE6: &str = "2001:db8::1";
+pub const WAIT: Duration = Duration::from_secs(60);
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+pub fn rlnet_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_rlnet"))
+}
+
+/// The test helper built from `examples/testkit.rs` (cargo builds examples
+/// for `cargo test`).
+pub fn testkit_bin() -> PathBuf {
+    let mut p = std::env::current_exe().expect("current_exe");
+    p.pop();
+    if p.ends_with("deps") {
+        p.pop();
+    }
+    p.join("examples").join("testkit")
+}
+
+/// Can this machine run the e2e tests? When it can't, the test fails if we
+/// are root or `RLNET_REQUIRE_USERNS=1` (CI), and is skipped loudly otherwise.
+pub fn userns_available() -> bool {
+    let ok = base_cmd("unshare")
+        .args(["-Urn", "true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    let tun = std::fs::metadata("/dev/net/tun")
+        .map(|m| {
+            use std::os::unix::fs::PermissionsExt;
+            m.permissions().mode() & 0o006 == 0o006 || !is_root()
+        })
+        .unwrap_or(false);
+    let required = is_root() || std::env::var("RLNET_REQUIRE_USERNS").is_ok_and(|v| v == "1");
+    if ok && tun {
+        return true;
+    }
+    let why = if !ok {
+        "unprivileged user namespaces are not available"
+    } else {
+        "/dev/net/tun is not usable by unprivileged users (run `chmod 0666 /dev/net/tun` as root)"
+    };
+    if required {
+        panic!("e2e prerequisites missing: {why}");
+    }
+    eprintln!("skipped: {why}");
+    false
+}
+
+/// Macro-like guard at the top of every e2e test.
+#[macro_export]
+macro_rules! require_userns {
+    () => {
+        if !$crate::common::userns_available() {
+            return;
+        }
+    };
+}
+
+/// A command run as `nobody` when we are root, else as ourselves.
+pub fn base_cmd(prog: impl AsRef<std::ffi::OsStr>) -> Command {
+    if is_root() {
+        let mut c = Command::new("setpriv");
+        c.args([
+            format!("--reuid={NOBODY}"),
+            format!("--regid={NOBODY}"),
+            "--clear-groups".into(),
+            "--".into(),
+        ]);
+        c.arg(prog);
+        c
+    } else {
+        Command::new(prog)
+    }
+}
+
+/// A child process that is killed (by PID) when dropped, with its stdout
+/// lines and stderr text collected by background threads.
+pub struct Proc {
+    pub child: Child,
+    lines: Receiver<String>,
+    stderr: Arc<Mutex<String>>,
+    stdout_all: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proc {
+    pub fn spawn(mut cmd: Command) -> Proc {
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        Proc::from_child(cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}")))
+    }
+
+    pub fn from_child(mut child: Child) -> Proc {
+        let (tx, rx) = channel();
+        let all = Arc::new(Mutex::new(Vec::new()));
+        if let Some(out) = child.stdout.take() {
+            let all = all.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    all.lock().unwrap().push(line.clone());
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let stderr = Arc::new(Mutex::new(String::new()));
+        if let Some(mut err) = child.stderr.take() {
+            let stderr = stderr.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = err.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    stderr.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            });
+        }
+        Proc {
+            child,
+            lines: rx,
+            stderr,
+            stdout_all: all,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The next stdout line, within `timeout`.
+    pub fn line(&self, timeout: Duration) -> String {
+        self.lines
+            .recv_timeout(timeout)
+            .unwrap_or_else(|_| panic!("no output line within {timeout:?}; stderr: {}", self.stderr()))
+    }
+
+    /// Wait for a line starting with `prefix` and return it.
+    pub fn expect_line(&self, prefix: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let l = self.line(left);
+            if l.starts_with(prefix) {
+                return l;
+            }
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    pub fn stdout(&self) -> Vec<String> {
+        self.stdout_all.lock().unwrap().clone()
+    }
+
+    /// Wait for exit within `timeout`; None if still running.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                return Some(s);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Wait for exit (bounded) and return the status.
+    pub fn wait(&mut self) -> ExitStatus {
+        self.wait_timeout(WAIT)
+            .unwrap_or_else(|| panic!("process {} did not exit within {WAIT:?}; stderr: {}", self.pid(), self.stderr()))
+    }
+
+    pub fn kill(&mut self, sig: nix::sys::signal::Signal) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), sig);
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Run a command to completion (bounded) and return (status, stdout, stderr).
+pub fn run(cmd: Command) -> (ExitStatus, String, String) {
+    let mut p = Proc::spawn(cmd);
+    let st = p.wait();
+    // Let the reader threads reach EOF.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if p.lines.recv_timeout(Duration::from_millis(50)).is_err() {
+            break;
+        }
+    }
+    (st, p.stdout().join("\n"), p.stderr())
+}
+
+/// Run and require success; returns stdout.
+pub fn run_ok(cmd: Command) -> String {
+    let desc = format!("{cmd:?}");
+    let (st, out, err) = run(cmd);
+    assert!(st.success(), "{desc} failed ({st}): {err}\n{out}");
+    out
+}
+
+/// `key=value` field of a testkit output line.
+pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+}
+
+/// A namespace holder: `unshare -Urn` running `sleep`, reporting readiness.
+fn holder(mut cmd: Command) -> Proc {
+    cmd.args(["-Urn", "--", "sh", "-c", "echo ready; exec sleep 3600"]);
+    let p = Proc::spawn(cmd);
+    p.expect_line("ready");
+    p
+}
+
+fn nsenter(pid: u32, prog: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = base_cmd("nsenter");
+    c.args(["-t", &pid.to_string(), "-U", "-n", "--preserve-credentials", "--"]);
+    c.arg(prog);
+    c
+}
+
+/// The "host" of a test: a user+network namespace with loopback, an
+/// outside address on `lo`, blackhole default routes, and ping sockets
+/// allowed for its users. rlnet runs here.
+pub struct Outer {
+    holder: Proc,
+}
+
+impl Outer {
+    pub fn new() -> Outer {
+        let holder = holder(base_cmd("unshare"));
+        let o = Outer { holder };
+        let mut c = o.cmd("sh");
+        c.arg("-c").arg(format!(
+            "ip link set lo up && ip addr add {OUTSIDE4}/32 dev lo && ip -6 addr add {OUTSIDE6}/128 dev lo nodad \
+             && ip route add blackhole default && ip -6 route add blackhole default \
+             && echo '0 0' > /proc/sys/net/ipv4/ping_group_range"
+        ));
+        run_ok(c);
+        o
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.holder.pid()
+    }
+
+    /// A command inside the outer namespace.
+    pub fn cmd(&self, prog: impl AsRef<std::ffi::OsStr>) -> Command {
+        nsenter(self.pid(), prog)
+    }
+
+    /// rlnet inside the outer namespace, with every capability dropped so it
+    /// has no more power there than an ordinary user process.
+    pub fn rlnet_cmd(&self) -> Command {
+        let mut c = self.cmd("setpriv");
+        c.args(["--bounding-set=-all", "--inh-caps=-all", "--ambient-caps=-all", "--no-new-privs", "--"]);
+        c.arg(rlnet_bin());
+        c
+    }
+
+    pub fn testkit(&self) -> Command {
+        self.cmd(testkit_bin())
+    }
+
+    /// A target namespace (nested in the outer user namespace, as a
+    /// container's would be).
+    pub fn target(&self) -> Target {
+        Target {
+            holder: holder(self.cmd("unshare")),
+        }
+    }
+
+    /// Start a testkit server here and return it with its port.
+    pub fn serve(&self, args: &[&str]) -> (Proc, u16) {
+        serve(self.testkit(), args)
+    }
+}
+
+impl Default for Outer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn serve(mut cmd: Command, args: &[&str]) -> (Proc, u16) {
+    cmd.args(args);
+    let p = Proc::spawn(cmd);
+    let l = p.expect_line("listening");
+    let port = field(&l, "port").and_then(|p| p.parse().ok()).expect("port");
+    (p, port)
+}
+
+/// A testkit server in the real host namespace (loopback only).
+pub fn serve_on_host(args: &[&str]) -> (Proc, u16) {
+    serve(base_cmd(testkit_bin()), args)
+}
+
+/// The namespace rlnet serves.
+pub struct Target {
+    holder: Proc,
+}
+
+impl Target {
+    pub fn pid(&self) -> u32 {
+        self.holder.pid()
+    }
+
+    pub fn cmd(&self, prog: impl AsRef<std::ffi::OsStr>) -> Command {
+        nsenter(self.pid(), prog)
+    }
+
+    pub fn testkit(&self, args: &[&str]) -> Command {
+        let mut c = self.cmd(testkit_bin());
+        c.args(args);
+        c
+    }
+
+    pub fn sh(&self, script: &str) -> Command {
+        let mut c = self.cmd("sh");
+        c.arg("-c").arg(script);
+        c
+    }
+
+    pub fn kill(&mut self) {
+        self.holder.kill(nix::sys::signal::Signal::SIGKILL);
+        let _ = self.holder.wait_timeout(WAIT);
+    }
+}
+
+/// A pipe whose write end a child gets as a given fd number.
+pub struct Pipe {
+    pub read: OwnedFd,
+    pub write: OwnedFd,
+}
+
+impl Pipe {
+    pub fn new() -> Pipe {
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+        Pipe { read, write }
+    }
+}
+
+impl Default for Pipe {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Make `fd` (ours, close-on-exec) appear as `target` in the child only.
+/// Other tests' children never see it, so hang-ups are not delayed.
+pub fn pass_fd(cmd: &mut Command, fd: &OwnedFd, target: i32) {
+    let raw = fd.as_raw_fd();
+    // SAFETY: runs in the forked child before exec; dup2 is async-signal-safe
+    // and touches only the child's fd table.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(raw, target) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Wait until `fd` is readable and return the bytes read (up to 16), or
+/// None on timeout/EOF.
+pub fn read_fd(fd: &OwnedFd, timeout: Duration) -> Option<Vec<u8>> {
+    use std::os::fd::AsFd;
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    let mut fds = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
+    match nix::poll::poll(&mut fds, nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX)) {
+        Ok(n) if n > 0 => {
+            let mut buf = [0u8; 16];
+            match nix::unistd::read(fd.as_fd(), &mut buf) {
+                Ok(0) | Err(_) => None,
+                Ok(n) => Some(buf[..n].to_vec()),
+            }
+        }
+        _ => None,
+    }
+}
+
+/// A running rlnet with its ready time.
+pub struct Rlnet {
+    pub proc: Proc,
+    pub ready: Duration,
+}
+
+/// Start rlnet from `cmd` (arguments not yet including `--ready-fd`), wait
+/// for the ready fd, and return it running.
+pub fn start_rlnet(mut cmd: Command, args: &[&str]) -> Rlnet {
+    let pipe = Pipe::new();
+    cmd.args(["--ready-fd", "3"]).args(args);
+    pass_fd(&mut cmd, &pipe.write, 3);
+    let t0 = Instant::now();
+    let proc = Proc::spawn(cmd);
+    drop(pipe.write);
+    let got = read_fd(&pipe.read, WAIT);
+    assert_eq!(got.as_deref(), Some(&b"1"[..]), "rlnet not ready; stderr: {}", proc.stderr());
+    Rlnet {
+        proc,
+        ready: t0.elapsed(),
+    }
+}
+
+/// Open fds and resident memory of a process.
+pub fn fds_and_rss(pid: u32) -> (usize, u64) {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    (fds, rss)
+}

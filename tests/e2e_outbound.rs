@@ -1,0 +1,257 @@
+//! Outbound networking end to end: real namespaces, real TAP, rlnet running
+//! unprivileged, servers in a hermetic outer namespace (or on loopback).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::Signal;
+
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+
+fn ok(line: &str) {
+    assert_eq!(field(line, "ok"), Some("1"), "{line}");
+}
+
+/// Acceptance 1: `rlnet run` as an unprivileged user reaches TCP and UDP
+/// servers on the host's 127.0.0.1 / ::1 through 10.0.2.2 / [fd00::2]; 1 GiB
+/// each way, byte-exact (the receiver regenerates and compares every byte).
+#[test]
+fn run_mode_reaches_host_loopback_1gib_each_way() {
+    require_userns!();
+    for (host, gw) in [("127.0.0.1", "10.0.2.2"), ("[::1]", "[fd00::2]")] {
+        let (mut sink, sink_port) = serve_on_host(&["serve-tcp", &format!("{host}:0"), &format!("sink:{GIB}:11")]);
+        let (mut source, source_port) =
+            serve_on_host(&["serve-tcp", &format!("{host}:0"), &format!("source:{GIB}:12")]);
+        let (_udp, udp_port) = serve_on_host(&["serve-udp", &format!("{host}:0")]);
+        let tk = testkit_bin();
+        let tk = tk.display();
+        let script = format!(
+            "{tk} tcp {gw}:{sink_port} send:{GIB}:11 && {tk} tcp {gw}:{source_port} recv:{GIB}:12 \
+             && {tk} udp {gw}:{udp_port} --count 200"
+        );
+        let mut cmd = base_cmd(rlnet_bin());
+        cmd.args(["run", "--", "sh", "-c", &script]);
+        let out = run_ok(cmd);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 3, "{out}");
+        for l in &lines {
+            ok(l);
+        }
+        assert_eq!(field(lines[0], "bytes"), Some(&*GIB.to_string()));
+        assert_eq!(field(lines[1], "bytes"), Some(&*GIB.to_string()));
+        assert_eq!(field(lines[2], "received"), Some("200"));
+        // The servers checked the bytes too.
+        sink.wait();
+        source.wait();
+        ok(&sink.expect_line("ok"));
+        ok(&source.expect_line("ok"));
+        eprintln!("{host}: out {} Gbit/s, in {} Gbit/s", field(lines[0], "gbps").unwrap_or("?"), field(lines[1], "gbps").unwrap_or("?"));
+    }
+}
+
+/// `rlnet run` exits with the command's status.
+#[test]
+fn run_mode_exit_status() {
+    require_userns!();
+    let mut cmd = base_cmd(rlnet_bin());
+    cmd.args(["run", "--", "sh", "-c", "exit 7"]);
+    let (st, _, err) = run(cmd);
+    assert_eq!(st.code(), Some(7), "{err}");
+}
+
+struct Net {
+    outer: Outer,
+    target: Target,
+    rlnet: Rlnet,
+}
+
+/// An outer "host", a target namespace and rlnet serving it in PID mode.
+fn setup(extra: &[&str]) -> Net {
+    let outer = Outer::new();
+    let target = outer.target();
+    let pid = target.pid().to_string();
+    let mut args: Vec<&str> = extra.to_vec();
+    args.push(&pid);
+    let rlnet = start_rlnet(outer.rlnet_cmd(), &args);
+    Net { outer, target, rlnet }
+}
+
+/// TCP both ways, UDP and ping to an outside address, IPv4 and IPv6.
+#[test]
+fn outside_tcp_udp_ping_v4_v6() {
+    require_userns!();
+    let n = setup(&[]);
+    for addr in [OUTSIDE4.to_string(), format!("[{OUTSIDE6}]")] {
+        let size = 64 * MIB;
+        let (mut sink, p1) = n.outer.serve(&["serve-tcp", &format!("{addr}:0"), &format!("sink:{size}:1")]);
+        let (mut source, p2) = n.outer.serve(&["serve-tcp", &format!("{addr}:0"), &format!("source:{size}:2")]);
+        let (_udp, p3) = n.outer.serve(&["serve-udp", &format!("{addr}:0")]);
+        ok(&run_ok(n.target.testkit(&["tcp", &format!("{addr}:{p1}"), &format!("send:{size}:1")])));
+        ok(&run_ok(n.target.testkit(&["tcp", &format!("{addr}:{p2}"), &format!("recv:{size}:2")])));
+        ok(&run_ok(n.target.testkit(&["udp", &format!("{addr}:{p3}"), "--count", "100"])));
+        sink.wait();
+        source.wait();
+        let sunk = sink.expect_line("ok");
+        ok(&sunk);
+        // No NAT to the gateway: the outside server sees the connection
+        // coming from the host (the outer namespace's own address).
+        let peer = field(&sunk, "peer").unwrap_or("");
+        assert!(peer.contains(OUTSIDE4) || peer.contains(OUTSIDE6), "{sunk}");
+    }
+    for (ping, dst) in [("ping", OUTSIDE4), ("ping", OUTSIDE6), ("ping", "10.0.2.2"), ("ping", "fd00::2"), ("ping", "10.0.2.3")] {
+        let out = run_ok(n.target.sh(&format!("{ping} -c 2 -W 5 {dst}")));
+        assert!(out.contains("2 received"), "{dst}: {out}");
+    }
+}
+
+/// 1 MiB after SHUT_WR, both ways, over IPv4 and IPv6.
+#[test]
+fn half_close_both_ways() {
+    require_userns!();
+    let n = setup(&[]);
+    for addr in [OUTSIDE4.to_string(), format!("[{OUTSIDE6}]")] {
+        for mode in ["halfclose-a", "halfclose-b"] {
+            let spec = format!("{mode}:{MIB}:5");
+            let (mut srv, port) = n.outer.serve(&["serve-tcp", &format!("{addr}:0"), &spec]);
+            ok(&run_ok(n.target.testkit(&["tcp", &format!("{addr}:{port}"), &spec])));
+            srv.wait();
+            ok(&srv.expect_line("ok"));
+        }
+    }
+}
+
+/// A closed port is refused at once (RST from the connect-first handshake),
+/// not accepted and then reset.
+#[test]
+fn closed_port_is_refused_within_100ms() {
+    require_userns!();
+    let n = setup(&[]);
+    for dst in [format!("{OUTSIDE4}:9"), format!("[{OUTSIDE6}]:9"), "10.0.2.2:9".into(), "[fd00::2]:9".into()] {
+        let mut worst = 0.0f64;
+        for _ in 0..5 {
+            let out = run_ok(n.target.testkit(&["connect", &dst, "--expect", "refused"]));
+            let ms: f64 = field(&out, "ms").and_then(|m| m.parse().ok()).expect("ms");
+            worst = worst.max(ms);
+        }
+        assert!(worst < 100.0, "{dst}: refused after {worst} ms");
+    }
+}
+
+/// `--disable-host-loopback`: the gateway no longer reaches the host's
+/// loopback (fast "Network is unreachable"), the outside still works.
+#[test]
+fn disable_host_loopback() {
+    require_userns!();
+    let n = setup(&["--disable-host-loopback"]);
+    let (_lo, lport) = n.outer.serve(&["serve-tcp", "127.0.0.1:0", "echo"]);
+    let (_lo6, lport6) = n.outer.serve(&["serve-tcp", "[::1]:0", "echo"]);
+    run_ok(n.target.testkit(&["connect", &format!("10.0.2.2:{lport}"), "--expect", "netunreach"]));
+    run_ok(n.target.testkit(&["connect", &format!("[fd00::2]:{lport6}"), "--expect", "netunreach"]));
+    let (_out, oport) = n.outer.serve(&["serve-tcp", &format!("{OUTSIDE4}:0"), "echo"]);
+    ok(&run_ok(n.target.testkit(&["tcp", &format!("{OUTSIDE4}:{oport}"), "echo:100000:3"])));
+
+    // Without the flag the same host loopback server is reachable.
+    let m = setup(&[]);
+    let (_lo, lport) = m.outer.serve(&["serve-tcp", "127.0.0.1:0", "echo"]);
+    ok(&run_ok(m.target.testkit(&["tcp", &format!("10.0.2.2:{lport}"), "echo:100000:3"])));
+}
+
+/// MTU 1500 and 65520: the link gets it, transfers are byte-exact.
+#[test]
+fn mtu_1500_and_65520() {
+    require_userns!();
+    for mtu in ["1500", "65520"] {
+        let n = setup(&["--mtu", mtu]);
+        let link = run_ok(n.target.sh("cat /sys/class/net/tap0/mtu"));
+        assert_eq!(link.trim(), mtu);
+        for addr in [OUTSIDE4.to_string(), format!("[{OUTSIDE6}]")] {
+            let size = 32 * MIB;
+            let (mut srv, port) = n.outer.serve(&["serve-tcp", &format!("{addr}:0"), "echo"]);
+            ok(&run_ok(n.target.testkit(&["tcp", &format!("{addr}:{port}"), &format!("echo:{size}:9")])));
+            drop(srv.wait());
+        }
+    }
+}
+
+/// Path mode: `--netns-type=path` with `--userns-path`.
+#[test]
+fn path_mode() {
+    require_userns!();
+    let outer = Outer::new();
+    let target = outer.target();
+    let netns = format!("/proc/{}/ns/net", target.pid());
+    let userns = format!("/proc/{}/ns/user", target.pid());
+    let _r = start_rlnet(outer.rlnet_cmd(), &["--netns-type=path", &format!("--userns-path={userns}"), &netns, "tap0"]);
+    let (_srv, port) = outer.serve(&["serve-tcp", &format!("{OUTSIDE4}:0"), "echo"]);
+    ok(&run_ok(target.testkit(&["tcp", &format!("{OUTSIDE4}:{port}"), "echo:1000000:4"])));
+}
+
+/// PID mode: rlnet exits within 2 s of the target's exit, with status 0.
+#[test]
+fn exits_when_target_exits() {
+    require_userns!();
+    let mut n = setup(&[]);
+    let t0 = Instant::now();
+    n.target.kill();
+    let st = n.rlnet.proc.wait_timeout(Duration::from_secs(10)).expect("rlnet still running");
+    assert!(t0.elapsed() < Duration::from_secs(2), "took {:?}", t0.elapsed());
+    assert!(st.success(), "{st}");
+}
+
+/// SIGTERM and SIGINT: clean exit 0.
+#[test]
+fn sigterm_exits_zero() {
+    require_userns!();
+    for sig in [Signal::SIGTERM, Signal::SIGINT] {
+        let mut n = setup(&[]);
+        n.rlnet.proc.kill(sig);
+        let st = n.rlnet.proc.wait();
+        assert_eq!(st.code(), Some(0), "{sig}: {st}");
+    }
+}
+
+/// Exit fd: data written into the pipe does not end rlnet; closing the
+/// write end does; an fd that is not open ends it at once (slirp4netns).
+#[test]
+fn exit_fd_semantics() {
+    require_userns!();
+    let outer = Outer::new();
+    let target = outer.target();
+    let pid = target.pid().to_string();
+
+    let exit = Pipe::new();
+    let mut cmd = outer.rlnet_cmd();
+    cmd.args(["--exit-fd", "4"]);
+    pass_fd(&mut cmd, &exit.read, 4);
+    let mut r = start_rlnet(cmd, &[&pid]);
+    drop(exit.read);
+    nix::unistd::write(&exit.write, b"data").unwrap();
+    assert!(r.proc.wait_timeout(Duration::from_millis(500)).is_none(), "exited on data");
+    let (_srv, port) = outer.serve(&["serve-tcp", &format!("{OUTSIDE4}:0"), "echo"]);
+    ok(&run_ok(target.testkit(&["tcp", &format!("{OUTSIDE4}:{port}"), "echo:1000:4"])));
+    let t0 = Instant::now();
+    drop(exit.write);
+    let st = r.proc.wait();
+    assert!(st.success(), "{st}");
+    assert!(t0.elapsed() < Duration::from_secs(2));
+
+    // An exit fd that is not open: exit promptly, status 0.
+    let mut cmd = outer.rlnet_cmd();
+    cmd.args(["--exit-fd", "9", &pid]);
+    let (st, _, err) = run(cmd);
+    assert!(st.success(), "{st} {err}");
+}
+
+/// The ready fd gets exactly "1", once the namespace can reach the gateway.
+#[test]
+fn ready_fd_means_reachable() {
+    require_userns!();
+    let n = setup(&[]);
+    // No retry loop: the first attempt right after ready must work.
+    let out = run_ok(n.target.sh("ping -c 1 -W 2 10.0.2.2"));
+    assert!(out.contains("1 received"), "{out}");
+    eprintln!("ready after {:?}", n.rlnet.ready);
+}
