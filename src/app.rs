@@ -7,11 +7,13 @@ use std::os::fd::OwnedFd;
 
 use thiserror::Error;
 
+use crate::api::server::ApiServer;
 use crate::config::{Config, Configure, Outbound, Target};
 use crate::engine::{Engine, Exit, Setup};
+use crate::forward::publish;
 use crate::nat::{self, policy::Policy};
 use crate::sys::netlink::{self, LinkSetup};
-use crate::sys::ns::{self, NsError};
+use crate::sys::ns::{self, NsError, NsHandles};
 use crate::sys::os;
 use crate::sys::tap::Tap;
 
@@ -136,7 +138,7 @@ pub fn run(cfg: Config) -> Result<i32, crate::Error> {
     let signals = os::signal_fd().map_err(SetupError::Signals)?;
 
     let mut child = None;
-    let handles = match &cfg.target {
+    let mut handles = match &cfg.target {
         Target::Pid(pid) => ns::open_pid(*pid)?,
         Target::Path { netns, userns } => ns::open_path(netns, userns.as_deref())?,
         Target::Run { argv } => {
@@ -153,6 +155,12 @@ pub fn run(cfg: Config) -> Result<i32, crate::Error> {
     log::debug!("TAP {}: {info:?}", cfg.tap_name);
     let tap = Tap::from_fd(fd, cfg.tap_name.clone(), info.offload);
 
+    // The API socket listens before the ready fd is written (callers
+    // connect right after ready).
+    let api = match &cfg.api_socket {
+        Some(path) => Some(ApiServer::bind(path)?),
+        None => None,
+    };
     let child_parts = match child.as_mut() {
         Some(c) => c.take_pidfd().map(|fd| (c.pid, fd)),
         None => None,
@@ -168,9 +176,18 @@ pub fn run(cfg: Config) -> Result<i32, crate::Error> {
         },
         outbound,
         signals: Some(signals),
-        target: handles.pidfd,
+        target: handles.pidfd.take(),
         exit_fd: cfg.exit_fd,
         child: child_parts,
+        publish: cfg.publish.clone(),
+        publish_mode: cfg.publish_mode,
+        ns: Some(NsHandles {
+            user: handles.user,
+            net: handles.net,
+            pidfd: None,
+        }),
+        unprivileged_start: publish::unprivileged_port_start(),
+        api,
     })?;
     if let Some(c) = child.as_mut() {
         c.go()?;

@@ -1,34 +1,77 @@
 //! Command line → [`Invocation`]. Pure: no I/O, no environment, no filesystem.
 //!
-//! Two forms share one set of network options:
+//! Three forms:
 //! - `rlnet [OPTION]... PID|PATH [TAPNAME]`, slirp4netns-compatible (getopt-like:
 //!   interleaved positionals, `--x=v` and `--x v`, unique long prefixes, last
 //!   repeat wins);
-//! - `rlnet run [OPTION]... [--] COMMAND [ARG]...`.
+//! - `rlnet run [OPTION]... [--] COMMAND [ARG]...`, with the same network
+//!   options;
+//! - `rlnet port add|rm|ls -a PATH ...`, one request to a running instance's
+//!   API socket. Its output is rendered here too ([`PortCommand::render`]),
+//!   from the reply the caller got with [`crate::api::client::request`].
 //!
 //! clap only tokenizes: option values arrive as strings and are converted here
 //! with the `config` parsers, so every error is one line with our wording and
 //! the exact slirp4netns texts where callers grep them.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
+use std::fmt::{self, Write as _};
 use std::path::PathBuf;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser};
 
+use crate::api::protocol::{ClientRequest, Entry, Reply, reply_entries, reply_ids};
 use crate::config::{
     self, AddrPlan, Config, ConfigError, Configure, Ipv4Net, Target, default_net4,
 };
 use crate::forward::spec::PublishSpec;
+use crate::forward::table::{Mode, PortTable, RuleId};
 
 /// A successfully parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invocation {
-    pub config: Config,
+    pub command: Command,
     pub log_level: log::LevelFilter,
     /// Non-fatal remarks (deprecated spellings, ignored arguments), for the
     /// caller to log once logging is set up.
     pub warnings: Vec<String>,
+}
+
+/// What to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one value per process, moved once: boxing Config buys nothing"
+)]
+pub enum Command {
+    /// Give a namespace a network (the slirp4netns form and `rlnet run`).
+    Serve(Config),
+    /// `rlnet port add|rm|ls`: one request to a running instance.
+    Port(PortCommand),
+}
+
+/// `rlnet port ...`: which API socket to ask, what, and how to print the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortCommand {
+    /// `-a/--api-socket`: the socket of the running instance.
+    pub api_socket: PathBuf,
+    /// `--json`: print the API's answer instead of text for people.
+    pub json: bool,
+    pub action: PortAction,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortAction {
+    /// `add [--mode MODE] SPEC...`; `mode: None` = the instance's default.
+    Add {
+        specs: Vec<PublishSpec>,
+        mode: Option<Mode>,
+    },
+    /// `rm ID...`
+    Remove { ids: Vec<RuleId> },
+    /// `ls`
+    List,
 }
 
 /// Why parsing did not produce an [`Invocation`].
@@ -112,6 +155,8 @@ struct NetOpts {
     #[arg(short = 'p', long = "publish", value_name = "SPEC", action = ArgAction::Append,
           allow_hyphen_values = true)]
     publish: Vec<String>,
+    #[arg(long = "publish-mode", value_name = "MODE", allow_hyphen_values = true)]
+    publish_mode: Option<String>,
     #[arg(long = "log-level", value_name = "LEVEL", allow_hyphen_values = true)]
     log_level: Option<String>,
 }
@@ -158,10 +203,34 @@ struct RunCli {
     command: Vec<OsString>,
 }
 
+/// `rlnet port add|rm|ls [OPTION]... [ARG]...`
+#[derive(Debug, Parser)]
+#[command(
+    name = "rlnet port",
+    disable_help_flag = true,
+    disable_version_flag = true,
+    infer_long_args = true,
+    args_override_self = true
+)]
+struct PortCli {
+    #[arg(short = 'h', long = "help")]
+    help: bool,
+    #[arg(short = 'a', long = "api-socket", value_name = "PATH", allow_hyphen_values = true,
+          value_parser = clap::value_parser!(OsString))]
+    api_socket: Option<OsString>,
+    #[arg(long = "mode", value_name = "MODE", allow_hyphen_values = true)]
+    mode: Option<String>,
+    #[arg(long = "json")]
+    json: bool,
+    #[arg(value_name = "add|rm|ls [ARG]...", value_parser = clap::value_parser!(OsString))]
+    words: Vec<OsString>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Form {
     Compat,
     Run,
+    Port,
 }
 
 impl Form {
@@ -169,6 +238,15 @@ impl Form {
         match self {
             Form::Compat => "(see 'rlnet --help')",
             Form::Run => "(see 'rlnet run --help')",
+            Form::Port => "(see 'rlnet port --help')",
+        }
+    }
+
+    fn help(self) -> String {
+        match self {
+            Form::Compat => help_text(),
+            Form::Run => run_help_text(),
+            Form::Port => port_help_text(),
         }
     }
 
@@ -176,6 +254,7 @@ impl Form {
         match self {
             Form::Compat => CompatCli::command(),
             Form::Run => RunCli::command(),
+            Form::Port => PortCli::command(),
         }
     }
 }
@@ -187,15 +266,13 @@ where
     T: Into<OsString> + Clone,
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-    // `run` is recognised only as the very first word, so a TAPNAME or a
-    // relative netns path called "run" keeps working in the compat form.
-    if args.get(1).map(OsString::as_os_str) == Some(OsStr::new("run")) {
-        let argv = std::iter::once(OsString::from("rlnet run")).chain(args.into_iter().skip(2));
-        let cli = parse_with::<RunCli>(Form::Run, argv)?;
-        run_invocation(cli)
-    } else {
-        let cli = parse_with::<CompatCli>(Form::Compat, args)?;
-        compat_invocation(cli)
+    // Subcommands are recognised only as the very first word, so a TAPNAME
+    // or a relative netns path called "run" keeps working in the compat form.
+    let rest = |name: &str| std::iter::once(OsString::from(name)).chain(args[2..].iter().cloned());
+    match args.get(1).and_then(|a| a.to_str()) {
+        Some("run") => run_invocation(parse_with::<RunCli>(Form::Run, rest("rlnet run"))?),
+        Some("port") => port_invocation(parse_with::<PortCli>(Form::Port, rest("rlnet port"))?),
+        _ => compat_invocation(parse_with::<CompatCli>(Form::Compat, args)?),
     }
 }
 
@@ -336,12 +413,213 @@ fn run_invocation(cli: RunCli) -> Result<Invocation, CliExit> {
     )
 }
 
+fn port_invocation(cli: PortCli) -> Result<Invocation, CliExit> {
+    let hint = Form::Port.help_hint();
+    if cli.help {
+        return Err(CliExit::Print(Form::Port.help()));
+    }
+    let words = cli
+        .words
+        .into_iter()
+        .map(|w| {
+            w.into_string().map_err(|w| {
+                CliExit::Error(format!(
+                    "argument {:?} is not valid UTF-8",
+                    w.to_string_lossy()
+                ))
+            })
+        })
+        .collect::<Result<Vec<String>, CliExit>>()?;
+    let Some((verb, args)) = words.split_first() else {
+        return err(format!(
+            "missing the port command: use add, rm or ls {hint}"
+        ));
+    };
+    if !["add", "rm", "ls"].contains(&verb.as_str()) {
+        return err(format!(
+            "unknown port command {verb:?}: use add, rm or ls {hint}"
+        ));
+    }
+    let Some(api_socket) = cli.api_socket else {
+        return err(format!(
+            "missing --api-socket=PATH: the API socket of the running rlnet, as given to \
+             its --api-socket {hint}"
+        ));
+    };
+    let api_socket = api_socket_path(api_socket)?;
+    if cli.mode.is_some() && verb != "add" {
+        return err(format!("--mode is for 'rlnet port add' only {hint}"));
+    }
+    let action = match verb.as_str() {
+        "add" => {
+            if args.is_empty() {
+                return err(format!(
+                    "missing SPEC: usage: rlnet port add -a PATH [--mode=MODE] SPEC... {hint}"
+                ));
+            }
+            let mode = match &cli.mode {
+                None => None,
+                Some(m) => Some(m.parse().map_err(invalid("--mode"))?),
+            };
+            PortAction::Add {
+                specs: parse_specs(args, "SPEC")?,
+                mode,
+            }
+        }
+        "rm" => {
+            if args.is_empty() {
+                return err(format!(
+                    "missing ID: usage: rlnet port rm -a PATH ID... {hint}"
+                ));
+            }
+            PortAction::Remove {
+                ids: args
+                    .iter()
+                    .map(|a| parse_rule_id(a))
+                    .collect::<Result<_, _>>()?,
+            }
+        }
+        _ => {
+            if let Some(extra) = args.first() {
+                return err(format!(
+                    "unexpected argument {extra:?}: 'rlnet port ls' takes none {hint}"
+                ));
+            }
+            PortAction::List
+        }
+    };
+    Ok(Invocation {
+        command: Command::Port(PortCommand {
+            api_socket,
+            json: cli.json,
+            action,
+        }),
+        log_level: log::LevelFilter::Warn,
+        warnings: Vec::new(),
+    })
+}
+
+/// A rule id as `rlnet port ls` shows it: 1 to 2^53, like the API takes.
+fn parse_rule_id(s: &str) -> Result<RuleId, CliExit> {
+    match s.parse::<RuleId>() {
+        Ok(id) if (1..=1 << 53).contains(&id) => Ok(id),
+        _ => err(format!(
+            "invalid rule id {s:?}: use a number from the ID column of 'rlnet port ls'"
+        )),
+    }
+}
+
+impl PortCommand {
+    /// The API request this command sends.
+    pub fn request(&self) -> ClientRequest {
+        match &self.action {
+            PortAction::Add { specs, mode } => ClientRequest::AddPublish {
+                specs: specs.clone(),
+                mode: *mode,
+                to: None,
+            },
+            PortAction::Remove { ids } => ClientRequest::RemovePublish { ids: ids.clone() },
+            PortAction::List => ClientRequest::ListHostfwd,
+        }
+    }
+
+    /// The text for stdout, from the success reply's value; `Err` says
+    /// what is wrong with a reply of the wrong shape.
+    pub fn render(&self, reply: &Reply) -> Result<String, String> {
+        match &self.action {
+            PortAction::Add { specs, .. } => {
+                let ids = reply_ids(reply)?;
+                if ids.len() != specs.len() {
+                    return Err(format!(
+                        "unexpected reply: {} ids for {} specs in {reply}",
+                        ids.len(),
+                        specs.len()
+                    ));
+                }
+                if self.json {
+                    return Ok(format!("{reply}\n"));
+                }
+                Ok(specs
+                    .iter()
+                    .zip(ids)
+                    .map(|(spec, id)| format!("published {spec} as id {id}\n"))
+                    .collect())
+            }
+            PortAction::Remove { ids } => {
+                if self.json {
+                    return Ok(format!("{reply}\n"));
+                }
+                Ok(ids.iter().map(|id| format!("removed {id}\n")).collect())
+            }
+            PortAction::List => {
+                let entries = reply_entries(reply)?;
+                if self.json {
+                    // Through `Entry`, so keys keep the API's documented
+                    // order (serde_json's `Value` would sort them).
+                    let json = serde_json::to_string(&entries)
+                        .map_err(|e| format!("cannot print the entries: {e}"))?;
+                    return Ok(format!("{json}\n"));
+                }
+                Ok(port_table(&entries))
+            }
+        }
+    }
+}
+
+/// `rlnet port ls`'s table: left-aligned columns two spaces apart.
+fn port_table(entries: &[Entry]) -> String {
+    let mut rows: Vec<[String; 5]> = vec![[
+        "ID".into(),
+        "PROTO".into(),
+        "HOST".into(),
+        "NAMESPACE".into(),
+        "MODE".into(),
+    ]];
+    for e in entries {
+        rows.push([
+            e.id.to_string(),
+            e.proto.clone(),
+            endpoint(&e.host_addr, e.host_port, e.host_port_end),
+            endpoint(&e.guest_addr, e.guest_port, e.guest_port_end),
+            e.mode.unwrap_or_default().to_string(),
+        ]);
+    }
+    let mut widths = [0; 5];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        let mut line = String::new();
+        for (cell, w) in row.iter().zip(widths) {
+            let _ = write!(line, "{cell:<w$}  ");
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `*:8080` (all addresses), `127.0.0.1:8080`, `[::1]:8000-8010`.
+fn endpoint(addr: &str, port: u16, end: Option<u16>) -> String {
+    let addr = if addr.is_empty() {
+        "*".to_string()
+    } else if addr.contains(':') {
+        format!("[{addr}]")
+    } else {
+        addr.to_string()
+    };
+    match end {
+        Some(end) if end != port => format!("{addr}:{port}-{end}"),
+        _ => format!("{addr}:{port}"),
+    }
+}
+
 fn help_or_version(net: &NetOpts, form: Form) -> Option<CliExit> {
     if net.help {
-        Some(CliExit::Print(match form {
-            Form::Compat => help_text(),
-            Form::Run => run_help_text(),
-        }))
+        Some(CliExit::Print(form.help()))
     } else if net.version {
         Some(CliExit::Print(version_text()))
     } else {
@@ -383,12 +661,7 @@ fn finish(
     };
     config.plan = AddrPlan::new(net4, !o.disable_ipv6);
     if let Some(path) = o.api_socket {
-        if path.is_empty() {
-            return err("invalid value for --api-socket: the path is empty");
-        }
-        let path = PathBuf::from(path);
-        config::check_api_socket_path(&path).map_err(invalid("--api-socket"))?;
-        config.api_socket = Some(path);
+        config.api_socket = Some(api_socket_path(path)?);
     }
     if o.no_host_loopback {
         warnings.push("--no-host-loopback is deprecated, use --disable-host-loopback".into());
@@ -423,48 +696,45 @@ fn finish(
         }
         config.mac = Some(config::parse_mac(mac).map_err(invalid("--macaddress"))?);
     }
-    config.publish = parse_publish(&o.publish)?;
+    config.publish = parse_specs(&o.publish, "value for --publish")?;
+    if let Some(mode) = &o.publish_mode {
+        config.publish_mode = mode.parse().map_err(invalid("--publish-mode"))?;
+    }
     config.validate().map_err(error)?;
     Ok(Invocation {
-        config,
+        command: Command::Serve(config),
         log_level,
         warnings,
     })
 }
 
-fn parse_publish(specs: &[String]) -> Result<Vec<PublishSpec>, CliExit> {
-    let mut out: Vec<PublishSpec> = Vec::with_capacity(specs.len());
-    for text in specs {
-        let spec: PublishSpec = text
-            .parse()
-            .map_err(|e| CliExit::Error(format!("invalid value for --publish {text:?}: {e}")))?;
-        // A host port can be published once; say so now rather than fail
-        // half-way through binding.
-        if let Some(prev) = out.iter().find(|p| overlaps(p, &spec)) {
-            return err(format!(
-                "--publish {spec} overlaps --publish {prev}: a host port can be published only once"
-            ));
-        }
-        out.push(spec);
+/// `-a/--api-socket PATH`, for serving or for asking.
+fn api_socket_path(path: OsString) -> Result<PathBuf, CliExit> {
+    if path.is_empty() {
+        return err("invalid value for --api-socket: the path is empty");
     }
-    Ok(out)
+    let path = PathBuf::from(path);
+    config::check_api_socket_path(&path).map_err(invalid("--api-socket"))?;
+    Ok(path)
 }
 
-/// True if two specs would need the same host socket (same protocol, a
-/// common port, and addresses that include each other).
-fn overlaps(a: &PublishSpec, b: &PublishSpec) -> bool {
-    use std::net::IpAddr;
-    let ports = a.host_ports.start <= b.host_ports.end && b.host_ports.start <= a.host_ports.end;
-    let addrs = match (a.host_ip, b.host_ip) {
-        (None, _) | (_, None) => true,
-        (Some(x), Some(y)) => match (x, y) {
-            (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_)) => {
-                x == y || x.is_unspecified() || y.is_unspecified()
-            }
-            _ => false,
-        },
-    };
-    a.proto == b.proto && ports && addrs
+/// Parses the specs of the `--publish` options or of one `port add`. `what`
+/// names them in errors ("invalid {what} \"SPEC\": ...").
+fn parse_specs(texts: &[String], what: &str) -> Result<Vec<PublishSpec>, CliExit> {
+    let specs = texts
+        .iter()
+        .map(|text| {
+            text.parse()
+                .map_err(|e| CliExit::Error(format!("invalid {what} {text:?}: {e}")))
+        })
+        .collect::<Result<Vec<PublishSpec>, CliExit>>()?;
+    // A host port can be published once: say so now rather than fail
+    // half-way through binding, with the table's own rule. The privileged
+    // port limit (0 here) is the running instance's to check.
+    PortTable::new()
+        .check(&specs, 0)
+        .map_err(|e| CliExit::Error(format!("invalid {what}: {e}")))?;
+    Ok(specs)
 }
 
 fn parse_log_level(s: &str) -> Result<log::LevelFilter, CliExit> {
@@ -490,7 +760,7 @@ fn error(e: ConfigError) -> CliExit {
     CliExit::Error(e.to_string())
 }
 
-fn invalid(option: &'static str) -> impl Fn(ConfigError) -> CliExit {
+fn invalid<E: fmt::Display>(option: &'static str) -> impl Fn(E) -> CliExit {
     move |e| CliExit::Error(format!("invalid value for {option}: {e}"))
 }
 
@@ -605,6 +875,7 @@ const NET_OPTIONS_HELP: &str =
   -6, --enable-ipv6          enable IPv6 (accepted: it is on by default)
       --disable-ipv6         IPv4 only
   -a, --api-socket=PATH      serve the slirp4netns JSON API on unix socket PATH
+                             (also what 'rlnet port' talks to)
       --cidr=CIDR            IPv4 network, prefix length 1-25 [10.0.2.0/24]
       --disable-host-loopback
                              refuse connections to the gateway address, which
@@ -627,6 +898,13 @@ const NET_OPTIONS_HELP: &str =
                              [/tcp|/udp], like 8080:80, 127.0.0.1:5353:53/udp
                              or [::1]:8443:443; without HOST_IP: all IPv4 and
                              IPv6 addresses
+      --publish-mode=MODE    how published connections enter the namespace:
+                             stack: through rlnet's stack, from the client's
+                             real address (host loopback clients appear as
+                             the gateway, 10.0.2.2 / fd00::2); splice: a
+                             socket inside the namespace plus splice(2),
+                             fastest, but the service sees the namespace's
+                             own address as the client [stack]
 ";
 
 /// Options about rlnet itself, last in both texts.
@@ -657,6 +935,7 @@ const DEFAULTS_HELP: &str = "Defaults (--cidr moves the IPv4 addresses; IPv6 is 
 
 const USAGE_HELP: &str = "Usage: rlnet [OPTION]... PID|PATH [TAPNAME]
        rlnet run [OPTION]... -- COMMAND [ARG]...
+       rlnet port add|rm|ls -a PATH [ARG]...
 Give an unprivileged network namespace a network: outbound NAT through a
 userspace TCP/IP stack, published ports and a DNS stub. A drop-in for
 slirp4netns.
@@ -665,6 +944,7 @@ PID is a process whose network namespace gets the network; rlnet exits when
 it exits. With --netns-type=path, PATH is a network namespace file such as
 /proc/PID/ns/net. TAPNAME is the interface inside it [tap0]. 'rlnet run'
 starts COMMAND in a new user and network namespace (see 'rlnet run --help').
+'rlnet port' publishes ports of a running rlnet (see 'rlnet port --help').
 ";
 
 const RUN_USAGE_HELP: &str = "Usage: rlnet run [OPTION]... [--] COMMAND [ARG]...
@@ -679,6 +959,37 @@ pub fn help_text() -> String {
     )
 }
 
+const PORT_HELP: &str = "Usage: rlnet port add -a PATH [--mode=MODE] [--json] SPEC...
+       rlnet port rm -a PATH [--json] ID...
+       rlnet port ls -a PATH [--json]
+Publish, unpublish and list host ports of a running rlnet, through the API
+socket it was started with (its -a PATH).
+
+Commands:
+  add SPEC...                publish each SPEC, all or nothing, and print the
+                             new rule ids. SPEC is as for -p:
+                             [HOST_IP:]HOST_PORT[-END]:NS_PORT[-END][/tcp|/udp]
+                             like 8080:80, 127.0.0.1:5353:53/udp or
+                             [::1]:8000-8010:8000-8010
+  rm ID...                   unpublish the rules with these ids
+  ls                         list the rules: ID, PROTO, HOST (*: all
+                             addresses), NAMESPACE and MODE
+
+Options:
+  -a, --api-socket=PATH      the API socket of the running rlnet (required)
+      --mode=MODE            add: stack (the service sees the client's
+                             address) or splice (fastest) [the instance's
+                             default]
+      --json                 print the API's answer as JSON
+  -h, --help                 print this help and exit
+
+Errors exit with status 1.
+";
+
+pub fn port_help_text() -> String {
+    PORT_HELP.to_string()
+}
+
 pub fn run_help_text() -> String {
     format!(
         "{RUN_USAGE_HELP}\nOptions:\n{NET_OPTIONS_HELP}{GENERAL_OPTIONS_HELP}\n{DEFAULTS_HELP}\nErrors exit with status 1; otherwise rlnet exits with COMMAND's status.\n"
@@ -690,6 +1001,7 @@ mod tests {
     use super::*;
     use crate::config::Outbound;
     use crate::forward::spec::{PortRange, Proto};
+    use crate::forward::table::Mode;
     use std::net::{IpAddr, Ipv4Addr};
 
     fn parse(args: &[&str]) -> Result<Invocation, CliExit> {
@@ -704,7 +1016,26 @@ mod tests {
     }
 
     fn cfg(args: &[&str]) -> Config {
-        ok(args).config
+        serve(&ok(args)).clone()
+    }
+
+    fn serve(inv: &Invocation) -> &Config {
+        match &inv.command {
+            Command::Serve(config) => config,
+            other => panic!("not a serve command: {other:?}"),
+        }
+    }
+
+    fn port(args: &[&str]) -> PortCommand {
+        let mut argv = vec!["port"];
+        argv.extend_from_slice(args);
+        let inv = ok(&argv);
+        assert_eq!(inv.log_level, log::LevelFilter::Warn);
+        assert!(inv.warnings.is_empty());
+        match inv.command {
+            Command::Port(p) => p,
+            other => panic!("not a port command: {other:?}"),
+        }
     }
 
     /// The error line; asserts it is one line and mentions `needle`.
@@ -733,8 +1064,8 @@ mod tests {
     #[test]
     fn minimal_pid_form_has_slirp4netns_defaults() {
         let inv = ok(&["1234"]);
-        assert_eq!(inv.config, Config::new(Target::Pid(1234)));
-        assert_eq!(inv.config.tap_name, "tap0");
+        assert_eq!(*serve(&inv), Config::new(Target::Pid(1234)));
+        assert_eq!(serve(&inv).tap_name, "tap0");
         assert_eq!(inv.log_level, log::LevelFilter::Warn);
         assert!(inv.warnings.is_empty());
         assert_eq!(cfg(&["1234", "tap7"]).tap_name, "tap7");
@@ -827,18 +1158,18 @@ mod tests {
         assert!(cfg(&["1"]).plan.v6.is_some());
         for flag in ["--disable-host-loopback", "--disable-host-l", "--disable-h"] {
             let inv = ok(&[flag, "1"]);
-            assert!(!inv.config.host_loopback, "{flag}");
+            assert!(!serve(&inv).host_loopback, "{flag}");
             assert!(inv.warnings.is_empty());
         }
         let inv = ok(&["--no-host-loopback", "1"]);
-        assert!(!inv.config.host_loopback);
+        assert!(!serve(&inv).host_loopback);
         assert_eq!(
             inv.warnings,
             ["--no-host-loopback is deprecated, use --disable-host-loopback"]
         );
         assert!(cfg(&["--enable-sandbox", "1"]).enable_sandbox);
         let inv = ok(&["--create-sandbox", "1"]);
-        assert!(inv.config.enable_sandbox);
+        assert!(serve(&inv).enable_sandbox);
         assert_eq!(inv.warnings.len(), 1);
         assert!(inv.warnings[0].contains("--create-sandbox is deprecated"));
         assert!(cfg(&["--enable-seccomp", "1"]).enable_seccomp);
@@ -891,7 +1222,7 @@ mod tests {
             "/run/user/1000/netns/netns-abc",
             "tap0",
         ]);
-        let c = &inv.config;
+        let c = serve(&inv);
         assert_eq!(
             c.target,
             Target::Path {
@@ -949,7 +1280,7 @@ mod tests {
             "9",
             "tap11",
         ]);
-        assert_eq!(inv.config.target, Target::Pid(9));
+        assert_eq!(serve(&inv).target, Target::Pid(9));
         assert!(inv.warnings[0].contains("--userns-path is ignored"));
     }
 
@@ -992,7 +1323,7 @@ mod tests {
     #[test]
     fn too_many_arguments_is_a_warning() {
         let inv = ok(&["-e", "10", "1234", "tap11", "10/dev/fd/63"]);
-        assert_eq!(inv.config.tap_name, "tap11");
+        assert_eq!(serve(&inv).tap_name, "tap11");
         assert_eq!(inv.warnings.len(), 1);
         assert!(inv.warnings[0].contains("too many arguments"));
         assert!(inv.warnings[0].contains("10/dev/fd/63"));
@@ -1053,7 +1384,7 @@ mod tests {
             "-p",
             "8080:80",
             "--publish=127.0.0.1:53:53/udp",
-            "--pub",
+            "--publish",
             "[::1]:1-2:3-4",
             "1",
         ]);
@@ -1084,15 +1415,281 @@ mod tests {
         fails(&["-p", "8080", "1"], "\"8080\"");
         fails(&["-p", "8080:80/sctp", "1"], "sctp");
         fails(&["-p", "-1:80", "1"], "\"-1\"");
-        fails(
-            &["-p", "8000-8010:9000-9010", "-p", "8005:90", "1"],
-            "8005:90/tcp overlaps --publish 8000-8010:9000-9010/tcp",
+        // A host port can be published once: the table's rule and words.
+        assert_eq!(
+            fails(&["-p", "8000-8010:9000-9010", "-p", "8005:90", "1"], "8005"),
+            "invalid value for --publish: host port 8005/tcp is published twice in this \
+             request: 8000-8010:9000-9010/tcp and 8005:90/tcp"
         );
+        for args in [
+            &["-p", "0.0.0.0:80:80", "-p", "127.0.0.1:80:81", "1"][..],
+            &["-p", "80:80", "-p", "[::1]:80:81", "1"],
+            &[
+                "-p",
+                "[::ffff:127.0.0.1]:80:80",
+                "-p",
+                "127.0.0.1:80:81",
+                "1",
+            ],
+            &["run", "-p", "80:80", "-p", "80:80/tcp", "true"],
+        ] {
+            fails(args, "published twice");
+        }
+        // Privileged ports are the running instance's to refuse.
+        assert_eq!(cfg(&["-p", "80:80", "1"]).publish.len(), 1);
+        // --publish-mode shares the prefix: --pub is ambiguous now.
         fails(
-            &["-p", "0.0.0.0:80:80", "-p", "127.0.0.1:80:81", "1"],
-            "overlaps",
+            &["--pub", "80:80", "1"],
+            "ambiguous option '--pub': could be --publish, --publish-mode",
         );
-        fails(&["-p", "80:80", "-p", "[::1]:80:81", "1"], "overlaps");
+    }
+
+    #[test]
+    fn publish_mode() {
+        assert_eq!(cfg(&["1"]).publish_mode, Mode::Stack);
+        for args in [
+            &["--publish-mode=splice", "1"][..],
+            &["--publish-mode", "splice", "1"],
+            &["1", "--publish-m", "splice"],
+            &["--publish-mode=stack", "--publish-mode=splice", "1"],
+            &["run", "--publish-mode=splice", "true"],
+            &["run", "--publish-mode", "splice", "--", "true"],
+        ] {
+            assert_eq!(cfg(args).publish_mode, Mode::Splice, "{args:?}");
+        }
+        assert_eq!(
+            cfg(&["--publish-mode", "stack", "1"]).publish_mode,
+            Mode::Stack
+        );
+        assert_eq!(
+            fails(&["--publish-mode=fast", "1"], "\"fast\""),
+            "invalid value for --publish-mode: unknown publish mode \"fast\": use stack or splice"
+        );
+        fails(&["run", "--publish-mode", "Splice", "true"], "\"Splice\"");
+        fails(&["--publish-mode=", "1"], "--publish-mode");
+        fails(&["1", "--publish-mode"], "'--publish-mode' needs a value");
+    }
+
+    fn spec(s: &str) -> PublishSpec {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn port_forms() {
+        for args in [
+            &["add", "-a", "/run/x.sock", "8080:80"][..],
+            &["add", "--api-socket=/run/x.sock", "8080:80"],
+            &["-a/run/x.sock", "add", "8080:80"],
+            &["add", "8080:80", "--api", "/run/x.sock"],
+            &["add", "-a", "/run/x.sock", "--", "8080:80"],
+        ] {
+            assert_eq!(
+                port(args),
+                PortCommand {
+                    api_socket: "/run/x.sock".into(),
+                    json: false,
+                    action: PortAction::Add {
+                        specs: vec![spec("8080:80")],
+                        mode: None
+                    },
+                },
+                "{args:?}"
+            );
+        }
+        let p = port(&[
+            "add",
+            "-a",
+            "/s",
+            "--mode=splice",
+            "--json",
+            "127.0.0.1:53:53/udp",
+            "[::1]:8000-8010:9000-9010",
+        ]);
+        assert!(p.json);
+        assert_eq!(
+            p.action,
+            PortAction::Add {
+                specs: vec![
+                    spec("127.0.0.1:53:53/udp"),
+                    spec("[::1]:8000-8010:9000-9010")
+                ],
+                mode: Some(Mode::Splice),
+            }
+        );
+        assert_eq!(
+            p.request(),
+            ClientRequest::AddPublish {
+                specs: vec![
+                    spec("127.0.0.1:53:53/udp"),
+                    spec("[::1]:8000-8010:9000-9010")
+                ],
+                mode: Some(Mode::Splice),
+                to: None,
+            }
+        );
+        let p = port(&["add", "-a", "/s", "--mode", "stack", "80:80"]);
+        assert_eq!(
+            p.action,
+            PortAction::Add {
+                specs: vec![spec("80:80")],
+                mode: Some(Mode::Stack)
+            }
+        );
+        let p = port(&["rm", "-a", "/s", "3", "1", "--json"]);
+        assert!(p.json);
+        assert_eq!(p.action, PortAction::Remove { ids: vec![3, 1] });
+        assert_eq!(
+            p.request(),
+            ClientRequest::RemovePublish { ids: vec![3, 1] }
+        );
+        let p = port(&["ls", "-a", "/s"]);
+        assert_eq!(p.action, PortAction::List);
+        assert_eq!(p.request(), ClientRequest::ListHostfwd);
+        // "port" is a subcommand only as the first word.
+        fails(&["-c", "port", "ls"], "PID must be a positive integer");
+    }
+
+    #[test]
+    fn port_errors_are_one_line() {
+        for (args, needle) in [
+            (&["port"][..], "missing the port command: use add, rm or ls"),
+            (&["port", "-a", "/s"], "missing the port command"),
+            (
+                &["port", "list", "-a", "/s"],
+                "unknown port command \"list\"",
+            ),
+            (&["port", "ls"], "missing --api-socket=PATH"),
+            (&["port", "add", "80:80"], "missing --api-socket=PATH"),
+            (&["port", "ls", "-a", ""], "--api-socket"),
+            (&["port", "ls", "-a", &"/x".repeat(60)], "too long"),
+            (&["port", "add", "-a", "/s"], "missing SPEC"),
+            (&["port", "rm", "-a", "/s"], "missing ID"),
+            (
+                &["port", "ls", "-a", "/s", "3"],
+                "unexpected argument \"3\"",
+            ),
+            (
+                &["port", "add", "-a", "/s", "8080"],
+                "invalid SPEC \"8080\": missing the namespace port",
+            ),
+            (&["port", "add", "-a", "/s", "80:80/sctp"], "sctp"),
+            (
+                &["port", "add", "-a", "/s", "80:80", "[::]:80:81"],
+                "invalid SPEC: host port 80/tcp is published twice in this request",
+            ),
+            (
+                &["port", "add", "-a", "/s", "--mode=fast", "80:80"],
+                "invalid value for --mode: unknown publish mode \"fast\"",
+            ),
+            (
+                &["port", "rm", "-a", "/s", "--mode=splice", "1"],
+                "--mode is for 'rlnet port add' only",
+            ),
+            (&["port", "ls", "-a", "/s", "--mode=stack"], "--mode"),
+            (&["port", "rm", "-a", "/s", "x"], "invalid rule id \"x\""),
+            (&["port", "rm", "-a", "/s", "0"], "invalid rule id \"0\""),
+            (&["port", "rm", "-a", "/s", "1", "-2"], "'-2'"),
+            (
+                &["port", "rm", "-a", "/s", "9007199254740993"],
+                "invalid rule id",
+            ),
+            (
+                &["port", "ls", "-a", "/s", "--bogus"],
+                "unrecognized option '--bogus' (see 'rlnet port --help')",
+            ),
+            (&["port", "ls", "--json=yes", "-a", "/s"], "\"yes\""),
+            (&["port", "ls", "-a"], "'--api-socket' needs a value"),
+            // Network options belong to the serving forms.
+            (&["port", "ls", "-a", "/s", "--mtu=1500"], "'--mtu'"),
+        ] {
+            // Never sent to the other forms' help.
+            let line = fails(args, needle);
+            assert!(!line.contains("'rlnet --help'"), "{line}");
+        }
+        assert_eq!(
+            port(&["rm", "-a", "/s", "9007199254740992"]).request(),
+            ClientRequest::RemovePublish { ids: vec![1 << 53] }
+        );
+    }
+
+    #[test]
+    fn port_help() {
+        for args in [
+            &["port", "--help"][..],
+            &["port", "-h"],
+            &["port", "add", "--help"],
+            &["port", "ls", "-a", "/s", "-h"],
+            &["port", "bogus", "--he"],
+        ] {
+            assert_eq!(printed(args), port_help_text(), "{args:?}");
+        }
+        assert!(port_help_text().starts_with("Usage: rlnet port add -a PATH"));
+        assert!(help_text().contains("rlnet port add|rm|ls -a PATH"));
+    }
+
+    fn render(args: &[&str], reply: serde_json::Value) -> Result<String, String> {
+        port(args).render(&reply)
+    }
+
+    #[test]
+    fn port_output() {
+        use serde_json::json;
+        let add = ["add", "-a", "/s", "8080:80", "127.0.0.1:5353:53/udp"];
+        assert_eq!(
+            render(&add, json!({"ids": [3, 4]})).unwrap(),
+            "published 8080:80/tcp as id 3\npublished 127.0.0.1:5353:53/udp as id 4\n"
+        );
+        let mut add_json = add.to_vec();
+        add_json.push("--json");
+        assert_eq!(
+            render(&add_json, json!({"ids": [3, 4]})).unwrap(),
+            "{\"ids\":[3,4]}\n"
+        );
+        let e = render(&add, json!({"ids": [3]})).unwrap_err();
+        assert!(e.starts_with("unexpected reply: 1 ids for 2 specs"), "{e}");
+        assert!(render(&add, json!({})).is_err());
+        assert_eq!(
+            render(&["rm", "-a", "/s", "3", "1"], json!({})).unwrap(),
+            "removed 3\nremoved 1\n"
+        );
+        assert_eq!(
+            render(&["rm", "-a", "/s", "3", "--json"], json!({})).unwrap(),
+            "{}\n"
+        );
+    }
+
+    #[test]
+    fn port_ls_table() {
+        use serde_json::json;
+        let entries = json!([
+            {"id":1,"proto":"tcp","host_addr":"","host_port":8080,"guest_addr":"10.0.2.100","guest_port":80},
+            {"id":2,"proto":"udp","host_addr":"127.0.0.1","host_port":5353,"guest_addr":"10.0.2.100","guest_port":53},
+            {"id":12,"proto":"tcp","host_addr":"::1","host_port":8000,"guest_addr":"fd00::100","guest_port":9000,
+             "host_port_end":8010,"guest_port_end":9010,"mode":"splice"},
+            {"id":13,"proto":"tcp","host_addr":"0.0.0.0","host_port":443,"guest_addr":"10.0.2.101","guest_port":8443}
+        ]);
+        let ls = ["ls", "-a", "/s"];
+        let want = "\
+ID  PROTO  HOST             NAMESPACE              MODE
+1   tcp    *:8080           10.0.2.100:80          stack
+2   udp    127.0.0.1:5353   10.0.2.100:53          stack
+12  tcp    [::1]:8000-8010  [fd00::100]:9000-9010  splice
+13  tcp    0.0.0.0:443      10.0.2.101:8443        stack
+";
+        let reply = json!({"entries": entries});
+        assert_eq!(render(&ls, reply.clone()).unwrap(), want);
+        assert_eq!(
+            render(&ls, json!({"entries": []})).unwrap(),
+            "ID  PROTO  HOST  NAMESPACE  MODE\n"
+        );
+        let json_out = render(&["ls", "-a", "/s", "--json"], reply).unwrap();
+        let printed: serde_json::Value = serde_json::from_str(&json_out).unwrap();
+        assert_eq!(printed, entries);
+        // One line, keys in the API's order.
+        assert_eq!(json_out.lines().count(), 1);
+        assert!(json_out.starts_with(r#"[{"id":1,"proto":"tcp","host_addr":"","#));
+        assert!(render(&ls, json!({"ids": [1]})).is_err());
+        assert!(render(&ls, json!({"entries": [{"id": "x"}]})).is_err());
     }
 
     #[test]
@@ -1249,6 +1846,7 @@ mod tests {
         for (cmd, help) in [
             (CompatCli::command(), help_text()),
             (RunCli::command(), run_help_text()),
+            (PortCli::command(), port_help_text()),
         ] {
             let mut longs = Vec::new();
             for arg in cmd.get_arguments() {

@@ -245,6 +245,8 @@ pub struct Config {
     pub enable_seccomp: bool,
     /// `-p/--publish`: host ports forwarded into the namespace at start-up.
     pub publish: Vec<crate::forward::spec::PublishSpec>,
+    /// `--publish-mode`: how published connections enter the namespace.
+    pub publish_mode: crate::forward::table::Mode,
 }
 
 impl Config {
@@ -266,6 +268,7 @@ impl Config {
             enable_sandbox: false,
             enable_seccomp: false,
             publish: Vec::new(),
+            publish_mode: crate::forward::table::Mode::Stack,
         }
     }
 

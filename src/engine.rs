@@ -22,10 +22,16 @@ use smoltcp::wire::{
 };
 use thiserror::Error;
 
+use crate::api::server::{ApiEvent, ApiServer};
+use crate::api::{self, ApiError, Request};
+use crate::forward::PublishSpec;
+use crate::forward::publish::{ForwardError, Forwarder};
+use crate::forward::table::Mode;
 use crate::nat::icmp::EchoRequest;
 use crate::nat::policy::Policy;
-use crate::nat::{Ctx, FlowKey, Nat, Outbound};
+use crate::nat::{Ctx, FlowKey, Kind, Nat, Outbound, from_token, token};
 use crate::stack::{self, GATEWAY_MAC, TapOut};
+use crate::sys::ns::NsHandles;
 use crate::sys::tap::{Tap, VNET_HDR_LEN};
 use crate::wire::{self, FRAME_BUF, VnetHdr};
 
@@ -34,6 +40,7 @@ const SIGNALS: Token = Token(1);
 const TARGET: Token = Token(2);
 const EXIT_FD: Token = Token(3);
 const CHILD: Token = Token(4);
+const API: Token = Token(5);
 
 /// Frames read per wake-up before other events get a turn.
 const TAP_BATCH: usize = 256;
@@ -44,6 +51,8 @@ pub enum EngineError {
     Poll(io::Error),
     #[error("cannot watch {what}: {err}")]
     Register { what: &'static str, err: io::Error },
+    #[error(transparent)]
+    Publish(#[from] ForwardError),
 }
 
 /// Why the loop ended.
@@ -73,6 +82,15 @@ pub struct Setup {
     pub exit_fd: Option<RawFd>,
     /// `rlnet run`: the command's pid and pidfd.
     pub child: Option<(Pid, OwnedFd)>,
+    /// Ports to publish at start, and the default mode for them.
+    pub publish: Vec<PublishSpec>,
+    pub publish_mode: Mode,
+    /// The namespace, for the socket factory (splice mode); None in tests.
+    pub ns: Option<NsHandles>,
+    /// `net.ipv4.ip_unprivileged_port_start` (0 when rlnet may bind any port).
+    pub unprivileged_start: u16,
+    /// The API socket, already listening.
+    pub api: Option<ApiServer>,
 }
 
 /// Packet-processing state, split from the receive buffer so a frame can be
@@ -84,13 +102,19 @@ struct Dp {
     policy: Policy,
     outbound: Outbound,
     nat: Nat,
+    fwd: Forwarder,
     now: Instant,
+    mtu: u32,
+    /// Frames and bytes read from the TAP.
+    frames_in: u64,
+    bytes_in: u64,
 }
 
 pub struct Engine {
     poll: Poll,
     rx: Box<[u8]>,
     dp: Dp,
+    api: Option<ApiServer>,
     start: StdInstant,
     signals: Option<SignalFd>,
     target: Option<OwnedFd>,
@@ -118,8 +142,8 @@ impl Engine {
         let poll = Poll::new().map_err(EngineError::Poll)?;
         let start = StdInstant::now();
         let now = Instant::from_micros(0);
-        let caps = stack::capabilities(s.mtu);
-        let mut out = TapOut::new(s.tap, s.ns_mac.map(EthernetAddress));
+        let caps = stack::capabilities();
+        let mut out = TapOut::new(s.tap, s.ns_mac.map(EthernetAddress), s.mtu);
         let iface = stack::interface(&s.policy.plan, &mut out, &caps, now);
         let registry = poll.registry();
         register(
@@ -130,7 +154,13 @@ impl Engine {
             "the TAP device",
         )?;
         if let Some(sig) = &s.signals {
-            register(registry, sig.as_raw_fd(), SIGNALS, Interest::READABLE, "signals")?;
+            register(
+                registry,
+                sig.as_raw_fd(),
+                SIGNALS,
+                Interest::READABLE,
+                "signals",
+            )?;
         }
         if let Some(fd) = &s.target {
             register(
@@ -167,7 +197,16 @@ impl Engine {
                 }
             }
         }
-        Ok(Engine {
+        let mut api = s.api;
+        if let Some(a) = api.as_mut() {
+            a.register(registry, API)
+                .map_err(|err| EngineError::Register {
+                    what: "the API socket",
+                    err,
+                })?;
+        }
+        let fwd = Forwarder::new(s.policy.plan, s.unprivileged_start, s.publish_mode, s.ns);
+        let mut engine = Engine {
             poll,
             rx: vec![0u8; FRAME_BUF].into_boxed_slice(),
             dp: Dp {
@@ -177,8 +216,13 @@ impl Engine {
                 policy: s.policy,
                 outbound: s.outbound,
                 nat: Nat::new(),
+                fwd,
                 now,
+                mtu: s.mtu,
+                frames_in: 0,
+                bytes_in: 0,
             },
+            api,
             start,
             signals: s.signals,
             target: s.target,
@@ -186,7 +230,12 @@ impl Engine {
             child: s.child,
             tap_readable: true,
             exit_now,
-        })
+        };
+        if !s.publish.is_empty() {
+            let (ctx, _, fwd) = engine.dp.split(engine.poll.registry());
+            fwd.publish(&s.publish, s.publish_mode, None, &ctx)?;
+        }
+        Ok(engine)
     }
 
     fn now(&self) -> Instant {
@@ -208,15 +257,29 @@ impl Engine {
 
     /// One round of the loop: wait (at most `max_wait`, or until the next
     /// timer), handle what arrived, fire due timers.
-    pub fn turn(&mut self, events: &mut Events, max_wait: Option<std::time::Duration>) -> Result<Option<Exit>, EngineError> {
-        let mut timeout = if self.tap_readable || self.dp.nat.has_backlog() {
-            Some(std::time::Duration::ZERO)
-        } else {
-            self.dp.nat.next_deadline().map(|t| {
-                let now = self.now().total_micros();
-                std::time::Duration::from_micros(t.saturating_sub(now).max(0) as u64)
-            })
-        };
+    pub fn turn(
+        &mut self,
+        events: &mut Events,
+        max_wait: Option<std::time::Duration>,
+    ) -> Result<Option<Exit>, EngineError> {
+        let mut timeout =
+            if self.tap_readable || self.dp.nat.has_backlog() || self.dp.fwd.has_backlog() {
+                Some(std::time::Duration::ZERO)
+            } else {
+                let api_deadline = self.api.as_ref().and_then(|a| a.next_deadline());
+                let next = [
+                    self.dp.nat.next_deadline(),
+                    self.dp.fwd.next_deadline(),
+                    api_deadline,
+                ]
+                .into_iter()
+                .flatten()
+                .min();
+                next.map(|t| {
+                    let now = self.now().total_micros();
+                    std::time::Duration::from_micros(t.saturating_sub(now).max(0) as u64)
+                })
+            };
         if let Some(max) = max_wait {
             timeout = Some(timeout.map_or(max, |t| t.min(max)));
         }
@@ -233,7 +296,7 @@ impl Engine {
                         self.tap_readable = true;
                     }
                     if ev.is_writable() && self.dp.out.flush() {
-                        let (mut ctx, nat) = self.dp.split(self.poll.registry());
+                        let (mut ctx, nat, _) = self.dp.split(self.poll.registry());
                         nat.tap_drained(&mut ctx);
                     }
                 }
@@ -248,6 +311,12 @@ impl Engine {
                         return Ok(Some(Exit::Child(code)));
                     }
                 }
+                API => {
+                    if let Some(api) = self.api.as_mut() {
+                        let now = self.dp.now.total_micros();
+                        api.accept(self.poll.registry(), |i| token(Kind::ApiClient, i), now);
+                    }
+                }
                 EXIT_FD => {
                     // Only a hang-up or error ends us; data written into
                     // the pipe does not (slirp4netns polls POLLHUP only).
@@ -256,26 +325,53 @@ impl Engine {
                     }
                 }
                 t => {
-                    let (mut ctx, nat) = self.dp.split(self.poll.registry());
+                    let (mut ctx, nat, fwd) = self.dp.split(self.poll.registry());
                     let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
                     let writable = ev.is_writable() || ev.is_error();
-                    nat.host_event(t, readable, writable, &mut ctx);
+                    match from_token(t) {
+                        Some((Kind::Tcp | Kind::Udp | Kind::Icmp, _)) => {
+                            nat.host_event(t, readable, writable, &mut ctx)
+                        }
+                        Some((Kind::ApiClient, idx)) => self.api_event(idx),
+                        Some((kind, idx)) => {
+                            fwd.event(kind, idx, readable, writable, nat, &mut ctx)
+                        }
+                        None => {}
+                    }
                 }
             }
         }
         if self.tap_readable {
             self.read_tap();
         }
-        let (mut ctx, nat) = self.dp.split(self.poll.registry());
+        let (mut ctx, nat, fwd) = self.dp.split(self.poll.registry());
         nat.run_backlog(&mut ctx);
+        fwd.run_backlog(nat, &mut ctx);
         nat.run_timers(&mut ctx);
+        fwd.run_timers(&ctx);
+        if let Some(api) = self.api.as_mut() {
+            api.expire(self.dp.now.total_micros(), self.poll.registry());
+        }
         Ok(None)
+    }
+
+    fn api_event(&mut self, idx: usize) {
+        let Some(api) = self.api.as_mut() else { return };
+        let registry = self.poll.registry();
+        if let ApiEvent::Request(client, req) =
+            api.client_event(idx, registry, &self.dp.policy.plan)
+        {
+            let body = self.dp.execute(req, registry);
+            api.reply(client, body, registry);
+        }
     }
 
     fn read_tap(&mut self) {
         for _ in 0..TAP_BATCH {
             match self.dp.out.tap().read(&mut self.rx) {
                 Ok(n) => {
+                    self.dp.frames_in += 1;
+                    self.dp.bytes_in += n as u64;
                     let registry = self.poll.registry();
                     self.dp.frame(&self.rx[..n], registry);
                 }
@@ -342,7 +438,10 @@ impl Engine {
 }
 
 impl Dp {
-    fn split<'a>(&'a mut self, registry: &'a Registry) -> (Ctx<'a>, &'a mut Nat) {
+    fn split<'a>(
+        &'a mut self,
+        registry: &'a Registry,
+    ) -> (Ctx<'a>, &'a mut Nat, &'a mut Forwarder) {
         (
             Ctx {
                 iface: &mut self.iface,
@@ -354,7 +453,77 @@ impl Dp {
                 now: self.now,
             },
             &mut self.nat,
+            &mut self.fwd,
         )
+    }
+
+    /// Carry out an API request; returns the reply body.
+    fn execute(&mut self, req: Result<Request, ApiError>, registry: &Registry) -> Vec<u8> {
+        let req = match req {
+            Ok(r) => r,
+            Err(e) => return e.body(),
+        };
+        let verb = req.verb();
+        let fail = |e: ForwardError| match e {
+            ForwardError::Table(t) => ApiError::from_table(verb, &t).body(),
+            other => ApiError::failed(verb, other).body(),
+        };
+        let status = self.status();
+        let plan = self.policy.plan;
+        let (ctx, _, fwd) = self.split(registry);
+        match req {
+            Request::AddHostfwd { spec, guest } => {
+                let mode = fwd.default_mode();
+                match fwd.publish(std::slice::from_ref(&spec), mode, guest, &ctx) {
+                    Ok(ids) => api::ok_id(ids.first().copied().unwrap_or(0)),
+                    Err(e) => fail(e),
+                }
+            }
+            Request::ListHostfwd => api::list_body(fwd.table.rules(), &plan),
+            Request::RemoveHostfwd { id } => match fwd.unpublish(&[id], &ctx) {
+                Ok(()) => api::ok_empty(),
+                Err(_) => ApiError::RemoveHostfwdId.body(),
+            },
+            Request::AddPublish { specs, mode, to } => {
+                if let Some(name) = to {
+                    let reason = format!(
+                        "no member named {name:?}: this namespace is not on a named network"
+                    );
+                    return ApiError::failed(verb, reason).body();
+                }
+                let mode = mode.unwrap_or(fwd.default_mode());
+                match fwd.publish(&specs, mode, None, &ctx) {
+                    Ok(ids) => api::ok_ids(&ids),
+                    Err(e) => fail(e),
+                }
+            }
+            Request::RemovePublish { ids } => match fwd.unpublish(&ids, &ctx) {
+                Ok(()) => api::ok_empty(),
+                Err(e) => fail(e),
+            },
+            Request::Status => api::status_body(&status),
+        }
+    }
+
+    fn status(&self) -> api::Status {
+        let tx = self.out.stats;
+        api::Status {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            pid: std::process::id(),
+            tap: self.out.tap().name().to_string(),
+            mtu: self.mtu,
+            addresses: api::Addresses::from_plan(&self.policy.plan),
+            counters: api::Counters {
+                tcp_flows: self.nat.tcp_flows() as u64,
+                udp_flows: self.nat.udp_flows() as u64,
+                frames_in: self.frames_in,
+                frames_out: tx.frames,
+                bytes_in: self.bytes_in,
+                bytes_out: tx.bytes,
+                drops: tx.dropped,
+            },
+            published: self.fwd.table.len() as u64,
+        }
     }
 
     /// One frame from the namespace. Anything malformed is dropped here,
@@ -437,7 +606,7 @@ impl Dp {
                     if let Some(len) =
                         wire::icmpv4(self.out.ip_buf(), repr.dst_addr, repr.src_addr, &reply)
                     {
-                        self.out.send_ip(len, None);
+                        self.out.send_ip(len);
                     }
                 } else {
                     let req = EchoRequest {
@@ -447,7 +616,7 @@ impl Dp {
                         seq: seq_no,
                         data,
                     };
-                    let (mut ctx, nat) = self.split(registry);
+                    let (mut ctx, nat, _) = self.split(registry);
                     nat.ping(req, &mut ctx);
                 }
             }
@@ -484,7 +653,7 @@ impl Dp {
                 && let Some(len) =
                     wire::neighbor_advert(self.out.ip_buf(), target, repr.src_addr, GATEWAY_MAC)
             {
-                self.out.send_ip(len, None);
+                self.out.send_ip(len);
             }
             return;
         }
@@ -523,7 +692,7 @@ impl Dp {
                         &reply,
                         wire::HOP_LIMIT,
                     ) {
-                        self.out.send_ip(len, None);
+                        self.out.send_ip(len);
                     }
                 } else {
                     let req = EchoRequest {
@@ -533,7 +702,7 @@ impl Dp {
                         seq: seq_no,
                         data,
                     };
-                    let (mut ctx, nat) = self.split(registry);
+                    let (mut ctx, nat, _) = self.split(registry);
                     nat.ping(req, &mut ctx);
                 }
             }
@@ -567,7 +736,7 @@ impl Dp {
         };
         let syn_only = tcp.syn() && !tcp.ack() && !tcp.rst() && !tcp.fin();
         let rst = tcp.rst();
-        let (mut ctx, nat) = self.split(registry);
+        let (mut ctx, nat, _) = self.split(registry);
         nat.tcp_segment(pkt, key, syn_only, rst, &mut ctx);
     }
 
@@ -596,7 +765,14 @@ impl Dp {
             src: (src, udp.src_port()).into(),
             dst: (dst, udp.dst_port()).into(),
         };
-        let (mut ctx, nat) = self.split(registry);
+        // Answers to published-port clients go back out the listener.
+        if self
+            .fwd
+            .udp_reply(&key, udp.payload(), self.now.total_micros())
+        {
+            return;
+        }
+        let (mut ctx, nat, _) = self.split(registry);
         nat.udp_datagram(pkt, key, udp.payload(), &mut ctx);
     }
 }

@@ -3,6 +3,7 @@
 
 use thiserror::Error;
 
+use crate::api::server::ApiSocketError;
 use crate::app::SetupError;
 use crate::config::ConfigError;
 use crate::engine::EngineError;
@@ -18,6 +19,8 @@ pub enum Error {
     Engine(#[from] EngineError),
     #[error(transparent)]
     Setup(#[from] SetupError),
+    #[error(transparent)]
+    ApiSocket(#[from] ApiSocketError),
 }
 
 impl Error {

@@ -11,6 +11,7 @@
 //! - [`sys`] is the only module with `unsafe`: raw syscalls, ioctls, namespaces.
 #![deny(unsafe_code)]
 
+pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;

@@ -1,6 +1,9 @@
-//! Thin entry point: parse argv, set up logging, run, map the error to an exit code.
+//! Thin entry point: parse argv, set up logging, dispatch, map the error to an exit code.
 
 use std::io::Write;
+
+use rlnet::api::client::{self, ClientError};
+use rlnet::cli::{CliExit, Command, PortCommand};
 
 fn main() {
     let code = match rlnet::cli::parse_args(std::env::args_os()) {
@@ -9,23 +12,40 @@ fn main() {
             for w in &inv.warnings {
                 log::warn!("{w}");
             }
-            match rlnet::app::run(inv.config) {
-                Ok(code) => code,
-                Err(e) => {
-                    eprintln!("rlnet: {e}");
-                    e.exit_code()
-                }
+            match inv.command {
+                Command::Serve(config) => match rlnet::app::run(config) {
+                    Ok(code) => code,
+                    Err(e) => {
+                        eprintln!("rlnet: {e}");
+                        e.exit_code()
+                    }
+                },
+                Command::Port(port) => match port_command(&port) {
+                    Ok(text) => print(&text),
+                    Err(e) => {
+                        eprintln!("rlnet: {e}");
+                        1
+                    }
+                },
             }
         }
-        Err(rlnet::cli::CliExit::Print(text)) => {
-            // A closed stdout (`rlnet --help | head -1`) is not an error.
-            let _ = std::io::stdout().write_all(text.as_bytes());
-            0
-        }
-        Err(rlnet::cli::CliExit::Error(msg)) => {
+        Err(CliExit::Print(text)) => print(&text),
+        Err(CliExit::Error(msg)) => {
             eprintln!("rlnet: {msg}");
             1
         }
     };
     std::process::exit(code);
+}
+
+/// One request to a running instance; returns the text for stdout.
+fn port_command(port: &PortCommand) -> Result<String, ClientError> {
+    let reply = client::request(&port.api_socket, &port.request(), client::TIMEOUT)?;
+    port.render(&reply).map_err(ClientError::Reply)
+}
+
+fn print(text: &str) -> i32 {
+    // A closed stdout (`rlnet --help | head -1`) is not an error.
+    let _ = std::io::stdout().write_all(text.as_bytes());
+    0
 }

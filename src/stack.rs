@@ -10,9 +10,7 @@ use std::io;
 use std::num::NonZeroUsize;
 
 use smoltcp::iface::{Config as IfaceConfig, Interface};
-use smoltcp::phy::{
-    Checksum, ChecksumCapabilities, Device, DeviceCapabilities, Medium, PacketMeta,
-};
+use smoltcp::phy::{Checksum, ChecksumCapabilities, Device, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, EthernetProtocol, HardwareAddress, IpAddress, IpCidr};
 
@@ -41,17 +39,20 @@ pub struct TapOut {
     pending: VecDeque<Box<[u8]>>,
     pub gw_mac: EthernetAddress,
     pub ns_mac: Option<EthernetAddress>,
+    /// The namespace link's MTU: larger TCP segments are sent as GSO frames.
+    mtu: usize,
     pub stats: TxStats,
 }
 
 impl TapOut {
-    pub fn new(tap: Tap, ns_mac: Option<EthernetAddress>) -> Self {
+    pub fn new(tap: Tap, ns_mac: Option<EthernetAddress>, mtu: u32) -> Self {
         TapOut {
             tap,
             buf: vec![0u8; FRAME_BUF].into_boxed_slice(),
             pending: VecDeque::new(),
             gw_mac: GATEWAY_MAC,
             ns_mac,
+            mtu: mtu as usize,
             stats: TxStats::default(),
         }
     }
@@ -71,13 +72,13 @@ impl TapOut {
     }
 
     /// Send the IP packet of `ip_len` bytes built in [`Self::ip_buf`].
-    pub fn send_ip(&mut self, ip_len: usize, gso_mss: Option<u16>) {
+    pub fn send_ip(&mut self, ip_len: usize) {
         let Some(dst) = self.ns_mac else {
             crate::limited!(Debug, "no MAC known for the namespace yet; frame dropped");
             self.stats.dropped += 1;
             return;
         };
-        match finish_frame(&mut self.buf, ip_len, dst, self.gw_mac, gso_mss) {
+        match finish_frame(&mut self.buf, ip_len, dst, self.gw_mac, self.mtu) {
             Some(len) => self.write(len),
             None => self.stats.dropped += 1,
         }
@@ -162,7 +163,6 @@ impl smoltcp::phy::RxToken for Rx<'_> {
 
 pub struct Tx<'a> {
     out: &'a mut TapOut,
-    meta: PacketMeta,
 }
 
 impl smoltcp::phy::TxToken for Tx<'_> {
@@ -170,13 +170,8 @@ impl smoltcp::phy::TxToken for Tx<'_> {
         let buf = self.out.ip_buf();
         let len = len.min(buf.len());
         let r = f(&mut buf[..len]);
-        let mss = self.meta.segmentation_offload_size.map(|m| m.get());
-        self.out.send_ip(len, mss);
+        self.out.send_ip(len);
         r
-    }
-
-    fn set_meta(&mut self, meta: PacketMeta) {
-        self.meta = meta;
     }
 }
 
@@ -192,13 +187,7 @@ impl Device for Dev<'_> {
 
     fn receive(&mut self, _now: Instant) -> Option<(Rx<'_>, Tx<'_>)> {
         let pkt = self.rx.take()?;
-        Some((
-            Rx(pkt),
-            Tx {
-                out: self.out,
-                meta: PacketMeta::default(),
-            },
-        ))
+        Some((Rx(pkt), Tx { out: self.out }))
     }
 
     fn transmit(&mut self, _now: Instant) -> Option<Tx<'_>> {
@@ -207,10 +196,7 @@ impl Device for Dev<'_> {
         if self.out.blocked() {
             return None;
         }
-        Some(Tx {
-            out: self.out,
-            meta: PacketMeta::default(),
-        })
+        Some(Tx { out: self.out })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
@@ -219,17 +205,22 @@ impl Device for Dev<'_> {
 }
 
 /// Capabilities of the TAP path: the kernel completes TCP/UDP checksums and
-/// segments our 64 KB TCP frames, so smoltcp neither computes nor (for frames
-/// that carry partial sums) verifies them; rlnet verifies full checksums on
-/// frames without the partial flag before they reach smoltcp.
-pub fn capabilities(mtu: u32) -> DeviceCapabilities {
+/// takes our 64 KB TCP frames as GSO, so smoltcp neither computes nor (for
+/// frames that carry partial sums) verifies them; rlnet verifies full
+/// checksums on frames without the partial flag before they reach smoltcp.
+///
+/// smoltcp is told the IP MTU is 65535 whatever the link's is: its MSS comes
+/// from the namespace's SYN anyway, and smoltcp 0.14 drops IPv6 packets above
+/// its MTU even when they carry segmentation metadata. [`TapOut`] turns any
+/// TCP segment larger than the real MTU into a GSO frame.
+pub fn capabilities() -> DeviceCapabilities {
     let mut checksum = ChecksumCapabilities::default();
     checksum.ipv4 = Checksum::Both;
     checksum.tcp = Checksum::None;
     checksum.udp = Checksum::None;
     let mut caps = DeviceCapabilities::default();
     caps.medium = Medium::Ip;
-    caps.max_transmission_unit = mtu as usize;
+    caps.max_transmission_unit = 65535;
     caps.checksum = checksum;
     caps.segmentation.tcpv4 = NonZeroUsize::new(65535);
     caps.segmentation.tcpv6 = NonZeroUsize::new(65535);

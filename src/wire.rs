@@ -83,15 +83,16 @@ pub fn verify_caps() -> ChecksumCapabilities {
 /// Complete a frame whose IP packet of `ip_len` bytes already sits at
 /// `frame[HEADROOM..]`: write the Ethernet header and a virtio-net header.
 /// TCP and UDP leave the L4 checksum to the kernel (`NEEDS_CSUM` with the
-/// pseudo-header sum in the checksum field); `gso_mss` asks the kernel to treat
-/// a large TCP segment as a GSO super-frame. Returns the frame length, or
-/// `None` when the packet is not something rlnet emits.
+/// pseudo-header sum in the checksum field). A TCP segment larger than the
+/// link MTU `mtu` goes out as a GSO super-frame cut at the MSS that MTU
+/// implies; the kernel delivers it whole. Returns the frame length, or `None`
+/// when the packet is not something rlnet emits.
 pub fn finish_frame(
     frame: &mut [u8],
     ip_len: usize,
     dst_mac: EthernetAddress,
     src_mac: EthernetAddress,
-    gso_mss: Option<u16>,
+    mtu: usize,
 ) -> Option<usize> {
     let total = HEADROOM.checked_add(ip_len)?;
     let frame = frame.get_mut(..total)?;
@@ -134,8 +135,9 @@ pub fn finish_frame(
         vnet.flags = VNET_F_NEEDS_CSUM;
         vnet.csum_start = u16::try_from(ETH_HDR_LEN + l4_start).ok()?;
         vnet.csum_offset = off as u16;
-        if let (IpProtocol::Tcp, Some(mss)) = (proto, gso_mss) {
+        if proto == IpProtocol::Tcp && ip_len > mtu {
             let tcp_hl = usize::from(ip.get(l4_start + 12)? >> 4) * 4;
+            let mss = u16::try_from(mtu.checked_sub(l4_start + tcp_hl)?).ok()?;
             vnet.gso_type = if version == EthernetProtocol::Ipv4 {
                 VNET_GSO_TCPV4
             } else {
@@ -460,6 +462,9 @@ pub fn udp_payload_offset(v6: bool) -> usize {
     (if v6 { IPV6_HDR_LEN } else { IPV4_HDR_LEN }) + UDP_HEADER_LEN
 }
 
+/// A payload parked here can be moved to the offset of either family.
+pub const HEADROOM_UDP_MAX: usize = IPV6_HDR_LEN + UDP_HEADER_LEN;
+
 /// Largest UDP payload rlnet will synthesise for the family.
 pub fn max_udp_payload(v6: bool) -> usize {
     if v6 {
@@ -501,7 +506,7 @@ mod tests {
         let off = HEADROOM + udp_payload_offset(false);
         frame[off..off + 5].copy_from_slice(b"hello");
         let ip_len = udp_headers(&mut frame[HEADROOM..], src, dst, 5).unwrap();
-        let total = finish_frame(&mut frame, ip_len, NS, GW, None).unwrap();
+        let total = finish_frame(&mut frame, ip_len, NS, GW, 1500).unwrap();
         assert_eq!(total, HEADROOM + 20 + 8 + 5);
         let vnet = VnetHdr::parse(&frame).unwrap();
         assert!(vnet.partial_csum());
@@ -540,10 +545,10 @@ mod tests {
         .unwrap();
         let mut tcp = TcpPacket::new_unchecked(&mut frame[HEADROOM + 40..]);
         tcp.set_header_len(20);
-        let total = finish_frame(&mut frame, ip_len, NS, GW, Some(1440)).unwrap();
+        let total = finish_frame(&mut frame, ip_len, NS, GW, 1500).unwrap();
         let vnet = VnetHdr::parse(&frame[..total]).unwrap();
         assert_eq!(vnet.gso_type, VNET_GSO_TCPV6);
-        assert_eq!(vnet.gso_size, 1440);
+        assert_eq!(vnet.gso_size, 1500 - 40 - 20);
         assert_eq!(vnet.hdr_len, 14 + 40 + 20);
         assert_eq!(vnet.csum_offset, 16);
     }

@@ -72,6 +72,11 @@ fn help_exits_0_with_every_probed_string() {
     let o = rlnet(&["run", "--help"]);
     assert_eq!(o.status.code(), Some(0));
     assert!(stdout(&o).starts_with("Usage: rlnet run "));
+    for args in [&["port", "--help"][..], &["port", "add", "-h"]] {
+        let o = rlnet(args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}");
+        assert!(stdout(&o).starts_with("Usage: rlnet port add "), "{args:?}");
+    }
 }
 
 #[test]
@@ -140,6 +145,12 @@ fn other_errors_are_one_line_exit_1() {
         "--macaddr cannot be specified",
     );
     fails_with(&["-p", "8080", "1"], "\"8080\"");
+    fails_with(
+        &["--publish-mode=fast", "1"],
+        "invalid value for --publish-mode: unknown publish mode \"fast\"",
+    );
+    fails_with(&["port"], "missing the port command");
+    fails_with(&["port", "ls"], "missing --api-socket");
 }
 
 /// Reads the man page source as plain text: roff writes '-' as "\-".
@@ -164,7 +175,7 @@ fn long_options(help: &str) -> Vec<String> {
 fn man_page_documents_every_long_option_of_help() {
     let man = man_page();
     let mut checked = 0;
-    for args in [&["--help"][..], &["run", "--help"]] {
+    for args in [&["--help"][..], &["run", "--help"], &["port", "--help"]] {
         let help = stdout(&rlnet(args));
         for opt in long_options(&help) {
             // Options are the start of a word in the page (".B --mtu", "--mtu=").

@@ -50,6 +50,11 @@ impl Sim {
             target: None,
             exit_fd: None,
             child: None,
+            publish: Vec::new(),
+            publish_mode: Default::default(),
+            ns: None,
+            unprivileged_start: 1024,
+            api: None,
         })
         .unwrap();
         Sim {
@@ -72,7 +77,9 @@ impl Sim {
             if let Ok(n) = nix::unistd::read(&self.ns, &mut buf) {
                 return Some(buf[..n].to_vec());
             }
-            self.engine.turn(&mut self.events, Some(Duration::from_millis(5))).unwrap();
+            self.engine
+                .turn(&mut self.events, Some(Duration::from_millis(5)))
+                .unwrap();
         }
         None
     }
@@ -80,7 +87,9 @@ impl Sim {
     /// Let the engine process what was sent, discarding its output.
     fn settle(&mut self) {
         for _ in 0..20 {
-            self.engine.turn(&mut self.events, Some(Duration::ZERO)).unwrap();
+            self.engine
+                .turn(&mut self.events, Some(Duration::ZERO))
+                .unwrap();
         }
         let mut buf = vec![0u8; 70000];
         while nix::unistd::read(&self.ns, &mut buf).is_ok() {}
@@ -123,7 +132,10 @@ fn ipv4(dst: Ipv4Addr, proto: IpProtocol, body: &[u8]) -> Vec<u8> {
         hop_limit: 64,
     };
     let mut p = vec![0u8; 20 + body.len()];
-    repr.emit(&mut Ipv4Packet::new_unchecked(&mut p[..]), &ChecksumCapabilities::default());
+    repr.emit(
+        &mut Ipv4Packet::new_unchecked(&mut p[..]),
+        &ChecksumCapabilities::default(),
+    );
     p[20..].copy_from_slice(body);
     p
 }
@@ -135,8 +147,15 @@ fn echo_request(dst: Ipv4Addr, data: &[u8]) -> Vec<u8> {
         data,
     };
     let mut body = vec![0u8; repr.buffer_len()];
-    repr.emit(&mut Icmpv4Packet::new_unchecked(&mut body[..]), &ChecksumCapabilities::default());
-    frame(EthernetProtocol::Ipv4, GATEWAY_MAC, &ipv4(dst, IpProtocol::Icmp, &body))
+    repr.emit(
+        &mut Icmpv4Packet::new_unchecked(&mut body[..]),
+        &ChecksumCapabilities::default(),
+    );
+    frame(
+        EthernetProtocol::Ipv4,
+        GATEWAY_MAC,
+        &ipv4(dst, IpProtocol::Icmp, &body),
+    )
 }
 
 fn syn(dst: Ipv4Addr, sport: u16, dport: u16) -> Vec<u8> {
@@ -156,8 +175,17 @@ fn syn(dst: Ipv4Addr, sport: u16, dport: u16) -> Vec<u8> {
     };
     let mut body = vec![0u8; repr.buffer_len()];
     let (s, d) = (IpAddress::Ipv4(NS_IP), IpAddress::Ipv4(dst));
-    repr.emit(&mut TcpPacket::new_unchecked(&mut body[..]), &s, &d, &ChecksumCapabilities::default());
-    frame(EthernetProtocol::Ipv4, GATEWAY_MAC, &ipv4(dst, IpProtocol::Tcp, &body))
+    repr.emit(
+        &mut TcpPacket::new_unchecked(&mut body[..]),
+        &s,
+        &d,
+        &ChecksumCapabilities::default(),
+    );
+    frame(
+        EthernetProtocol::Ipv4,
+        GATEWAY_MAC,
+        &ipv4(dst, IpProtocol::Tcp, &body),
+    )
 }
 
 fn parse_tcp(f: &[u8]) -> Option<(TcpControl, Option<TcpSeqNumber>)> {
@@ -181,10 +209,19 @@ fn arp_and_ping_are_answered() {
     let eth = EthernetFrame::new_checked(&reply[VNET_HDR_LEN..]).unwrap();
     assert_eq!(eth.dst_addr(), NS_MAC);
     let arp = ArpRepr::parse(&ArpPacket::new_checked(eth.payload()).unwrap()).unwrap();
-    let ArpRepr::EthernetIpv4 { operation, source_hardware_addr, source_protocol_addr, .. } = arp else {
+    let ArpRepr::EthernetIpv4 {
+        operation,
+        source_hardware_addr,
+        source_protocol_addr,
+        ..
+    } = arp
+    else {
         panic!()
     };
-    assert_eq!((operation, source_hardware_addr, source_protocol_addr), (ArpOperation::Reply, GATEWAY_MAC, GW_IP));
+    assert_eq!(
+        (operation, source_hardware_addr, source_protocol_addr),
+        (ArpOperation::Reply, GATEWAY_MAC, GW_IP)
+    );
 
     // No answer for an address nobody owns.
     sim.send(&arp_request(Ipv4Addr::new(10, 0, 2, 50)));
@@ -200,7 +237,14 @@ fn arp_and_ping_are_answered() {
         let icmp = Icmpv4Packet::new_checked(ip.payload()).unwrap();
         let repr = Icmpv4Repr::parse(&icmp, &ChecksumCapabilities::default()).unwrap();
         // The reply carries exactly the request's bytes, nothing more.
-        assert_eq!(repr, Icmpv4Repr::EchoReply { ident: 0x1234, seq_no: 7, data: &data });
+        assert_eq!(
+            repr,
+            Icmpv4Repr::EchoReply {
+                ident: 0x1234,
+                seq_no: 7,
+                data: &data
+            }
+        );
     }
 }
 
@@ -213,7 +257,10 @@ fn syn_is_answered_after_the_host_connect() {
     let port = listener.local_addr().unwrap().port();
     sim.send(&syn(GW_IP, 40000, port));
     let f = sim.recv().expect("SYN-ACK");
-    assert_eq!(parse_tcp(&f), Some((TcpControl::Syn, Some(TcpSeqNumber(1001)))));
+    assert_eq!(
+        parse_tcp(&f),
+        Some((TcpControl::Syn, Some(TcpSeqNumber(1001))))
+    );
     // The host side really is connected.
     let (_conn, peer) = listener.accept().unwrap();
     assert!(peer.ip().is_loopback());
@@ -221,7 +268,10 @@ fn syn_is_answered_after_the_host_connect() {
     drop(listener);
     sim.send(&syn(GW_IP, 40001, port));
     let f = sim.recv().expect("RST");
-    assert_eq!(parse_tcp(&f), Some((TcpControl::Rst, Some(TcpSeqNumber(1001)))));
+    assert_eq!(
+        parse_tcp(&f),
+        Some((TcpControl::Rst, Some(TcpSeqNumber(1001))))
+    );
 }
 
 /// `--disable-host-loopback`: a SYN to the gateway draws "network

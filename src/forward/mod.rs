@@ -1,6 +1,10 @@
 //! Published ports (SPEC §4): `-p/--publish` specs and, later, the host-side
 //! listeners that feed them into the namespace.
 
+pub mod publish;
 pub mod spec;
+pub mod splice;
+pub mod table;
 
 pub use spec::{PortRange, Proto, PublishSpec, SpecError};
+pub use table::{Mode, PortTable, Rule, RuleId, TableError};

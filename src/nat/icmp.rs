@@ -159,7 +159,7 @@ impl PingTable {
             };
             if let Some(len) = len {
                 flow.last = ctx.now.total_micros();
-                ctx.out.send_ip(len, None);
+                ctx.out.send_ip(len);
             }
         }
     }

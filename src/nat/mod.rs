@@ -25,7 +25,7 @@ use tcp::{After, TcpFlow};
 
 /// Tokens below this belong to the engine (TAP, signals, ...).
 pub const FLOW_TOKEN_BASE: usize = 16;
-const KINDS: usize = 4;
+const KINDS: usize = 8;
 
 /// Limits on what one namespace may hold open (security.md §8.6).
 pub const MAX_TCP_FLOWS: usize = 65536;
@@ -35,21 +35,38 @@ pub const MAX_ICMP_FLOWS: usize = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// Host socket of a TCP flow (either direction).
     Tcp = 0,
+    /// Host socket of an outbound UDP flow.
     Udp = 1,
+    /// Ping socket.
     Icmp = 2,
+    /// Published-port listener (TCP or UDP).
+    Listener = 3,
+    /// Spliced connection, host side / namespace side.
+    SpliceHost = 4,
+    SpliceNs = 5,
+    /// Splice-mode UDP socket inside the namespace.
+    UdpNs = 6,
+    /// A client of the API socket.
+    ApiClient = 7,
 }
 
 pub fn token(kind: Kind, idx: usize) -> Token {
     Token(FLOW_TOKEN_BASE + idx * KINDS + kind as usize)
 }
 
-fn from_token(t: Token) -> Option<(Kind, usize)> {
+pub fn from_token(t: Token) -> Option<(Kind, usize)> {
     let v = t.0.checked_sub(FLOW_TOKEN_BASE)?;
     let kind = match v % KINDS {
         0 => Kind::Tcp,
         1 => Kind::Udp,
         2 => Kind::Icmp,
+        3 => Kind::Listener,
+        4 => Kind::SpliceHost,
+        5 => Kind::SpliceNs,
+        6 => Kind::UdpNs,
+        7 => Kind::ApiClient,
         _ => return None,
     };
     Some((kind, v / KINDS))
@@ -150,7 +167,7 @@ pub fn send_unreachable(ctx: &mut Ctx<'_>, orig: &[u8], dst: IpAddr, kind: Unrea
         },
     };
     if let Some(len) = wire::unreachable(ctx.out.ip_buf(), from, orig, kind) {
-        ctx.out.send_ip(len, None);
+        ctx.out.send_ip(len);
     }
 }
 
@@ -278,6 +295,54 @@ impl Nat {
         self.service_tcp(idx, ctx);
     }
 
+    /// A connection accepted on a published port (stack mode): smoltcp
+    /// connects to the service as `key.dst` (the presented client).
+    pub fn inbound_tcp(
+        &mut self,
+        mut key: FlowKey,
+        mut host: mio::net::TcpStream,
+        ctx: &mut Ctx<'_>,
+    ) {
+        if self.tcp.len() >= MAX_TCP_FLOWS {
+            crate::limited!(
+                Warn,
+                "too many TCP flows; refusing a published-port connection"
+            );
+            return;
+        }
+        // Loopback clients all show as the gateway: give the presented port
+        // another value if that 4-tuple is taken.
+        let mut tries = 0u16;
+        while self.tcp_index.contains_key(&key) {
+            tries += 1;
+            if tries > 64 {
+                return;
+            }
+            let p = key.dst.port();
+            key.dst
+                .set_port(if p >= 65000 { 32768 + tries } else { p + 1 });
+        }
+        let entry = self.tcp.vacant_entry();
+        let idx = entry.key();
+        if ctx
+            .registry
+            .register(
+                &mut host,
+                token(Kind::Tcp, idx),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .is_err()
+        {
+            return;
+        }
+        let Some(flow) = TcpFlow::inbound(key, host, ctx) else {
+            return;
+        };
+        entry.insert(flow);
+        self.tcp_index.insert(key, idx);
+        self.service_tcp(idx, ctx);
+    }
+
     fn service_tcp(&mut self, idx: usize, ctx: &mut Ctx<'_>) {
         let Some(flow) = self.tcp.get_mut(idx) else {
             return;
@@ -351,16 +416,9 @@ impl Nat {
                     self.service_tcp(idx, ctx);
                 }
             }
-            Kind::Udp => {
-                if readable && self.udp.receive(idx, ctx) {
-                    self.again.push(t);
-                }
-            }
-            Kind::Icmp => {
-                if readable {
-                    self.icmp.receive(idx, ctx);
-                }
-            }
+            Kind::Udp if readable && self.udp.receive(idx, ctx) => self.again.push(t),
+            Kind::Icmp if readable => self.icmp.receive(idx, ctx),
+            _ => {}
         }
     }
 
@@ -427,7 +485,7 @@ impl Nat {
                         self.timers.push(Reverse(next));
                     }
                 }
-                None => {}
+                _ => {}
             }
         }
     }

@@ -53,6 +53,21 @@ pub struct TcpFlow {
     pub timer: Option<Instant>,
 }
 
+/// The namespace-facing socket: a local link needs no congestion control,
+/// Nagle or delayed ACKs (design.md §1.3); the host side has its own TCP.
+fn new_socket() -> tcp::Socket<'static> {
+    let mut socket = tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0u8; BUF_SIZE]),
+        tcp::SocketBuffer::new(vec![0u8; BUF_SIZE]),
+    );
+    socket.set_congestion_control(tcp::CongestionControl::None);
+    socket.set_nagle_enabled(false);
+    socket.set_ack_delay(None);
+    // No smoltcp timeout: it would also abort connections that are merely
+    // idle (it counts from the last segment received).
+    socket
+}
+
 /// What the caller should do with the flow after servicing it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum After {
@@ -83,18 +98,7 @@ impl TcpFlow {
             Err(e) => return Err(HostConnectError::Connect(e)),
         }
         let host = TcpStream::from_std(sock.into());
-
-        let mut socket = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0u8; BUF_SIZE]),
-            tcp::SocketBuffer::new(vec![0u8; BUF_SIZE]),
-        );
-        // A local link: no congestion control, no Nagle, ACK at once
-        // (design.md §1.3); the host side has its own TCP for all of that.
-        socket.set_congestion_control(tcp::CongestionControl::None);
-        socket.set_nagle_enabled(false);
-        socket.set_ack_delay(None);
-        // No smoltcp timeout: it would also abort connections that are
-        // merely idle (it counts from the last segment received).
+        let mut socket = new_socket();
         socket.pause_synack(true);
         socket
             .listen(IpListenEndpoint {
@@ -102,14 +106,32 @@ impl TcpFlow {
                 port: key.dst.port(),
             })
             .map_err(|_| HostConnectError::Listen)?;
+        Ok(Self::with(key, socket, host, Phase::Connecting))
+    }
+
+    /// A published-port connection already accepted on the host: smoltcp
+    /// connects to the namespace service from the client's (presented)
+    /// address, so the service sees who connected. `key.src` is the
+    /// namespace service, `key.dst` the presented client.
+    pub fn inbound(key: FlowKey, host: TcpStream, ctx: &mut Ctx<'_>) -> Option<TcpFlow> {
+        let mut socket = new_socket();
+        socket.connect(ctx.iface.context(), key.src, key.dst).ok()?;
+        let mut flow = Self::with(key, socket, host, Phase::Open);
+        // Accepted sockets are ready both ways; epoll reports edges only.
+        flow.host_readable = true;
+        flow.host_writable = true;
+        Some(flow)
+    }
+
+    fn with(key: FlowKey, socket: tcp::Socket<'static>, host: TcpStream, phase: Phase) -> TcpFlow {
         let mut set = SocketSet::new(Vec::with_capacity(1));
         let handle = set.add(socket);
-        Ok(TcpFlow {
+        TcpFlow {
             key,
             set,
             handle,
             host,
-            phase: Phase::Connecting,
+            phase,
             host_readable: false,
             host_writable: false,
             host_eof: false,
@@ -117,7 +139,7 @@ impl TcpFlow {
             host_dead: false,
             ns_fin: false,
             timer: None,
-        })
+        }
     }
 
     /// Feed one segment from the namespace into this flow's socket set.

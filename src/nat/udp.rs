@@ -146,7 +146,7 @@ impl UdpTable {
                     if let Some(len) =
                         wire::udp_headers(ctx.out.ip_buf(), flow.key.dst, flow.key.src, n)
                     {
-                        ctx.out.send_ip(len, None);
+                        ctx.out.send_ip(len);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,

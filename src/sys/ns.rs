@@ -285,6 +285,170 @@ fn receive(sock: &OwnedFd) -> nix::Result<Option<AgentReply>> {
     }))
 }
 
+/// A process parked in the target namespaces that creates sockets there on
+/// request (published ports in splice mode need sockets that live inside
+/// the namespace). It is single-threaded, holds nothing but its socketpair,
+/// and exits when rlnet closes it or dies.
+#[derive(Debug)]
+pub struct Factory {
+    sock: OwnedFd,
+    pid: Pid,
+}
+
+/// What to create: a TCP or UDP socket of the given family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketKind {
+    pub v6: bool,
+    pub udp: bool,
+}
+
+/// Most fds one SCM_RIGHTS message may carry is 253; stay well below.
+pub const MAX_BATCH: usize = 64;
+
+impl Factory {
+    /// Start the factory process inside `ns`.
+    pub fn spawn(ns: &NsHandles) -> Result<Factory, NsError> {
+        if !os::single_threaded() {
+            return Err(NsError::Threads);
+        }
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(sys("socketpair"))?;
+        // SAFETY: single-threaded (checked above); the child never returns
+        // from this branch.
+        match unsafe { fork() }.map_err(sys("fork"))? {
+            ForkResult::Child => {
+                drop(ours);
+                os::die_with_parent();
+                let status = match enter(ns) {
+                    Ok(()) => {
+                        let _ = nix::unistd::write(&theirs, b"ok");
+                        serve_sockets(&theirs);
+                        0
+                    }
+                    Err(text) => {
+                        let _ = nix::unistd::write(&theirs, text.as_bytes());
+                        1
+                    }
+                };
+                os::exit_now(status)
+            }
+            ForkResult::Parent { child } => {
+                drop(theirs);
+                let mut buf = [0u8; 512];
+                let n = nix::unistd::read(ours.as_fd(), &mut buf).unwrap_or(0);
+                if &buf[..n] != b"ok" {
+                    let _ = waitpid(child, None);
+                    return Err(NsError::Agent(
+                        String::from_utf8_lossy(&buf[..n]).into_owned(),
+                    ));
+                }
+                Ok(Factory {
+                    sock: ours,
+                    pid: child,
+                })
+            }
+        }
+    }
+
+    /// Up to `n` new non-blocking sockets created inside the namespace.
+    pub fn sockets(&self, kind: SocketKind, n: usize) -> Result<Vec<OwnedFd>, NsError> {
+        let n = n.clamp(1, MAX_BATCH) as u8;
+        let req = [u8::from(kind.v6), u8::from(kind.udp), n];
+        nix::unistd::write(&self.sock, &req).map_err(sys("socket factory"))?;
+        let mut buf = [0u8; 8];
+        let mut cmsg = nix::cmsg_space!([RawFd; MAX_BATCH]);
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let msg = recvmsg::<()>(
+            self.sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .map_err(sys("socket factory"))?;
+        let mut fds = Vec::new();
+        for c in msg.cmsgs().map_err(sys("socket factory"))? {
+            if let ControlMessageOwned::ScmRights(raw) = c {
+                for fd in raw {
+                    // SAFETY: SCM_RIGHTS just installed `fd`; we own it.
+                    fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+                }
+            }
+        }
+        if fds.is_empty() {
+            return Err(NsError::Agent(
+                "the socket factory could not create sockets".into(),
+            ));
+        }
+        Ok(fds)
+    }
+}
+
+impl Drop for Factory {
+    fn drop(&mut self) {
+        // Closing our end makes the factory exit; reap it.
+        let _ = nix::sys::socket::shutdown(self.sock.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+        let _ = waitpid(self.pid, None);
+    }
+}
+
+/// The factory's loop: each request is [v6, udp, count]; the reply carries
+/// the sockets (or none, on error).
+fn serve_sockets(sock: &OwnedFd) {
+    use nix::sys::socket::{SockProtocol, socket};
+    let mut req = [0u8; 3];
+    loop {
+        match nix::unistd::read(sock.as_fd(), &mut req) {
+            Ok(3) => {}
+            Err(nix::Error::EINTR) => continue,
+            _ => return,
+        }
+        let family = if req[0] == 1 {
+            AddressFamily::Inet6
+        } else {
+            AddressFamily::Inet
+        };
+        let (ty, proto) = if req[1] == 1 {
+            (SockType::Datagram, SockProtocol::Udp)
+        } else {
+            (SockType::Stream, SockProtocol::Tcp)
+        };
+        let made: Vec<OwnedFd> = (0..usize::from(req[2]).min(MAX_BATCH))
+            .map_while(|_| {
+                socket(
+                    family,
+                    ty,
+                    SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+                    proto,
+                )
+                .ok()
+            })
+            .collect();
+        let raw: Vec<RawFd> = made.iter().map(|f| f.as_raw_fd()).collect();
+        let cmsgs = if raw.is_empty() {
+            vec![]
+        } else {
+            vec![ControlMessage::ScmRights(&raw)]
+        };
+        let status = [u8::from(raw.is_empty())];
+        if sendmsg::<()>(
+            sock.as_raw_fd(),
+            &[IoSlice::new(&status)],
+            &cmsgs,
+            MsgFlags::empty(),
+            None,
+        )
+        .is_err()
+        {
+            return;
+        }
+    }
+}
+
 /// The process of `rlnet run`: a fresh user+network namespace, holding
 /// COMMAND until rlnet has its network ready.
 #[derive(Debug)]

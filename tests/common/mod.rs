@@ -114,7 +114,9 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(mut cmd: Command) -> Proc {
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         Proc::from_child(cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}")))
     }
 
@@ -139,7 +141,10 @@ impl Proc {
                     if n == 0 {
                         break;
                     }
-                    stderr.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+                    stderr
+                        .lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
                 }
             });
         }
@@ -157,9 +162,12 @@ impl Proc {
 
     /// The next stdout line, within `timeout`.
     pub fn line(&self, timeout: Duration) -> String {
-        self.lines
-            .recv_timeout(timeout)
-            .unwrap_or_else(|_| panic!("no output line within {timeout:?}; stderr: {}", self.stderr()))
+        self.lines.recv_timeout(timeout).unwrap_or_else(|_| {
+            panic!(
+                "no output line within {timeout:?}; stderr: {}",
+                self.stderr()
+            )
+        })
     }
 
     /// Wait for a line starting with `prefix` and return it.
@@ -198,8 +206,13 @@ impl Proc {
 
     /// Wait for exit (bounded) and return the status.
     pub fn wait(&mut self) -> ExitStatus {
-        self.wait_timeout(WAIT)
-            .unwrap_or_else(|| panic!("process {} did not exit within {WAIT:?}; stderr: {}", self.pid(), self.stderr()))
+        self.wait_timeout(WAIT).unwrap_or_else(|| {
+            panic!(
+                "process {} did not exit within {WAIT:?}; stderr: {}",
+                self.pid(),
+                self.stderr()
+            )
+        })
     }
 
     pub fn kill(&mut self, sig: nix::sys::signal::Signal) {
@@ -254,7 +267,14 @@ fn holder(mut cmd: Command) -> Proc {
 
 fn nsenter(pid: u32, prog: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut c = base_cmd("nsenter");
-    c.args(["-t", &pid.to_string(), "-U", "-n", "--preserve-credentials", "--"]);
+    c.args([
+        "-t",
+        &pid.to_string(),
+        "-U",
+        "-n",
+        "--preserve-credentials",
+        "--",
+    ]);
     c.arg(prog);
     c
 }
@@ -293,7 +313,13 @@ impl Outer {
     /// has no more power there than an ordinary user process.
     pub fn rlnet_cmd(&self) -> Command {
         let mut c = self.cmd("setpriv");
-        c.args(["--bounding-set=-all", "--inh-caps=-all", "--ambient-caps=-all", "--no-new-privs", "--"]);
+        c.args([
+            "--bounding-set=-all",
+            "--inh-caps=-all",
+            "--ambient-caps=-all",
+            "--no-new-privs",
+            "--",
+        ]);
         c.arg(rlnet_bin());
         c
     }
@@ -326,7 +352,9 @@ fn serve(mut cmd: Command, args: &[&str]) -> (Proc, u16) {
     cmd.args(args);
     let p = Proc::spawn(cmd);
     let l = p.expect_line("listening");
-    let port = field(&l, "port").and_then(|p| p.parse().ok()).expect("port");
+    let port = field(&l, "port")
+        .and_then(|p| p.parse().ok())
+        .expect("port");
     (p, port)
 }
 
@@ -407,8 +435,14 @@ pub fn pass_fd(cmd: &mut Command, fd: &OwnedFd, target: i32) {
 pub fn read_fd(fd: &OwnedFd, timeout: Duration) -> Option<Vec<u8>> {
     use std::os::fd::AsFd;
     let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-    let mut fds = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
-    match nix::poll::poll(&mut fds, nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX)) {
+    let mut fds = [nix::poll::PollFd::new(
+        fd.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    match nix::poll::poll(
+        &mut fds,
+        nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX),
+    ) {
         Ok(n) if n > 0 => {
             let mut buf = [0u8; 16];
             match nix::unistd::read(fd.as_fd(), &mut buf) {
@@ -436,7 +470,12 @@ pub fn start_rlnet(mut cmd: Command, args: &[&str]) -> Rlnet {
     let proc = Proc::spawn(cmd);
     drop(pipe.write);
     let got = read_fd(&pipe.read, WAIT);
-    assert_eq!(got.as_deref(), Some(&b"1"[..]), "rlnet not ready; stderr: {}", proc.stderr());
+    assert_eq!(
+        got.as_deref(),
+        Some(&b"1"[..]),
+        "rlnet not ready; stderr: {}",
+        proc.stderr()
+    );
     Rlnet {
         proc,
         ready: t0.elapsed(),
@@ -445,7 +484,9 @@ pub fn start_rlnet(mut cmd: Command, args: &[&str]) -> Rlnet {
 
 /// Open fds and resident memory of a process.
 pub fn fds_and_rss(pid: u32) -> (usize, u64) {
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0);
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0);
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let rss = status
         .lines()
