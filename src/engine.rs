@@ -377,17 +377,19 @@ impl Engine {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.tap_readable = false;
-                    return;
+                    break;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     // EIO/EBADFD: the device went away with its namespace.
                     crate::limited!(Debug, "TAP read: {e}");
                     self.tap_readable = false;
-                    return;
+                    break;
                 }
             }
         }
+        let (mut ctx, nat, _) = self.dp.split(self.poll.registry());
+        nat.flush_dirty(&mut ctx);
     }
 
     fn read_signals(&mut self) -> Option<Exit> {

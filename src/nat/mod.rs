@@ -183,6 +183,8 @@ pub struct Nat {
     timers: TimerHeap,
     /// Flows that could not send because the TAP was full.
     blocked: Vec<usize>,
+    /// Flows that received segments in the current batch of frames.
+    dirty: Vec<usize>,
     /// Flows with readable host sockets left over from a bounded batch.
     again: Vec<Token>,
     /// Socket set with no sockets: smoltcp answers RST for segments of
@@ -206,6 +208,7 @@ impl Nat {
             icmp: icmp::PingTable::default(),
             timers: BinaryHeap::new(),
             blocked: Vec::new(),
+            dirty: Vec::new(),
             again: Vec::new(),
             no_flow: SocketSet::new(Vec::new()),
         }
@@ -231,7 +234,12 @@ impl Nat {
         if let Some(&idx) = self.tcp_index.get(&key) {
             if let Some(flow) = self.tcp.get_mut(idx) {
                 flow.ingress(pkt, ctx);
-                self.service_tcp(idx, ctx);
+                // Serviced once after the whole batch of frames: one host
+                // send and one ACK for several segments.
+                if !flow.dirty {
+                    flow.dirty = true;
+                    self.dirty.push(idx);
+                }
             }
             return;
         }
@@ -358,7 +366,10 @@ impl Nat {
         match after {
             After::Remove => self.remove_tcp(idx, ctx.registry),
             After::Keep => {
-                if let Some(t) = flow.timer {
+                if let Some(t) = flow.timer
+                    && flow.armed != Some(t)
+                {
+                    flow.armed = Some(t);
                     self.timers
                         .push(Reverse((t.total_micros(), token(Kind::Tcp, idx).0)));
                 }
@@ -372,6 +383,9 @@ impl Nat {
             self.tcp_index.remove(&flow.key);
         }
         if self.tcp.is_empty() {
+            // Deadlines of closed flows would still wake the loop once each.
+            self.timers
+                .retain(|Reverse((_, t))| !matches!(from_token(Token(*t)), Some((Kind::Tcp, _))));
             // After a burst of connections, give the tables' memory back.
             self.tcp.shrink_to_fit();
             self.tcp_index.shrink_to_fit();
@@ -422,6 +436,21 @@ impl Nat {
         }
     }
 
+    /// End of a batch of frames: service the flows that received segments.
+    pub fn flush_dirty(&mut self, ctx: &mut Ctx<'_>) {
+        let mut list = std::mem::take(&mut self.dirty);
+        for &idx in &list {
+            if let Some(flow) = self.tcp.get_mut(idx)
+                && flow.dirty
+            {
+                flow.dirty = false;
+                self.service_tcp(idx, ctx);
+            }
+        }
+        list.clear();
+        self.dirty = list;
+    }
+
     /// Work left from bounded batches; true if the loop should not sleep.
     pub fn has_backlog(&self) -> bool {
         !self.again.is_empty()
@@ -464,17 +493,19 @@ impl Nat {
             fired += 1;
             match from_token(Token(tok)) {
                 // Only the flow's current deadline counts; older ones are stale.
-                Some((Kind::Tcp, idx))
-                    if self
+                Some((Kind::Tcp, idx)) => {
+                    let current = self
                         .tcp
                         .get(idx)
                         .and_then(|f| f.timer)
-                        .map(|x| x.total_micros())
-                        == Some(t) =>
-                {
-                    self.service_tcp(idx, ctx);
+                        .map(|x| x.total_micros());
+                    if current == Some(t) {
+                        if let Some(f) = self.tcp.get_mut(idx) {
+                            f.armed = None;
+                        }
+                        self.service_tcp(idx, ctx);
+                    }
                 }
-                Some((Kind::Tcp, _)) => {}
                 Some((Kind::Udp, idx)) => {
                     if let Some(next) = self.udp.expire(idx, t, ctx) {
                         self.timers.push(Reverse(next));

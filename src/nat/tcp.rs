@@ -51,6 +51,10 @@ pub struct TcpFlow {
     ns_fin: bool,
     /// When smoltcp wants to be polled next (`poll_at`).
     pub timer: Option<Instant>,
+    /// The deadline already in the timer heap, so each is queued once.
+    pub armed: Option<Instant>,
+    /// Received segments not yet serviced (see `Nat::flush_dirty`).
+    pub dirty: bool,
 }
 
 /// The namespace-facing socket: a local link needs no congestion control,
@@ -139,6 +143,8 @@ impl TcpFlow {
             host_dead: false,
             ns_fin: false,
             timer: None,
+            armed: None,
+            dirty: false,
         }
     }
 
@@ -271,7 +277,13 @@ impl TcpFlow {
                 break;
             }
         }
-        self.timer = ctx.iface.poll_at(ctx.now, &self.set);
+        // "Now" after a full egress means smoltcp has nothing it may send
+        // yet (a held SYN-ACK, a full TAP queue, which has its own wake-up):
+        // only future deadlines are timers.
+        self.timer = ctx
+            .iface
+            .poll_at(ctx.now, &self.set)
+            .filter(|t| *t > ctx.now);
     }
 
     fn connect_failed(&mut self, err: io::Error, ctx: &mut Ctx<'_>) -> After {

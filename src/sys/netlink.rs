@@ -302,6 +302,9 @@ pub fn configure_link(setup: &LinkSetup) -> Result<(), NetlinkError> {
     // never created at all.
     let no_v6 = setup.v6.is_none();
     ipv6_sysctl(name, "accept_dad", "0", no_v6)?;
+    // Addresses and routes are static: no router solicitations, which would
+    // also wake rlnet every few seconds for nothing.
+    ipv6_sysctl(name, "accept_ra", "0", no_v6)?;
     ipv6_sysctl(name, "disable_ipv6", if no_v6 { "1" } else { "0" }, no_v6)?;
     // Up before the routes: the kernel rejects a gateway on a down link.
     nl.set_link(index, name, "set link up", link_up)?;

@@ -1,0 +1,307 @@
+//! Bad input, hostile frames and resource use, end to end and unprivileged.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn one_line_error(err: &str, needle: &str) {
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one stderr line, got: {err:?}");
+    assert!(
+        lines[0].contains(needle),
+        "{:?} does not mention {needle:?}",
+        lines[0]
+    );
+}
+
+/// The namespace has no interface but `lo` (nothing was left behind).
+fn no_tap(target: &Target) {
+    let links = run_ok(target.sh("ip -o link show"));
+    assert!(!links.contains("tap0"), "a TAP was left behind: {links}");
+}
+
+/// Bad command-line input: one clear line, exit status 1, and nothing left
+/// behind in the target namespace.
+#[test]
+fn bad_input_is_refused_cleanly() {
+    require_userns!();
+    let outer = Outer::new();
+    let target = outer.target();
+    let pid = target.pid().to_string();
+
+    // A PID that cannot exist (PIDs are below pid_max); a reaped child's
+    // PID could be reused by a parallel test's process.
+    let gone = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .unwrap()
+        .trim()
+        .to_string();
+
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec![&gone], "no process with PID"),
+        (vec!["--cidr", "24", &pid], "invalid CIDR: 24"),
+        (
+            vec!["--cidr", "300.0.0.0/24", &pid],
+            "invalid network address: 300.0.0.0",
+        ),
+        (
+            vec!["--cidr", "10.0.2.0/26", &pid],
+            "prefix length needs to be 1-25",
+        ),
+        (
+            vec!["--cidr", "10.0.2.100/24", &pid],
+            "CIDR needs to be a network address like 10.0.2.0/24, not like 10.0.2.100/24",
+        ),
+        (vec!["--mtu", "0", &pid], "MTU must be a positive integer"),
+        (
+            vec!["--mtu", "70000", &pid],
+            "MTU must be a positive integer",
+        ),
+        (vec!["--bogus", &pid], "unrecognized option '--bogus'"),
+        (vec!["abc"], "PID must be a positive integer"),
+        (
+            vec!["--netns-type=path", "/nonexistent/netns", "tap0"],
+            "existing path expected",
+        ),
+        (
+            vec!["--netns-type=path", "/etc/passwd", "tap0"],
+            "is not a network namespace",
+        ),
+    ];
+    for (args, needle) in cases {
+        let mut c = outer.rlnet_cmd();
+        c.args(&args);
+        let (st, _, err) = run(c);
+        assert_eq!(st.code(), Some(1), "{args:?}: {err}");
+        one_line_error(&err, needle);
+        no_tap(&target);
+    }
+
+    // The process of another user: PID 1 belongs to root.
+    let mut c = base_cmd(rlnet_bin());
+    c.arg("1");
+    let (st, _, err) = run(c);
+    assert_eq!(st.code(), Some(1), "{err}");
+    if is_root() {
+        one_line_error(&err, "belongs to another user");
+    }
+}
+
+/// Without access to /dev/net/tun the error says how to fix it, and the
+/// command of `rlnet run` never starts.
+#[test]
+fn missing_tun_access_is_explained() {
+    require_userns!();
+    // /etc/shadow is root's and unreadable: bind it over /dev/net/tun in a
+    // private mount namespace, so the device looks like a distribution's
+    // 0600 one to rlnet.
+    let marker = format!("/tmp/rlnet-tun-test-{}", std::process::id());
+    let script = format!(
+        "mount --bind /etc/shadow /dev/net/tun && exec {} run -- sh -c 'touch {marker}'",
+        rlnet_bin().display()
+    );
+    let mut c = base_cmd("unshare");
+    c.args(["-Urm", "--propagation", "private", "sh", "-c", &script]);
+    let (st, _, err) = run(c);
+    assert_eq!(st.code(), Some(1), "{err}");
+    one_line_error(&err, "chmod 0666 /dev/net/tun");
+    assert!(!std::path::Path::new(&marker).exists(), "the command ran");
+}
+
+/// An API socket path that is in use or not a socket is refused; a stale
+/// one is replaced; the file is gone after a clean exit.
+#[test]
+fn api_socket_file_lifecycle() {
+    require_userns!();
+    let outer = Outer::new();
+    let target = outer.target();
+    let pid = target.pid().to_string();
+    let dir = tempdir();
+    let sock = format!("{dir}/api.sock");
+
+    let mut r = start_rlnet(outer.rlnet_cmd(), &["--api-socket", &sock, &pid]);
+    // A second instance (for another namespace) on the same path: refused,
+    // the first keeps it.
+    let other = outer.target();
+    let mut c = outer.rlnet_cmd();
+    c.args(["--api-socket", &sock, &other.pid().to_string()]);
+    let (st, _, err) = run(c);
+    assert_eq!(st.code(), Some(1));
+    one_line_error(&err, "in use");
+    no_tap(&other);
+    r.proc.kill(nix::sys::signal::Signal::SIGTERM);
+    assert!(r.proc.wait().success());
+    assert!(
+        !std::path::Path::new(&sock).exists(),
+        "socket file left behind"
+    );
+
+    // A regular file at the path is never replaced.
+    std::fs::write(&sock, b"precious").unwrap();
+    let mut c = outer.rlnet_cmd();
+    c.args(["--api-socket", &sock, &pid]);
+    let (st, _, err) = run(c);
+    assert_eq!(st.code(), Some(1));
+    one_line_error(&err, "not a socket");
+    assert_eq!(std::fs::read(&sock).unwrap(), b"precious");
+    no_tap(&target);
+}
+
+fn tempdir() -> String {
+    let dir = format!("/tmp/rlnet-test-{}-{}", std::process::id(), rand_suffix());
+    std::fs::create_dir_all(&dir).unwrap();
+    // The unprivileged test user must be able to create sockets here.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    dir
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(Instant::now())
+}
+
+/// Malformed frames from inside the namespace (truncations at every offset,
+/// lying lengths, illegal addresses and ports, fragments, oversize frames)
+/// sent through an AF_PACKET socket: rlnet keeps running and serving.
+#[test]
+fn malformed_frames_from_the_namespace() {
+    require_userns!();
+    let outer = Outer::new();
+    let target = outer.target();
+    let mut r = start_rlnet(outer.rlnet_cmd(), &[&target.pid().to_string()]);
+    let out = run_ok(target.testkit(&["inject", "tap0", "--rounds", "3"]));
+    let sent: u64 = field(&out, "sent")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    assert!(sent > 1000, "{out}");
+    assert!(
+        r.proc.child.try_wait().unwrap().is_none(),
+        "rlnet died: {}",
+        r.proc.stderr()
+    );
+    let (_srv, port) = outer.serve(&["serve-tcp", &format!("{OUTSIDE4}:0"), "echo"]);
+    let echo = run_ok(target.testkit(&["tcp", &format!("{OUTSIDE4}:{port}"), "echo:10000000:3"]));
+    assert_eq!(field(&echo, "ok"), Some("1"), "{echo}");
+    let ping = run_ok(target.sh("ping -c 1 -W 2 10.0.2.2"));
+    assert!(ping.contains("1 received"), "{ping}");
+}
+
+/// 1,000 concurrent outbound connections held open, then closed: rlnet's
+/// open fds and resident memory return to where they were.
+#[test]
+fn thousand_connections_return_to_baseline() {
+    require_userns!();
+    let outer = Outer::new();
+    let target = outer.target();
+    let r = start_rlnet(outer.rlnet_cmd(), &[&target.pid().to_string()]);
+    let (mut srv, port) = outer.serve(&[
+        "serve-tcp",
+        &format!("{OUTSIDE4}:0"),
+        "hold",
+        "--count",
+        "1000",
+    ]);
+    // Warm up once so lazily allocated state is part of the baseline.
+    let _ = run_ok(target.testkit(&["hold", &format!("{OUTSIDE4}:{port}"), "1", "--timeout", "1"]));
+    let (fds0, rss0) = settle(r.proc.pid(), None);
+
+    let mut c = target.testkit(&["hold", &format!("{OUTSIDE4}:{port}"), "1000", "--stdin"]);
+    c.stdin(Stdio::piped());
+    let mut holder = Proc::from_child({
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.spawn().unwrap()
+    });
+    let open = holder.expect_line("open=");
+    assert_eq!(field(&open, "open"), Some("1000"), "{open}");
+    let (fds1, rss1) = fds_and_rss(r.proc.pid());
+    assert!(fds1 >= fds0 + 1000, "fds {fds0} -> {fds1} with 1000 flows");
+    drop(holder.child.stdin.take()); // EOF: close them all
+    let closed = holder.expect_line("closed=");
+    assert!(closed.contains("closed=1000"), "{closed}");
+    holder.wait();
+    let (fds2, rss2) = settle(r.proc.pid(), Some(fds0));
+    eprintln!("fds {fds0} -> {fds1} -> {fds2}; RSS KiB {rss0} -> {rss1} -> {rss2}");
+    assert_eq!(fds2, fds0, "fds did not return to baseline");
+    // Within 1 MiB of the baseline: the flows' buffers were given back.
+    assert!(
+        rss2 <= rss0 + 1024,
+        "RSS {rss0} KiB -> {rss2} KiB after closing"
+    );
+    srv.kill(nix::sys::signal::Signal::SIGKILL);
+}
+
+/// Wait (bounded) until rlnet's fd count reaches `want` (closing is
+/// asynchronous on the host side), then read fds and RSS.
+fn settle(pid: u32, want: Option<usize>) -> (usize, u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (fds, rss) = fds_and_rss(pid);
+        if want.is_none_or(|w| fds <= w) || Instant::now() > deadline {
+            return (fds, rss);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// No busy polling: with no flows, rlnet sleeps in epoll_wait: no CPU and
+/// no timer wake-ups over 10 s (acceptance: "measure over 10 s").
+#[test]
+fn idle_means_asleep() {
+    require_userns!();
+    let outer = Outer::new();
+    let target = outer.target();
+    let r = start_rlnet(outer.rlnet_cmd(), &[&target.pid().to_string()]);
+    // Some traffic first, so timers and flows have existed and gone.
+    let (_srv, port) = outer.serve(&["serve-tcp", &format!("{OUTSIDE4}:0"), "echo"]);
+    run_ok(target.testkit(&["tcp", &format!("{OUTSIDE4}:{port}"), "echo:1000:1"]));
+    run_ok(target.sh("ping -c 1 -W 2 10.0.2.2"));
+    let pid = r.proc.pid();
+    // The namespace's own start-up chatter (MLD reports) also wakes rlnet;
+    // wait until it has been quiet for 2 s (bounded), then measure.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = switches(pid);
+    let mut quiet_since = Instant::now();
+    while Instant::now() < deadline && quiet_since.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = switches(pid);
+        if now != last {
+            last = now;
+            quiet_since = Instant::now();
+        }
+    }
+    let (before, cpu0) = (switches(pid), cpu_ticks(pid));
+    std::thread::sleep(Duration::from_secs(10));
+    let (after, cpu1) = (switches(pid), cpu_ticks(pid));
+    eprintln!(
+        "idle 10 s: {} wake-ups, {} CPU ticks",
+        after - before,
+        cpu1 - cpu0
+    );
+    assert_eq!(after - before, 0, "rlnet woke while idle");
+    assert_eq!(cpu1 - cpu0, 0, "rlnet used CPU while idle");
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+fn switches(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .filter(|l| {
+            l.starts_with("voluntary_ctxt_switches") || l.starts_with("nonvoluntary_ctxt_switches")
+        })
+        .filter_map(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .sum()
+}
