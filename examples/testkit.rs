@@ -51,6 +51,10 @@ usage: testkit COMMAND ARGS... [--timeout SECS]
         `serve-tcp ... echo --count N`; prints `ok=1 n= secs= per_s=`
   inject IFNAME [--rounds R] [--dst-mac MAC]   malformed frames via AF_PACKET;
         prints `sent= errors= frames=`
+  api PATH REQUEST [--trickle MS] [--repeat N] [--no-shutdown]
+        send REQUEST to a unix socket (--repeat: that many copies; --trickle:
+        one byte every MS ms), shut down the write side (unless
+        --no-shutdown), print the reply verbatim (one line) and `ms=`
 
 ADDR is IP:PORT or [IPv6]:PORT. BYTES accepts k/m/g suffixes (binary).
 stream(SEED) is splitmix64 output, little-endian; `digest` is FNV-1a-64 over
@@ -1764,6 +1768,52 @@ fn inject(a: &Args) -> Res<i32> {
     Ok(if sent > 0 { 0 } else { 1 })
 }
 
+// ---------------------------------------------------------------- api
+
+/// One request on an API socket, the way clients send them (or badly:
+/// oversized, trickled, never finished), and the reply as received.
+fn api(a: &Args) -> Res<i32> {
+    use std::os::unix::net::UnixStream;
+    a.want(
+        2,
+        "api PATH REQUEST [--trickle MS] [--repeat N] [--no-shutdown]",
+    )?;
+    let t0 = Instant::now();
+    let mut s = UnixStream::connect(&a.pos[0]).map_err(|e| ioerr("connect", e))?;
+    s.set_read_timeout(Some(a.timeout))
+        .map_err(|e| ioerr("timeout", e))?;
+    s.set_write_timeout(Some(a.timeout))
+        .map_err(|e| ioerr("timeout", e))?;
+    let req = a.pos[1].repeat(a.num("--repeat", 1usize)?);
+    match a.opt("--trickle") {
+        Some(_) => {
+            let pause = Duration::from_millis(a.num("--trickle", 1000u64)?);
+            for b in req.as_bytes() {
+                // The server may hang up on a slow client: that is the answer.
+                if s.write_all(std::slice::from_ref(b)).is_err() {
+                    break;
+                }
+                std::thread::sleep(pause);
+                if t0.elapsed() > a.timeout {
+                    break;
+                }
+            }
+        }
+        None => {
+            // A server that refuses early may close before we finish.
+            let _ = s.write_all(req.as_bytes());
+        }
+    }
+    if !a.flag("--no-shutdown") {
+        let _ = s.shutdown(Shutdown::Write);
+    }
+    let mut reply = Vec::new();
+    let _ = s.read_to_end(&mut reply);
+    emit(&String::from_utf8_lossy(&reply));
+    emit(&format!("ms={:.3}", t0.elapsed().as_secs_f64() * 1e3));
+    Ok(0)
+}
+
 // ---------------------------------------------------------------- main
 
 fn run(argv: &[String]) -> Res<i32> {
@@ -1789,6 +1839,11 @@ fn run(argv: &[String]) -> Res<i32> {
         "hold" => hold_client(&Args::parse(rest, &[], &["--stdin"])?),
         "crr" => crr(&Args::parse(rest, &[], &[])?),
         "inject" => inject(&Args::parse(rest, &["--rounds", "--dst-mac"], &[])?),
+        "api" => api(&Args::parse(
+            rest,
+            &["--trickle", "--repeat"],
+            &["--no-shutdown"],
+        )?),
         other => Err(usage(format!("unknown command {other:?}"))),
     }
 }

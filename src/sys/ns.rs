@@ -326,6 +326,8 @@ impl Factory {
                 os::die_with_parent();
                 let status = match enter(ns) {
                     Ok(()) => {
+                        // Keep nothing of the parent's but our socketpair end.
+                        os::close_all_except(theirs.as_raw_fd());
                         let _ = nix::unistd::write(&theirs, b"ok");
                         serve_sockets(&theirs);
                         0

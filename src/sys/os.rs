@@ -147,6 +147,28 @@ pub fn signal_ready(fd: RawFd) {
     }
 }
 
+/// Close every fd except stdio and `keep`: a long-lived forked helper must
+/// not hold copies of the parent's sockets (a copy of a host connection would
+/// keep it open after the parent closed it; a listener would stay bound).
+pub fn close_all_except(keep: RawFd) {
+    let close_range = |first: RawFd, last: RawFd| {
+        if first <= last {
+            // SAFETY: close_range takes integer arguments; the caller is a
+            // single-threaded forked child that owns its fd table.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_close_range,
+                    first as libc::c_uint,
+                    last as libc::c_uint,
+                    0,
+                );
+            }
+        }
+    };
+    close_range(3, keep - 1);
+    close_range(keep + 1, RawFd::MAX);
+}
+
 /// Exit immediately without running destructors or atexit handlers (used in
 /// forked children that must not touch the parent's state).
 pub fn exit_now(code: i32) -> ! {

@@ -1,0 +1,509 @@
+//! Published ports end to end: host ports into the namespace in both modes,
+//! the API socket as Podman and RootlessKit use it, and every bad input.
+//! Clients run in the outer ("host") namespace, services in the target.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+/// A second outside address: clients that use it are not on loopback.
+const CLIENT4: &str = "198.18.0.2";
+const CLIENT6: &str = "2001:db8::2";
+
+fn ok(line: &str) {
+    assert_eq!(field(line, "ok"), Some("1"), "{line}");
+}
+
+struct Pub {
+    outer: Outer,
+    target: Target,
+    rlnet: Rlnet,
+    sock: String,
+}
+
+/// An outer namespace with two outside addresses, a target, and rlnet with
+/// an API socket and `args`.
+fn setup(args: &[&str]) -> Pub {
+    let outer = Outer::new();
+    let mut c = outer.cmd("sh");
+    c.arg("-c").arg(format!(
+        "ip addr add {CLIENT4}/32 dev lo && ip -6 addr add {CLIENT6}/128 dev lo nodad"
+    ));
+    run_ok(c);
+    let target = outer.target();
+    let dir = format!("/tmp/rlnet-pub-{}-{}", std::process::id(), target.pid());
+    std::fs::create_dir_all(&dir).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let sock = format!("{dir}/api.sock");
+    let pid = target.pid().to_string();
+    let mut all: Vec<&str> = vec!["--api-socket", &sock];
+    all.extend_from_slice(args);
+    all.push(&pid);
+    let rlnet = start_rlnet(outer.rlnet_cmd(), &all);
+    Pub {
+        outer,
+        target,
+        rlnet,
+        sock,
+    }
+}
+
+impl Pub {
+    /// A raw API request from inside the outer namespace (same user as
+    /// rlnet, as real callers are); returns the reply line.
+    fn api(&self, req: &str) -> String {
+        let out = run_ok(self.outer.testkit_cmd(&["api", &self.sock, req]));
+        out.lines().next().unwrap_or("").to_string()
+    }
+
+    fn list(&self) -> String {
+        self.api(r#"{"execute":"list_hostfwd"}"#)
+    }
+
+    /// A service inside the namespace.
+    fn serve(&self, args: &[&str]) -> (Proc, u16) {
+        let mut c = self.target.testkit(&[]);
+        c.args(args);
+        let p = Proc::spawn(c);
+        let l = p.expect_line("listening");
+        (p, field(&l, "port").and_then(|p| p.parse().ok()).unwrap())
+    }
+
+    /// A client in the outer namespace.
+    fn client(&self, args: &[&str]) -> (std::process::ExitStatus, String, String) {
+        run(self.outer.testkit_cmd(args))
+    }
+}
+
+impl Outer {
+    fn testkit_cmd(&self, args: &[&str]) -> std::process::Command {
+        let mut c = self.testkit();
+        c.args(args);
+        c
+    }
+}
+
+/// 1 GiB each way through a published TCP port, in stack mode (the
+/// default) and in splice mode; the service sees the client's real address
+/// in stack mode and the namespace's own address in splice mode.
+#[test]
+fn tcp_1gib_each_way_both_modes() {
+    require_userns!();
+    let p = setup(&[]);
+    for (round, (mode, expect_peer)) in [("stack", CLIENT4), ("splice", "10.0.2.100")]
+        .into_iter()
+        .enumerate()
+    {
+        let (mut sink, sport) = p.serve(&["serve-tcp", "0.0.0.0:0", &format!("sink:{GIB}:21")]);
+        let (mut source, qport) = p.serve(&["serve-tcp", "0.0.0.0:0", &format!("source:{GIB}:22")]);
+        let hp = 30000 + 10 * round as u16;
+        let hq = hp + 1;
+        let req = format!(
+            r#"{{"execute":"add_publish","arguments":{{"publish":["{hp}:{sport}","{hq}:{qport}"],"mode":"{mode}"}}}}"#
+        );
+        let reply = p.api(&req);
+        assert!(reply.contains(r#""ids""#), "{reply}");
+        let (st, out, err) =
+            p.client(&["tcp", &format!("{CLIENT4}:{hp}"), &format!("send:{GIB}:21")]);
+        assert!(st.success(), "{mode} send: {err}");
+        ok(&out);
+        let (st, out, err) =
+            p.client(&["tcp", &format!("{CLIENT4}:{hq}"), &format!("recv:{GIB}:22")]);
+        assert!(st.success(), "{mode} recv: {err}");
+        ok(&out);
+        sink.wait();
+        source.wait();
+        let got = sink.expect_line("ok");
+        ok(&got);
+        ok(&source.expect_line("ok"));
+        let peer = field(&got, "peer").unwrap_or("");
+        assert!(
+            peer.starts_with(&format!("{expect_peer}:")),
+            "{mode}: the service saw {peer}"
+        );
+    }
+}
+
+/// TCP and UDP, IPv4 and IPv6, the client's real address, half-close both
+/// ways, and a host-loopback client shown as the gateway.
+#[test]
+fn tcp_udp_v4_v6_addresses_and_half_close() {
+    require_userns!();
+    let p = setup(&[
+        "-p",
+        "32001:7001",
+        "-p",
+        "32002:7002/udp",
+        "-p",
+        "32003:7003",
+    ]);
+    // Dual-stack services ([::] takes IPv4 too).
+    let (_echo, _) = p.serve(&["serve-tcp", "[::]:7001", "echo", "--count", "100"]);
+    let (_udp, _) = p.serve(&["serve-udp", "[::]:7002"]);
+    for host in [
+        CLIENT4.to_string(),
+        format!("[{CLIENT6}]"),
+        "127.0.0.1".into(),
+        "[::1]".into(),
+    ] {
+        let (st, out, err) = p.client(&[
+            "tcp",
+            &format!("{host}:32001"),
+            &format!("echo:{}:5", 8 * MIB),
+        ]);
+        assert!(st.success(), "{host}: {err}");
+        ok(&out);
+        let (st, out, err) = p.client(&["udp", &format!("{host}:32002"), "--count", "50"]);
+        assert!(st.success(), "{host} udp: {err}");
+        ok(&out);
+    }
+    // Who the service sees: the real client, or the gateway for loopback.
+    for (host, seen) in [
+        (CLIENT4.to_string(), CLIENT4.to_string()),
+        (format!("[{CLIENT6}]"), CLIENT6.to_string()),
+        ("127.0.0.1".into(), "10.0.2.2".into()),
+        ("[::1]".into(), "fd00::2".into()),
+    ] {
+        let (mut sink, _) = p.serve(&["serve-tcp", "[::]:7003", "sink:1000:1"]);
+        let (st, _, err) = p.client(&["tcp", &format!("{host}:32003"), "send:1000:1"]);
+        assert!(st.success(), "{host}: {err}");
+        sink.wait();
+        let line = sink.expect_line("ok");
+        let peer = field(&line, "peer").unwrap_or("");
+        assert!(
+            peer.contains(&seen),
+            "{host}: service saw {peer}, expected {seen}"
+        );
+    }
+    for mode in ["halfclose-a", "halfclose-b"] {
+        let spec = format!("{mode}:{MIB}:6");
+        let (mut srv, _) = p.serve(&["serve-tcp", "0.0.0.0:7003", &spec]);
+        let (st, out, err) = p.client(&["tcp", &format!("{CLIENT4}:32003"), &spec]);
+        assert!(st.success(), "{mode}: {err}");
+        ok(&out);
+        srv.wait();
+        ok(&srv.expect_line("ok"));
+    }
+}
+
+/// A range of 100 ports is one rule, and every port of it works.
+#[test]
+fn port_range_of_100() {
+    require_userns!();
+    let p = setup(&["-p", "33000-33099:8000-8099"]);
+    let list = p.list();
+    assert_eq!(
+        list.matches(r#""id""#).count(),
+        2,
+        "one rule (listed in both shapes): {list}"
+    );
+    for port in [8000u16, 8049, 8099] {
+        let (_srv, _) = p.serve(&["serve-tcp", &format!("0.0.0.0:{port}"), "echo"]);
+        let host = 33000 + (port - 8000);
+        let (st, out, err) = p.client(&["tcp", &format!("{CLIENT4}:{host}"), "echo:100000:2"]);
+        assert!(st.success(), "{port}: {err}");
+        ok(&out);
+    }
+}
+
+/// Only the namespace's interface address is the target: a service bound to
+/// its 127.0.0.1 is not reachable (the connection is reset at once, no
+/// data), one bound to 0.0.0.0 is.
+#[test]
+fn loopback_only_service_is_not_exposed() {
+    require_userns!();
+    for mode in ["stack", "splice"] {
+        let p = setup(&["--publish-mode", mode, "-p", "34001:9001"]);
+        let (lo, _) = p.serve(&["serve-tcp", "127.0.0.1:9001", "echo"]);
+        let t0 = Instant::now();
+        let (st, out, _) = p.client(&[
+            "tcp",
+            &format!("{CLIENT4}:34001"),
+            "echo:1000:1",
+            "--timeout",
+            "10",
+        ]);
+        assert!(
+            !st.success(),
+            "{mode}: loopback-only service reached: {out}"
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "{mode}: not refused promptly"
+        );
+        drop(lo);
+        let (_any, _) = p.serve(&["serve-tcp", "0.0.0.0:9001", "echo"]);
+        let (st, out, err) = p.client(&["tcp", &format!("{CLIENT4}:34001"), "echo:1000:1"]);
+        assert!(st.success(), "{mode}: {err}");
+        ok(&out);
+    }
+}
+
+/// Bad publish specs on the command line: one clear line, exit 1.
+#[test]
+fn bad_publish_specs_on_the_command_line() {
+    require_userns!();
+    let outer = Outer::new();
+    let target = outer.target();
+    let pid = target.pid().to_string();
+    for (spec, needle) in [
+        ("0:80", "0"),
+        ("65536:80", "65536"),
+        ("70000:80", "70000"),
+        ("-1:80", "-1"),
+        ("8080.5:80", "8080.5"),
+        ("8080", "8080"),
+        ("a:b", "a"),
+        ("8000-8010:80-81", "length"),
+        ("8080:80/sctp", "sctp"),
+        ("::1:8080:80", "bracket"),
+    ] {
+        let mut c = outer.rlnet_cmd();
+        c.args(["-p", spec, &pid]);
+        let (st, _, err) = run(c);
+        assert_eq!(st.code(), Some(1), "{spec}: {err}");
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 1, "{spec}: {err}");
+        assert!(
+            lines[0].to_lowercase().contains(&needle.to_lowercase()),
+            "{spec}: {err}"
+        );
+    }
+    // Ports below net.ipv4.ip_unprivileged_port_start: the message names it.
+    let mut c = outer.rlnet_cmd();
+    c.args(["-p", "80:80", &pid]);
+    let (st, _, err) = run(c);
+    assert_eq!(st.code(), Some(1), "{err}");
+    assert!(err.contains("ip_unprivileged_port_start"), "{err}");
+    // A host port someone else holds.
+    let (_other, taken) = outer.serve(&["serve-tcp", "0.0.0.0:0", "echo"]);
+    let mut c = outer.rlnet_cmd();
+    c.args(["-p", &format!("{taken}:80"), &pid]);
+    let (st, _, err) = run(c);
+    assert_eq!(st.code(), Some(1), "{err}");
+    assert!(
+        err.contains("in use") && err.contains(&taken.to_string()),
+        "{err}"
+    );
+}
+
+/// Bad API requests get slirp4netns's error bodies and change nothing; a
+/// multi-port request binds all or none; slow and oversized clients do not
+/// block anything.
+#[test]
+fn bad_api_requests_change_nothing() {
+    require_userns!();
+    let mut p = setup(&["-p", "35001:7001"]);
+    let before = p.list();
+    let (_other, taken) = p.outer.serve(&["serve-tcp", "0.0.0.0:0", "echo"]);
+    let cases: Vec<(String, &str)> = vec![
+        ("".into(), "bad request: cannot parse JSON"),
+        (r#"{"execute":"add_hos"#.into(), "bad request: cannot parse JSON"),
+        ("[1]".into(), "bad request: json_object() failed"),
+        (r#""str""#.into(), "bad request: json_object() failed"),
+        (r#"{"arguments":{}}"#.into(), "bad request: no execute found"),
+        (r#"{"execute":42}"#.into(), "bad request: no execute found"),
+        (r#"{"execute":"frobnicate"}"#.into(), "bad request: unknown execute"),
+        (r#"{"execute":"add_hostfwd"}"#.into(), "bad request: add_hostfwd: bad arguments.proto"),
+        (
+            r#"{"execute":"add_hostfwd","arguments":{"host_port":8080,"guest_port":80}}"#.into(),
+            "bad request: add_hostfwd: bad arguments.proto",
+        ),
+        (
+            r#"{"execute":"add_hostfwd","arguments":{"proto":"sctp","host_port":8080,"guest_port":80}}"#.into(),
+            "bad arguments.proto",
+        ),
+        (
+            r#"{"execute":"add_hostfwd","arguments":{"proto":"tcp","host_port":70000,"guest_port":80}}"#.into(),
+            "bad arguments.host_port",
+        ),
+        (
+            r#"{"execute":"add_hostfwd","arguments":{"proto":"tcp","host_port":8080.5,"guest_port":80}}"#.into(),
+            "bad arguments.host_port",
+        ),
+        (
+            format!(r#"{{"execute":"add_hostfwd","arguments":{{"proto":"tcp","host_port":{taken},"guest_port":80}}}}"#),
+            "slirp_add_hostfwd failed",
+        ),
+        (
+            r#"{"execute":"add_hostfwd","arguments":{"proto":"tcp","host_port":35001,"guest_port":80}}"#.into(),
+            "slirp_add_hostfwd failed",
+        ),
+        (r#"{"execute":"remove_hostfwd","arguments":{"id":99}}"#.into(), "bad arguments.id"),
+        (r#"{"execute":"remove_publish","arguments":{"ids":[1,1]}}"#.into(), "duplicate id 1"),
+        // All or none: the second spec conflicts, so 35010 is not bound either.
+        (
+            r#"{"execute":"add_publish","arguments":{"publish":["35010:80","35001:81"]}}"#.into(),
+            "35001",
+        ),
+    ];
+    for (req, desc) in cases {
+        let reply = p.api(&req);
+        assert!(reply.starts_with(r#"{"error":{"desc":"#), "{req}: {reply}");
+        assert!(reply.contains(desc), "{req}: {reply} lacks {desc}");
+        assert_eq!(p.list(), before, "{req} changed the table");
+    }
+    // 35010 was not left bound by the failed all-or-none request.
+    let (_srv, _) = p.outer.serve(&["serve-tcp", "0.0.0.0:35010", "echo"]);
+
+    // 1 MiB request: "too large", promptly.
+    let big = run_ok(
+        p.outer
+            .testkit_cmd(&["api", &p.sock, "x", "--repeat", "1048576"]),
+    );
+    assert!(big.contains("bad request: too large message"), "{big}");
+
+    // A client sending 1 byte/s, and one that never finishes: neither
+    // blocks the data path or other clients, and both are cut off.
+    let mut slow = Proc::spawn(p.outer.testkit_cmd(&[
+        "api",
+        &p.sock,
+        r#"{"execute":"list_hostfwd"}"#,
+        "--trickle",
+        "1000",
+        "--timeout",
+        "30",
+    ]));
+    let mut idle = Proc::spawn(p.outer.testkit_cmd(&[
+        "api",
+        &p.sock,
+        "{",
+        "--no-shutdown",
+        "--timeout",
+        "30",
+    ]));
+    let t0 = Instant::now();
+    assert_eq!(p.list(), before);
+    let (_e, _) = p.serve(&["serve-tcp", "0.0.0.0:7001", "echo"]);
+    let (st, out, _) = p.client(&["tcp", &format!("{CLIENT4}:35001"), "echo:1000000:1"]);
+    assert!(st.success(), "data path blocked by a slow API client");
+    ok(&out);
+    assert!(t0.elapsed() < Duration::from_secs(4));
+    slow.wait();
+    idle.wait();
+    let cut = t0.elapsed();
+    assert!(
+        cut < Duration::from_secs(10),
+        "slow clients held for {cut:?}"
+    );
+    assert!(
+        p.rlnet.proc.child.try_wait().unwrap().is_none(),
+        "rlnet died"
+    );
+}
+
+/// Podman's and RootlessKit's exact requests, byte for byte, and the reply
+/// shapes they parse.
+#[test]
+fn api_is_byte_compatible_with_callers() {
+    require_userns!();
+    let p = setup(&[]);
+    let podman = "{\"execute\":\"add_hostfwd\",\"arguments\":{\"proto\":\"tcp\",\"host_addr\":\"0.0.0.0\",\"host_port\":36001,\"guest_addr\":\"\",\"guest_port\":80}}\n";
+    assert_eq!(p.api(podman), r#"{"return":{"id":1}}"#);
+    let rootlesskit = "{\"execute\":\"add_hostfwd\",\"arguments\":{\"proto\":\"tcp\",\"host_addr\":\"127.0.0.1\",\"host_port\":36002,\"guest_addr\":\"10.0.2.100\",\"guest_port\":80}}\n";
+    assert_eq!(p.api(rootlesskit), r#"{"return":{"id":2}}"#);
+    let list: serde_json::Value = serde_json::from_str(&p.list()).unwrap();
+    assert_eq!(list["entries"].as_array().map(|a| a.len()), Some(2));
+    assert_eq!(list["return"]["entries"][1]["host_addr"], "127.0.0.1");
+    assert_eq!(
+        p.api(r#"{"execute":"remove_hostfwd","arguments":{"id":1}}"#),
+        r#"{"return":{}}"#
+    );
+    // Removed: new connections are refused at once.
+    let (st, _, _) = p.client(&["connect", "127.0.0.1:36001", "--expect", "refused"]);
+    assert!(st.success());
+}
+
+/// Ports added and removed at runtime while traffic flows on another port:
+/// the transfer is untouched; a removed port refuses new connections at once.
+#[test]
+fn runtime_add_remove_during_traffic() {
+    require_userns!();
+    let p = setup(&["-p", "37001:7001"]);
+    let (mut sink, _) = p.serve(&[
+        "serve-tcp",
+        "0.0.0.0:7001",
+        &format!("sink:{}:9", 512 * MIB),
+    ]);
+    let mut transfer = Proc::spawn(p.outer.testkit_cmd(&[
+        "tcp",
+        &format!("{CLIENT4}:37001"),
+        &format!("send:{}:9", 512 * MIB),
+    ]));
+    let (_b, _) = p.serve(&["serve-tcp", "0.0.0.0:7002", "echo", "--count", "100"]);
+    for round in 0..5 {
+        let port = 37100 + round;
+        let mut c = p.outer.cmd(rlnet_bin());
+        c.args(["port", "add", "-a", &p.sock, &format!("{port}:7002")]);
+        let out = run_ok(c);
+        let id = out.split_whitespace().last().unwrap_or("").to_string();
+        let (st, out, err) = p.client(&["tcp", &format!("{CLIENT4}:{port}"), "echo:100000:1"]);
+        assert!(st.success(), "{err}");
+        ok(&out);
+        let mut c = p.outer.cmd(rlnet_bin());
+        c.args(["port", "rm", "-a", &p.sock, &id]);
+        run_ok(c);
+        let (st, out, _) = p.client(&[
+            "connect",
+            &format!("{CLIENT4}:{port}"),
+            "--expect",
+            "refused",
+        ]);
+        assert!(
+            st.success(),
+            "port {port} still accepts after removal: {out}"
+        );
+    }
+    let st = transfer.wait();
+    assert!(st.success(), "{}", transfer.stderr());
+    ok(&transfer.expect_line("ok"));
+    sink.wait();
+    ok(&sink.expect_line("ok"));
+}
+
+/// 10,000 connect/request/close cycles through a published port: rlnet's
+/// fds and RSS come back to where they were.
+#[test]
+fn ten_thousand_cycles_return_to_baseline() {
+    require_userns!();
+    for mode in ["stack", "splice"] {
+        let p = setup(&["--publish-mode", mode, "-p", "38001:7001"]);
+        let (_srv, _) = p.serve(&["serve-tcp", "0.0.0.0:7001", "echo", "--count", "10100"]);
+        let pid = p.rlnet.proc.pid();
+        // Warm-up: pools (splice pipes, namespace sockets) fill up first.
+        let (st, _, err) = p.client(&["crr", &format!("{CLIENT4}:38001"), "100"]);
+        assert!(st.success(), "{err}");
+        let (fds0, rss0) = settle_fds(pid, None);
+        let (st, out, err) = p.client(&[
+            "crr",
+            &format!("{CLIENT4}:38001"),
+            "10000",
+            "--timeout",
+            "120",
+        ]);
+        assert!(st.success(), "{mode}: {err}");
+        ok(&out);
+        let (fds1, rss1) = settle_fds(pid, Some(fds0));
+        eprintln!("{mode}: {out}; fds {fds0} -> {fds1}, RSS KiB {rss0} -> {rss1}");
+        assert!(fds1 <= fds0, "{mode}: fds {fds0} -> {fds1}");
+        assert!(rss1 <= rss0 + 1024, "{mode}: RSS {rss0} KiB -> {rss1} KiB");
+    }
+}
+
+fn settle_fds(pid: u32, want: Option<usize>) -> (usize, u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (fds, rss) = fds_and_rss(pid);
+        if want.is_none_or(|w| fds <= w) || Instant::now() > deadline {
+            return (fds, rss);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
