@@ -9,7 +9,11 @@ use common::*;
 
 fn one_line_error(err: &str, needle: &str) {
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "expected one stderr line, got: {err:?}");
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected one stderr line mentioning {needle:?}, got: {err:?}"
+    );
     assert!(
         lines[0].contains(needle),
         "{:?} does not mention {needle:?}",

@@ -110,6 +110,8 @@ pub struct Proc {
     lines: Receiver<String>,
     stderr: Arc<Mutex<String>>,
     stdout_all: Arc<Mutex<Vec<String>>>,
+    /// One message per output pipe that reached EOF.
+    eof: Receiver<()>,
 }
 
 impl Proc {
@@ -122,14 +124,17 @@ impl Proc {
 
     pub fn from_child(mut child: Child) -> Proc {
         let (tx, rx) = channel();
+        let (eof_tx, eof) = channel();
         let all = Arc::new(Mutex::new(Vec::new()));
         if let Some(out) = child.stdout.take() {
             let all = all.clone();
+            let eof_tx = eof_tx.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(out).lines().map_while(Result::ok) {
                     all.lock().unwrap().push(line.clone());
                     let _ = tx.send(line);
                 }
+                let _ = eof_tx.send(());
             });
         }
         let stderr = Arc::new(Mutex::new(String::new()));
@@ -146,6 +151,7 @@ impl Proc {
                         .unwrap()
                         .push_str(&String::from_utf8_lossy(&buf[..n]));
                 }
+                let _ = eof_tx.send(());
             });
         }
         Proc {
@@ -153,6 +159,19 @@ impl Proc {
             lines: rx,
             stderr,
             stdout_all: all,
+            eof,
+        }
+    }
+
+    /// After exit: wait (bounded) until both output pipes reached EOF, so
+    /// everything the process wrote has been collected.
+    pub fn drain(&self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for _ in 0..2 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.eof.recv_timeout(left).is_err() {
+                return;
+            }
         }
     }
 
@@ -233,13 +252,7 @@ impl Drop for Proc {
 pub fn run(cmd: Command) -> (ExitStatus, String, String) {
     let mut p = Proc::spawn(cmd);
     let st = p.wait();
-    // Let the reader threads reach EOF.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if p.lines.recv_timeout(Duration::from_millis(50)).is_err() {
-            break;
-        }
-    }
+    p.drain();
     (st, p.stdout().join("\n"), p.stderr())
 }
 
