@@ -21,7 +21,7 @@ use socket2::Socket;
 use crate::stack::{Dev, TapOut};
 use crate::wire::{self, Unreachable};
 use policy::{Decision, Policy};
-use tcp::{After, TcpFlow};
+use tcp::{After, RingPool, TcpFlow};
 
 /// Tokens below this belong to the engine (TAP, signals, ...).
 pub const FLOW_TOKEN_BASE: usize = 16;
@@ -190,6 +190,8 @@ pub struct Nat {
     /// Socket set with no sockets: smoltcp answers RST for segments of
     /// unknown connections.
     no_flow: SocketSet<'static>,
+    /// Sockets of finished flows, for reuse.
+    rings: RingPool,
 }
 
 impl Default for Nat {
@@ -211,6 +213,7 @@ impl Nat {
             dirty: Vec::new(),
             again: Vec::new(),
             no_flow: SocketSet::new(Vec::new()),
+            rings: RingPool::default(),
         }
     }
 
@@ -274,9 +277,11 @@ impl Nat {
             self.reset(pkt, ctx);
             return;
         }
-        let mut flow = match TcpFlow::connect(key, addr, ctx) {
+        let rings = self.rings.take();
+        let mut flow = match TcpFlow::connect(key, addr, rings, ctx) {
             Ok(f) => f,
-            Err(e) => {
+            Err((e, rings)) => {
+                self.rings.put(rings);
                 crate::limited!(Debug, "connect to {addr} failed at once: {e:?}");
                 match e.io().and_then(unreachable_for) {
                     Some(kind) => send_unreachable(ctx, pkt, key.dst.ip(), kind),
@@ -343,7 +348,8 @@ impl Nat {
         {
             return;
         }
-        let Some(flow) = TcpFlow::inbound(key, host, ctx) else {
+        let rings = self.rings.take();
+        let Some(flow) = TcpFlow::inbound(key, host, rings, ctx) else {
             return;
         };
         entry.insert(flow);
@@ -378,11 +384,13 @@ impl Nat {
     }
 
     fn remove_tcp(&mut self, idx: usize, registry: &Registry) {
-        if let Some(mut flow) = self.tcp.try_remove(idx) {
-            let _ = registry.deregister(&mut flow.host);
+        if let Some(flow) = self.tcp.try_remove(idx) {
             self.tcp_index.remove(&flow.key);
+            let mut host = flow.finish(&mut self.rings);
+            let _ = registry.deregister(&mut host);
         }
         if self.tcp.is_empty() {
+            self.rings.clear();
             // Deadlines of closed flows would still wake the loop once each.
             self.timers
                 .retain(|Reverse((_, t))| !matches!(from_token(Token(*t)), Some((Kind::Tcp, _))));

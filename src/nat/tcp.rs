@@ -57,6 +57,47 @@ pub struct TcpFlow {
     pub dirty: bool,
 }
 
+/// A flow's own socket set with its one socket.
+pub struct Rings {
+    set: SocketSet<'static>,
+    handle: SocketHandle,
+}
+
+/// Finished flows' sockets, kept for the next flows: a socket and its two
+/// ring buffers cost two mmaps, page faults and two munmaps to make and
+/// free, which is most of a short connection's cost. smoltcp resets a
+/// socket completely on `listen`/`connect`, keeping only its settings.
+#[derive(Default)]
+pub struct RingPool {
+    free: Vec<Rings>,
+}
+
+impl RingPool {
+    /// At most this many are kept (each holds up to 2 x BUF_SIZE).
+    const MAX: usize = 4;
+
+    pub fn take(&mut self) -> Rings {
+        self.free.pop().unwrap_or_else(|| {
+            let mut set = SocketSet::new(Vec::with_capacity(1));
+            let handle = set.add(new_socket());
+            Rings { set, handle }
+        })
+    }
+
+    /// Return an unused or finished socket set.
+    pub fn put(&mut self, mut r: Rings) {
+        let reusable = !r.set.get_mut::<tcp::Socket>(r.handle).is_open();
+        if reusable && self.free.len() < Self::MAX {
+            self.free.push(r);
+        }
+    }
+
+    /// Give all memory back (when no flow is left).
+    pub fn clear(&mut self) {
+        self.free = Vec::new();
+    }
+}
+
 /// The namespace-facing socket: a local link needs no congestion control,
 /// Nagle or delayed ACKs (design.md §1.3); the host side has its own TCP.
 fn new_socket() -> tcp::Socket<'static> {
@@ -79,61 +120,76 @@ pub enum After {
     Remove,
 }
 
+/// A non-blocking connect to the host-side destination.
+fn host_connect(host_addr: SocketAddr, ctx: &Ctx<'_>) -> Result<TcpStream, HostConnectError> {
+    let sock = Socket::new(
+        Domain::for_address(host_addr),
+        Type::STREAM.nonblocking(),
+        Some(Protocol::TCP),
+    )
+    .map_err(HostConnectError::Socket)?;
+    // The namespace already coalesced its writes; don't delay them again.
+    let _ = sock.set_tcp_nodelay(true);
+    bind_outbound(&sock, host_addr, ctx.outbound).map_err(HostConnectError::Bind)?;
+    match sock.connect(&host_addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(HostConnectError::Connect(e)),
+    }
+    Ok(TcpStream::from_std(sock.into()))
+}
+
 impl TcpFlow {
     /// Start the host connect and create the held smoltcp listener. The SYN
     /// itself is fed by the caller afterwards.
     pub fn connect(
         key: FlowKey,
         host_addr: SocketAddr,
+        rings: Rings,
         ctx: &Ctx<'_>,
-    ) -> Result<TcpFlow, HostConnectError> {
-        let sock = Socket::new(
-            Domain::for_address(host_addr),
-            Type::STREAM.nonblocking(),
-            Some(Protocol::TCP),
-        )
-        .map_err(HostConnectError::Socket)?;
-        // The namespace already coalesced its writes; don't delay them again.
-        let _ = sock.set_tcp_nodelay(true);
-        bind_outbound(&sock, host_addr, ctx.outbound).map_err(HostConnectError::Bind)?;
-        match sock.connect(&host_addr.into()) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-            Err(e) => return Err(HostConnectError::Connect(e)),
-        }
-        let host = TcpStream::from_std(sock.into());
-        let mut socket = new_socket();
+    ) -> Result<TcpFlow, (HostConnectError, Rings)> {
+        let host = match host_connect(host_addr, ctx) {
+            Ok(h) => h,
+            Err(e) => return Err((e, rings)),
+        };
+        let mut rings = rings;
+        let socket = rings.set.get_mut::<tcp::Socket>(rings.handle);
         socket.pause_synack(true);
-        socket
-            .listen(IpListenEndpoint {
-                addr: Some(key.dst.ip().into()),
-                port: key.dst.port(),
-            })
-            .map_err(|_| HostConnectError::Listen)?;
-        Ok(Self::with(key, socket, host, Phase::Connecting))
+        let endpoint = IpListenEndpoint {
+            addr: Some(key.dst.ip().into()),
+            port: key.dst.port(),
+        };
+        if socket.listen(endpoint).is_err() {
+            return Err((HostConnectError::Listen, rings));
+        }
+        Ok(Self::with(key, rings, host, Phase::Connecting))
     }
 
     /// A published-port connection already accepted on the host: smoltcp
     /// connects to the namespace service from the client's (presented)
     /// address, so the service sees who connected. `key.src` is the
     /// namespace service, `key.dst` the presented client.
-    pub fn inbound(key: FlowKey, host: TcpStream, ctx: &mut Ctx<'_>) -> Option<TcpFlow> {
-        let mut socket = new_socket();
+    pub fn inbound(
+        key: FlowKey,
+        host: TcpStream,
+        mut rings: Rings,
+        ctx: &mut Ctx<'_>,
+    ) -> Option<TcpFlow> {
+        let socket = rings.set.get_mut::<tcp::Socket>(rings.handle);
+        socket.pause_synack(false);
         socket.connect(ctx.iface.context(), key.src, key.dst).ok()?;
-        let mut flow = Self::with(key, socket, host, Phase::Open);
+        let mut flow = Self::with(key, rings, host, Phase::Open);
         // Accepted sockets are ready both ways; epoll reports edges only.
         flow.host_readable = true;
         flow.host_writable = true;
         Some(flow)
     }
 
-    fn with(key: FlowKey, socket: tcp::Socket<'static>, host: TcpStream, phase: Phase) -> TcpFlow {
-        let mut set = SocketSet::new(Vec::with_capacity(1));
-        let handle = set.add(socket);
+    fn with(key: FlowKey, rings: Rings, host: TcpStream, phase: Phase) -> TcpFlow {
         TcpFlow {
             key,
-            set,
-            handle,
+            set: rings.set,
+            handle: rings.handle,
             host,
             phase,
             host_readable: false,
@@ -327,6 +383,16 @@ impl TcpFlow {
             _ if self.host_dead => After::Remove,
             _ => After::Keep,
         }
+    }
+
+    /// Tear down: the host socket (for the caller to deregister and close)
+    /// and the socket set back to the pool.
+    pub fn finish(self, pool: &mut RingPool) -> TcpStream {
+        pool.put(Rings {
+            set: self.set,
+            handle: self.handle,
+        });
+        self.host
     }
 
     /// Host connect still in progress.
