@@ -125,6 +125,18 @@ fn resolve_outbound(o: &Option<Outbound>, v6: bool) -> Result<Option<IpAddr>, Se
     }
 }
 
+/// The resolv.conf `rlnet run` gives COMMAND: the DNS stub's addresses.
+fn stub_resolv_conf(cfg: &Config) -> String {
+    let mut text = format!(
+        "# written by rlnet: the DNS stub\nnameserver {}\n",
+        cfg.plan.dns4
+    );
+    if let Some(v6) = cfg.plan.v6 {
+        text.push_str(&format!("nameserver {}\n", v6.dns6));
+    }
+    text
+}
+
 /// Serve the configured namespace until it ends; returns the exit code.
 pub fn run(cfg: Config) -> Result<i32, crate::Error> {
     cfg.validate()?;
@@ -142,7 +154,8 @@ pub fn run(cfg: Config) -> Result<i32, crate::Error> {
         Target::Pid(pid) => ns::open_pid(*pid)?,
         Target::Path { netns, userns } => ns::open_path(netns, userns.as_deref())?,
         Target::Run { argv } => {
-            let c = ns::spawn_run(argv)?;
+            let resolv = cfg.dns.then(|| stub_resolv_conf(&cfg));
+            let c = ns::spawn_run(argv, resolv.as_deref())?;
             let h = c.handles()?;
             child = Some(c);
             h

@@ -25,7 +25,7 @@ use tcp::{After, RingPool, TcpFlow};
 
 /// Tokens below this belong to the engine (TAP, signals, ...).
 pub const FLOW_TOKEN_BASE: usize = 16;
-const KINDS: usize = 8;
+const KINDS: usize = 16;
 
 /// Limits on what one namespace may hold open (security.md §8.6).
 pub const MAX_TCP_FLOWS: usize = 65536;
@@ -50,6 +50,8 @@ pub enum Kind {
     UdpNs = 6,
     /// A client of the API socket.
     ApiClient = 7,
+    /// A socket of the DNS stub.
+    Dns = 8,
 }
 
 pub fn token(kind: Kind, idx: usize) -> Token {
@@ -67,6 +69,7 @@ pub fn from_token(t: Token) -> Option<(Kind, usize)> {
         5 => Kind::SpliceNs,
         6 => Kind::UdpNs,
         7 => Kind::ApiClient,
+        8 => Kind::Dns,
         _ => return None,
     };
     Some((kind, v / KINDS))
@@ -255,7 +258,8 @@ impl Nat {
         match ctx.policy.outbound(key.dst) {
             Decision::Host(addr) => self.open_tcp(pkt, key, addr, ctx),
             Decision::Refuse(kind) => send_unreachable(ctx, pkt, key.dst.ip(), kind),
-            // The DNS stub does not serve TCP yet: refuse rather than hang.
+            // The engine hands these to the DNS stub (see `open_local_tcp`);
+            // without one, refuse rather than hang.
             Decision::DnsStub => self.reset(pkt, ctx),
             Decision::Drop => {}
         }
@@ -306,6 +310,56 @@ impl Nat {
         self.tcp_index.insert(key, idx);
         self.connecting += 1;
         self.service_tcp(idx, ctx);
+    }
+
+    /// A SYN for a service rlnet answers itself (the DNS stub): the flow is
+    /// relayed over a socketpair; returns the other end for the service.
+    pub fn open_local_tcp(
+        &mut self,
+        pkt: &[u8],
+        key: FlowKey,
+        ctx: &mut Ctx<'_>,
+    ) -> Option<mio::net::UnixStream> {
+        if let Some(&idx) = self.tcp_index.get(&key) {
+            // A retransmitted SYN of a connection we already have.
+            if let Some(flow) = self.tcp.get_mut(idx) {
+                flow.ingress(pkt, ctx);
+                self.service_tcp(idx, ctx);
+            }
+            return None;
+        }
+        if self.tcp.len() >= MAX_TCP_FLOWS {
+            self.reset(pkt, ctx);
+            return None;
+        }
+        let Ok((ours, theirs)) = mio::net::UnixStream::pair() else {
+            self.reset(pkt, ctx);
+            return None;
+        };
+        let rings = self.rings.take();
+        let Some(mut flow) = TcpFlow::local(key, ours, rings) else {
+            self.reset(pkt, ctx);
+            return None;
+        };
+        let entry = self.tcp.vacant_entry();
+        let idx = entry.key();
+        if ctx
+            .registry
+            .register(
+                &mut flow.host,
+                token(Kind::Tcp, idx),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .is_err()
+        {
+            self.reset(pkt, ctx);
+            return None;
+        }
+        flow.ingress(pkt, ctx);
+        entry.insert(flow);
+        self.tcp_index.insert(key, idx);
+        self.service_tcp(idx, ctx);
+        Some(theirs)
     }
 
     /// A connection accepted on a published port (stack mode): smoltcp

@@ -10,7 +10,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::time::Duration as StdDuration;
 
-use mio::net::TcpStream;
+use mio::net::{TcpStream, UnixStream};
 use smoltcp::iface::{PollResult, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
@@ -36,7 +36,7 @@ pub struct TcpFlow {
     pub key: FlowKey,
     set: SocketSet<'static>,
     handle: SocketHandle,
-    pub host: TcpStream,
+    pub host: HostSock,
     phase: Phase,
     /// Edge-triggered readiness, cleared on WouldBlock.
     host_readable: bool,
@@ -55,6 +55,81 @@ pub struct TcpFlow {
     pub armed: Option<Instant>,
     /// Received segments not yet serviced (see `Nat::flush_dirty`).
     pub dirty: bool,
+}
+
+/// The host side of a flow: a real TCP connection, or (for services rlnet
+/// answers itself, like TCP DNS) one end of a unix socketpair.
+pub enum HostSock {
+    Tcp(TcpStream),
+    Local(UnixStream),
+}
+
+impl HostSock {
+    fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            HostSock::Tcp(s) => (&*s).read(buf),
+            HostSock::Local(s) => (&*s).read(buf),
+        }
+    }
+
+    fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            HostSock::Tcp(s) => (&*s).write(buf),
+            HostSock::Local(s) => (&*s).write(buf),
+        }
+    }
+
+    fn shutdown_write(&self) {
+        let _ = match self {
+            HostSock::Tcp(s) => s.shutdown(Shutdown::Write),
+            HostSock::Local(s) => s.shutdown(Shutdown::Write),
+        };
+    }
+
+    /// On close, send a RST instead of a FIN.
+    fn reset_on_close(&self) {
+        if let HostSock::Tcp(s) = self {
+            let _ = SockRef::from(s).set_linger(Some(StdDuration::ZERO));
+        }
+    }
+
+    /// Connect outcome: Ok(true) connected, Ok(false) still in progress.
+    fn connected(&self) -> io::Result<bool> {
+        match self {
+            HostSock::Tcp(s) => match s.take_error() {
+                Ok(Some(e)) | Err(e) => Err(e),
+                Ok(None) => match s.peer_addr() {
+                    Ok(_) => Ok(true),
+                    Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Ok(false),
+                    Err(e) => Err(e),
+                },
+            },
+            HostSock::Local(_) => Ok(true),
+        }
+    }
+}
+
+impl mio::event::Source for HostSock {
+    fn register(&mut self, r: &mio::Registry, t: mio::Token, i: mio::Interest) -> io::Result<()> {
+        match self {
+            HostSock::Tcp(s) => s.register(r, t, i),
+            HostSock::Local(s) => s.register(r, t, i),
+        }
+    }
+
+    fn reregister(&mut self, r: &mio::Registry, t: mio::Token, i: mio::Interest) -> io::Result<()> {
+        match self {
+            HostSock::Tcp(s) => s.reregister(r, t, i),
+            HostSock::Local(s) => s.reregister(r, t, i),
+        }
+    }
+
+    fn deregister(&mut self, r: &mio::Registry) -> io::Result<()> {
+        match self {
+            HostSock::Tcp(s) => s.deregister(r),
+            HostSock::Local(s) => s.deregister(r),
+        }
+    }
 }
 
 /// A flow's own socket set with its one socket.
@@ -162,7 +237,28 @@ impl TcpFlow {
         if socket.listen(endpoint).is_err() {
             return Err((HostConnectError::Listen, rings));
         }
-        Ok(Self::with(key, rings, host, Phase::Connecting))
+        Ok(Self::with(
+            key,
+            rings,
+            HostSock::Tcp(host),
+            Phase::Connecting,
+        ))
+    }
+
+    /// A connection the namespace makes to a service rlnet itself provides
+    /// (the DNS stub over TCP): accepted at once, relayed over `local`.
+    pub fn local(key: FlowKey, local: UnixStream, mut rings: Rings) -> Option<TcpFlow> {
+        let socket = rings.set.get_mut::<tcp::Socket>(rings.handle);
+        socket.pause_synack(false);
+        let endpoint = IpListenEndpoint {
+            addr: Some(key.dst.ip().into()),
+            port: key.dst.port(),
+        };
+        socket.listen(endpoint).ok()?;
+        let mut flow = Self::with(key, rings, HostSock::Local(local), Phase::Open);
+        flow.host_readable = true;
+        flow.host_writable = true;
+        Some(flow)
     }
 
     /// A published-port connection already accepted on the host: smoltcp
@@ -178,14 +274,14 @@ impl TcpFlow {
         let socket = rings.set.get_mut::<tcp::Socket>(rings.handle);
         socket.pause_synack(false);
         socket.connect(ctx.iface.context(), key.src, key.dst).ok()?;
-        let mut flow = Self::with(key, rings, host, Phase::Open);
+        let mut flow = Self::with(key, rings, HostSock::Tcp(host), Phase::Open);
         // Accepted sockets are ready both ways; epoll reports edges only.
         flow.host_readable = true;
         flow.host_writable = true;
         Some(flow)
     }
 
-    fn with(key: FlowKey, rings: Rings, host: TcpStream, phase: Phase) -> TcpFlow {
+    fn with(key: FlowKey, rings: Rings, host: HostSock, phase: Phase) -> TcpFlow {
         TcpFlow {
             key,
             set: rings.set,
@@ -225,19 +321,14 @@ impl TcpFlow {
     /// whether the flow is finished. Called after every event on the flow.
     pub fn service(&mut self, ctx: &mut Ctx<'_>) -> After {
         if self.phase == Phase::Connecting && self.host_writable {
-            match self.host.take_error() {
-                Ok(Some(e)) | Err(e) => return self.connect_failed(e, ctx),
-                Ok(None) => match self.host.peer_addr() {
-                    Ok(_) => {
-                        self.phase = Phase::Open;
-                        self.socket().pause_synack(false);
-                    }
-                    // Spurious wake-up while still connecting.
-                    Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
-                        self.host_writable = false
-                    }
-                    Err(e) => return self.connect_failed(e, ctx),
-                },
+            match self.host.connected() {
+                Ok(true) => {
+                    self.phase = Phase::Open;
+                    self.socket().pause_synack(false);
+                }
+                // Spurious wake-up while still connecting.
+                Ok(false) => self.host_writable = false,
+                Err(e) => return self.connect_failed(e, ctx),
             }
         }
         if self.phase == Phase::Open && !self.host_dead {
@@ -261,7 +352,7 @@ impl TcpFlow {
             if !sock.can_recv() {
                 break;
             }
-            let res = sock.recv(|buf| match (&*host).write(buf) {
+            let res = sock.recv(|buf| match host.write(buf) {
                 Ok(n) => (n, Ok(n)),
                 Err(e) => (0, Err(e)),
             });
@@ -290,7 +381,7 @@ impl TcpFlow {
         // pass the FIN on.
         if self.ns_fin && !self.host_shut && self.socket().recv_queue() == 0 {
             self.host_shut = true;
-            let _ = self.host.shutdown(Shutdown::Write);
+            self.host.shutdown_write();
         }
     }
 
@@ -304,7 +395,7 @@ impl TcpFlow {
             if !sock.can_send() {
                 break;
             }
-            let res = sock.send(|buf| match (&*host).read(buf) {
+            let res = sock.send(|buf| match host.read(buf) {
                 Ok(n) => (n, Ok(n)),
                 Err(e) => (0, Err(e)),
             });
@@ -374,9 +465,9 @@ impl TcpFlow {
                 }
                 if !clean && !self.host_dead {
                     // Reset or timed out on the namespace side: reset the host too.
-                    let _ = SockRef::from(&self.host).set_linger(Some(StdDuration::ZERO));
+                    self.host.reset_on_close();
                 } else if !self.host_shut {
-                    let _ = self.host.shutdown(Shutdown::Write);
+                    self.host.shutdown_write();
                 }
                 After::Remove
             }
@@ -387,7 +478,7 @@ impl TcpFlow {
 
     /// Tear down: the host socket (for the caller to deregister and close)
     /// and the socket set back to the pool.
-    pub fn finish(self, pool: &mut RingPool) -> TcpStream {
+    pub fn finish(self, pool: &mut RingPool) -> HostSock {
         pool.put(Rings {
             set: self.set,
             handle: self.handle,

@@ -494,8 +494,10 @@ impl Drop for RunChild {
 
 /// Fork the `rlnet run` child: new user namespace (the caller mapped to
 /// root, like `unshare -r`) and network namespace. It waits for
-/// [`RunChild::go`] before exec'ing `argv`.
-pub fn spawn_run(argv: &[String]) -> Result<RunChild, NsError> {
+/// [`RunChild::go`] before exec'ing `argv`. With `resolv`, the child also
+/// gets its own mount namespace in which /etc/resolv.conf has that content
+/// (pointing at the DNS stub); the host's file is untouched.
+pub fn spawn_run(argv: &[String], resolv: Option<&str>) -> Result<RunChild, NsError> {
     if argv.is_empty() {
         return Err(NsError::EmptyCommand);
     }
@@ -519,6 +521,13 @@ pub fn spawn_run(argv: &[String]) -> Result<RunChild, NsError> {
             let setup = unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET)
                 .map_err(|e| NsError::Unshare(e).to_string())
                 .and_then(|()| write_id_maps(uid.as_raw(), gid.as_raw()));
+            if setup.is_ok()
+                && let Some(text) = resolv
+                && let Err(e) = private_resolv_conf(text)
+            {
+                // Name resolution then uses the host's file; say so, go on.
+                eprintln!("rlnet: warning: COMMAND keeps the host's /etc/resolv.conf: {e}");
+            }
             let report = match &setup {
                 Ok(()) => b"ok".to_vec(),
                 Err(text) => text.as_bytes().to_vec(),
@@ -573,6 +582,51 @@ pub fn spawn_run(argv: &[String]) -> Result<RunChild, NsError> {
             })
         }
     }
+}
+
+/// In a new mount namespace, cover /etc/resolv.conf (or the file its
+/// symlink points to) with a file holding `text`. The file is created in a
+/// temporary directory, bind-mounted, and unlinked at once: nothing is left
+/// behind, and the mount keeps it alive for COMMAND's lifetime.
+fn private_resolv_conf(text: &str) -> Result<(), String> {
+    use nix::mount::{MsFlags, mount};
+    unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("new mount namespace: {e}"))?;
+    // Nothing we mount may propagate back to the caller's namespace.
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("make / private: {e}"))?;
+    let dirs = [
+        std::env::var("XDG_RUNTIME_DIR").unwrap_or_default(),
+        "/tmp".to_string(),
+    ];
+    let mut last = String::from("no usable temporary directory");
+    for dir in dirs.iter().filter(|d| !d.is_empty()) {
+        let path = format!("{dir}/.rlnet-resolv-{}", std::process::id());
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()));
+        if let Err(e) = written {
+            last = format!("{path}: {e}");
+            continue;
+        }
+        let bound = mount(
+            Some(path.as_str()),
+            "/etc/resolv.conf",
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        );
+        let _ = std::fs::remove_file(&path);
+        return bound.map_err(|e| format!("bind /etc/resolv.conf: {e}"));
+    }
+    Err(last)
 }
 
 fn read_all(fd: &OwnedFd, buf: &mut [u8]) -> usize {
