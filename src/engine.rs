@@ -2,7 +2,9 @@
 //! TAP, the smoltcp interface and every flow; it sleeps in `epoll_wait`
 //! until a frame, a host socket, a signal or a flow timer needs it.
 
+use std::collections::HashMap;
 use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::Instant as StdInstant;
 
@@ -12,6 +14,7 @@ use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
+use slab::Slab;
 use smoltcp::iface::Interface;
 use smoltcp::phy::DeviceCapabilities;
 use smoltcp::time::Instant;
@@ -24,6 +27,7 @@ use thiserror::Error;
 
 use crate::api::server::{ApiEvent, ApiServer};
 use crate::api::{self, ApiError, Request};
+use crate::dhcp::{DhcpConfig, DhcpServer};
 use crate::forward::PublishSpec;
 use crate::forward::publish::{ForwardError, Forwarder};
 use crate::forward::table::Mode;
@@ -35,7 +39,6 @@ use crate::sys::ns::NsHandles;
 use crate::sys::tap::{Tap, VNET_HDR_LEN};
 use crate::wire::{self, FRAME_BUF, VnetHdr};
 
-const TAP: Token = Token(0);
 const SIGNALS: Token = Token(1);
 const TARGET: Token = Token(2);
 const EXIT_FD: Token = Token(3);
@@ -96,13 +99,21 @@ pub struct Setup {
 /// Packet-processing state, split from the receive buffer so a frame can be
 /// borrowed while everything else is mutated.
 struct Dp {
-    out: TapOut,
+    /// One TAP per namespace served ("ports"); port 0 in the slirp4netns form.
+    outs: Slab<TapOut>,
+    /// Namespace-side addresses → their port.
+    ports_by_ip: HashMap<IpAddr, usize>,
+    /// Where frames for unknown namespace addresses go (the one namespace).
+    default_port: Option<usize>,
     iface: Interface,
     caps: DeviceCapabilities,
     policy: Policy,
     outbound: Outbound,
     nat: Nat,
     fwd: Forwarder,
+    /// DHCPv4 for the namespace (slirp4netns serves one; callers without
+    /// `-c` rely on it).
+    dhcp: DhcpServer,
     now: Instant,
     mtu: u32,
     /// Frames and bytes read from the TAP.
@@ -120,7 +131,8 @@ pub struct Engine {
     target: Option<OwnedFd>,
     exit_fd: Option<RawFd>,
     child: Option<(Pid, OwnedFd)>,
-    tap_readable: bool,
+    /// Ports whose TAP has frames to read.
+    readable_taps: Vec<usize>,
     /// The exit fd was not open at start: exit at once (slirp4netns POLLNVAL).
     exit_now: bool,
 }
@@ -143,16 +155,23 @@ impl Engine {
         let start = StdInstant::now();
         let now = Instant::from_micros(0);
         let caps = stack::capabilities();
-        let mut out = TapOut::new(s.tap, s.ns_mac.map(EthernetAddress), s.mtu);
-        let iface = stack::interface(&s.policy.plan, &mut out, &caps, now);
+        let iface = stack::interface(&s.policy.plan, &caps, now);
         let registry = poll.registry();
+        let mut outs = Slab::new();
+        let port = outs.insert(TapOut::new(s.tap, s.ns_mac.map(EthernetAddress), s.mtu));
         register(
             registry,
-            out.tap().as_raw_fd(),
-            TAP,
+            outs[port].tap().as_raw_fd(),
+            token(Kind::Tap, port),
             Interest::READABLE | Interest::WRITABLE,
             "the TAP device",
         )?;
+        // The slirp4netns form: one namespace gets everything.
+        let mut ports_by_ip = HashMap::new();
+        ports_by_ip.insert(IpAddr::V4(s.policy.plan.guest4), port);
+        if let Some(v6) = s.policy.plan.v6 {
+            ports_by_ip.insert(IpAddr::V6(v6.guest6), port);
+        }
         if let Some(sig) = &s.signals {
             register(
                 registry,
@@ -205,18 +224,27 @@ impl Engine {
                     err,
                 })?;
         }
+        let dhcp = DhcpServer::new(DhcpConfig {
+            plan: s.policy.plan,
+            dns: s.policy.dns,
+            mtu: s.mtu,
+            lease_secs: crate::dhcp::DEFAULT_LEASE_SECS,
+        });
         let fwd = Forwarder::new(s.policy.plan, s.unprivileged_start, s.publish_mode, s.ns);
         let mut engine = Engine {
             poll,
             rx: vec![0u8; FRAME_BUF].into_boxed_slice(),
             dp: Dp {
-                out,
+                outs,
+                ports_by_ip,
+                default_port: Some(port),
                 iface,
                 caps,
                 policy: s.policy,
                 outbound: s.outbound,
                 nat: Nat::new(),
                 fwd,
+                dhcp,
                 now,
                 mtu: s.mtu,
                 frames_in: 0,
@@ -228,7 +256,7 @@ impl Engine {
             target: s.target,
             exit_fd: s.exit_fd,
             child: s.child,
-            tap_readable: true,
+            readable_taps: vec![port],
             exit_now,
         };
         if !s.publish.is_empty() {
@@ -262,24 +290,26 @@ impl Engine {
         events: &mut Events,
         max_wait: Option<std::time::Duration>,
     ) -> Result<Option<Exit>, EngineError> {
-        let mut timeout =
-            if self.tap_readable || self.dp.nat.has_backlog() || self.dp.fwd.has_backlog() {
-                Some(std::time::Duration::ZERO)
-            } else {
-                let api_deadline = self.api.as_ref().and_then(|a| a.next_deadline());
-                let next = [
-                    self.dp.nat.next_deadline(),
-                    self.dp.fwd.next_deadline(),
-                    api_deadline,
-                ]
-                .into_iter()
-                .flatten()
-                .min();
-                next.map(|t| {
-                    let now = self.now().total_micros();
-                    std::time::Duration::from_micros(t.saturating_sub(now).max(0) as u64)
-                })
-            };
+        let mut timeout = if !self.readable_taps.is_empty()
+            || self.dp.nat.has_backlog()
+            || self.dp.fwd.has_backlog()
+        {
+            Some(std::time::Duration::ZERO)
+        } else {
+            let api_deadline = self.api.as_ref().and_then(|a| a.next_deadline());
+            let next = [
+                self.dp.nat.next_deadline(),
+                self.dp.fwd.next_deadline(),
+                api_deadline,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            next.map(|t| {
+                let now = self.now().total_micros();
+                std::time::Duration::from_micros(t.saturating_sub(now).max(0) as u64)
+            })
+        };
         if let Some(max) = max_wait {
             timeout = Some(timeout.map_or(max, |t| t.min(max)));
         }
@@ -291,15 +321,6 @@ impl Engine {
         self.dp.now = self.now();
         for ev in events.iter() {
             match ev.token() {
-                TAP => {
-                    if ev.is_readable() {
-                        self.tap_readable = true;
-                    }
-                    if ev.is_writable() && self.dp.out.flush() {
-                        let (mut ctx, nat, _) = self.dp.split(self.poll.registry());
-                        nat.tap_drained(&mut ctx);
-                    }
-                }
                 SIGNALS => {
                     if let Some(exit) = self.read_signals() {
                         return Ok(Some(exit));
@@ -329,6 +350,14 @@ impl Engine {
                     let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
                     let writable = ev.is_writable() || ev.is_error();
                     match from_token(t) {
+                        Some((Kind::Tap, port)) => {
+                            if ev.is_readable() && !self.readable_taps.contains(&port) {
+                                self.readable_taps.push(port);
+                            }
+                            if ev.is_writable() && ctx.out(port).is_some_and(|o| o.flush()) {
+                                nat.tap_drained(&mut ctx);
+                            }
+                        }
                         Some((Kind::Tcp | Kind::Udp | Kind::Icmp, _)) => {
                             nat.host_event(t, readable, writable, &mut ctx)
                         }
@@ -341,8 +370,8 @@ impl Engine {
                 }
             }
         }
-        if self.tap_readable {
-            self.read_tap();
+        if !self.readable_taps.is_empty() {
+            self.read_taps();
         }
         let (mut ctx, nat, fwd) = self.dp.split(self.poll.registry());
         nat.run_backlog(&mut ctx);
@@ -366,30 +395,41 @@ impl Engine {
         }
     }
 
-    fn read_tap(&mut self) {
-        for _ in 0..TAP_BATCH {
-            match self.dp.out.tap().read(&mut self.rx) {
-                Ok(n) => {
-                    self.dp.frames_in += 1;
-                    self.dp.bytes_in += n as u64;
-                    let registry = self.poll.registry();
-                    self.dp.frame(&self.rx[..n], registry);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.tap_readable = false;
-                    break;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    // EIO/EBADFD: the device went away with its namespace.
-                    crate::limited!(Debug, "TAP read: {e}");
-                    self.tap_readable = false;
-                    break;
-                }
+    /// Read a batch of frames from every TAP that has some.
+    fn read_taps(&mut self) {
+        let ports = std::mem::take(&mut self.readable_taps);
+        for port in ports {
+            if self.read_tap(port) {
+                self.readable_taps.push(port);
             }
         }
         let (mut ctx, nat, _) = self.dp.split(self.poll.registry());
         nat.flush_dirty(&mut ctx);
+    }
+
+    /// True if frames may be left (the batch limit was reached).
+    fn read_tap(&mut self, port: usize) -> bool {
+        for _ in 0..TAP_BATCH {
+            let Some(out) = self.dp.outs.get(port) else {
+                return false;
+            };
+            match out.tap().read(&mut self.rx) {
+                Ok(n) => {
+                    self.dp.frames_in += 1;
+                    self.dp.bytes_in += n as u64;
+                    let registry = self.poll.registry();
+                    self.dp.frame(port, &self.rx[..n], registry);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // EIO/EBADFD: the device went away with its namespace.
+                    crate::limited!(Debug, "TAP read: {e}");
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     fn read_signals(&mut self) -> Option<Exit> {
@@ -447,12 +487,14 @@ impl Dp {
         (
             Ctx {
                 iface: &mut self.iface,
-                out: &mut self.out,
+                outs: &mut self.outs,
                 caps: &self.caps,
                 registry,
                 policy: &self.policy,
                 outbound: self.outbound,
                 now: self.now,
+                ports_by_ip: &self.ports_by_ip,
+                default_port: self.default_port,
             },
             &mut self.nat,
             &mut self.fwd,
@@ -508,11 +550,24 @@ impl Dp {
     }
 
     fn status(&self) -> api::Status {
-        let tx = self.out.stats;
+        let tx = self
+            .outs
+            .iter()
+            .fold(crate::stack::TxStats::default(), |mut t, (_, o)| {
+                t.frames += o.stats.frames;
+                t.bytes += o.stats.bytes;
+                t.dropped += o.stats.dropped;
+                t
+            });
         api::Status {
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
-            tap: self.out.tap().name().to_string(),
+            tap: self
+                .outs
+                .iter()
+                .next()
+                .map(|(_, o)| o.tap().name().to_string())
+                .unwrap_or_default(),
             mtu: self.mtu,
             addresses: api::Addresses::from_plan(&self.policy.plan),
             counters: api::Counters {
@@ -528,9 +583,18 @@ impl Dp {
         }
     }
 
-    /// One frame from the namespace. Anything malformed is dropped here,
-    /// before it can reach smoltcp or a host socket.
-    fn frame(&mut self, frame: &[u8], registry: &Registry) {
+    /// Build a packet in `port`'s frame buffer and send it.
+    fn send_built(&mut self, port: usize, build: impl FnOnce(&mut [u8]) -> Option<usize>) {
+        if let Some(out) = self.outs.get_mut(port)
+            && let Some(len) = build(out.ip_buf())
+        {
+            out.send_ip(len);
+        }
+    }
+
+    /// One frame from the namespace on `port`. Anything malformed is
+    /// dropped here, before it can reach smoltcp or a host socket.
+    fn frame(&mut self, port: usize, frame: &[u8], registry: &Registry) {
         let Some(vnet) = VnetHdr::parse(frame) else {
             return;
         };
@@ -545,28 +609,80 @@ impl Dp {
         if dst_mac != GATEWAY_MAC && !dst_mac.is_broadcast() && !dst_mac.is_multicast() {
             return;
         }
-        if self.out.ns_mac != Some(src_mac) {
-            self.out.ns_mac = Some(src_mac);
+        let Some(out) = self.outs.get_mut(port) else {
+            return;
+        };
+        if out.ns_mac != Some(src_mac) {
+            out.ns_mac = Some(src_mac);
         }
         match eth.ethertype() {
-            EthernetProtocol::Arp => self.arp(eth.payload()),
+            EthernetProtocol::Arp => self.arp(port, eth.payload()),
             EthernetProtocol::Ipv4 if dst_mac == GATEWAY_MAC => {
-                self.ipv4(eth.payload(), vnet, registry)
+                self.ipv4(port, eth.payload(), vnet, registry)
             }
-            EthernetProtocol::Ipv6 => self.ipv6(eth.payload(), vnet, dst_mac, registry),
+            // DHCP discovers/requests are broadcast before the client has
+            // an address; nothing else broadcast is for us.
+            EthernetProtocol::Ipv4 => self.dhcp(port, eth.payload(), src_mac),
+            EthernetProtocol::Ipv6 => self.ipv6(port, eth.payload(), vnet, dst_mac, registry),
             _ => {}
         }
     }
 
-    fn arp(&mut self, arp: &[u8]) {
-        let plan = self.policy.plan;
-        let ours = |ip| ip == plan.gateway4 || (self.policy.dns && ip == plan.dns4);
-        if let Some((len, to)) = wire::arp_reply(arp, ours, GATEWAY_MAC, self.out.ip_buf()) {
-            self.out.send_l2(len, EthernetProtocol::Arp, to);
+    fn dhcp(&mut self, port: usize, payload: &[u8], src_mac: EthernetAddress) {
+        let Ok(ip) = Ipv4Packet::new_checked(payload) else {
+            return;
+        };
+        let Ok(repr) = Ipv4Repr::parse(&ip, &wire::verify_caps()) else {
+            return;
+        };
+        let to_us =
+            repr.dst_addr == Ipv4Addr::BROADCAST || repr.dst_addr == self.policy.plan.gateway4;
+        if repr.next_header != IpProtocol::Udp || !to_us {
+            return;
+        }
+        let Ok(udp) = UdpPacket::new_checked(ip.payload()) else {
+            return;
+        };
+        if udp.dst_port() != crate::dhcp::SERVER_PORT || udp.src_port() != crate::dhcp::CLIENT_PORT
+        {
+            return;
+        }
+        let now = (self.now.total_micros() / 1_000_000).max(0) as u64;
+        let Some(reply) = self.dhcp.handle(udp.payload(), src_mac.0, now) else {
+            return;
+        };
+        let server = SocketAddr::new(
+            IpAddr::V4(self.policy.plan.gateway4),
+            crate::dhcp::SERVER_PORT,
+        );
+        let client = SocketAddr::new(IpAddr::V4(reply.dst_ip), crate::dhcp::CLIENT_PORT);
+        let Some(out) = self.outs.get_mut(port) else {
+            return;
+        };
+        let off = wire::udp_payload_offset(false);
+        let buf = out.ip_buf();
+        let Some(room) = buf.get_mut(off..off + reply.payload.len()) else {
+            return;
+        };
+        room.copy_from_slice(&reply.payload);
+        if let Some(len) = wire::udp_headers(buf, server, client, reply.payload.len()) {
+            out.send_ip_to(len, EthernetAddress(reply.dst_mac));
         }
     }
 
-    fn ipv4(&mut self, payload: &[u8], vnet: VnetHdr, registry: &Registry) {
+    fn arp(&mut self, port: usize, arp: &[u8]) {
+        let plan = self.policy.plan;
+        let dns = self.policy.dns;
+        let ours = |ip| ip == plan.gateway4 || (dns && ip == plan.dns4);
+        let Some(out) = self.outs.get_mut(port) else {
+            return;
+        };
+        if let Some((len, to)) = wire::arp_reply(arp, ours, GATEWAY_MAC, out.ip_buf()) {
+            out.send_l2(len, EthernetProtocol::Arp, to);
+        }
+    }
+
+    fn ipv4(&mut self, port: usize, payload: &[u8], vnet: VnetHdr, registry: &Registry) {
         let Ok(ip) = Ipv4Packet::new_checked(payload) else {
             return;
         };
@@ -583,8 +699,8 @@ impl Dp {
         }
         let body = ip.payload();
         match repr.next_header {
-            IpProtocol::Tcp => self.tcp(pkt, body, src, dst, vnet, registry),
-            IpProtocol::Udp => self.udp(pkt, body, src, dst, vnet, registry),
+            IpProtocol::Tcp => self.tcp(port, pkt, body, src, dst, vnet, registry),
+            IpProtocol::Udp => self.udp(port, pkt, body, src, dst, vnet, registry),
             IpProtocol::Icmp => {
                 let Ok(icmp) = Icmpv4Packet::new_checked(body) else {
                     return;
@@ -605,11 +721,9 @@ impl Dp {
                         seq_no,
                         data,
                     };
-                    if let Some(len) =
-                        wire::icmpv4(self.out.ip_buf(), repr.dst_addr, repr.src_addr, &reply)
-                    {
-                        self.out.send_ip(len);
-                    }
+                    self.send_built(port, |b| {
+                        wire::icmpv4(b, repr.dst_addr, repr.src_addr, &reply)
+                    });
                 } else {
                     let req = EchoRequest {
                         src,
@@ -619,7 +733,7 @@ impl Dp {
                         data,
                     };
                     let (mut ctx, nat, _) = self.split(registry);
-                    nat.ping(req, &mut ctx);
+                    nat.ping(port, req, &mut ctx);
                 }
             }
             _ => {}
@@ -628,6 +742,7 @@ impl Dp {
 
     fn ipv6(
         &mut self,
+        port: usize,
         payload: &[u8],
         vnet: VnetHdr,
         dst_mac: EthernetAddress,
@@ -651,11 +766,10 @@ impl Dp {
                 wire::neighbor_solicit_target(body, repr.src_addr, repr.dst_addr, repr.hop_limit)
         {
             // Answer only for our own addresses; real neighbours answer for themselves.
-            if (target == v6.gateway6 || (self.policy.dns && target == v6.dns6))
-                && let Some(len) =
-                    wire::neighbor_advert(self.out.ip_buf(), target, repr.src_addr, GATEWAY_MAC)
-            {
-                self.out.send_ip(len);
+            if target == v6.gateway6 || (self.policy.dns && target == v6.dns6) {
+                self.send_built(port, |b| {
+                    wire::neighbor_advert(b, target, repr.src_addr, GATEWAY_MAC)
+                });
             }
             return;
         }
@@ -667,8 +781,8 @@ impl Dp {
             return;
         }
         match repr.next_header {
-            IpProtocol::Tcp => self.tcp(pkt, body, src, dst, vnet, registry),
-            IpProtocol::Udp => self.udp(pkt, body, src, dst, vnet, registry),
+            IpProtocol::Tcp => self.tcp(port, pkt, body, src, dst, vnet, registry),
+            IpProtocol::Udp => self.udp(port, pkt, body, src, dst, vnet, registry),
             IpProtocol::Icmpv6 => {
                 let Ok(icmp) = Icmpv6Packet::new_checked(body) else {
                     return;
@@ -687,15 +801,9 @@ impl Dp {
                         seq_no,
                         data,
                     };
-                    if let Some(len) = wire::icmpv6(
-                        self.out.ip_buf(),
-                        repr.dst_addr,
-                        repr.src_addr,
-                        &reply,
-                        wire::HOP_LIMIT,
-                    ) {
-                        self.out.send_ip(len);
-                    }
+                    self.send_built(port, |b| {
+                        wire::icmpv6(b, repr.dst_addr, repr.src_addr, &reply, wire::HOP_LIMIT)
+                    });
                 } else {
                     let req = EchoRequest {
                         src,
@@ -705,15 +813,17 @@ impl Dp {
                         data,
                     };
                     let (mut ctx, nat, _) = self.split(registry);
-                    nat.ping(req, &mut ctx);
+                    nat.ping(port, req, &mut ctx);
                 }
             }
             _ => {}
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn tcp(
         &mut self,
+        port: usize,
         pkt: &[u8],
         body: &[u8],
         src: std::net::IpAddr,
@@ -739,11 +849,13 @@ impl Dp {
         let syn_only = tcp.syn() && !tcp.ack() && !tcp.rst() && !tcp.fin();
         let rst = tcp.rst();
         let (mut ctx, nat, _) = self.split(registry);
-        nat.tcp_segment(pkt, key, syn_only, rst, &mut ctx);
+        nat.tcp_segment(port, pkt, key, syn_only, rst, &mut ctx);
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn udp(
         &mut self,
+        port: usize,
         pkt: &[u8],
         body: &[u8],
         src: std::net::IpAddr,
@@ -775,6 +887,6 @@ impl Dp {
             return;
         }
         let (mut ctx, nat, _) = self.split(registry);
-        nat.udp_datagram(pkt, key, udp.payload(), &mut ctx);
+        nat.udp_datagram(port, pkt, key, udp.payload(), &mut ctx);
     }
 }

@@ -15,6 +15,7 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod dhcp;
 pub mod engine;
 pub mod error;
 pub mod forward;

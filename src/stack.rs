@@ -84,6 +84,15 @@ impl TapOut {
         }
     }
 
+    /// Send the IP packet in [`Self::ip_buf`] to an explicit MAC (a DHCP
+    /// answer may go to broadcast before the client has an address).
+    pub fn send_ip_to(&mut self, ip_len: usize, dst: EthernetAddress) {
+        match finish_frame(&mut self.buf, ip_len, dst, self.gw_mac, self.mtu) {
+            Some(len) => self.write(len),
+            None => self.stats.dropped += 1,
+        }
+    }
+
     /// Send a non-IP payload (ARP) of `len` bytes built in [`Self::ip_buf`].
     pub fn send_l2(&mut self, len: usize, ethertype: EthernetProtocol, dst: EthernetAddress) {
         match finish_l2_frame(&mut self.buf, len, dst, self.gw_mac, ethertype) {
@@ -228,18 +237,12 @@ pub fn capabilities() -> DeviceCapabilities {
 }
 
 /// The shared interface. It holds no per-socket state in Medium::Ip, so one
-/// interface serves every flow's own socket set.
-pub fn interface(
-    plan: &AddrPlan,
-    out: &mut TapOut,
-    caps: &DeviceCapabilities,
-    now: Instant,
-) -> Interface {
+/// interface serves every flow's own socket set (and every port).
+pub fn interface(plan: &AddrPlan, caps: &DeviceCapabilities, now: Instant) -> Interface {
     let mut cfg = IfaceConfig::new(HardwareAddress::Ip);
     // Initial sequence numbers come from this seed: make it unpredictable.
     cfg.random_seed = RandomState::new().hash_one(now.total_micros());
-    let mut dev = Dev::new(None, out, caps);
-    let mut iface = Interface::new(cfg, &mut dev, now);
+    let mut iface = Interface::new(cfg, &mut CapsOnly(caps), now);
     iface.update_ip_addrs(|addrs| {
         let _ = addrs.push(IpCidr::new(
             IpAddress::Ipv4(plan.gateway4),
@@ -255,4 +258,31 @@ pub fn interface(
     }
     iface.set_any_ip(true);
     iface
+}
+
+/// A device that only reports capabilities (smoltcp reads them once, when
+/// the interface is made).
+struct CapsOnly<'a>(&'a DeviceCapabilities);
+
+impl Device for CapsOnly<'_> {
+    type RxToken<'b>
+        = Rx<'b>
+    where
+        Self: 'b;
+    type TxToken<'b>
+        = Tx<'b>
+    where
+        Self: 'b;
+
+    fn receive(&mut self, _now: Instant) -> Option<(Rx<'_>, Tx<'_>)> {
+        None
+    }
+
+    fn transmit(&mut self, _now: Instant) -> Option<Tx<'_>> {
+        None
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        self.0.clone()
+    }
 }

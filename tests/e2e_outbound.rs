@@ -353,3 +353,47 @@ fn ready_fd_means_reachable() {
     assert!(out.contains("1 received"), "{out}");
     eprintln!("ready after {:?}", n.rlnet.ready);
 }
+
+/// A TAP the caller made (RootlessKit's way) is attached, not configured;
+/// DHCP on it leases network+15 like slirp4netns (the upstream dhcp test).
+#[test]
+fn precreated_tap_and_dhcp() {
+    require_userns!();
+    let outer = Outer::new();
+    let target = outer.target();
+    run_ok(target.sh("ip tuntap add tap0 mode tap && ip link set tap0 up"));
+    let _r = start_rlnet(outer.rlnet_cmd(), &[&target.pid().to_string(), "tap0"]);
+    // Not configured by rlnet: no address yet.
+    let addrs = run_ok(target.sh("ip -o -4 addr show tap0"));
+    assert!(
+        addrs.trim().is_empty(),
+        "rlnet configured a caller's TAP: {addrs}"
+    );
+    let out = run_ok(target.sh("busybox udhcpc -q -n -i tap0 -s /bin/true 2>&1"));
+    assert!(out.contains("lease of 10.0.2.15 obtained"), "{out}");
+}
+
+/// `-c --macaddress` sets the MAC; `--cidr` moves the plan (network+100).
+#[test]
+fn configure_with_mac_and_cidr() {
+    require_userns!();
+    let outer = Outer::new();
+    let target = outer.target();
+    let _r = start_rlnet(
+        outer.rlnet_cmd(),
+        &[
+            "-c",
+            "--macaddress",
+            "0e:d4:18:d9:38:fb",
+            "--cidr",
+            "10.0.135.128/25",
+            &target.pid().to_string(),
+        ],
+    );
+    let link = run_ok(target.sh("ip -o link show tap0"));
+    assert!(link.contains("0e:d4:18:d9:38:fb"), "{link}");
+    let addr = run_ok(target.sh("ip -o -4 addr show tap0"));
+    assert!(addr.contains("10.0.135.228/25"), "{addr}");
+    let ping = run_ok(target.sh("ping -c 1 -W 2 10.0.135.130"));
+    assert!(ping.contains("1 received"), "{ping}");
+}

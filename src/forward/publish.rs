@@ -108,6 +108,8 @@ pub struct Forwarder {
     again: Vec<usize>,
     /// (deadline, udp client) for idle expiry; stale entries are skipped.
     timers: Vec<(i64, usize)>,
+    /// Datagrams from published UDP ports land here first.
+    scratch: Box<[u8]>,
 }
 
 fn bind(proto: Proto, addr: SocketAddr) -> io::Result<Sock> {
@@ -176,6 +178,7 @@ impl Forwarder {
             udp_by_key: HashMap::new(),
             again: Vec::new(),
             timers: Vec::new(),
+            scratch: Box::default(),
         }
     }
 
@@ -344,12 +347,10 @@ impl Forwarder {
                     }
                 },
                 Sock::Udp(s) => {
-                    let off = wire::HEADROOM_UDP_MAX;
-                    let buf = ctx.out.ip_buf();
-                    let Some(room) = buf.get_mut(off..off + wire::max_udp_payload(false)) else {
-                        return false;
-                    };
-                    match s.recv_from(room) {
+                    if self.scratch.is_empty() {
+                        self.scratch = vec![0u8; 65536].into_boxed_slice();
+                    }
+                    match s.recv_from(&mut self.scratch) {
                         Ok((n, client)) => self.udp_in(idx, local, client, n, ctx),
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                         Err(_) => return false,
@@ -386,7 +387,11 @@ impl Forwarder {
                     src: SocketAddr::new(target, ns_port),
                     dst: SocketAddr::new(presented, client.port()),
                 };
-                nat.inbound_tcp(key, stream, ctx);
+                // No namespace owns the target (it left the network): the
+                // client's connection just closes.
+                if let Some(port) = ctx.port_for(target) {
+                    nat.inbound_tcp(key, port, stream, ctx);
+                }
             }
             Mode::Splice => {
                 if let Err(e) = self.splice_to(stream, SocketAddr::new(target, ns_port), ctx) {
@@ -558,20 +563,27 @@ impl Forwarder {
             return;
         };
         uc.last = now;
-        let src_off = wire::HEADROOM_UDP_MAX;
+        let Some(payload) = self.scratch.get(..n) else {
+            return;
+        };
         match uc.ns.as_ref() {
             Some(ns) => {
-                let payload = &ctx.out.ip_buf()[src_off..src_off + n];
                 let _ = ns.send(payload);
             }
             None => {
-                // Move the payload to where the headers of this family end,
-                // then synthesise the datagram from the presented client.
+                // Synthesise the datagram from the presented client.
+                let Some(port) = ctx.port_for(uc.key.src.ip()) else {
+                    return;
+                };
+                let Some(out) = ctx.out(port) else { return };
                 let off = wire::udp_payload_offset(uc.key.src.is_ipv6());
-                let buf = ctx.out.ip_buf();
-                buf.copy_within(src_off..src_off + n, off);
+                let buf = out.ip_buf();
+                let Some(room) = buf.get_mut(off..off + n) else {
+                    return;
+                };
+                room.copy_from_slice(payload);
                 if let Some(len) = wire::udp_headers(buf, uc.key.dst, uc.key.src, n) {
-                    ctx.out.send_ip(len);
+                    out.send_ip(len);
                 }
             }
         }
@@ -602,11 +614,13 @@ impl Forwarder {
         else {
             return;
         };
-        let buf = ctx.out.ip_buf();
+        if self.scratch.is_empty() {
+            self.scratch = vec![0u8; 65536].into_boxed_slice();
+        }
         for _ in 0..64 {
-            match ns.recv(buf) {
+            match ns.recv(&mut self.scratch) {
                 Ok(n) => {
-                    let _ = l.send_to(&buf[..n], uc.client);
+                    let _ = l.send_to(&self.scratch[..n], uc.client);
                     uc.last = ctx.now.total_micros();
                 }
                 Err(_) => return,

@@ -38,6 +38,7 @@ struct Key {
 
 struct PingFlow {
     key: Key,
+    port: usize,
     sock: UdpSocket,
     last: i64,
 }
@@ -52,7 +53,7 @@ pub struct PingTable {
 static WARNED: AtomicBool = AtomicBool::new(false);
 
 impl PingTable {
-    fn open(&mut self, key: Key, host: IpAddr, ctx: &Ctx<'_>) -> io::Result<usize> {
+    fn open(&mut self, port: usize, key: Key, host: IpAddr, ctx: &Ctx<'_>) -> io::Result<usize> {
         if self.flows.len() >= MAX_ICMP_FLOWS {
             return Err(io::Error::from_raw_os_error(libc::ENOBUFS));
         }
@@ -71,6 +72,7 @@ impl PingTable {
             .register(&mut sock, token(Kind::Icmp, idx), Interest::READABLE)?;
         entry.insert(PingFlow {
             key,
+            port,
             sock,
             last: ctx.now.total_micros(),
         });
@@ -81,6 +83,7 @@ impl PingTable {
     /// Forward an echo request; returns a timer to arm for a new flow.
     pub fn send(
         &mut self,
+        port: usize,
         req: EchoRequest<'_>,
         host: IpAddr,
         ctx: &mut Ctx<'_>,
@@ -92,7 +95,7 @@ impl PingTable {
         };
         let (idx, created) = match self.index.get(&key) {
             Some(&i) => (i, false),
-            None => match self.open(key, host, ctx) {
+            None => match self.open(port, key, host, ctx) {
                 Ok(i) => (i, true),
                 Err(e) => {
                     if e.kind() == io::ErrorKind::PermissionDenied
@@ -138,6 +141,9 @@ impl PingTable {
             }
             let seq = u16::from_be_bytes([msg[6], msg[7]]);
             let data = &msg[8..];
+            let Some(out) = ctx.outs.get_mut(flow.port) else {
+                return;
+            };
             let len = match (flow.key.dst, flow.key.src, msg[0]) {
                 (IpAddr::V4(from), IpAddr::V4(to), 0) => {
                     let reply = Icmpv4Repr::EchoReply {
@@ -145,7 +151,7 @@ impl PingTable {
                         seq_no: seq,
                         data,
                     };
-                    wire::icmpv4(ctx.out.ip_buf(), from, to, &reply)
+                    wire::icmpv4(out.ip_buf(), from, to, &reply)
                 }
                 (IpAddr::V6(from), IpAddr::V6(to), 129) => {
                     let reply = Icmpv6Repr::EchoReply {
@@ -153,14 +159,29 @@ impl PingTable {
                         seq_no: seq,
                         data,
                     };
-                    wire::icmpv6(ctx.out.ip_buf(), from, to, &reply, wire::HOP_LIMIT)
+                    wire::icmpv6(out.ip_buf(), from, to, &reply, wire::HOP_LIMIT)
                 }
                 _ => None,
             };
             if let Some(len) = len {
                 flow.last = ctx.now.total_micros();
-                ctx.out.send_ip(len);
+                out.send_ip(len);
             }
+        }
+    }
+
+    /// Close every flow of a port (its namespace is gone).
+    pub fn drop_port(&mut self, port: usize, registry: &mio::Registry) {
+        let gone: Vec<usize> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| f.port == port)
+            .map(|(i, _)| i)
+            .collect();
+        for idx in gone {
+            let mut flow = self.flows.remove(idx);
+            let _ = registry.deregister(&mut flow.sock);
+            self.index.remove(&flow.key);
         }
     }
 

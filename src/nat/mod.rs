@@ -27,6 +27,23 @@ use tcp::{After, RingPool, TcpFlow};
 pub const FLOW_TOKEN_BASE: usize = 16;
 const KINDS: usize = 16;
 
+/// Remove every flow of a port (its namespace left the network).
+impl Nat {
+    pub fn drop_port(&mut self, port: usize, registry: &Registry) {
+        let gone: Vec<usize> = self
+            .tcp
+            .iter()
+            .filter(|(_, f)| f.port == port)
+            .map(|(i, _)| i)
+            .collect();
+        for idx in gone {
+            self.remove_tcp(idx, registry);
+        }
+        self.udp.drop_port(port, registry);
+        self.icmp.drop_port(port, registry);
+    }
+}
+
 /// Limits on what one namespace may hold open (security.md §8.6).
 pub const MAX_TCP_FLOWS: usize = 65536;
 pub const MAX_TCP_CONNECTING: usize = 4096;
@@ -52,6 +69,8 @@ pub enum Kind {
     ApiClient = 7,
     /// A socket of the DNS stub.
     Dns = 8,
+    /// A namespace's TAP ("port").
+    Tap = 9,
 }
 
 pub fn token(kind: Kind, idx: usize) -> Token {
@@ -70,6 +89,7 @@ pub fn from_token(t: Token) -> Option<(Kind, usize)> {
         6 => Kind::UdpNs,
         7 => Kind::ApiClient,
         8 => Kind::Dns,
+        9 => Kind::Tap,
         _ => return None,
     };
     Some((kind, v / KINDS))
@@ -93,12 +113,34 @@ pub struct Outbound {
 /// Everything a flow needs from the engine while it is being serviced.
 pub struct Ctx<'a> {
     pub iface: &'a mut Interface,
-    pub out: &'a mut TapOut,
+    /// One TAP per namespace on this link ("port"); flows know theirs.
+    pub outs: &'a mut Slab<TapOut>,
     pub caps: &'a DeviceCapabilities,
     pub registry: &'a Registry,
     pub policy: &'a Policy,
     pub outbound: Outbound,
     pub now: Instant,
+    /// Which port owns a namespace-side address (members of a network).
+    pub ports_by_ip: &'a HashMap<IpAddr, usize>,
+    /// The port for everything else (the one namespace of the slirp4netns
+    /// form); None on a named network.
+    pub default_port: Option<usize>,
+}
+
+impl Ctx<'_> {
+    pub fn out(&mut self, port: usize) -> Option<&mut TapOut> {
+        self.outs.get_mut(port)
+    }
+
+    /// The port of the namespace that owns `ip`.
+    pub fn port_for(&self, ip: IpAddr) -> Option<usize> {
+        self.ports_by_ip.get(&ip).copied().or(self.default_port)
+    }
+
+    /// True when `port`'s TAP refuses writes for now.
+    pub fn blocked(&self, port: usize) -> bool {
+        self.outs.get(port).is_some_and(|o| o.blocked())
+    }
 }
 
 #[derive(Debug)]
@@ -149,18 +191,24 @@ pub fn unreachable_for(err: &io::Error) -> Option<Unreachable> {
 
 /// ICMP error for a TCP flow whose SYN we no longer hold: quote a header
 /// rebuilt from the flow key (enough for the namespace to match its socket).
-fn send_unreachable_for_tcp(key: &FlowKey, kind: Unreachable, ctx: &mut Ctx<'_>) {
+fn send_unreachable_for_tcp(key: &FlowKey, port: usize, kind: Unreachable, ctx: &mut Ctx<'_>) {
     let mut quote = [0u8; wire::IPV6_HDR_LEN + 8];
     if let Some(len) =
         wire::flow_quote(&mut quote, key.src, key.dst, smoltcp::wire::IpProtocol::Tcp)
     {
-        send_unreachable(ctx, &quote[..len], key.dst.ip(), kind);
+        send_unreachable(ctx, port, &quote[..len], key.dst.ip(), kind);
     }
 }
 
 /// Send "destination unreachable" about `orig` (a packet from the
 /// namespace). The error comes from the gateway, as a router would send it.
-pub fn send_unreachable(ctx: &mut Ctx<'_>, orig: &[u8], dst: IpAddr, kind: Unreachable) {
+pub fn send_unreachable(
+    ctx: &mut Ctx<'_>,
+    port: usize,
+    orig: &[u8],
+    dst: IpAddr,
+    kind: Unreachable,
+) {
     let plan = &ctx.policy.plan;
     let from = match dst {
         IpAddr::V4(_) => IpAddr::V4(plan.gateway4),
@@ -169,8 +217,9 @@ pub fn send_unreachable(ctx: &mut Ctx<'_>, orig: &[u8], dst: IpAddr, kind: Unrea
             None => return,
         },
     };
-    if let Some(len) = wire::unreachable(ctx.out.ip_buf(), from, orig, kind) {
-        ctx.out.send_ip(len);
+    let Some(out) = ctx.out(port) else { return };
+    if let Some(len) = wire::unreachable(out.ip_buf(), from, orig, kind) {
+        out.send_ip(len);
     }
 }
 
@@ -231,6 +280,7 @@ impl Nat {
     /// A TCP segment from the namespace (`pkt` is the whole IP packet).
     pub fn tcp_segment(
         &mut self,
+        port: usize,
         pkt: &[u8],
         key: FlowKey,
         syn_only: bool,
@@ -251,45 +301,55 @@ impl Nat {
         }
         if !syn_only {
             if !rst {
-                self.reset(pkt, ctx);
+                self.reset(port, pkt, ctx);
             }
             return;
         }
         match ctx.policy.outbound(key.dst) {
-            Decision::Host(addr) => self.open_tcp(pkt, key, addr, ctx),
-            Decision::Refuse(kind) => send_unreachable(ctx, pkt, key.dst.ip(), kind),
+            Decision::Host(addr) => self.open_tcp(port, pkt, key, addr, ctx),
+            Decision::Refuse(kind) => send_unreachable(ctx, port, pkt, key.dst.ip(), kind),
             // The engine hands these to the DNS stub (see `open_local_tcp`);
             // without one, refuse rather than hang.
-            Decision::DnsStub => self.reset(pkt, ctx),
+            Decision::DnsStub => self.reset(port, pkt, ctx),
             Decision::Drop => {}
         }
     }
 
-    fn reset(&mut self, pkt: &[u8], ctx: &mut Ctx<'_>) {
-        let mut dev = Dev::new(Some(pkt), ctx.out, ctx.caps);
+    fn reset(&mut self, port: usize, pkt: &[u8], ctx: &mut Ctx<'_>) {
+        let Some(out) = ctx.outs.get_mut(port) else {
+            return;
+        };
+        let mut dev = Dev::new(Some(pkt), out, ctx.caps);
         ctx.iface
             .poll_ingress_single(ctx.now, &mut dev, &mut self.no_flow);
     }
 
-    fn open_tcp(&mut self, pkt: &[u8], key: FlowKey, addr: SocketAddr, ctx: &mut Ctx<'_>) {
+    fn open_tcp(
+        &mut self,
+        port: usize,
+        pkt: &[u8],
+        key: FlowKey,
+        addr: SocketAddr,
+        ctx: &mut Ctx<'_>,
+    ) {
         if self.tcp.len() >= MAX_TCP_FLOWS || self.connecting >= MAX_TCP_CONNECTING {
             crate::limited!(
                 Warn,
                 "too many TCP flows; refusing a connection to {}",
                 key.dst
             );
-            self.reset(pkt, ctx);
+            self.reset(port, pkt, ctx);
             return;
         }
         let rings = self.rings.take();
-        let mut flow = match TcpFlow::connect(key, addr, rings, ctx) {
+        let mut flow = match TcpFlow::connect(key, port, addr, rings, ctx) {
             Ok(f) => f,
             Err((e, rings)) => {
                 self.rings.put(rings);
                 crate::limited!(Debug, "connect to {addr} failed at once: {e:?}");
                 match e.io().and_then(unreachable_for) {
-                    Some(kind) => send_unreachable(ctx, pkt, key.dst.ip(), kind),
-                    None => self.reset(pkt, ctx),
+                    Some(kind) => send_unreachable(ctx, port, pkt, key.dst.ip(), kind),
+                    None => self.reset(port, pkt, ctx),
                 }
                 return;
             }
@@ -302,7 +362,7 @@ impl Nat {
             Interest::READABLE | Interest::WRITABLE,
         ) {
             crate::limited!(Warn, "cannot watch a host socket: {e}");
-            self.reset(pkt, ctx);
+            self.reset(port, pkt, ctx);
             return;
         }
         flow.ingress(pkt, ctx);
@@ -316,6 +376,7 @@ impl Nat {
     /// relayed over a socketpair; returns the other end for the service.
     pub fn open_local_tcp(
         &mut self,
+        port: usize,
         pkt: &[u8],
         key: FlowKey,
         ctx: &mut Ctx<'_>,
@@ -329,16 +390,16 @@ impl Nat {
             return None;
         }
         if self.tcp.len() >= MAX_TCP_FLOWS {
-            self.reset(pkt, ctx);
+            self.reset(port, pkt, ctx);
             return None;
         }
         let Ok((ours, theirs)) = mio::net::UnixStream::pair() else {
-            self.reset(pkt, ctx);
+            self.reset(port, pkt, ctx);
             return None;
         };
         let rings = self.rings.take();
-        let Some(mut flow) = TcpFlow::local(key, ours, rings) else {
-            self.reset(pkt, ctx);
+        let Some(mut flow) = TcpFlow::local(key, port, ours, rings) else {
+            self.reset(port, pkt, ctx);
             return None;
         };
         let entry = self.tcp.vacant_entry();
@@ -352,7 +413,7 @@ impl Nat {
             )
             .is_err()
         {
-            self.reset(pkt, ctx);
+            self.reset(port, pkt, ctx);
             return None;
         }
         flow.ingress(pkt, ctx);
@@ -367,6 +428,7 @@ impl Nat {
     pub fn inbound_tcp(
         &mut self,
         mut key: FlowKey,
+        port: usize,
         mut host: mio::net::TcpStream,
         ctx: &mut Ctx<'_>,
     ) {
@@ -403,7 +465,7 @@ impl Nat {
             return;
         }
         let rings = self.rings.take();
-        let Some(flow) = TcpFlow::inbound(key, host, rings, ctx) else {
+        let Some(flow) = TcpFlow::inbound(key, port, host, rings, ctx) else {
             return;
         };
         entry.insert(flow);
@@ -420,7 +482,7 @@ impl Nat {
         if was_connecting && (!flow.connecting() || after == After::Remove) {
             self.connecting = self.connecting.saturating_sub(1);
         }
-        if ctx.out.blocked() {
+        if ctx.blocked(flow.port) {
             self.blocked.push(idx);
         }
         match after {
@@ -456,25 +518,33 @@ impl Nat {
     }
 
     /// A UDP datagram from the namespace.
-    pub fn udp_datagram(&mut self, pkt: &[u8], key: FlowKey, payload: &[u8], ctx: &mut Ctx<'_>) {
+    pub fn udp_datagram(
+        &mut self,
+        port: usize,
+        pkt: &[u8],
+        key: FlowKey,
+        payload: &[u8],
+        ctx: &mut Ctx<'_>,
+    ) {
         match ctx.policy.outbound(key.dst) {
             Decision::Host(addr) => {
-                if let Some(deadline) = self.udp.send(pkt, key, addr, payload, ctx) {
+                if let Some(deadline) = self.udp.send(port, pkt, key, addr, payload, ctx) {
                     self.timers.push(Reverse(deadline));
                 }
             }
-            Decision::Refuse(kind) => send_unreachable(ctx, pkt, key.dst.ip(), kind),
-            // Until the DNS stub exists, fail fast instead of timing out.
-            Decision::DnsStub => send_unreachable(ctx, pkt, key.dst.ip(), Unreachable::Port),
+            Decision::Refuse(kind) => send_unreachable(ctx, port, pkt, key.dst.ip(), kind),
+            // The engine gives these to the DNS stub; without one (the
+            // stub is off), fail fast instead of timing out.
+            Decision::DnsStub => send_unreachable(ctx, port, pkt, key.dst.ip(), Unreachable::Port),
             Decision::Drop => {}
         }
     }
 
     /// An ICMP echo request to an address other than the gateway/DNS.
-    pub fn ping(&mut self, req: icmp::EchoRequest<'_>, ctx: &mut Ctx<'_>) {
+    pub fn ping(&mut self, port: usize, req: icmp::EchoRequest<'_>, ctx: &mut Ctx<'_>) {
         let dst = SocketAddr::new(req.dst, 1);
         if let Decision::Host(addr) = ctx.policy.outbound(dst)
-            && let Some(deadline) = self.icmp.send(req, addr.ip(), ctx)
+            && let Some(deadline) = self.icmp.send(port, req, addr.ip(), ctx)
         {
             self.timers.push(Reverse(deadline));
         }
@@ -530,7 +600,8 @@ impl Nat {
         list.sort_unstable();
         list.dedup();
         for idx in list {
-            if ctx.out.blocked() {
+            let port = self.tcp.get(idx).map(|f| f.port);
+            if port.is_some_and(|p| ctx.blocked(p)) {
                 self.blocked.push(idx);
                 continue;
             }

@@ -34,6 +34,8 @@ enum Phase {
 
 pub struct TcpFlow {
     pub key: FlowKey,
+    /// The namespace TAP ("port") this flow lives on.
+    pub port: usize,
     set: SocketSet<'static>,
     handle: SocketHandle,
     pub host: HostSock,
@@ -219,6 +221,7 @@ impl TcpFlow {
     /// itself is fed by the caller afterwards.
     pub fn connect(
         key: FlowKey,
+        port: usize,
         host_addr: SocketAddr,
         rings: Rings,
         ctx: &Ctx<'_>,
@@ -239,6 +242,7 @@ impl TcpFlow {
         }
         Ok(Self::with(
             key,
+            port,
             rings,
             HostSock::Tcp(host),
             Phase::Connecting,
@@ -247,7 +251,12 @@ impl TcpFlow {
 
     /// A connection the namespace makes to a service rlnet itself provides
     /// (the DNS stub over TCP): accepted at once, relayed over `local`.
-    pub fn local(key: FlowKey, local: UnixStream, mut rings: Rings) -> Option<TcpFlow> {
+    pub fn local(
+        key: FlowKey,
+        port: usize,
+        local: UnixStream,
+        mut rings: Rings,
+    ) -> Option<TcpFlow> {
         let socket = rings.set.get_mut::<tcp::Socket>(rings.handle);
         socket.pause_synack(false);
         let endpoint = IpListenEndpoint {
@@ -255,7 +264,7 @@ impl TcpFlow {
             port: key.dst.port(),
         };
         socket.listen(endpoint).ok()?;
-        let mut flow = Self::with(key, rings, HostSock::Local(local), Phase::Open);
+        let mut flow = Self::with(key, port, rings, HostSock::Local(local), Phase::Open);
         flow.host_readable = true;
         flow.host_writable = true;
         Some(flow)
@@ -267,6 +276,7 @@ impl TcpFlow {
     /// namespace service, `key.dst` the presented client.
     pub fn inbound(
         key: FlowKey,
+        port: usize,
         host: TcpStream,
         mut rings: Rings,
         ctx: &mut Ctx<'_>,
@@ -274,16 +284,17 @@ impl TcpFlow {
         let socket = rings.set.get_mut::<tcp::Socket>(rings.handle);
         socket.pause_synack(false);
         socket.connect(ctx.iface.context(), key.src, key.dst).ok()?;
-        let mut flow = Self::with(key, rings, HostSock::Tcp(host), Phase::Open);
+        let mut flow = Self::with(key, port, rings, HostSock::Tcp(host), Phase::Open);
         // Accepted sockets are ready both ways; epoll reports edges only.
         flow.host_readable = true;
         flow.host_writable = true;
         Some(flow)
     }
 
-    fn with(key: FlowKey, rings: Rings, host: HostSock, phase: Phase) -> TcpFlow {
+    fn with(key: FlowKey, port: usize, rings: Rings, host: HostSock, phase: Phase) -> TcpFlow {
         TcpFlow {
             key,
+            port,
             set: rings.set,
             handle: rings.handle,
             host,
@@ -302,7 +313,10 @@ impl TcpFlow {
 
     /// Feed one segment from the namespace into this flow's socket set.
     pub fn ingress(&mut self, pkt: &[u8], ctx: &mut Ctx<'_>) {
-        let mut dev = Dev::new(Some(pkt), ctx.out, ctx.caps);
+        let Some(out) = ctx.outs.get_mut(self.port) else {
+            return;
+        };
+        let mut dev = Dev::new(Some(pkt), out, ctx.caps);
         ctx.iface
             .poll_ingress_single(ctx.now, &mut dev, &mut self.set);
     }
@@ -419,7 +433,10 @@ impl TcpFlow {
     /// Emit everything smoltcp has queued (one segment per socket per call).
     pub fn egress(&mut self, ctx: &mut Ctx<'_>) {
         for _ in 0..1024 {
-            let mut dev = Dev::new(None, ctx.out, ctx.caps);
+            let Some(out) = ctx.outs.get_mut(self.port) else {
+                break;
+            };
+            let mut dev = Dev::new(None, out, ctx.caps);
             if ctx.iface.poll_egress(ctx.now, &mut dev, &mut self.set) == PollResult::None {
                 break;
             }
@@ -445,7 +462,7 @@ impl TcpFlow {
             }
             Some(kind) => {
                 // The namespace sees the same errno the host saw.
-                super::send_unreachable_for_tcp(&self.key, kind, ctx);
+                super::send_unreachable_for_tcp(&self.key, self.port, kind, ctx);
             }
         }
         After::Remove

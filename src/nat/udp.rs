@@ -24,6 +24,7 @@ const RECV_BATCH: usize = 64;
 
 struct UdpFlow {
     key: FlowKey,
+    port: usize,
     sock: UdpSocket,
     last: i64,
     replied: bool,
@@ -55,7 +56,13 @@ impl UdpTable {
         self.flows.is_empty()
     }
 
-    fn open(&mut self, key: FlowKey, addr: SocketAddr, ctx: &Ctx<'_>) -> io::Result<usize> {
+    fn open(
+        &mut self,
+        port: usize,
+        key: FlowKey,
+        addr: SocketAddr,
+        ctx: &Ctx<'_>,
+    ) -> io::Result<usize> {
         if self.flows.len() >= MAX_UDP_FLOWS {
             return Err(io::Error::from_raw_os_error(libc::ENOBUFS));
         }
@@ -73,6 +80,7 @@ impl UdpTable {
             .register(&mut sock, token(Kind::Udp, idx), Interest::READABLE)?;
         entry.insert(UdpFlow {
             key,
+            port,
             sock,
             last: ctx.now.total_micros(),
             replied: false,
@@ -84,6 +92,7 @@ impl UdpTable {
     /// Send one datagram; returns a timer to arm when a flow was created.
     pub fn send(
         &mut self,
+        port: usize,
         pkt: &[u8],
         key: FlowKey,
         addr: SocketAddr,
@@ -92,12 +101,12 @@ impl UdpTable {
     ) -> Option<(i64, usize)> {
         let (idx, created) = match self.index.get(&key) {
             Some(&idx) => (idx, false),
-            None => match self.open(key, addr, ctx) {
+            None => match self.open(port, key, addr, ctx) {
                 Ok(idx) => (idx, true),
                 Err(e) => {
                     crate::limited!(Debug, "UDP to {addr}: {e}");
                     if let Some(kind) = super::unreachable_for(&e) {
-                        send_unreachable(ctx, pkt, key.dst.ip(), kind);
+                        send_unreachable(ctx, port, pkt, key.dst.ip(), kind);
                     }
                     return None;
                 }
@@ -111,12 +120,12 @@ impl UdpTable {
                 // An earlier datagram drew "port unreachable": tell the
                 // namespace, then this datagram may still go through.
                 Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {
-                    send_unreachable(ctx, pkt, key.dst.ip(), Unreachable::Port);
+                    send_unreachable(ctx, port, pkt, key.dst.ip(), Unreachable::Port);
                 }
                 Err(e) => {
                     // A full socket buffer drops the datagram, as a full link would.
                     if let Some(kind) = super::unreachable_for(&e) {
-                        send_unreachable(ctx, pkt, key.dst.ip(), kind);
+                        send_unreachable(ctx, port, pkt, key.dst.ip(), kind);
                     }
                     break;
                 }
@@ -135,7 +144,10 @@ impl UdpTable {
         let off = wire::udp_payload_offset(v6);
         let max = wire::max_udp_payload(v6);
         for _ in 0..RECV_BATCH {
-            let buf = ctx.out.ip_buf();
+            let Some(out) = ctx.outs.get_mut(flow.port) else {
+                return false;
+            };
+            let buf = out.ip_buf();
             let Some(room) = buf.get_mut(off..off + max) else {
                 return false;
             };
@@ -144,9 +156,9 @@ impl UdpTable {
                     flow.replied = true;
                     flow.last = ctx.now.total_micros();
                     if let Some(len) =
-                        wire::udp_headers(ctx.out.ip_buf(), flow.key.dst, flow.key.src, n)
+                        wire::udp_headers(out.ip_buf(), flow.key.dst, flow.key.src, n)
                     {
-                        ctx.out.send_ip(len);
+                        out.send_ip(len);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
@@ -158,13 +170,34 @@ impl UdpTable {
                         flow.key.dst,
                         smoltcp::wire::IpProtocol::Udp,
                     ) {
-                        send_unreachable(ctx, &quote[..len], flow.key.dst.ip(), Unreachable::Port);
+                        send_unreachable(
+                            ctx,
+                            flow.port,
+                            &quote[..len],
+                            flow.key.dst.ip(),
+                            Unreachable::Port,
+                        );
                     }
                 }
                 Err(_) => return false,
             }
         }
         true
+    }
+
+    /// Close every flow of a port (its namespace is gone).
+    pub fn drop_port(&mut self, port: usize, registry: &mio::Registry) {
+        let gone: Vec<usize> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| f.port == port)
+            .map(|(i, _)| i)
+            .collect();
+        for idx in gone {
+            let mut flow = self.flows.remove(idx);
+            let _ = registry.deregister(&mut flow.sock);
+            self.index.remove(&flow.key);
+        }
     }
 
     /// Timer for flow `idx` fired: close it if idle, else re-arm.
