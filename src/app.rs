@@ -87,6 +87,7 @@ fn setup_tap(req: &TapRequest<'_>) -> Result<(OwnedFd, Vec<u8>), String> {
             mac: cfg.mac,
             v4: Some((plan.guest4, plan.net4.prefix, plan.gateway4)),
             v6: plan.v6.map(|v6| (v6.guest6, v6.prefix_len, v6.gateway6)),
+            keep_default_route: false,
         })
         .map_err(|e| e.to_string())?;
     }
@@ -179,13 +180,15 @@ pub fn run(cfg: Config) -> Result<i32, crate::Error> {
         None => None,
     };
     let mut engine = Engine::new(Setup {
-        tap,
+        tap: Some(tap),
+        network: None,
         ns_mac: cfg.mac.or(info.mac),
         mtu: cfg.mtu,
         policy: Policy {
             plan: cfg.plan,
             host_loopback: cfg.host_loopback,
             dns: cfg.dns,
+            internal: false,
         },
         outbound,
         signals: Some(signals),
@@ -212,7 +215,7 @@ pub fn run(cfg: Config) -> Result<i32, crate::Error> {
     log::debug!("exiting: {exit:?}");
     Ok(match exit {
         Exit::Child(code) => code,
-        Exit::Signal(_) | Exit::TargetGone | Exit::ExitFd => 0,
+        Exit::Signal(_) | Exit::TargetGone | Exit::ExitFd | Exit::Shutdown => 0,
     })
 }
 

@@ -34,6 +34,9 @@ use crate::forward::table::Mode;
 use crate::nat::icmp::EchoRequest;
 use crate::nat::policy::Policy;
 use crate::nat::{Ctx, FlowKey, Kind, Nat, Outbound, from_token, token};
+use crate::network::attach;
+use crate::network::ipam::Ipam;
+use crate::network::member::Member;
 use crate::stack::{self, GATEWAY_MAC, TapOut};
 use crate::sys::ns::NsHandles;
 use crate::sys::tap::{Tap, VNET_HDR_LEN};
@@ -69,11 +72,22 @@ pub enum Exit {
     ExitFd,
     /// `rlnet run`: COMMAND ended with this exit code.
     Child(i32),
+    /// A named network was told to stop (`rlnet network rm`).
+    Shutdown,
+}
+
+/// A named network's state: its name and address allocation.
+pub struct NetworkSetup {
+    pub name: String,
+    pub ipam: Ipam,
 }
 
 /// What the engine serves and watches.
 pub struct Setup {
-    pub tap: Tap,
+    /// The namespace's TAP (the slirp4netns form); None for a named
+    /// network, whose members come and go through the API.
+    pub tap: Option<Tap>,
+    pub network: Option<NetworkSetup>,
     pub ns_mac: Option<[u8; 6]>,
     pub mtu: u32,
     pub policy: Policy,
@@ -114,6 +128,12 @@ struct Dp {
     /// DHCPv4 for the namespace (slirp4netns serves one; callers without
     /// `-c` rely on it).
     dhcp: DhcpServer,
+    /// Named network: members by port, the switch's MAC table, IPAM.
+    members: HashMap<usize, Member>,
+    mac_to_port: HashMap<EthernetAddress, usize>,
+    net: Option<NetworkSetup>,
+    /// `shutdown` was accepted: the loop ends after the reply.
+    shutdown: bool,
     now: Instant,
     mtu: u32,
     /// Frames and bytes read from the TAP.
@@ -158,19 +178,23 @@ impl Engine {
         let iface = stack::interface(&s.policy.plan, &caps, now);
         let registry = poll.registry();
         let mut outs = Slab::new();
-        let port = outs.insert(TapOut::new(s.tap, s.ns_mac.map(EthernetAddress), s.mtu));
-        register(
-            registry,
-            outs[port].tap().as_raw_fd(),
-            token(Kind::Tap, port),
-            Interest::READABLE | Interest::WRITABLE,
-            "the TAP device",
-        )?;
-        // The slirp4netns form: one namespace gets everything.
         let mut ports_by_ip = HashMap::new();
-        ports_by_ip.insert(IpAddr::V4(s.policy.plan.guest4), port);
-        if let Some(v6) = s.policy.plan.v6 {
-            ports_by_ip.insert(IpAddr::V6(v6.guest6), port);
+        let mut default_port = None;
+        if let Some(tap) = s.tap {
+            let port = outs.insert(TapOut::new(tap, s.ns_mac.map(EthernetAddress), s.mtu));
+            register(
+                registry,
+                outs[port].tap().as_raw_fd(),
+                token(Kind::Tap, port),
+                Interest::READABLE | Interest::WRITABLE,
+                "the TAP device",
+            )?;
+            // The slirp4netns form: one namespace gets everything.
+            ports_by_ip.insert(IpAddr::V4(s.policy.plan.guest4), port);
+            if let Some(v6) = s.policy.plan.v6 {
+                ports_by_ip.insert(IpAddr::V6(v6.guest6), port);
+            }
+            default_port = Some(port);
         }
         if let Some(sig) = &s.signals {
             register(
@@ -237,7 +261,7 @@ impl Engine {
             dp: Dp {
                 outs,
                 ports_by_ip,
-                default_port: Some(port),
+                default_port,
                 iface,
                 caps,
                 policy: s.policy,
@@ -245,6 +269,10 @@ impl Engine {
                 nat: Nat::new(),
                 fwd,
                 dhcp,
+                members: HashMap::new(),
+                mac_to_port: HashMap::new(),
+                net: s.network,
+                shutdown: false,
                 now,
                 mtu: s.mtu,
                 frames_in: 0,
@@ -256,7 +284,7 @@ impl Engine {
             target: s.target,
             exit_fd: s.exit_fd,
             child: s.child,
-            readable_taps: vec![port],
+            readable_taps: default_port.into_iter().collect(),
             exit_now,
         };
         if !s.publish.is_empty() {
@@ -361,7 +389,13 @@ impl Engine {
                         Some((Kind::Tcp | Kind::Udp | Kind::Icmp, _)) => {
                             nat.host_event(t, readable, writable, &mut ctx)
                         }
-                        Some((Kind::ApiClient, idx)) => self.api_event(idx),
+                        Some((Kind::ApiClient, idx)) => {
+                            self.api_event(idx);
+                            if self.dp.shutdown {
+                                return Ok(Some(Exit::Shutdown));
+                            }
+                        }
+                        Some((Kind::Member, port)) => self.member_gone(port),
                         Some((kind, idx)) => {
                             fwd.event(kind, idx, readable, writable, nat, &mut ctx)
                         }
@@ -393,6 +427,12 @@ impl Engine {
             let body = self.dp.execute(req, registry);
             api.reply(client, body, registry);
         }
+    }
+
+    /// A member's process exited: its attachment ends.
+    fn member_gone(&mut self, port: usize) {
+        let registry = self.poll.registry();
+        self.dp.detach(port, registry);
     }
 
     /// Read a batch of frames from every TAP that has some.
@@ -479,6 +519,27 @@ impl Engine {
     }
 }
 
+/// Does a frame from member `m` carry only its own addresses?
+fn source_ok(m: &Member, ethertype: EthernetProtocol, payload: &[u8]) -> bool {
+    match ethertype {
+        EthernetProtocol::Ipv4 => {
+            Ipv4Packet::new_checked(payload).is_ok_and(|p| m.owns(IpAddr::V4(p.src_addr())))
+        }
+        EthernetProtocol::Ipv6 => {
+            Ipv6Packet::new_checked(payload).is_ok_and(|p| m.owns(IpAddr::V6(p.src_addr())))
+        }
+        EthernetProtocol::Arp => smoltcp::wire::ArpPacket::new_checked(payload).is_ok_and(|p| {
+            p.source_hardware_addr() == m.mac.as_bytes()
+                && p.source_protocol_addr() == m.ip4.octets()
+        }),
+        _ => false,
+    }
+}
+
+fn describe_member(m: &api::MemberInfo) -> String {
+    m.name.clone().unwrap_or_else(|| m.ipv4.to_string())
+}
+
 impl Dp {
     fn split<'a>(
         &'a mut self,
@@ -546,7 +607,186 @@ impl Dp {
                 Err(e) => fail(e),
             },
             Request::Status => api::status_body(&status),
+            Request::Attach(req) => match self.attach(req, registry) {
+                Ok(info) => api::attach_body(&info),
+                Err(e) => ApiError::failed(verb, e).body(),
+            },
+            Request::Detach(who) => {
+                let port = self.members.iter().find_map(|(&p, m)| {
+                    let hit = match &who {
+                        api::MemberRef::Name(n) => m.name.as_deref() == Some(n.as_str()),
+                        api::MemberRef::Pid(pid) => m.pid == Some(*pid),
+                    };
+                    hit.then_some(p)
+                });
+                match port {
+                    Some(p) => {
+                        self.detach(p, registry);
+                        api::ok_empty()
+                    }
+                    None => ApiError::failed(verb, format!("no such member: {who:?}")).body(),
+                }
+            }
+            Request::ListAttached => api::members_body(&self.member_infos()),
+            Request::Shutdown { force } => {
+                if !self.members.is_empty() && !force {
+                    let names: Vec<String> =
+                        self.member_infos().iter().map(describe_member).collect();
+                    let reason = format!(
+                        "the network has {} member(s) ({}): detach them first, or force it",
+                        names.len(),
+                        names.join(", ")
+                    );
+                    return ApiError::failed(verb, reason).body();
+                }
+                let ports: Vec<usize> = self.members.keys().copied().collect();
+                for p in ports {
+                    self.detach(p, registry);
+                }
+                self.shutdown = true;
+                api::ok_empty()
+            }
         }
+    }
+
+    fn member_infos(&self) -> Vec<api::MemberInfo> {
+        let mut v: Vec<api::MemberInfo> = self
+            .members
+            .values()
+            .map(|m| api::MemberInfo {
+                name: m.name.clone(),
+                aliases: m.aliases.clone(),
+                ipv4: m.ip4,
+                ipv6: m.ip6,
+                mac: m.mac.to_string(),
+                tap: m.tap.clone(),
+                pid: m.pid,
+            })
+            .collect();
+        v.sort_by_key(|m| m.ipv4);
+        v
+    }
+
+    /// Put a namespace on this named network.
+    fn attach(
+        &mut self,
+        req: api::AttachRequest,
+        registry: &Registry,
+    ) -> Result<api::MemberInfo, String> {
+        let Some(net) = self.net.as_mut() else {
+            return Err("this rlnet serves one namespace; attach works on named networks (rlnet network create)".into());
+        };
+        let taken = |n: &String| self.members.values().any(|m| m.names().any(|x| x == n));
+        if let Some(n) = req.name.iter().chain(req.aliases.iter()).find(|n| taken(n)) {
+            return Err(format!(
+                "the name {n:?} is already taken on network {}",
+                net.name
+            ));
+        }
+        let specs = req
+            .publish
+            .iter()
+            .map(|t| t.parse::<PublishSpec>().map_err(|e| format!("{t:?}: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let lease = net
+            .ipam
+            .allocate()
+            .ok_or_else(|| format!("network {} is full", net.name))?;
+        let created = attach::create_tap(&req, &lease, &self.policy.plan, self.mtu);
+        let mt = match created {
+            Ok(t) if self.members.values().any(|m| m.netns == t.netns) => {
+                net.ipam.release(lease.ip4);
+                return Err(format!("that namespace is already on network {}", net.name));
+            }
+            Ok(t) => t,
+            Err(e) => {
+                net.ipam.release(lease.ip4);
+                return Err(e);
+            }
+        };
+        let mac = EthernetAddress(lease.mac);
+        let member = Member {
+            name: req.name.clone(),
+            aliases: req.aliases.clone(),
+            mac,
+            ip4: lease.ip4,
+            ip6: lease.ip6,
+            tap: mt.tap.name().to_string(),
+            pid: req.pid,
+            pidfd: mt.pidfd,
+            netns: mt.netns,
+        };
+        let port = self.outs.insert(TapOut::new(mt.tap, Some(mac), self.mtu));
+        let tapfd = self.outs[port].tap().as_raw_fd();
+        let _ = registry.register(
+            &mut SourceFd(&tapfd),
+            token(Kind::Tap, port),
+            Interest::READABLE | Interest::WRITABLE,
+        );
+        if let Some(fd) = &member.pidfd {
+            let _ = registry.register(
+                &mut SourceFd(&fd.as_raw_fd()),
+                token(Kind::Member, port),
+                Interest::READABLE,
+            );
+        }
+        self.ports_by_ip.insert(IpAddr::V4(member.ip4), port);
+        if let Some(ip6) = member.ip6 {
+            self.ports_by_ip.insert(IpAddr::V6(ip6), port);
+        }
+        self.mac_to_port.insert(mac, port);
+        let info = api::MemberInfo {
+            name: member.name.clone(),
+            aliases: member.aliases.clone(),
+            ipv4: member.ip4,
+            ipv6: member.ip6,
+            mac: mac.to_string(),
+            tap: member.tap.clone(),
+            pid: member.pid,
+        };
+        self.members.insert(port, member);
+        if !specs.is_empty() {
+            let mode = self.fwd.default_mode();
+            let (ctx, _, fwd) = self.split(registry);
+            if let Err(e) = fwd.publish(&specs, mode, Some(IpAddr::V4(lease.ip4)), &ctx) {
+                self.detach(port, registry);
+                return Err(e.to_string());
+            }
+        }
+        log::info!(
+            "attached {} as {} on {}",
+            info.name.as_deref().unwrap_or("(unnamed)"),
+            info.ipv4,
+            info.tap
+        );
+        Ok(info)
+    }
+
+    /// Take a member off: its TAP closes (and vanishes from its namespace),
+    /// its flows and published ports go, its addresses are free again.
+    fn detach(&mut self, port: usize, registry: &Registry) {
+        let Some(member) = self.members.remove(&port) else {
+            return;
+        };
+        if let Some(out) = self.outs.try_remove(port) {
+            let _ = registry.deregister(&mut SourceFd(&out.tap().as_raw_fd()));
+        }
+        if let Some(fd) = &member.pidfd {
+            let _ = registry.deregister(&mut SourceFd(&fd.as_raw_fd()));
+        }
+        self.nat.drop_port(port, registry);
+        let (ctx, _, fwd) = self.split(registry);
+        fwd.unpublish_guest(IpAddr::V4(member.ip4), &ctx);
+        self.ports_by_ip.retain(|_, p| *p != port);
+        self.mac_to_port.remove(&member.mac);
+        if let Some(net) = self.net.as_mut() {
+            net.ipam.release(member.ip4);
+        }
+        log::info!(
+            "detached {} ({})",
+            member.name.as_deref().unwrap_or("(unnamed)"),
+            member.ip4
+        );
     }
 
     fn status(&self) -> api::Status {
@@ -609,11 +849,36 @@ impl Dp {
         if dst_mac != GATEWAY_MAC && !dst_mac.is_broadcast() && !dst_mac.is_multicast() {
             return;
         }
-        let Some(out) = self.outs.get_mut(port) else {
-            return;
-        };
-        if out.ns_mac != Some(src_mac) {
-            out.ns_mac = Some(src_mac);
+        if let Some(m) = self.members.get(&port) {
+            // A named network: the switch. Members send only as themselves.
+            if src_mac != m.mac || !source_ok(m, eth.ethertype(), eth.payload()) {
+                return;
+            }
+            if dst_mac != GATEWAY_MAC {
+                if dst_mac.is_unicast() {
+                    if let Some(&to) = self.mac_to_port.get(&dst_mac)
+                        && to != port
+                        && let Some(out) = self.outs.get_mut(to)
+                    {
+                        out.send_raw(frame);
+                    }
+                    return;
+                }
+                // Broadcast/multicast: every other member, and us below
+                // (ARP and neighbour solicitations for the gateway).
+                for (&p, _) in self.members.iter().filter(|(p, _)| **p != port) {
+                    if let Some(out) = self.outs.get_mut(p) {
+                        out.send_raw(frame);
+                    }
+                }
+            }
+        } else {
+            let Some(out) = self.outs.get_mut(port) else {
+                return;
+            };
+            if out.ns_mac != Some(src_mac) {
+                out.ns_mac = Some(src_mac);
+            }
         }
         match eth.ethertype() {
             EthernetProtocol::Arp => self.arp(port, eth.payload()),
@@ -621,8 +886,9 @@ impl Dp {
                 self.ipv4(port, eth.payload(), vnet, registry)
             }
             // DHCP discovers/requests are broadcast before the client has
-            // an address; nothing else broadcast is for us.
-            EthernetProtocol::Ipv4 => self.dhcp(port, eth.payload(), src_mac),
+            // an address; nothing else broadcast is for us. (Members of a
+            // named network have static addresses.)
+            EthernetProtocol::Ipv4 if self.net.is_none() => self.dhcp(port, eth.payload(), src_mac),
             EthernetProtocol::Ipv6 => self.ipv6(port, eth.payload(), vnet, dst_mac, registry),
             _ => {}
         }

@@ -21,6 +21,7 @@ pub mod error;
 pub mod forward;
 pub mod log;
 pub mod nat;
+pub mod network;
 pub mod stack;
 pub mod sys;
 pub mod wire;

@@ -101,6 +101,28 @@ impl TapOut {
         }
     }
 
+    /// Forward a frame as received from another namespace on the same
+    /// network (virtio-net header and GSO state untouched).
+    pub fn send_raw(&mut self, frame: &[u8]) {
+        let len = frame.len().min(self.buf.len());
+        if !self.pending.is_empty() {
+            self.buf[..len].copy_from_slice(&frame[..len]);
+            self.enqueue(len);
+            return;
+        }
+        match self.tap.write(frame) {
+            Ok(_) => {
+                self.stats.frames += 1;
+                self.stats.bytes += frame.len() as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.buf[..len].copy_from_slice(&frame[..len]);
+                self.enqueue(len);
+            }
+            Err(_) => self.stats.dropped += 1,
+        }
+    }
+
     fn write(&mut self, len: usize) {
         let frame = &self.buf[..len];
         if !self.pending.is_empty() {

@@ -170,7 +170,7 @@ fn podman_slirp4netns_network_is_rlnet_host_loopback_allowed_and_refused() {
     );
     env.podman(&["rm", &c1, &c2]);
     assert_eq!(env.podman(&["ps", "-a", "-q"]).trim(), "");
-    let left = env.helpers_left();
+    let left = env.wait_no_helpers(SETTLE);
     assert!(left.is_empty(), "helpers left after podman rm: {left:#?}");
 }
 
@@ -240,12 +240,91 @@ fn podman_published_ports_both_port_handlers_two_containers() {
         "rlnet still running after podman stop: {left:#?}"
     );
     env.podman(&["rm", &ids[0], &ids[1]]);
-    let left = env.helpers_left();
+    let left = env.wait_no_helpers(SETTLE);
     assert!(left.is_empty(), "helpers left after podman rm: {left:#?}");
     assert!(
         TcpListener::bind(("127.0.0.1", p2)).is_ok(),
         "port {p2} still bound after podman rm"
     );
+}
+
+/// A user-defined bridge network: Podman 4.3 runs its helper for the shared
+/// "rootless-netns" (`-c -r 3 --netns-type=path .../rootless-netns-*`, no
+/// exit fd) and stops it with SIGTERM when the last container leaves. The
+/// helper is rlnet; a port published to a container on the bridge works;
+/// after `podman rm` the helper is gone.
+#[test]
+fn podman_bridge_network_rootless_netns_is_rlnet() {
+    let Some(user) = setup(&["podman", "runc", "conmon", "/usr/lib/podman/netavark"]) else {
+        return;
+    };
+    let _serial = serial();
+    let env = podman_env(&user, None);
+    // No aardvark-dns: nothing on the bridge may forward names anywhere.
+    env.podman(&["network", "create", "--disable-dns", "rlnet-compat"]);
+    let port = free_port();
+    let id = env
+        .podman(&[
+            "run",
+            "-d",
+            "--pull=never",
+            "--network",
+            "rlnet-compat",
+            "-p",
+            &format!("127.0.0.1:{port}:80"),
+            IMAGE,
+            "sh",
+            "-c",
+            &web("bridged"),
+        ])
+        .trim()
+        .to_string();
+    let netns_dir = env.run.join("netns").display().to_string();
+    let helper = wait_for_proc("rlnet for the rootless-netns", |p| {
+        p.argv
+            .iter()
+            .any(|a| a.starts_with(&format!("{netns_dir}/rootless-netns")))
+    });
+    assert_rlnet(&helper);
+    eprintln!("network helper {}: {:?}", helper.pid, helper.argv);
+    assert!(
+        helper.has("-c") && helper.has("3") && !helper.has("-e"),
+        "{helper:#?}"
+    );
+    assert_eq!(http_get(port, "/"), "bridged\n");
+    env.podman(&["rm", "--force", "--time", "10", &id]);
+    let left = wait_gone(&[helper], SETTLE);
+    assert!(left.is_empty(), "rootless-netns rlnet left: {left:#?}");
+    env.podman(&["network", "rm", "rlnet-compat"]);
+}
+
+/// RLNET BUG (ignored until fixed): Podman allows `mtu` down to 68 and
+/// slirp4netns starts with `--mtu=1000 --enable-ipv6` (the kernel just keeps
+/// IPv6 off on the link). rlnet refuses an MTU below 1280 while IPv6 is on,
+/// and IPv6 is on by default, so `--network slirp4netns:mtu=1000` (with or
+/// without `enable_ipv6=false`) cannot start a container.
+#[test]
+#[ignore = "rlnet refuses --mtu below 1280 unless --disable-ipv6, which Podman never passes"]
+fn podman_mtu_below_1280_starts() {
+    let Some(user) = setup(TOOLS) else { return };
+    let _serial = serial();
+    let env = podman_env(&user, None);
+    for net in [
+        "slirp4netns:mtu=1000",
+        "slirp4netns:mtu=1000,enable_ipv6=false",
+    ] {
+        let out = env.podman(&[
+            "run",
+            "--rm",
+            "--pull=never",
+            "--network",
+            net,
+            IMAGE,
+            "cat",
+            "/sys/class/net/tap0/mtu",
+        ]);
+        assert_eq!(out.trim(), "1000", "{net}");
+    }
 }
 
 /// NEEDS THE DNS STUB (10.0.2.3): fails until rlnet has `--dns-upstream`.
@@ -312,7 +391,7 @@ fn podman_dns_through_rlnet_stub() {
         seen.iter().any(|n| n == "compat.rlnet.test"),
         "the fake upstream saw {seen:?}"
     );
-    let left = env.helpers_left();
+    let left = env.wait_no_helpers(SETTLE);
     assert!(
         left.is_empty(),
         "helpers left after podman run --rm: {left:#?}"

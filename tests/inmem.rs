@@ -37,13 +37,15 @@ impl Sim {
         )
         .unwrap();
         let engine = Engine::new(Setup {
-            tap: Tap::from_fd(a, "sim0".into(), true),
+            tap: Some(Tap::from_fd(a, "sim0".into(), true)),
+            network: None,
             ns_mac: Some(NS_MAC.0),
             mtu: 65520,
             policy: Policy {
                 plan: AddrPlan::default(),
                 host_loopback,
                 dns: true,
+                internal: false,
             },
             outbound: Outbound::default(),
             signals: None,

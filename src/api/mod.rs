@@ -9,8 +9,9 @@ pub mod protocol;
 pub mod server;
 
 pub use protocol::{
-    AddressStatus, Addresses, ApiError, ClientRequest, Counters, Entry, Framing, HostfwdField,
-    MAX_REQUEST, Reply, Request, Status, Verb, check_size, encode, error_body, framing, list_body,
-    ok_empty, ok_id, ok_ids, parse_reply, parse_request, reply_entries, reply_ids, reply_status,
-    status_body,
+    AddressStatus, Addresses, ApiError, AttachRequest, ClientRequest, Counters, Entry, Framing,
+    HostfwdField, MAX_REQUEST, Member as MemberRef, MemberInfo, Reply, Request, Status, Verb,
+    attach_body, check_size, encode, error_body, framing, list_body, members_body, ok_empty, ok_id,
+    ok_ids, parse_reply, parse_request, reply_entries, reply_ids, reply_status, status_body,
+    valid_member_name,
 };

@@ -42,16 +42,24 @@ pub enum Verb {
     AddPublish,
     RemovePublish,
     Status,
+    Attach,
+    Detach,
+    ListAttached,
+    Shutdown,
 }
 
 impl Verb {
-    pub const ALL: [Verb; 6] = [
+    pub const ALL: [Verb; 10] = [
         Verb::AddHostfwd,
         Verb::ListHostfwd,
         Verb::RemoveHostfwd,
         Verb::AddPublish,
         Verb::RemovePublish,
         Verb::Status,
+        Verb::Attach,
+        Verb::Detach,
+        Verb::ListAttached,
+        Verb::Shutdown,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +70,10 @@ impl Verb {
             Verb::AddPublish => "add_publish",
             Verb::RemovePublish => "remove_publish",
             Verb::Status => "status",
+            Verb::Attach => "attach",
+            Verb::Detach => "detach",
+            Verb::ListAttached => "list_attached",
+            Verb::Shutdown => "shutdown",
         }
     }
 
@@ -103,6 +115,76 @@ pub enum Request {
         ids: Vec<RuleId>,
     },
     Status,
+    /// Named networks: put a namespace on this network.
+    Attach(AttachRequest),
+    /// Named networks: take a member off, by name or by PID.
+    Detach(Member),
+    ListAttached,
+    /// Stop the network daemon; with members only when `force`.
+    Shutdown {
+        force: bool,
+    },
+}
+
+/// Which namespace to attach, and as whom.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachRequest {
+    /// PID mode: the namespaces of this process; detached when it exits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// Path mode: a network namespace file (and its user namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userns: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<String>,
+}
+
+/// A member, as `detach` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Member {
+    Name(String),
+    Pid(u32),
+}
+
+/// What `attach` answers and `list_attached` lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    pub ipv4: Ipv4Addr,
+    pub ipv6: Option<std::net::Ipv6Addr>,
+    pub mac: String,
+    pub tap: String,
+    pub pid: Option<u32>,
+}
+
+/// `{"return":{"member":…}}` for attach.
+pub fn attach_body(m: &MemberInfo) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Body<'a> {
+        member: &'a MemberInfo,
+    }
+    to_body(&Return {
+        ret: Body { member: m },
+    })
+}
+
+/// `{"return":{"members":[…]}}` for list_attached.
+pub fn members_body(ms: &[MemberInfo]) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Body<'a> {
+        members: &'a [MemberInfo],
+    }
+    to_body(&Return {
+        ret: Body { members: ms },
+    })
 }
 
 impl Request {
@@ -114,6 +196,10 @@ impl Request {
             Request::AddPublish { .. } => Verb::AddPublish,
             Request::RemovePublish { .. } => Verb::RemovePublish,
             Request::Status => Verb::Status,
+            Request::Attach(_) => Verb::Attach,
+            Request::Detach(_) => Verb::Detach,
+            Request::ListAttached => Verb::ListAttached,
+            Request::Shutdown { .. } => Verb::Shutdown,
         }
     }
 }
@@ -271,7 +357,80 @@ pub fn parse_request(buf: &[u8], plan: &AddrPlan) -> Result<Request, ApiError> {
         Verb::AddPublish => parse_add_publish(args, plan),
         Verb::RemovePublish => parse_remove_publish(args),
         Verb::Status => Ok(Request::Status),
+        Verb::Attach => parse_attach(args),
+        Verb::Detach => parse_detach(args),
+        Verb::ListAttached => Ok(Request::ListAttached),
+        Verb::Shutdown => Ok(Request::Shutdown {
+            force: args.get("force").and_then(Value::as_bool).unwrap_or(false),
+        }),
     }
+}
+
+fn parse_attach(args: Args<'_>) -> Result<Request, ApiError> {
+    let bad = |field, detail: &str| ApiError::BadArg {
+        verb: Verb::Attach,
+        field,
+        detail: detail.to_string(),
+    };
+    let obj = args
+        .0
+        .ok_or_else(|| bad("pid", "give the pid (or netns) of the namespace to attach"))?;
+    let req: AttachRequest = serde_json::from_value(Value::Object(obj.clone()))
+        .map_err(|e| bad("arguments", &e.to_string()))?;
+    match (&req.pid, &req.netns) {
+        (Some(0), _) => return Err(bad("pid", "must be a positive integer")),
+        (None, None) => {
+            return Err(bad(
+                "pid",
+                "give the pid (or netns) of the namespace to attach",
+            ));
+        }
+        (Some(_), Some(_)) => return Err(bad("netns", "give either pid or netns, not both")),
+        _ => {}
+    }
+    for n in req.name.iter().chain(req.aliases.iter()) {
+        if !valid_member_name(n) {
+            return Err(bad(
+                "name",
+                &format!(
+                    "{n:?} is not a valid name: use letters, digits, '-' and '.', up to 63 characters"
+                ),
+            ));
+        }
+    }
+    for spec in &req.publish {
+        spec.parse::<PublishSpec>()
+            .map_err(|e| bad("publish", &format!("{spec:?}: {e}")))?;
+    }
+    Ok(Request::Attach(req))
+}
+
+fn parse_detach(args: Args<'_>) -> Result<Request, ApiError> {
+    match (
+        args.get("name").and_then(Value::as_str),
+        args.get("pid").and_then(Value::as_u64),
+    ) {
+        (Some(n), None) => Ok(Request::Detach(Member::Name(n.to_string()))),
+        (None, Some(p)) if p > 0 && p <= u64::from(u32::MAX) => {
+            Ok(Request::Detach(Member::Pid(p as u32)))
+        }
+        _ => Err(ApiError::BadArg {
+            verb: Verb::Detach,
+            field: "name",
+            detail: "give the member's name or its pid".into(),
+        }),
+    }
+}
+
+/// A member name or alias: a DNS label, or several joined by dots.
+pub fn valid_member_name(n: &str) -> bool {
+    (1..=63).contains(&n.len())
+        && n.split('.').all(|l| {
+            !l.is_empty()
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
 }
 
 #[derive(Clone, Copy)]
@@ -742,6 +901,12 @@ pub enum ClientRequest {
     },
     ListHostfwd,
     Status,
+    Attach(AttachRequest),
+    Detach(Member),
+    ListAttached,
+    Shutdown {
+        force: bool,
+    },
 }
 
 /// The request as JSON plus a trailing newline (as Go's `json.Encoder`
@@ -766,6 +931,16 @@ pub fn encode(req: &ClientRequest) -> Vec<u8> {
         Ids {
             ids: &'a [RuleId],
         },
+        Attach(&'a AttachRequest),
+        Detach {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            name: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            pid: Option<u32>,
+        },
+        Force {
+            force: bool,
+        },
     }
     let (verb, arguments) = match req {
         ClientRequest::AddPublish { specs, mode, to } => (
@@ -780,6 +955,24 @@ pub fn encode(req: &ClientRequest) -> Vec<u8> {
         ClientRequest::RemovePublish { ids } => (Verb::RemovePublish, Some(Arguments::Ids { ids })),
         ClientRequest::ListHostfwd => (Verb::ListHostfwd, None),
         ClientRequest::Status => (Verb::Status, None),
+        ClientRequest::Attach(req) => (Verb::Attach, Some(Arguments::Attach(req))),
+        ClientRequest::Detach(who) => (
+            Verb::Detach,
+            Some(match who {
+                Member::Name(n) => Arguments::Detach {
+                    name: Some(n),
+                    pid: None,
+                },
+                Member::Pid(p) => Arguments::Detach {
+                    name: None,
+                    pid: Some(*p),
+                },
+            }),
+        ),
+        ClientRequest::ListAttached => (Verb::ListAttached, None),
+        ClientRequest::Shutdown { force } => {
+            (Verb::Shutdown, Some(Arguments::Force { force: *force }))
+        }
     };
     let mut out = to_body(&Envelope {
         execute: verb.as_str(),
@@ -999,7 +1192,7 @@ mod tests {
             "{\"execute\":\"ADD_HOSTFWD\"}",
             "{\"execute\":\"\"}",
             "{\"execute\":\"list_hostfwd \"}",
-            "{\"execute\":\"attach\"}",
+            "{\"execute\":\"attach_all\"}",
         ] {
             assert_eq!(err(s), ApiError::UnknownExecute, "{s:?}");
         }

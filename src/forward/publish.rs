@@ -265,6 +265,20 @@ impl Forwarder {
         Ok(())
     }
 
+    /// Unpublish every rule that targets `guest` (a member that left).
+    pub fn unpublish_guest(&mut self, guest: IpAddr, ctx: &Ctx<'_>) {
+        let ids: Vec<RuleId> = self
+            .table
+            .rules()
+            .iter()
+            .filter(|r| r.guest == Some(guest))
+            .map(|r| r.id)
+            .collect();
+        if !ids.is_empty() {
+            let _ = self.unpublish(&ids, ctx);
+        }
+    }
+
     /// The source address the namespace sees for `client`: the real one,
     /// except host loopback (and anything that would be ambiguous inside the
     /// namespace) shows as the gateway.

@@ -71,6 +71,8 @@ pub enum Kind {
     Dns = 8,
     /// A namespace's TAP ("port").
     Tap = 9,
+    /// A named-network member's pidfd (its process exited).
+    Member = 10,
 }
 
 pub fn token(kind: Kind, idx: usize) -> Token {
@@ -90,6 +92,7 @@ pub fn from_token(t: Token) -> Option<(Kind, usize)> {
         7 => Kind::ApiClient,
         8 => Kind::Dns,
         9 => Kind::Tap,
+        10 => Kind::Member,
         _ => return None,
     };
     Some((kind, v / KINDS))

@@ -24,6 +24,9 @@ pub struct Policy {
     pub plan: AddrPlan,
     pub host_loopback: bool,
     pub dns: bool,
+    /// `--internal` network: no outbound NAT at all (the DNS stub answers
+    /// local names only).
+    pub internal: bool,
 }
 
 impl Policy {
@@ -53,6 +56,18 @@ impl Policy {
     pub fn outbound(&self, dst: SocketAddr) -> Decision {
         if dst.port() == 0 || !routable(dst.ip()) {
             return Decision::Drop;
+        }
+        if self.internal {
+            let plan = &self.plan;
+            let to_dns = match dst.ip() {
+                IpAddr::V4(a) => a == plan.dns4,
+                IpAddr::V6(a) => plan.v6.is_some_and(|v6| a == v6.dns6),
+            };
+            return if to_dns && self.dns && dst.port() == 53 {
+                Decision::DnsStub
+            } else {
+                Decision::Refuse(Unreachable::Net)
+            };
         }
         let plan = &self.plan;
         let (is_gw, is_dns, loopback) = match dst.ip() {
@@ -124,6 +139,7 @@ mod tests {
             plan: AddrPlan::default(),
             host_loopback,
             dns,
+            internal: false,
         }
     }
 
@@ -204,6 +220,7 @@ mod tests {
             plan: AddrPlan::new(default_net4(), false),
             host_loopback: true,
             dns: true,
+            internal: false,
         };
         assert_eq!(p.outbound(sa("[2001:db8::1]:443")), Decision::Drop);
         assert!(!p.valid_source("fd00::100".parse().unwrap()));

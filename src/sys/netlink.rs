@@ -5,8 +5,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload, NlasIterator,
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader,
+    NetlinkMessage, NetlinkPayload, NlasIterator,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
@@ -54,6 +54,9 @@ pub struct LinkSetup<'a> {
     /// (address, prefix length, default gateway)
     pub v4: Option<(Ipv4Addr, u8, Ipv4Addr)>,
     pub v6: Option<(Ipv6Addr, u8, Ipv6Addr)>,
+    /// Keep a default route the namespace already has (it joined another
+    /// network first, as with Docker) instead of replacing it.
+    pub keep_default_route: bool,
 }
 
 /// A NETLINK_ROUTE socket in the netns of the thread that created it.
@@ -213,6 +216,7 @@ impl Rtnl {
         addr: IpAddr,
         prefix: u8,
         gw: IpAddr,
+        keep_default: bool,
     ) -> Result<(), NetlinkError> {
         let family = if addr.is_ipv4() {
             AddressFamily::Inet
@@ -249,6 +253,19 @@ impl Rtnl {
         msg.attributes.push(RouteAttribute::Gateway(gw.into()));
         msg.attributes.push(RouteAttribute::Oif(index));
         let op = || format!("add default route via {gw} dev {name}");
+        if keep_default {
+            return match self.ack(
+                RouteNetlinkMessage::NewRoute(msg),
+                NLM_F_CREATE | NLM_F_EXCL,
+                op,
+            ) {
+                Err(NetlinkError::Kernel {
+                    errno: nix::errno::Errno::EEXIST,
+                    ..
+                }) => Ok(()),
+                other => other,
+            };
+        }
         self.ack(RouteNetlinkMessage::NewRoute(msg), flags, op)
     }
 }
@@ -309,10 +326,24 @@ pub fn configure_link(setup: &LinkSetup) -> Result<(), NetlinkError> {
     // Up before the routes: the kernel rejects a gateway on a down link.
     nl.set_link(index, name, "set link up", link_up)?;
     if let Some((addr, prefix, gw)) = setup.v4 {
-        nl.add_ip(index, name, addr.into(), prefix, gw.into())?;
+        nl.add_ip(
+            index,
+            name,
+            addr.into(),
+            prefix,
+            gw.into(),
+            setup.keep_default_route,
+        )?;
     }
     if let Some((addr, prefix, gw)) = setup.v6 {
-        nl.add_ip(index, name, addr.into(), prefix, gw.into())?;
+        nl.add_ip(
+            index,
+            name,
+            addr.into(),
+            prefix,
+            gw.into(),
+            setup.keep_default_route,
+        )?;
     }
     Ok(())
 }
@@ -446,6 +477,7 @@ mod tests {
             mac: Some(MAC),
             v4,
             v6,
+            keep_default_route: false,
         }
     }
 

@@ -169,6 +169,38 @@ pub fn close_all_except(keep: RawFd) {
     close_range(keep + 1, RawFd::MAX);
 }
 
+/// fork(2), only while single-threaded (so the child may run ordinary Rust
+/// code). `None` in the child, the child's PID in the parent.
+pub fn fork() -> nix::Result<Option<nix::unistd::Pid>> {
+    if !single_threaded() {
+        return Err(nix::Error::EINVAL);
+    }
+    // SAFETY: the process has one thread (checked above), so no lock can be
+    // held by a thread that does not exist in the child.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Child => Ok(None),
+        nix::unistd::ForkResult::Parent { child } => Ok(Some(child)),
+    }
+}
+
+/// A daemon's stdio: stdin from /dev/null, stdout and stderr appended to
+/// `log` (created 0600). Failures leave stdio as it was.
+pub fn redirect_stdio(log: &std::path::Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Ok(null) = std::fs::File::open("/dev/null") {
+        let _ = nix::unistd::dup2_stdin(&null);
+    }
+    if let Ok(f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(log)
+    {
+        let _ = nix::unistd::dup2_stdout(&f);
+        let _ = nix::unistd::dup2_stderr(&f);
+    }
+}
+
 /// Exit immediately without running destructors or atexit handlers (used in
 /// forked children that must not touch the parent's state).
 pub fn exit_now(code: i32) -> ! {

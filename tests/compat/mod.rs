@@ -69,7 +69,11 @@ fn has_subids(file: &str, u: &User) -> bool {
         .unwrap_or(false)
 }
 
+/// `tool` is a name looked up in the callers' PATH, or an absolute path.
 fn in_path(tool: &str) -> bool {
+    if tool.starts_with('/') {
+        return Path::new(tool).is_file();
+    }
     BASE_PATH
         .split(':')
         .any(|d| Path::new(d).join(tool).is_file())
@@ -470,6 +474,21 @@ impl Env {
                     && p.argv.iter().any(|a| a.contains(&d))
             })
             .collect()
+    }
+}
+
+impl Env {
+    /// Wait (bounded) until no helper of this environment runs; returns
+    /// those still running at the deadline.
+    pub fn wait_no_helpers(&self, limit: Duration) -> Vec<PInfo> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = self.helpers_left();
+            if left.is_empty() || Instant::now() >= deadline {
+                return left;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

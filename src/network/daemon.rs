@@ -1,0 +1,213 @@
+//! `rlnet network create`: a named network is a background rlnet with no
+//! TAP of its own; members are attached through its API socket. The daemon
+//! survives any member leaving and ends on `rlnet network rm` or a signal.
+
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use thiserror::Error;
+
+use super::ipam::{self, Ipam};
+use super::registry::{self, Record, RegistryError};
+use crate::api::server::ApiServer;
+use crate::config::{DEFAULT_MTU, Ipv4Net};
+use crate::engine::{Engine, NetworkSetup, Setup};
+use crate::forward::publish;
+use crate::forward::table::Mode;
+use crate::nat::{Outbound, policy::Policy};
+use crate::sys::os;
+
+#[derive(Debug, Error)]
+pub enum NetworkError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("network {0:?} already exists")]
+    Exists(String),
+    #[error("subnet {subnet} overlaps network {other:?} ({other_subnet}): choose another --subnet")]
+    Overlap {
+        subnet: Ipv4Net,
+        other: String,
+        other_subnet: String,
+    },
+    #[error("no free subnet left in {pool}: give one with --subnet", pool = ipam::POOL4)]
+    NoSubnet,
+    #[error("subnet {0} is too small for a network: use a prefix of /24 or shorter")]
+    SubnetSize(Ipv4Net),
+    #[error("cannot start the network daemon: {0}")]
+    Start(String),
+}
+
+/// `rlnet network create NAME [--subnet CIDR] [--internal]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateSpec {
+    pub name: String,
+    pub subnet: Option<Ipv4Net>,
+    pub internal: bool,
+    pub ipv6: bool,
+}
+
+/// Create the network and start its daemon; returns once its API socket
+/// listens (or with the daemon's error).
+pub fn create(spec: &CreateSpec) -> Result<Record, NetworkError> {
+    registry::check_name(&spec.name)?;
+    let dir = registry::runtime_dir()?;
+    let _lock = registry::lock(&dir)?;
+    let others = registry::live(&dir);
+    if others.iter().any(|r| r.name == spec.name) {
+        return Err(NetworkError::Exists(spec.name.clone()));
+    }
+    let used: Vec<(Ipv4Net, &Record)> = others
+        .iter()
+        .filter_map(|r| Some((r.subnet()?, r)))
+        .collect();
+    let subnet = match spec.subnet {
+        Some(s) => {
+            if s.prefix > 24 {
+                return Err(NetworkError::SubnetSize(s));
+            }
+            if let Some((_, r)) = used.iter().find(|(u, _)| ipam::overlaps(*u, s)) {
+                return Err(NetworkError::Overlap {
+                    subnet: s,
+                    other: r.name.clone(),
+                    other_subnet: r.subnet.clone(),
+                });
+            }
+            s
+        }
+        None => {
+            let taken: Vec<Ipv4Net> = used.iter().map(|(u, _)| *u).collect();
+            ipam::free_subnet(&taken).ok_or(NetworkError::NoSubnet)?
+        }
+    };
+    let record = Record {
+        name: spec.name.clone(),
+        subnet: subnet.to_string(),
+        internal: spec.internal,
+        ipv6: spec.ipv6,
+        pid: 0,
+    };
+    spawn(&dir, record, subnet)
+}
+
+/// Double-fork the daemon (no controlling terminal, not our child) and
+/// wait for its "ready" or its error on a pipe.
+fn spawn(dir: &Path, mut record: Record, subnet: Ipv4Net) -> Result<Record, NetworkError> {
+    let start = |e: &dyn std::fmt::Display| NetworkError::Start(e.to_string());
+    if !os::single_threaded() {
+        return Err(NetworkError::Start(
+            "rlnet must be single-threaded to fork".into(),
+        ));
+    }
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| start(&e))?;
+    match os::fork().map_err(|e| start(&e))? {
+        None => {
+            drop(r);
+            let _ = nix::unistd::setsid();
+            match os::fork() {
+                Ok(None) => {
+                    let code = match daemon_main(dir, &mut record, subnet, &w) {
+                        Ok(()) => 0,
+                        Err(e) => {
+                            let _ = nix::unistd::write(&w, e.as_bytes());
+                            1
+                        }
+                    };
+                    os::exit_now(code)
+                }
+                _ => os::exit_now(0),
+            }
+        }
+        Some(child) => {
+            drop(w);
+            let _ = nix::sys::wait::waitpid(child, None);
+            let mut buf = [0u8; 1024];
+            let n = read_with_timeout(&r, &mut buf, Duration::from_secs(10));
+            let reply = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if let Some(pid) = reply.strip_prefix("ok ") {
+                record.pid = pid.trim().parse().unwrap_or(0);
+                Ok(record)
+            } else if reply.is_empty() {
+                Err(NetworkError::Start(
+                    "the daemon died during start-up".into(),
+                ))
+            } else {
+                Err(NetworkError::Start(reply))
+            }
+        }
+    }
+}
+
+fn read_with_timeout(fd: &OwnedFd, buf: &mut [u8], timeout: Duration) -> usize {
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    let mut fds = [nix::poll::PollFd::new(
+        fd.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    match nix::poll::poll(
+        &mut fds,
+        nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX),
+    ) {
+        Ok(n) if n > 0 => nix::unistd::read(fd.as_fd(), buf).unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// The daemon itself: bind the API socket, write the record, report ready,
+/// serve until told to stop.
+fn daemon_main(
+    dir: &Path,
+    record: &mut Record,
+    subnet: Ipv4Net,
+    ready: &OwnedFd,
+) -> Result<(), String> {
+    let log = registry::record_path(dir, &record.name).with_extension("log");
+    os::redirect_stdio(&log);
+    let sock = registry::socket_path(dir, &record.name);
+    let api = ApiServer::bind(&sock).map_err(|e| e.to_string())?;
+    let plan = ipam::plan_for(subnet, record.ipv6);
+    let signals = os::signal_fd().map_err(|e| e.to_string())?;
+    let mut engine = Engine::new(Setup {
+        tap: None,
+        network: Some(NetworkSetup {
+            name: record.name.clone(),
+            ipam: Ipam::new(plan),
+        }),
+        ns_mac: None,
+        mtu: DEFAULT_MTU,
+        policy: Policy {
+            plan,
+            host_loopback: true,
+            dns: true,
+            internal: record.internal,
+        },
+        outbound: Outbound::default(),
+        signals: Some(signals),
+        target: None,
+        exit_fd: None,
+        child: None,
+        publish: Vec::new(),
+        publish_mode: Mode::Stack,
+        ns: None,
+        unprivileged_start: publish::unprivileged_port_start(),
+        api: Some(api),
+    })
+    .map_err(|e| e.to_string())?;
+    record.pid = std::process::id();
+    registry::write(dir, record).map_err(|e| format!("cannot write {}: {e}", dir.display()))?;
+    let _ = nix::unistd::write(ready, format!("ok {}", record.pid).as_bytes());
+    let exit = engine.run();
+    registry::remove(dir, &record.name);
+    let _ = std::io::stderr().flush();
+    drop(engine); // removes the socket file
+    exit.map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// The API socket of network `name`, if it exists.
+pub fn socket_of(name: &str) -> Result<PathBuf, NetworkError> {
+    registry::check_name(name)?;
+    let dir = registry::runtime_dir()?;
+    let sock = registry::socket_path(&dir, name);
+    Ok(sock)
+}
