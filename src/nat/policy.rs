@@ -100,10 +100,20 @@ impl Policy {
                 (false, _) => Decision::Drop,
             };
         }
-        if plan.in_subnet(dst.ip()) {
+        // Never NAT into an rlnet network: not our own, not another one
+        // (isolation between networks), whatever routes the host has.
+        if plan.in_subnet(dst.ip()) || in_rlnet_pool(dst.ip()) {
             return Decision::Drop;
         }
         Decision::Host(dst)
+    }
+}
+
+/// Named networks take their subnets from 10.89.0.0/16 and fd00:89::/32.
+fn in_rlnet_pool(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => crate::network::ipam::POOL4.contains(a),
+        IpAddr::V6(a) => a.segments()[..2] == [0xfd00, 0x89],
     }
 }
 
@@ -212,6 +222,20 @@ mod tests {
             p.outbound(sa("[2001:db8::1]:443")),
             Decision::Host(sa("[2001:db8::1]:443"))
         );
+    }
+
+    #[test]
+    fn other_networks_and_internal() {
+        let p = policy(true, true);
+        assert_eq!(p.outbound(sa("10.89.3.100:80")), Decision::Drop);
+        assert_eq!(p.outbound(sa("[fd00:89:3::64]:80")), Decision::Drop);
+        let internal = Policy {
+            internal: true,
+            ..policy(true, true)
+        };
+        assert_eq!(internal.outbound(sa("198.18.0.1:80")), Decision::Refuse(Unreachable::Net));
+        assert_eq!(internal.outbound(sa("10.0.2.2:80")), Decision::Refuse(Unreachable::Net));
+        assert_eq!(internal.outbound(sa("10.0.2.3:53")), Decision::DnsStub);
     }
 
     #[test]
