@@ -51,10 +51,38 @@ usage: testkit COMMAND ARGS... [--timeout SECS]
         `serve-tcp ... echo --count N`; prints `ok=1 n= secs= per_s=`
   inject IFNAME [--rounds R] [--dst-mac MAC]   malformed frames via AF_PACKET;
         prints `sent= errors= frames=`
+  spoof IFNAME SRC_IP DST_IP [--dst-mac MAC] [--src-mac MAC] [--rst]
+        [--sport P] [--dport P] [--count N] [--final OWN_IP]
+        N (100) UDP datagrams (--rst: RST segments sweeping the sequence
+        space) from a forged SRC_IP/--src-mac carrying a marker; --final: then
+        one honest UDP datagram from OWN_IP marking the end; prints `sent=`
+  sniff IFNAME                      print `listening`, count frames arriving on
+        IFNAME carrying the spoof marker until an end marker arrives;
+        prints `spoofed=N`
   api PATH REQUEST [--trickle MS] [--repeat N] [--no-shutdown]
         send REQUEST to a unix socket (--repeat: that many copies; --trickle:
         one byte every MS ms), shut down the write side (unless
         --no-shutdown), print the reply verbatim (one line) and `ms=`
+  serve-dns ADDR [--count N] [--tag T] [--silent] [--stdin]   a fake
+        authoritative DNS server on UDP and TCP (one port): `listening port=P`;
+        a.test A 198.18.0.10, aaaa.test AAAA 2001:db8::10, txt.test TXT hello,
+        srv.test SRV 10 5 5060 sip.test, mx.test MX 10 mail.test, big.test TXT
+        ~2000 bytes (over UDP TC=1 and no records unless the EDNS size fits),
+        tag.test TXT T (--tag), anything else NXDOMAIN; --silent: count, never
+        answer. Stops after N queries, after --timeout without one, or on stdin
+        EOF (--stdin); prints `queries=N`
+  dig SERVER NAME TYPE [--tcp] [--edns SIZE] [--count N] [--rate QPS]   one
+        query (UDP resent every second): `rcode= answers= tc=0|1 data= ms=`
+        (data: the first answer); with --count: N queries (UDP: at QPS, or
+        256 outstanding; TCP: one connection, in turn), prints `sent= received=
+        p50_us= p99_us=`. SERVER is IP or IP:PORT (port 53)
+  dns-abuse SERVER MODE [N]         malformed DNS input; MODE: truncated,
+        lying-counts, compression-loop, qr1 (UDP; prints `sent= replies=
+        noerror= formerr= servfail= nxdomain= notimp= refused= other=`),
+        tcp-64k-eof (`result=closed|reset|timeout bytes= ms=`), tcp-cut-rst
+        [N=1000] (half a query then RST, N times: `done= errors= ms=`),
+        tcp-idle N (hold N connections: `open=N`, then `closed=C ms=` once the
+        server closed them all or at --timeout)
 
 ADDR is IP:PORT or [IPv6]:PORT. BYTES accepts k/m/g suffixes (binary).
 stream(SEED) is splitmix64 output, little-endian; `digest` is FNV-1a-64 over
@@ -1664,6 +1692,12 @@ fn build_frames(inj: &Inj) -> Vec<Vec<u8>> {
 }
 
 fn packet_socket(ifname: &str, t: Duration) -> Res<std::os::fd::OwnedFd> {
+    packet_socket_proto(ifname, t, 0)
+}
+
+/// A packet socket bound to `ifname`; `proto` 0 sends only, ETH_P_ALL
+/// (in host order) also receives every frame.
+fn packet_socket_proto(ifname: &str, t: Duration, proto: u16) -> Res<std::os::fd::OwnedFd> {
     use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
     let ifindex = nix::net::if_::if_nametoindex(ifname)
         .map_err(|e| Fail::Io(format!("interface {ifname}: {e}")))?;
@@ -1676,7 +1710,7 @@ fn packet_socket(ifname: &str, t: Duration) -> Res<std::os::fd::OwnedFd> {
     .map_err(|e| Fail::Io(format!("AF_PACKET socket: {e}")))?;
     let sll = libc::sockaddr_ll {
         sll_family: libc::AF_PACKET as u16,
-        sll_protocol: 0,
+        sll_protocol: proto.to_be(),
         sll_ifindex: ifindex as i32,
         sll_hatype: 0,
         sll_pkttype: 0,
@@ -1814,6 +1848,944 @@ fn api(a: &Args) -> Res<i32> {
     Ok(0)
 }
 
+// ---------------------------------------------------------------- spoof
+
+const SPOOF_MARK: &[u8] = b"rlnet-spoofed-frame";
+const SPOOF_END: &[u8] = b"rlnet-spoof-end";
+
+fn parse_ip(s: &str) -> Res<std::net::IpAddr> {
+    s.parse()
+        .map_err(|_| usage(format!("bad IP address {s:?}")))
+}
+
+fn mac_opt(a: &Args, name: &str, default: [u8; 6]) -> Res<[u8; 6]> {
+    match a.opt(name) {
+        None => Ok(default),
+        Some(v) => parse_mac(v).ok_or_else(|| usage(format!("bad {name} {v:?}"))),
+    }
+}
+
+/// An Ethernet frame carrying `l4` from `src` to `dst` (same family).
+fn ip_frame(
+    inj: &Inj,
+    src: std::net::IpAddr,
+    dst: std::net::IpAddr,
+    proto: u8,
+    l4: &[u8],
+) -> Res<Vec<u8>> {
+    use std::net::IpAddr::{V4, V6};
+    match (src, dst) {
+        (V4(s), V4(d)) => Ok(inj.v4(s.octets(), d.octets(), proto, l4)),
+        (V6(s), V6(d)) => Ok(inj.v6(inj.dst, s.octets(), d.octets(), proto, 64, l4)),
+        _ => Err(usage("source and destination must be the same family")),
+    }
+}
+
+/// A RST|ACK segment with `seq`, carrying the marker as (diagnostic) data.
+fn tcp_rst(sport: u16, dport: u16, seq: u32) -> Vec<u8> {
+    let mut s = sport.to_be_bytes().to_vec();
+    s.extend_from_slice(&dport.to_be_bytes());
+    s.extend_from_slice(&seq.to_be_bytes());
+    s.extend_from_slice(&[0, 0, 0, 0, 0x50, 0x14, 0xff, 0xff, 0, 0, 0, 0]);
+    s.extend_from_slice(SPOOF_MARK);
+    s
+}
+
+/// Frames with a forged source (another member's MAC and/or IP), then one
+/// honest frame marking the end (`--final`, for `sniff` on the victim's
+/// side).
+fn spoof(a: &Args) -> Res<i32> {
+    a.want(
+        3,
+        "spoof IFNAME SRC_IP DST_IP [--dst-mac MAC] [--src-mac MAC] [--rst] [--sport P] [--dport P] [--count N] [--final OWN_IP]",
+    )?;
+    let ifname = &a.pos[0];
+    let (src, dst) = (parse_ip(&a.pos[1])?, parse_ip(&a.pos[2])?);
+    let own = a.opt("--final").map(parse_ip).transpose()?;
+    let fd = packet_socket(ifname, a.timeout)?;
+    let (mac, mtu) = if_info(&fd, ifname)?;
+    let dst_mac = mac_opt(a, "--dst-mac", BCAST)?;
+    let src_mac = mac_opt(a, "--src-mac", mac)?;
+    let (sport, dport): (u16, u16) = (a.num("--sport", 40000)?, a.num("--dport", 9)?);
+    let count: u32 = a.num("--count", 100)?;
+    let forged = Inj {
+        dst: dst_mac,
+        src: src_mac,
+        mtu,
+    };
+    let mut frames = Vec::new();
+    for i in 0..count {
+        frames.push(if a.flag("--rst") {
+            // Sweep the sequence space: a switch that let these through
+            // would hand the victim in-window resets.
+            let seq = (u64::from(i) * (1u64 << 32) / u64::from(count.max(1))) as u32;
+            ip_frame(&forged, src, dst, 6, &tcp_rst(sport, dport, seq))?
+        } else {
+            ip_frame(&forged, src, dst, 17, &udp(sport, dport, SPOOF_MARK))?
+        });
+    }
+    let honest = Inj {
+        dst: dst_mac,
+        src: mac,
+        mtu,
+    };
+    if let Some(own) = own {
+        frames.push(ip_frame(
+            &honest,
+            own,
+            dst,
+            17,
+            &udp(sport, dport, SPOOF_END),
+        )?);
+    }
+    let mut sent = 0u64;
+    for f in &frames {
+        match nix::sys::socket::send(fd.as_raw_fd(), f, nix::sys::socket::MsgFlags::empty()) {
+            Ok(_) => sent += 1,
+            Err(nix::errno::Errno::EAGAIN) => {
+                return Err(Fail::Timeout("spoof: send timed out".into()));
+            }
+            Err(e) => return Err(Fail::Io(format!("spoof: send: {e}"))),
+        }
+    }
+    emit(&format!("sent={sent}"));
+    Ok(0)
+}
+
+/// `PACKET_IGNORE_OUTGOING` (Linux 4.20), which nix does not name.
+#[derive(Clone, Copy)]
+struct IgnoreOutgoing;
+
+impl nix::sys::socket::SetSockOpt for IgnoreOutgoing {
+    type Val = bool;
+    fn set<F: AsFd>(&self, fd: &F, val: &bool) -> nix::Result<()> {
+        let v: libc::c_int = (*val).into();
+        // SAFETY: `v` is a c_int that outlives the call; its size is passed.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_fd().as_raw_fd(),
+                libc::SOL_PACKET,
+                23, // PACKET_IGNORE_OUTGOING
+                (&raw const v).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        nix::errno::Errno::result(rc).map(drop)
+    }
+}
+
+/// Markers travel in small frames; a bulk stream on the same link must not
+/// overflow the socket and hide them, so the kernel keeps only frames of at
+/// most 256 bytes (classic BPF: A = len; A > 256 ? drop : accept).
+fn small_frames_only(fd: &std::os::fd::OwnedFd) -> Res<()> {
+    let prog = [
+        libc::sock_filter {
+            code: 0x80,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        }, // ld #len
+        libc::sock_filter {
+            code: 0x25,
+            jt: 1,
+            jf: 0,
+            k: 256,
+        }, // jgt #256
+        libc::sock_filter {
+            code: 0x06,
+            jt: 0,
+            jf: 0,
+            k: 0xffff,
+        }, // ret #0xffff
+        libc::sock_filter {
+            code: 0x06,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        }, // ret #0
+    ];
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr().cast_mut(),
+    };
+    // SAFETY: `fprog` points at `prog`, both alive for the call; the kernel
+    // copies the program.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&raw const fprog).cast(),
+            size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(Fail::Io(format!(
+            "SO_ATTACH_FILTER: {}",
+            io::Error::last_os_error()
+        )));
+    }
+    Ok(())
+}
+
+/// Count frames arriving on IFNAME that carry the spoof marker, until N
+/// end markers arrived; prints `listening` first and `spoofed=N` at the end.
+fn sniff(a: &Args) -> Res<i32> {
+    a.want(1, "sniff IFNAME")?;
+    let fd = packet_socket_proto(&a.pos[0], a.timeout, libc::ETH_P_ALL as u16)?;
+    SockRef::from(&fd)
+        .set_read_timeout(Some(a.timeout))
+        .map_err(|e| ioerr("setsockopt", e))?;
+    // Only what arrives: the victim's own replies (ICMP errors quoting a
+    // marker) are not evidence.
+    nix::sys::socket::setsockopt(&fd, IgnoreOutgoing, &true)
+        .map_err(|e| Fail::Io(format!("PACKET_IGNORE_OUTGOING: {e}")))?;
+    small_frames_only(&fd)?;
+    emit("listening");
+    let contains = |f: &[u8], m: &[u8]| f.windows(m.len()).any(|w| w == m);
+    let t0 = Instant::now();
+    let (mut spoofed, mut buf) = (0u64, vec![0u8; 65536]);
+    loop {
+        if t0.elapsed() > a.timeout {
+            return Err(Fail::Timeout(format!(
+                "sniff: no end marker (spoofed={spoofed})"
+            )));
+        }
+        let n = match nix::sys::socket::recv(
+            fd.as_raw_fd(),
+            &mut buf,
+            nix::sys::socket::MsgFlags::empty(),
+        ) {
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::EAGAIN) => {
+                return Err(Fail::Timeout(format!(
+                    "sniff: no end marker (spoofed={spoofed})"
+                )));
+            }
+            Err(e) => return Err(Fail::Io(format!("sniff: recv: {e}"))),
+        };
+        let f = &buf[..n];
+        if contains(f, SPOOF_END) {
+            break;
+        }
+        if contains(f, SPOOF_MARK) {
+            spoofed += 1;
+        }
+    }
+    emit(&format!("spoofed={spoofed}"));
+    Ok(0)
+}
+
+// ---------------------------------------------------------------- DNS
+
+mod dns {
+    //! A fake authoritative server for a fixed test zone, a query client and
+    //! a sender of malformed messages, for the DNS stub's tests.
+
+    use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+    use hickory_proto::rr::rdata::{A, AAAA, MX, SRV, TXT};
+    use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+    /// A query for `name`/`rtype` with ID `id` and RD=1; EDNS with `edns`
+    /// as the UDP size, if given.
+    pub fn query(name: &str, rtype: RecordType, id: u16, edns: Option<u16>) -> Option<Vec<u8>> {
+        let mut m = Message::new(id, MessageType::Query, OpCode::Query);
+        m.metadata.recursion_desired = true;
+        m.add_query(Query::query(Name::from_ascii(name).ok()?, rtype));
+        if let Some(size) = edns {
+            let mut e = Edns::new();
+            e.set_max_payload(size);
+            m.set_edns(e);
+        }
+        m.to_vec().ok()
+    }
+
+    /// 20 strings of 100 bytes: about 2000 bytes of answer.
+    fn big() -> Vec<String> {
+        (0..20)
+            .map(|i| format!("{i:02}{}", "x".repeat(98)))
+            .collect()
+    }
+
+    /// The test zone's answer to `query`, or None if it is not a query.
+    /// Over UDP an answer larger than the query's EDNS size (512 without
+    /// EDNS) is sent with TC=1 and no records.
+    pub fn answer(query: &[u8], tag: Option<&str>, udp: bool) -> Option<Vec<u8>> {
+        let q = Message::from_vec(query).ok()?;
+        if q.metadata.message_type != MessageType::Query || q.queries.len() != 1 {
+            return None;
+        }
+        let question = q.queries[0].clone();
+        let mut m = Message::new(q.metadata.id, MessageType::Response, q.metadata.op_code);
+        m.metadata.recursion_desired = q.metadata.recursion_desired;
+        m.metadata.recursion_available = true;
+        m.metadata.authoritative = true;
+        m.add_query(question.clone());
+        let limit = q
+            .edns
+            .as_ref()
+            .map_or(512, |e| usize::from(e.max_payload().max(512)));
+        if q.edns.is_some() {
+            let mut e = Edns::new();
+            e.set_max_payload(1232);
+            m.set_edns(e);
+        }
+        let name = question.name().clone();
+        let owner = name.to_lowercase().to_ascii();
+        let rec = |data| Record::from_rdata(name.clone(), 60, data);
+        let host = |s: &str| Name::from_ascii(s).ok();
+        let data = match (owner.trim_end_matches('.'), question.query_type()) {
+            ("a.test", RecordType::A) => Some(RData::A(A([198, 18, 0, 10].into()))),
+            ("aaaa.test", RecordType::AAAA) => Some(RData::AAAA(AAAA(
+                [0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10].into(),
+            ))),
+            ("txt.test", RecordType::TXT) => Some(RData::TXT(TXT::new(vec!["hello".into()]))),
+            ("srv.test", RecordType::SRV) => {
+                Some(RData::SRV(SRV::new(10, 5, 5060, host("sip.test.")?)))
+            }
+            ("mx.test", RecordType::MX) => Some(RData::MX(MX::new(10, host("mail.test.")?))),
+            ("big.test", RecordType::TXT) => Some(RData::TXT(TXT::new(big()))),
+            ("tag.test", RecordType::TXT) if tag.is_some() => {
+                Some(RData::TXT(TXT::new(vec![tag?.to_string()])))
+            }
+            ("a.test" | "aaaa.test" | "txt.test" | "srv.test" | "mx.test" | "big.test", _) => None,
+            ("tag.test", _) if tag.is_some() => None,
+            _ => {
+                m.metadata.response_code = ResponseCode::NXDomain;
+                None
+            }
+        };
+        if let Some(d) = data {
+            m.add_answer(rec(d));
+        }
+        let full = m.to_vec().ok()?;
+        if udp && full.len() > limit {
+            m.answers.clear();
+            m.metadata.truncation = true;
+            return m.to_vec().ok();
+        }
+        Some(full)
+    }
+
+    /// `rcode=... answers=N tc=0|1 data=...` for a reply; data is the first
+    /// answer's value (text strings joined, names with their dot).
+    pub fn summary(reply: &[u8]) -> String {
+        let Ok(m) = Message::from_vec(reply) else {
+            return format!("rcode=unparsable bytes={}", reply.len());
+        };
+        let data = m.answers.first().map_or(String::new(), |r| match &r.data {
+            RData::TXT(t) => t
+                .txt_data
+                .iter()
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect::<Vec<_>>()
+                .join(""),
+            other => other.to_string(),
+        });
+        format!(
+            "rcode={} answers={} tc={} data={}",
+            rcode_name(m.metadata.response_code),
+            m.answers.len(),
+            u8::from(m.metadata.truncation),
+            data
+        )
+    }
+
+    pub fn rcode_name(rc: ResponseCode) -> String {
+        match u16::from(rc) {
+            0 => "NOERROR".into(),
+            1 => "FORMERR".into(),
+            2 => "SERVFAIL".into(),
+            3 => "NXDOMAIN".into(),
+            4 => "NOTIMP".into(),
+            5 => "REFUSED".into(),
+            n => format!("RCODE{n}"),
+        }
+    }
+
+    /// The reply's RCODE (header bits only), or None without a header.
+    pub fn rcode_of(reply: &[u8]) -> Option<u8> {
+        reply.get(3).map(|b| b & 0x0f).filter(|_| reply.len() >= 12)
+    }
+
+    pub fn parse_type(s: &str) -> Option<RecordType> {
+        s.to_ascii_uppercase()
+            .parse::<RecordType>()
+            .ok()
+            .or_else(|| s.parse::<u16>().ok().map(RecordType::from))
+    }
+}
+
+fn dns_frame(msg: &[u8]) -> Vec<u8> {
+    let mut v = (msg.len() as u16).to_be_bytes().to_vec();
+    v.extend_from_slice(msg);
+    v
+}
+
+/// A TCP connection to serve-dns, read in a poll loop.
+struct DnsConn {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+/// `serve-dns ADDR [--count N] [--tag T] [--silent] [--stdin]`: UDP and TCP
+/// on one port; stops after N queries, after --timeout without any, or on
+/// stdin EOF (--stdin); prints `queries=N`.
+fn serve_dns(a: &Args) -> Res<i32> {
+    a.want(
+        1,
+        "serve-dns ADDR [--count N] [--tag T] [--silent] [--stdin]",
+    )?;
+    let addr = parse_addr(&a.pos[0])?;
+    let count: Option<u64> = a.opt("--count").map(|_| a.num("--count", 0)).transpose()?;
+    let tag = a.opt("--tag");
+    let silent = a.flag("--silent");
+    let use_stdin = a.flag("--stdin");
+    let udp = UdpSocket::bind(addr).map_err(|e| ioerr(format!("bind {addr}"), e))?;
+    let port = udp
+        .local_addr()
+        .map_err(|e| ioerr("getsockname", e))?
+        .port();
+    let taddr = SocketAddr::new(addr.ip(), port);
+    let l = Socket::new(
+        Domain::for_address(taddr),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )
+    .and_then(|s| s.set_reuse_address(true).map(|_| s))
+    .and_then(|s| s.bind(&taddr.into()).map(|_| s))
+    .and_then(|s| s.listen(1024).map(|_| s))
+    .map_err(|e| ioerr(format!("listen {taddr}"), e))?;
+    let l: TcpListener = l.into();
+    udp.set_nonblocking(true).map_err(|e| ioerr("fcntl", e))?;
+    l.set_nonblocking(true).map_err(|e| ioerr("fcntl", e))?;
+    emit(&format!("listening port={port}"));
+    let stdin = io::stdin();
+    let mut conns: Vec<DnsConn> = Vec::new();
+    let mut n = 0u64;
+    let mut buf = vec![0u8; 65536];
+    let mut last = Instant::now();
+    'serve: while count.is_none_or(|c| n < c) {
+        let left = (last + a.timeout).saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let ready: Vec<bool> = {
+            let mut fds = vec![
+                PollFd::new(udp.as_fd(), PollFlags::POLLIN),
+                PollFd::new(l.as_fd(), PollFlags::POLLIN),
+            ];
+            fds.extend(
+                conns
+                    .iter()
+                    .map(|c| PollFd::new(c.s.as_fd(), PollFlags::POLLIN)),
+            );
+            if use_stdin {
+                fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+            }
+            poll_for(&mut fds, left)?;
+            fds.iter().map(|f| f.any().unwrap_or(true)).collect()
+        };
+        if use_stdin
+            && ready.last() == Some(&true)
+            && matches!(stdin.lock().read(&mut buf), Ok(0) | Err(_))
+        {
+            break;
+        }
+        if ready[0] {
+            loop {
+                match udp.recv_from(&mut buf) {
+                    Ok((len, peer)) => {
+                        n += 1;
+                        last = Instant::now();
+                        if !silent && let Some(ans) = dns::answer(&buf[..len], tag, true) {
+                            let _ = udp.send_to(&ans, peer);
+                        }
+                        if count.is_some_and(|c| n >= c) {
+                            break 'serve;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    // ICMP errors from earlier replies: not ours to report.
+                    Err(_) => break,
+                }
+            }
+        }
+        for i in (0..conns.len()).rev() {
+            if !ready.get(2 + i).copied().unwrap_or(false) {
+                continue;
+            }
+            let c = &mut conns[i];
+            let closed = match c.s.read(&mut buf) {
+                Ok(0) => true,
+                Ok(len) => {
+                    c.buf.extend_from_slice(&buf[..len]);
+                    false
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    false
+                }
+                Err(_) => true,
+            };
+            while c.buf.len() >= 2 {
+                let len = usize::from(u16::from_be_bytes([c.buf[0], c.buf[1]]));
+                if c.buf.len() < 2 + len {
+                    break;
+                }
+                let msg: Vec<u8> = c.buf.drain(..2 + len).skip(2).collect();
+                n += 1;
+                last = Instant::now();
+                if !silent && let Some(ans) = dns::answer(&msg, tag, false) {
+                    c.s.set_nonblocking(false).map_err(|e| ioerr("fcntl", e))?;
+                    let _ = c.s.set_write_timeout(Some(a.timeout));
+                    let _ = c.s.write_all(&dns_frame(&ans));
+                    c.s.set_nonblocking(true).map_err(|e| ioerr("fcntl", e))?;
+                }
+            }
+            if closed {
+                conns.swap_remove(i);
+            }
+        }
+        if ready[1] {
+            loop {
+                match l.accept() {
+                    Ok((s, _)) => {
+                        s.set_nonblocking(true).map_err(|e| ioerr("fcntl", e))?;
+                        conns.push(DnsConn { s, buf: Vec::new() });
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e)
+                        if matches!(e.raw_os_error(), Some(libc::ECONNABORTED | libc::EINTR)) => {}
+                    Err(e) => return Err(ioerr("accept", e)),
+                }
+            }
+        }
+    }
+    emit(&format!("queries={n}"));
+    Ok(0)
+}
+
+fn bind_any(server: SocketAddr) -> Res<UdpSocket> {
+    let any: SocketAddr = if server.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    }
+    .parse()
+    .expect("literal");
+    UdpSocket::bind(any)
+        .and_then(|s| s.connect(server).map(|_| s))
+        .map_err(|e| ioerr(format!("udp {server}"), e))
+}
+
+/// One DNS query over TCP on `s`; the reply.
+fn dns_tcp_exchange(s: &mut TcpStream, q: &[u8]) -> Res<Vec<u8>> {
+    s.write_all(&dns_frame(q))
+        .map_err(|e| ioerr("tcp write", e))?;
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).map_err(|e| ioerr("tcp read", e))?;
+    let mut r = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    s.read_exact(&mut r).map_err(|e| ioerr("tcp read", e))?;
+    Ok(r)
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let at = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[at.min(sorted.len() - 1)]
+}
+
+/// `dig SERVER NAME TYPE [--tcp] [--edns SIZE] [--count N] [--rate QPS]`
+fn dig(a: &Args) -> Res<i32> {
+    a.want(
+        3,
+        "dig SERVER NAME TYPE [--tcp] [--edns SIZE] [--count N] [--rate QPS]",
+    )?;
+    let server = parse_addr(&a.pos[0]).or_else(|_| {
+        a.pos[0]
+            .parse::<std::net::IpAddr>()
+            .map(|ip| SocketAddr::new(ip, 53))
+            .map_err(|_| usage(format!("bad server {:?}", a.pos[0])))
+    })?;
+    let rtype = dns::parse_type(&a.pos[2])
+        .ok_or_else(|| usage(format!("bad record type {:?}", a.pos[2])))?;
+    let edns: Option<u16> = a.opt("--edns").map(|_| a.num("--edns", 1232)).transpose()?;
+    let name = &a.pos[1];
+    let q =
+        |id| dns::query(name, rtype, id, edns).ok_or_else(|| usage(format!("bad name {name:?}")));
+    let tcp = a.flag("--tcp");
+    let deadline = Instant::now() + a.timeout;
+    let Some(_) = a.opt("--count") else {
+        // One query, resent every second over UDP.
+        let t0 = Instant::now();
+        let query = q(0x5eed)?;
+        let reply = if tcp {
+            let mut s = connect_tcp(server, a.timeout)?;
+            dns_tcp_exchange(&mut s, &query)?
+        } else {
+            let s = bind_any(server)?;
+            let mut inb = vec![0u8; 65536];
+            'answer: loop {
+                s.send(&query)
+                    .map_err(|e| ioerr(format!("send {server}"), e))?;
+                let resend = Instant::now() + Duration::from_secs(1);
+                loop {
+                    let left = resend
+                        .min(deadline)
+                        .saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        if Instant::now() >= deadline {
+                            return Err(Fail::Timeout(format!("dig {name}: no answer")));
+                        }
+                        continue 'answer;
+                    }
+                    s.set_read_timeout(Some(left))
+                        .map_err(|e| ioerr("setsockopt", e))?;
+                    match s.recv(&mut inb) {
+                        Ok(n) if n >= 2 && inb[..2] == query[..2] => {
+                            break 'answer inb[..n].to_vec();
+                        }
+                        Ok(_) => {}
+                        Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(ioerr(format!("recv {server}"), e)),
+                    }
+                }
+            }
+        };
+        emit(&format!(
+            "{} ms={:.3}",
+            dns::summary(&reply),
+            t0.elapsed().as_secs_f64() * 1e3
+        ));
+        return Ok(0);
+    };
+    let count: u64 = a.num("--count", 1)?;
+    let rate: f64 = a.num("--rate", 0.0)?;
+    let mut lat: Vec<u64> = Vec::with_capacity(count as usize);
+    let (mut sent, mut received) = (0u64, 0u64);
+    if tcp {
+        let mut s = connect_tcp(server, a.timeout)?;
+        let t0 = Instant::now();
+        for i in 0..count {
+            if rate > 0.0 {
+                let due = t0 + Duration::from_secs_f64(i as f64 / rate);
+                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            }
+            let t = Instant::now();
+            let r = dns_tcp_exchange(&mut s, &q(i as u16)?)?;
+            sent += 1;
+            if r.get(..2) == Some(&(i as u16).to_be_bytes()[..]) {
+                received += 1;
+                lat.push(t.elapsed().as_micros() as u64);
+            }
+        }
+    } else {
+        let s = bind_any(server)?;
+        s.set_nonblocking(true).map_err(|e| ioerr("fcntl", e))?;
+        let queries: Vec<Vec<u8>> = (0..256u16).map(q).collect::<Res<_>>()?;
+        let mut out_at: Vec<Option<Instant>> = vec![None; 65536];
+        let mut inb = vec![0u8; 65536];
+        let t0 = Instant::now();
+        let mut stop_at = deadline;
+        loop {
+            let now = Instant::now();
+            while sent < count {
+                let due = if rate > 0.0 {
+                    t0 + Duration::from_secs_f64(sent as f64 / rate)
+                } else {
+                    now
+                };
+                // Without a rate: at most 256 outstanding.
+                if due > now || (rate <= 0.0 && sent - received >= 256) {
+                    break;
+                }
+                let id = (sent % 65536) as u16;
+                let mut msg = queries[usize::from(id % 256)].clone();
+                msg[..2].copy_from_slice(&id.to_be_bytes());
+                match s.send(&msg) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    // An ICMP error from an earlier datagram: keep going.
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+                    Err(e) => return Err(ioerr("send", e)),
+                }
+                out_at[usize::from(id)] = Some(Instant::now());
+                sent += 1;
+                if sent == count {
+                    stop_at = stop_at.min(Instant::now() + Duration::from_secs(2));
+                }
+            }
+            loop {
+                match s.recv(&mut inb) {
+                    Ok(n) if n >= 12 => {
+                        let id = usize::from(u16::from_be_bytes([inb[0], inb[1]]));
+                        if let Some(t) = out_at[id].take() {
+                            received += 1;
+                            lat.push(t.elapsed().as_micros() as u64);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(_) => {}
+                }
+            }
+            if received >= count || Instant::now() >= stop_at {
+                break;
+            }
+            let wait = if sent < count && rate > 0.0 {
+                Duration::from_micros(200)
+            } else {
+                Duration::from_millis(10)
+            };
+            let _ = wait_fd(s.as_fd(), PollFlags::POLLIN, wait)?;
+        }
+    }
+    lat.sort_unstable();
+    emit(&format!(
+        "sent={sent} received={received} p50_us={} p99_us={}",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99)
+    ));
+    Ok(if received == sent { 0 } else { 1 })
+}
+
+/// Sends each datagram and collects what comes back within 300 ms of the
+/// last; prints counts by RCODE.
+fn dns_udp_batch(server: SocketAddr, msgs: &[Vec<u8>], wait: Duration) -> Res<String> {
+    let s = bind_any(server)?;
+    s.set_nonblocking(true).map_err(|e| ioerr("fcntl", e))?;
+    for m in msgs {
+        let _ = s.send(m);
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    let mut counts = [0u64; 7];
+    let mut replies = 0u64;
+    let mut inb = vec![0u8; 65536];
+    let end = Instant::now() + wait;
+    loop {
+        match s.recv(&mut inb) {
+            Ok(n) => {
+                replies += 1;
+                let slot = match dns::rcode_of(&inb[..n]) {
+                    Some(rc @ 0..=5) => usize::from(rc),
+                    _ => 6,
+                };
+                counts[slot] += 1;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let left = end.saturating_duration_since(Instant::now());
+                if left.is_zero() || !wait_fd(s.as_fd(), PollFlags::POLLIN, left)? {
+                    break;
+                }
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(format!(
+        "sent={} replies={replies} noerror={} formerr={} servfail={} nxdomain={} notimp={} refused={} other={}",
+        msgs.len(),
+        counts[0],
+        counts[1],
+        counts[2],
+        counts[3],
+        counts[4],
+        counts[5],
+        counts[6]
+    ))
+}
+
+/// A header with these counts, then `rest`.
+fn dns_raw(id: u16, flags: u16, counts: [u16; 4], rest: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&id.to_be_bytes());
+    v.extend_from_slice(&flags.to_be_bytes());
+    for c in counts {
+        v.extend_from_slice(&c.to_be_bytes());
+    }
+    v.extend_from_slice(rest);
+    v
+}
+
+/// `dns-abuse SERVER MODE [N]`: malformed input for a DNS server.
+fn dns_abuse(a: &Args) -> Res<i32> {
+    const SYNTAX: &str = "dns-abuse SERVER truncated|lying-counts|compression-loop|qr1|\
+                          tcp-64k-eof|tcp-cut-rst [N]|tcp-idle N";
+    if !(2..=3).contains(&a.pos.len()) {
+        return Err(usage(format!("usage: testkit {SYNTAX}")));
+    }
+    let server = parse_addr(&a.pos[0]).or_else(|_| {
+        a.pos[0]
+            .parse::<std::net::IpAddr>()
+            .map(|ip| SocketAddr::new(ip, 53))
+            .map_err(|_| usage(format!("bad server {:?}", a.pos[0])))
+    })?;
+    let n_arg = |default: usize| -> Res<usize> {
+        a.pos.get(2).map_or(Ok(default), |s| {
+            s.parse().map_err(|_| usage(format!("bad count {s:?}")))
+        })
+    };
+    let good = dns::query(
+        "a.test",
+        hickory_proto::rr::RecordType::A,
+        0x0bad,
+        Some(1232),
+    )
+    .expect("literal query");
+    let question: Vec<u8> = {
+        // a.test A IN, uncompressed.
+        let mut q = vec![1, b'a', 4, b't', b'e', b's', b't', 0];
+        q.extend_from_slice(&[0, 1, 0, 1]);
+        q
+    };
+    let t0 = Instant::now();
+    let wait = Duration::from_millis(300);
+    let line = match a.pos[1].as_str() {
+        "truncated" => {
+            let msgs: Vec<Vec<u8>> = (0..good.len()).map(|n| good[..n].to_vec()).collect();
+            dns_udp_batch(server, &msgs, wait)?
+        }
+        "lying-counts" => {
+            let mut msgs = Vec::new();
+            for counts in [
+                [0, 0, 0, 0],
+                [2, 0, 0, 0],
+                [65535, 0, 0, 0],
+                [1, 1, 0, 0],
+                [1, 0, 5, 0],
+                [1, 0, 0, 65535],
+                [1, 65535, 65535, 65535],
+            ] {
+                msgs.push(dns_raw(0x1000, 0x0100, counts, &question));
+            }
+            dns_udp_batch(server, &msgs, wait)?
+        }
+        "compression-loop" => {
+            let mut msgs = Vec::new();
+            for name in [
+                &[0xC0u8, 12][..],
+                &[1, b'a', 0xC0, 12],
+                &[0xC0, 14, 0xC0, 12],
+                &[0xC0, 0xFF],
+                &[0xFF, 0xFF],
+                &[0x40, b'a', 0],
+            ] {
+                let mut rest = name.to_vec();
+                rest.extend_from_slice(&[0, 1, 0, 1]);
+                msgs.push(dns_raw(0x2000, 0x0100, [1, 0, 0, 0], &rest));
+            }
+            // A record (in the additional section) with a pointer loop.
+            let mut rest = question.clone();
+            rest.extend_from_slice(&[0xC0, 24, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 1, 2, 3, 4]);
+            msgs.push(dns_raw(0x2001, 0x0100, [1, 0, 0, 1], &rest));
+            dns_udp_batch(server, &msgs, wait)?
+        }
+        "qr1" => {
+            let mut resp = good.clone();
+            resp[2] |= 0x80;
+            let msgs = vec![resp.clone(), resp.clone(), resp];
+            dns_udp_batch(server, &msgs, wait)?
+        }
+        "tcp-64k-eof" => {
+            let mut s = connect_tcp(server, a.timeout)?;
+            let _ = s.write_all(&[0xff, 0xff, 0x12, 0x34, 0x01]);
+            let _ = s.shutdown(Shutdown::Write);
+            let mut got = Vec::new();
+            let r = s.read_to_end(&mut got);
+            let result = match r {
+                Ok(_) => "closed",
+                Err(e) if is_timeout(&e) => "timeout",
+                Err(_) => "reset",
+            };
+            format!(
+                "result={result} bytes={} ms={:.3}",
+                got.len(),
+                t0.elapsed().as_secs_f64() * 1e3
+            )
+        }
+        "tcp-cut-rst" => {
+            let n = n_arg(1000)?;
+            let half = dns_frame(&good);
+            let half = &half[..half.len() / 2];
+            let mut errors = 0;
+            for _ in 0..n {
+                let s = match connect_tcp(server, a.timeout) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        errors += 1;
+                        continue;
+                    }
+                };
+                let _ = (&s).write_all(half);
+                // Close with RST.
+                let _ = SockRef::from(&s).set_linger(Some(Duration::ZERO));
+                drop(s);
+            }
+            format!(
+                "done={n} errors={errors} ms={:.3}",
+                t0.elapsed().as_secs_f64() * 1e3
+            )
+        }
+        "tcp-idle" => {
+            let n = n_arg(1000)?;
+            let mut conns: Vec<TcpStream> = Vec::with_capacity(n);
+            for _ in 0..n {
+                match connect_tcp(server, a.timeout) {
+                    Ok(s) => {
+                        let _ = s.set_nonblocking(true);
+                        conns.push(s);
+                    }
+                    Err(_) => break,
+                }
+            }
+            emit(&format!("open={}", conns.len()));
+            let mut live = vec![true; conns.len()];
+            let mut closed = 0usize;
+            let deadline = t0 + a.timeout;
+            let mut buf = [0u8; 512];
+            while closed < conns.len() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                let idx: Vec<usize> = (0..conns.len()).filter(|&i| live[i]).collect();
+                let ready: Vec<bool> = {
+                    let mut fds: Vec<PollFd> = idx
+                        .iter()
+                        .map(|&i| PollFd::new(conns[i].as_fd(), PollFlags::POLLIN))
+                        .collect();
+                    poll_for(&mut fds, left)?;
+                    fds.iter().map(|f| f.any().unwrap_or(true)).collect()
+                };
+                for (k, &i) in idx.iter().enumerate() {
+                    if ready[k] {
+                        match (&conns[i]).read(&mut buf) {
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                            Ok(n) if n > 0 => {}
+                            _ => {
+                                live[i] = false;
+                                closed += 1;
+                            }
+                        }
+                    }
+                }
+            }
+            format!("closed={closed} ms={:.3}", t0.elapsed().as_secs_f64() * 1e3)
+        }
+        other => return Err(usage(format!("unknown dns-abuse mode {other:?}: {SYNTAX}"))),
+    };
+    emit(&line);
+    Ok(0)
+}
+
 // ---------------------------------------------------------------- main
 
 fn run(argv: &[String]) -> Res<i32> {
@@ -1839,11 +2811,35 @@ fn run(argv: &[String]) -> Res<i32> {
         "hold" => hold_client(&Args::parse(rest, &[], &["--stdin"])?),
         "crr" => crr(&Args::parse(rest, &[], &[])?),
         "inject" => inject(&Args::parse(rest, &["--rounds", "--dst-mac"], &[])?),
+        "spoof" => spoof(&Args::parse(
+            rest,
+            &[
+                "--dst-mac",
+                "--src-mac",
+                "--final",
+                "--sport",
+                "--dport",
+                "--count",
+            ],
+            &["--rst"],
+        )?),
+        "sniff" => sniff(&Args::parse(rest, &[], &[])?),
         "api" => api(&Args::parse(
             rest,
             &["--trickle", "--repeat"],
             &["--no-shutdown"],
         )?),
+        "serve-dns" => serve_dns(&Args::parse(
+            rest,
+            &["--count", "--tag"],
+            &["--silent", "--stdin"],
+        )?),
+        "dig" => dig(&Args::parse(
+            rest,
+            &["--count", "--rate", "--edns"],
+            &["--tcp"],
+        )?),
+        "dns-abuse" => dns_abuse(&Args::parse(rest, &[], &[])?),
         other => Err(usage(format!("unknown command {other:?}"))),
     }
 }
@@ -1999,6 +2995,71 @@ mod tests {
                 .is_err()
         );
         assert_eq!(run(&v("nope")).unwrap_err().code(), 2);
+    }
+
+    #[test]
+    fn dns_zone() {
+        use hickory_proto::rr::RecordType as T;
+        let ask = |name: &str, t, edns, udp| {
+            let q = dns::query(name, t, 7, edns).unwrap();
+            dns::summary(&dns::answer(&q, Some("tagged"), udp).unwrap())
+        };
+        assert_eq!(
+            ask("a.test", T::A, None, true),
+            "rcode=NOERROR answers=1 tc=0 data=198.18.0.10"
+        );
+        assert_eq!(
+            ask("AAAA.test.", T::AAAA, None, true),
+            "rcode=NOERROR answers=1 tc=0 data=2001:db8::10"
+        );
+        assert_eq!(
+            ask("txt.test", T::TXT, None, true),
+            "rcode=NOERROR answers=1 tc=0 data=hello"
+        );
+        assert_eq!(
+            ask("srv.test", T::SRV, None, true),
+            "rcode=NOERROR answers=1 tc=0 data=10 5 5060 sip.test."
+        );
+        assert_eq!(
+            ask("mx.test", T::MX, None, true),
+            "rcode=NOERROR answers=1 tc=0 data=10 mail.test."
+        );
+        assert_eq!(
+            ask("tag.test", T::TXT, None, true),
+            "rcode=NOERROR answers=1 tc=0 data=tagged"
+        );
+        assert_eq!(
+            ask("a.test", T::MX, None, true),
+            "rcode=NOERROR answers=0 tc=0 data="
+        );
+        assert_eq!(
+            ask("nope.test", T::A, None, true),
+            "rcode=NXDOMAIN answers=0 tc=0 data="
+        );
+        assert_eq!(
+            ask("big.test", T::TXT, None, true),
+            "rcode=NOERROR answers=0 tc=1 data="
+        );
+        assert_eq!(
+            ask("big.test", T::TXT, Some(1232), true),
+            "rcode=NOERROR answers=0 tc=1 data="
+        );
+        assert!(
+            ask("big.test", T::TXT, Some(4096), true)
+                .starts_with("rcode=NOERROR answers=1 tc=0 data=00xxx")
+        );
+        let full = dns::answer(
+            &dns::query("big.test", T::TXT, 7, None).unwrap(),
+            None,
+            false,
+        )
+        .unwrap();
+        assert!(full.len() > 2000, "{}", full.len());
+        assert!(dns::answer(b"junk", None, true).is_none());
+        assert_eq!(dns::parse_type("srv"), Some(T::SRV));
+        assert_eq!(dns::parse_type("65535"), Some(T::Unknown(65535)));
+        assert_eq!(percentile(&[1, 2, 3, 4, 100], 0.5), 3);
+        assert_eq!(percentile(&[], 0.99), 0);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use thiserror::Error;
 
 use crate::api::server::ApiServer;
 use crate::config::{Config, Configure, Outbound, Target};
+use crate::dns::DnsConfig;
 use crate::engine::{Engine, Exit, Setup};
 use crate::forward::publish;
 use crate::nat::{self, policy::Policy};
@@ -204,6 +205,15 @@ pub fn run(cfg: Config) -> Result<i32, crate::Error> {
         }),
         unprivileged_start: publish::unprivileged_port_start(),
         api,
+        dns: cfg.dns.then(|| DnsConfig {
+            plan: cfg.plan,
+            resolv_conf: cfg
+                .resolv_conf
+                .clone()
+                .unwrap_or_else(|| DnsConfig::new(cfg.plan).resolv_conf),
+            upstream: cfg.dns_upstream.clone(),
+            hosts: cfg.add_hosts.clone(),
+        }),
     })?;
     if let Some(c) = child.as_mut() {
         c.go()?;

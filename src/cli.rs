@@ -28,6 +28,9 @@ use crate::config::{
 use crate::forward::spec::PublishSpec;
 use crate::forward::table::{Mode, PortTable, RuleId};
 
+mod network;
+pub use network::{NetworkCommand, NetworkRun};
+
 /// A successfully parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invocation {
@@ -40,33 +43,44 @@ pub struct Invocation {
 
 /// What to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "one value per process, moved once: boxing Config buys nothing"
-)]
 pub enum Command {
     /// Give a namespace a network (the slirp4netns form and `rlnet run`).
     Serve(Config),
     /// `rlnet port add|rm|ls`: one request to a running instance.
     Port(PortCommand),
+    /// `rlnet network ...`, `rlnet attach`, `rlnet detach`.
+    Network(NetworkCommand),
+    /// `rlnet run --network NAME ... -- COMMAND`.
+    RunOnNetwork(NetworkRun),
 }
 
 /// `rlnet port ...`: which API socket to ask, what, and how to print the answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortCommand {
-    /// `-a/--api-socket`: the socket of the running instance.
-    pub api_socket: PathBuf,
+    /// Which running instance to ask.
+    pub target: PortTarget,
     /// `--json`: print the API's answer instead of text for people.
     pub json: bool,
     pub action: PortAction,
 }
 
+/// Where `rlnet port` sends its request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortTarget {
+    /// `-a/--api-socket PATH`: the socket of a running instance.
+    Socket(PathBuf),
+    /// `--network NAME`: a named network's daemon.
+    Network(String),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PortAction {
-    /// `add [--mode MODE] SPEC...`; `mode: None` = the instance's default.
+    /// `add [--mode MODE] [--to N] SPEC...`; `mode: None` = the instance's
+    /// default; `to`: the member of a named network.
     Add {
         specs: Vec<PublishSpec>,
         mode: Option<Mode>,
+        to: Option<String>,
     },
     /// `rm ID...`
     Remove { ids: Vec<RuleId> },
@@ -150,6 +164,15 @@ struct NetOpts {
     outbound_addr6: Option<String>,
     #[arg(long = "disable-dns")]
     disable_dns: bool,
+    #[arg(long = "dns-upstream", value_name = "ADDR", action = ArgAction::Append,
+          allow_hyphen_values = true)]
+    dns_upstream: Vec<String>,
+    #[arg(long = "resolv-conf", value_name = "PATH", allow_hyphen_values = true,
+          value_parser = clap::value_parser!(OsString))]
+    resolv_conf: Option<OsString>,
+    #[arg(long = "add-host", value_name = "NAME:IP", action = ArgAction::Append,
+          allow_hyphen_values = true)]
+    add_host: Vec<String>,
     #[arg(long = "macaddress", value_name = "MAC", allow_hyphen_values = true)]
     macaddress: Option<String>,
     #[arg(short = 'p', long = "publish", value_name = "SPEC", action = ArgAction::Append,
@@ -196,6 +219,13 @@ struct CompatCli {
 struct RunCli {
     #[command(flatten)]
     net: NetOpts,
+    #[arg(long = "network", value_name = "NAME", allow_hyphen_values = true)]
+    network: Option<String>,
+    #[arg(long = "name", value_name = "NAME", allow_hyphen_values = true)]
+    name: Option<String>,
+    #[arg(long = "alias", value_name = "NAME", allow_hyphen_values = true,
+          action = ArgAction::Append)]
+    alias: Vec<String>,
     // The first word that is not an option starts COMMAND; everything after it
     // belongs to COMMAND, options included.
     #[arg(value_name = "COMMAND", trailing_var_arg = true,
@@ -220,6 +250,10 @@ struct PortCli {
     api_socket: Option<OsString>,
     #[arg(long = "mode", value_name = "MODE", allow_hyphen_values = true)]
     mode: Option<String>,
+    #[arg(long = "network", value_name = "NAME", allow_hyphen_values = true)]
+    network: Option<String>,
+    #[arg(long = "to", value_name = "NAME", allow_hyphen_values = true)]
+    to: Option<String>,
     #[arg(long = "json")]
     json: bool,
     #[arg(value_name = "add|rm|ls [ARG]...", value_parser = clap::value_parser!(OsString))]
@@ -272,6 +306,9 @@ where
     match args.get(1).and_then(|a| a.to_str()) {
         Some("run") => run_invocation(parse_with::<RunCli>(Form::Run, rest("rlnet run"))?),
         Some("port") => port_invocation(parse_with::<PortCli>(Form::Port, rest("rlnet port"))?),
+        Some("network") => network::parse(network::Which::Network, rest("rlnet network").collect()),
+        Some("attach") => network::parse(network::Which::Attach, rest("rlnet attach").collect()),
+        Some("detach") => network::parse(network::Which::Detach, rest("rlnet detach").collect()),
         _ => compat_invocation(parse_with::<CompatCli>(Form::Compat, args)?),
     }
 }
@@ -405,12 +442,20 @@ fn run_invocation(cli: RunCli) -> Result<Invocation, CliExit> {
             })
         })
         .collect::<Result<Vec<String>, CliExit>>()?;
-    finish(
+    let inv = finish(
         Form::Run,
         cli.net,
         Config::new(Target::Run { argv }),
         Vec::new(),
-    )
+    )?;
+    match cli.network {
+        Some(net) => network::run_on_network(inv, net, cli.name, cli.alias),
+        None if cli.name.is_some() || !cli.alias.is_empty() => err(format!(
+            "--name and --alias need --network NAME: names are resolved on named networks {}",
+            Form::Run.help_hint()
+        )),
+        None => Ok(inv),
+    }
 }
 
 fn port_invocation(cli: PortCli) -> Result<Invocation, CliExit> {
@@ -440,15 +485,40 @@ fn port_invocation(cli: PortCli) -> Result<Invocation, CliExit> {
             "unknown port command {verb:?}: use add, rm or ls {hint}"
         ));
     }
-    let Some(api_socket) = cli.api_socket else {
-        return err(format!(
-            "missing --api-socket=PATH: the API socket of the running rlnet, as given to \
-             its --api-socket {hint}"
-        ));
+    let target = match (cli.api_socket, cli.network) {
+        (Some(path), None) => PortTarget::Socket(api_socket_path(path)?),
+        (None, Some(net)) => {
+            if !crate::api::valid_member_name(&net) {
+                return err(format!(
+                    "invalid value for --network: {net:?} is not a network name {hint}"
+                ));
+            }
+            PortTarget::Network(net)
+        }
+        (Some(_), Some(_)) => {
+            return err(format!(
+                "give either --api-socket or --network, not both {hint}"
+            ));
+        }
+        (None, None) => {
+            return err(format!(
+                "missing --api-socket=PATH: the API socket of the running rlnet, as given to \
+                 its --api-socket (or --network NAME for a named network) {hint}"
+            ));
+        }
     };
-    let api_socket = api_socket_path(api_socket)?;
     if cli.mode.is_some() && verb != "add" {
         return err(format!("--mode is for 'rlnet port add' only {hint}"));
+    }
+    if cli.to.is_some() && verb != "add" {
+        return err(format!("--to is for 'rlnet port add' only {hint}"));
+    }
+    if let Some(to) = &cli.to
+        && !crate::api::valid_member_name(to)
+    {
+        return err(format!(
+            "invalid value for --to: {to:?} is not a member name {hint}"
+        ));
     }
     let action = match verb.as_str() {
         "add" => {
@@ -464,6 +534,7 @@ fn port_invocation(cli: PortCli) -> Result<Invocation, CliExit> {
             PortAction::Add {
                 specs: parse_specs(args, "SPEC")?,
                 mode,
+                to: cli.to,
             }
         }
         "rm" => {
@@ -490,7 +561,7 @@ fn port_invocation(cli: PortCli) -> Result<Invocation, CliExit> {
     };
     Ok(Invocation {
         command: Command::Port(PortCommand {
-            api_socket,
+            target,
             json: cli.json,
             action,
         }),
@@ -513,10 +584,10 @@ impl PortCommand {
     /// The API request this command sends.
     pub fn request(&self) -> ClientRequest {
         match &self.action {
-            PortAction::Add { specs, mode } => ClientRequest::AddPublish {
+            PortAction::Add { specs, mode, to } => ClientRequest::AddPublish {
                 specs: specs.clone(),
                 mode: *mode,
-                to: None,
+                to: to.clone(),
             },
             PortAction::Remove { ids } => ClientRequest::RemovePublish { ids: ids.clone() },
             PortAction::List => ClientRequest::ListHostfwd,
@@ -681,6 +752,31 @@ fn finish(
             Some(config::parse_outbound(a, true).map_err(invalid("--outbound-addr6"))?);
     }
     config.dns = !o.disable_dns;
+    for a in &o.dns_upstream {
+        config
+            .dns_upstream
+            .push(config::parse_dns_upstream(a, &config.plan).map_err(invalid("--dns-upstream"))?);
+    }
+    if let Some(path) = o.resolv_conf {
+        if path.is_empty() {
+            return err("invalid value for --resolv-conf: the path is empty");
+        }
+        config.resolv_conf = Some(PathBuf::from(path));
+    }
+    for h in &o.add_host {
+        config
+            .add_hosts
+            .extend(config::parse_add_host(h, &config.plan).map_err(invalid("--add-host"))?);
+    }
+    if o.disable_dns
+        && (!config.dns_upstream.is_empty()
+            || !config.add_hosts.is_empty()
+            || config.resolv_conf.is_some())
+    {
+        warnings.push(
+            "--dns-upstream, --resolv-conf and --add-host have no effect with --disable-dns".into(),
+        );
+    }
     if let Some(mac) = &o.macaddress {
         match (form, config.configure) {
             // slirp4netns's text: only -c sets a MAC there.
@@ -890,6 +986,14 @@ const NET_OPTIONS_HELP: &str =
       --outbound-addr6=ADDR  send outbound IPv6 from ADDR (an IPv6 address or
                              an interface name)
       --disable-dns          turn off the DNS stub (10.0.2.3, fd00::3)
+      --dns-upstream=ADDR    the DNS stub forwards to ADDR (IP or IP:PORT,
+                             IPv6 with a port as [::1]:5353) instead of the
+                             servers in the host's resolv.conf; repeatable,
+                             tried in order
+      --resolv-conf=PATH     where the host's DNS servers are listed; changes
+                             are followed [/etc/resolv.conf]
+      --add-host=NAME:IP     the DNS stub answers NAME with IP; repeatable. IP
+                             may be host-gateway: the gateway addresses
       --macaddress=MAC       MAC address of the interface, like
                              0e:d4:18:d9:38:fb; needs -c, except with
                              rlnet run (which configures by default)
@@ -948,9 +1052,20 @@ starts COMMAND in a new user and network namespace (see 'rlnet run --help').
 ";
 
 const RUN_USAGE_HELP: &str = "Usage: rlnet run [OPTION]... [--] COMMAND [ARG]...
+       rlnet run --network NAME [--name N] [--alias A]... [-p SPEC]...
+                 [--] COMMAND [ARG]...
 Run COMMAND in a new user and network namespace with a network, and exit
 with its status. Options end at '--' or at the first word that is not an
 option; the rest is COMMAND and its arguments, passed on verbatim.
+
+With --network NAME, the namespace joins the named network NAME (see
+'rlnet network --help') instead of getting a network of its own; it leaves
+the network when COMMAND exits. The network sets the addresses, MTU and
+policies, so only -p/--publish (which needs --name), --disable-dns and
+these apply:
+      --network=NAME         the named network to join
+      --name=N               the member's name, resolved by other members
+      --alias=A              another name; repeatable
 ";
 
 pub fn help_text() -> String {
@@ -962,8 +1077,10 @@ pub fn help_text() -> String {
 const PORT_HELP: &str = "Usage: rlnet port add -a PATH [--mode=MODE] [--json] SPEC...
        rlnet port rm -a PATH [--json] ID...
        rlnet port ls -a PATH [--json]
+       rlnet port add --network NAME --to MEMBER [--mode=MODE] SPEC...
 Publish, unpublish and list host ports of a running rlnet, through the API
-socket it was started with (its -a PATH).
+socket it was started with (its -a PATH), or of a named network (--network
+NAME, with --to naming the member the ports go to).
 
 Commands:
   add SPEC...                publish each SPEC, all or nothing, and print the
@@ -976,7 +1093,10 @@ Commands:
                              addresses), NAMESPACE and MODE
 
 Options:
-  -a, --api-socket=PATH      the API socket of the running rlnet (required)
+  -a, --api-socket=PATH      the API socket of the running rlnet
+      --network=NAME         instead of -a: the named network NAME
+      --to=MEMBER            add: the member of the network (by name or
+                             alias) the ports go to
       --mode=MODE            add: stack (the service sees the client's
                              address) or splice (fastest) [the instance's
                              default]
@@ -1184,6 +1304,124 @@ mod tests {
             cfg(&["--target-type=netns", "1"]),
             Config::new(Target::Pid(1))
         );
+    }
+
+    #[test]
+    fn dns_options() {
+        use std::net::SocketAddr;
+        let sa = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let c = cfg(&["1"]);
+        assert!(c.dns_upstream.is_empty() && c.add_hosts.is_empty());
+        assert_eq!(c.resolv_conf, None);
+        for args in [
+            &[
+                "--dns-upstream=127.0.0.53",
+                "--dns-upstream",
+                "[::1]:5353",
+                "1",
+            ][..],
+            &[
+                "--dns-up",
+                "127.0.0.53:53",
+                "1",
+                "--dns-upstream=[::1]:5353",
+            ],
+            &[
+                "run",
+                "--dns-upstream=127.0.0.53",
+                "--dns-upstream=[::1]:5353",
+                "true",
+            ],
+        ] {
+            assert_eq!(
+                cfg(args).dns_upstream,
+                [sa("127.0.0.53:53"), sa("[::1]:5353")],
+                "{args:?}"
+            );
+        }
+        let c = cfg(&["--resolv-conf", "/run/systemd/resolve/resolv.conf", "1"]);
+        assert_eq!(
+            c.resolv_conf,
+            Some(PathBuf::from("/run/systemd/resolve/resolv.conf"))
+        );
+        assert_eq!(
+            cfg(&["--resolv=/x", "1"]).resolv_conf,
+            Some(PathBuf::from("/x"))
+        );
+        let c = cfg(&[
+            "--add-host",
+            "db:192.0.2.7",
+            "--add-host=db=2001:db8::7",
+            "--add-host",
+            "gw:host-gateway",
+            "1",
+        ]);
+        assert_eq!(
+            c.add_hosts,
+            [
+                ("db".to_string(), ip("192.0.2.7")),
+                ("db".to_string(), ip("2001:db8::7")),
+                ("gw".to_string(), ip("10.0.2.2")),
+                ("gw".to_string(), ip("fd00::2")),
+            ]
+        );
+        // host-gateway follows --cidr and --disable-ipv6, wherever they are.
+        let c = cfg(&[
+            "--add-host=gw:host-gateway",
+            "--cidr=10.9.0.0/24",
+            "--disable-ipv6",
+            "1",
+        ]);
+        assert_eq!(c.add_hosts, [("gw".to_string(), ip("10.9.0.2"))]);
+        // The stub address moves with --cidr too.
+        assert!(
+            cfg(&["--cidr=10.9.0.0/24", "--dns-upstream=10.0.2.3", "1"])
+                .dns_upstream
+                .contains(&sa("10.0.2.3:53"))
+        );
+        let inv = ok(&["--disable-dns", "--dns-upstream=192.0.2.1", "1"]);
+        assert_eq!(inv.warnings.len(), 1);
+        assert!(inv.warnings[0].contains("no effect with --disable-dns"));
+        for (args, needle) in [
+            (
+                &["--dns-upstream=dns.example", "1"][..],
+                "invalid value for --dns-upstream: \"dns.example\" is not a DNS server address",
+            ),
+            (
+                &["--dns-upstream", "10.0.2.3", "1"],
+                "\"10.0.2.3\" cannot be a DNS server",
+            ),
+            (&["--dns-upstream=0.0.0.0", "1"], "cannot be a DNS server"),
+            (
+                &["--dns-upstream=[192.0.2.1]:53", "1"],
+                "\"[192.0.2.1]:53\"",
+            ),
+            (
+                &["--dns-upstream", "1", "2"],
+                "\"1\" is not a DNS server address",
+            ),
+            (&["1", "--dns-upstream"], "'--dns-upstream' needs a value"),
+            (
+                &["--add-host=db", "1"],
+                "invalid value for --add-host: \"db\" is not NAME:IP",
+            ),
+            (
+                &["--add-host", "-db:192.0.2.1", "1"],
+                "invalid host name \"-db\"",
+            ),
+            (
+                &["--add-host=db:192.0.2.300", "1"],
+                "invalid address \"192.0.2.300\"",
+            ),
+            (
+                &["--resolv-conf=", "1"],
+                "invalid value for --resolv-conf: the path is empty",
+            ),
+            (&["run", "--add-host=x", "true"], "--add-host"),
+        ] {
+            fails(args, needle);
+        }
     }
 
     #[test]
@@ -1486,11 +1724,12 @@ mod tests {
             assert_eq!(
                 port(args),
                 PortCommand {
-                    api_socket: "/run/x.sock".into(),
+                    target: PortTarget::Socket("/run/x.sock".into()),
                     json: false,
                     action: PortAction::Add {
                         specs: vec![spec("8080:80")],
-                        mode: None
+                        mode: None,
+                        to: None,
                     },
                 },
                 "{args:?}"
@@ -1514,6 +1753,7 @@ mod tests {
                     spec("[::1]:8000-8010:9000-9010")
                 ],
                 mode: Some(Mode::Splice),
+                to: None,
             }
         );
         assert_eq!(
@@ -1532,7 +1772,8 @@ mod tests {
             p.action,
             PortAction::Add {
                 specs: vec![spec("80:80")],
-                mode: Some(Mode::Stack)
+                mode: Some(Mode::Stack),
+                to: None,
             }
         );
         let p = port(&["rm", "-a", "/s", "3", "1", "--json"]);
@@ -1847,6 +2088,14 @@ ID  PROTO  HOST             NAMESPACE              MODE
             (CompatCli::command(), help_text()),
             (RunCli::command(), run_help_text()),
             (PortCli::command(), port_help_text()),
+            (
+                network::NetworkCli::command(),
+                network::NETWORK_HELP.to_string(),
+            ),
+            (
+                network::MemberCli::command(),
+                network::ATTACH_HELP.to_string(),
+            ),
         ] {
             let mut longs = Vec::new();
             for arg in cmd.get_arguments() {

@@ -2,7 +2,7 @@
 //! slirp4netns's defaults. No I/O here; everything is unit-tested directly.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::RawFd;
 use std::path::PathBuf;
 
@@ -42,6 +42,26 @@ pub enum ConfigError {
     Fd(&'static str, String),
     #[error("the specified API socket path is too long (>= 108): {0}")]
     ApiSocketTooLong(String),
+    #[error(
+        "{0:?} is not a DNS server address: use IP or IP:PORT, IPv6 with a port in brackets, like 192.0.2.1, 127.0.0.53, ::1 or [::1]:5353"
+    )]
+    DnsUpstream(String),
+    #[error(
+        "{0:?} cannot be a DNS server: not an unspecified, multicast or broadcast address, not port 0, not the DNS stub itself"
+    )]
+    DnsUpstreamAddr(String),
+    #[error(
+        "{0:?} is not NAME:IP: use a host name and an address, like db:192.0.2.7, db=2001:db8::7 or host.docker.internal:host-gateway"
+    )]
+    AddHost(String),
+    #[error(
+        "invalid host name {0:?}: use letters, digits, '-' and '_' in dot-separated labels of 1-63 characters (253 in all)"
+    )]
+    HostName(String),
+    #[error(
+        "invalid address {0:?} for a host name: use an IPv4 or IPv6 unicast address or host-gateway"
+    )]
+    HostAddr(String),
 }
 
 /// Default MTU: the largest that still fits an Ethernet frame in 64 KiB, as
@@ -247,6 +267,14 @@ pub struct Config {
     pub publish: Vec<crate::forward::spec::PublishSpec>,
     /// `--publish-mode`: how published connections enter the namespace.
     pub publish_mode: crate::forward::table::Mode,
+    /// `--dns-upstream`: the DNS stub forwards to these, in order, instead
+    /// of the servers of the host's resolv.conf.
+    pub dns_upstream: Vec<SocketAddr>,
+    /// `--add-host NAME:IP`: names the DNS stub answers itself.
+    pub add_hosts: Vec<(String, IpAddr)>,
+    /// `--resolv-conf PATH`: where the host's resolvers are listed
+    /// (default /etc/resolv.conf).
+    pub resolv_conf: Option<PathBuf>,
 }
 
 impl Config {
@@ -269,6 +297,9 @@ impl Config {
             enable_seccomp: false,
             publish: Vec::new(),
             publish_mode: crate::forward::table::Mode::Stack,
+            dns_upstream: Vec::new(),
+            add_hosts: Vec::new(),
+            resolv_conf: None,
         }
     }
 
@@ -371,9 +402,207 @@ pub fn check_api_socket_path(p: &std::path::Path) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// `--dns-upstream IP[:PORT]`: `192.0.2.1`, `127.0.0.53:53`, `::1`,
+/// `[::1]`, `[::1]:5353` (port 53 if none). Refuses what the DNS stub
+/// cannot forward to: unspecified, multicast and broadcast addresses, port
+/// 0, and the stub's own addresses in `plan` (a loop).
+pub fn parse_dns_upstream(s: &str, plan: &AddrPlan) -> Result<SocketAddr, ConfigError> {
+    let addr = if let Ok(a) = s.parse::<SocketAddr>() {
+        a
+    } else {
+        let bare = s
+            .strip_prefix('[')
+            .and_then(|r| r.strip_suffix(']'))
+            .unwrap_or(s);
+        match bare.parse::<IpAddr>() {
+            // Brackets are for IPv6 only.
+            Ok(IpAddr::V4(_)) if bare != s => {
+                return Err(ConfigError::DnsUpstream(s.to_string()));
+            }
+            Ok(ip) => SocketAddr::new(ip, 53),
+            Err(_) => return Err(ConfigError::DnsUpstream(s.to_string())),
+        }
+    };
+    let ip = addr.ip().to_canonical();
+    let own = match ip {
+        IpAddr::V4(a) => a == plan.dns4 || a.is_broadcast(),
+        IpAddr::V6(a) => plan.v6.is_some_and(|v6| a == v6.dns6),
+    };
+    if addr.port() == 0 || ip.is_unspecified() || ip.is_multicast() || own {
+        return Err(ConfigError::DnsUpstreamAddr(s.to_string()));
+    }
+    Ok(addr)
+}
+
+/// A host name as `--add-host` takes it: dot-separated labels of letters,
+/// digits, '-' and '_' (1-63 characters each, not starting or ending with
+/// '-'), 253 characters at most, an optional trailing dot.
+pub fn valid_host_name(text: &str) -> bool {
+    let t = text.strip_suffix('.').unwrap_or(text);
+    !t.is_empty()
+        && t.len() <= 253
+        && t.split('.').all(|l| {
+            (1..=63).contains(&l.len())
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+}
+
+/// `--add-host NAME:IP` (also `NAME=IP`, IPv6 with or without brackets, as
+/// Docker takes it). IP `host-gateway` means the gateway: one entry per
+/// address family of `plan`.
+pub fn parse_add_host(s: &str, plan: &AddrPlan) -> Result<Vec<(String, IpAddr)>, ConfigError> {
+    let Some(at) = s.find([':', '=']) else {
+        return Err(ConfigError::AddHost(s.to_string()));
+    };
+    let (name, ip) = (&s[..at], &s[at + 1..]);
+    if name.is_empty() || ip.is_empty() {
+        return Err(ConfigError::AddHost(s.to_string()));
+    }
+    if !valid_host_name(name) {
+        return Err(ConfigError::HostName(name.to_string()));
+    }
+    if ip == "host-gateway" {
+        let mut v = vec![(name.to_string(), IpAddr::V4(plan.gateway4))];
+        if let Some(v6) = plan.v6 {
+            v.push((name.to_string(), IpAddr::V6(v6.gateway6)));
+        }
+        return Ok(v);
+    }
+    let bare = ip
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or(ip);
+    match bare.parse::<IpAddr>() {
+        Ok(a @ IpAddr::V6(_)) | Ok(a @ IpAddr::V4(_))
+            if !(a.is_unspecified() || a.is_multicast() || (a.is_ipv4() && bare != ip)) =>
+        {
+            Ok(vec![(name.to_string(), a)])
+        }
+        _ => Err(ConfigError::HostAddr(ip.to_string())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dns_upstream_forms() {
+        let plan = AddrPlan::default();
+        for (s, want) in [
+            ("192.0.2.1", "192.0.2.1:53"),
+            ("127.0.0.53:53", "127.0.0.53:53"),
+            ("127.0.0.1:5353", "127.0.0.1:5353"),
+            ("::1", "[::1]:53"),
+            ("[::1]", "[::1]:53"),
+            ("[::1]:5353", "[::1]:5353"),
+            ("2001:db8::53", "[2001:db8::53]:53"),
+            ("10.0.2.2", "10.0.2.2:53"),
+        ] {
+            assert_eq!(
+                parse_dns_upstream(s, &plan).unwrap().to_string(),
+                want,
+                "{s}"
+            );
+        }
+        for bad in [
+            "",
+            "x",
+            "1.2.3",
+            "192.0.2.1:",
+            "192.0.2.1:99999",
+            "[192.0.2.1]",
+            "::1:53:",
+            "dns.example",
+        ] {
+            assert_eq!(
+                parse_dns_upstream(bad, &plan),
+                Err(ConfigError::DnsUpstream(bad.into())),
+                "{bad}"
+            );
+        }
+        for bad in [
+            "0.0.0.0",
+            "::",
+            "10.0.2.3",
+            "[fd00::3]:53",
+            "255.255.255.255",
+            "224.0.0.251",
+            "192.0.2.1:0",
+        ] {
+            assert_eq!(
+                parse_dns_upstream(bad, &plan),
+                Err(ConfigError::DnsUpstreamAddr(bad.into())),
+                "{bad}"
+            );
+        }
+        // fd00::3 is the stub only with IPv6 on.
+        assert!(parse_dns_upstream("fd00::3", &AddrPlan::new(default_net4(), false)).is_ok());
+    }
+
+    #[test]
+    fn add_host_forms() {
+        let plan = AddrPlan::default();
+        let one = |s: &str| parse_add_host(s, &plan).unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(one("db:192.0.2.7"), [("db".into(), ip("192.0.2.7"))]);
+        assert_eq!(one("db=192.0.2.7"), [("db".into(), ip("192.0.2.7"))]);
+        assert_eq!(
+            one("db.example.com.:2001:db8::7"),
+            [("db.example.com.".into(), ip("2001:db8::7"))]
+        );
+        assert_eq!(
+            one("my_host=[2001:db8::7]"),
+            [("my_host".into(), ip("2001:db8::7"))]
+        );
+        assert_eq!(
+            one("host.docker.internal:host-gateway"),
+            [
+                ("host.docker.internal".into(), ip("10.0.2.2")),
+                ("host.docker.internal".into(), ip("fd00::2"))
+            ]
+        );
+        let no6 = AddrPlan::new(default_net4(), false);
+        assert_eq!(parse_add_host("gw:host-gateway", &no6).unwrap().len(), 1);
+        for bad in ["db", "db:", ":192.0.2.7", ""] {
+            assert_eq!(
+                parse_add_host(bad, &plan),
+                Err(ConfigError::AddHost(bad.into())),
+                "{bad}"
+            );
+        }
+        for (bad, name) in [
+            ("-db:192.0.2.7", "-db"),
+            ("a b:192.0.2.7", "a b"),
+            ("a..b=::1", "a..b"),
+        ] {
+            assert_eq!(
+                parse_add_host(bad, &plan),
+                Err(ConfigError::HostName(name.into())),
+                "{bad}"
+            );
+        }
+        for (bad, addr) in [
+            ("db:999.1.1.1", "999.1.1.1"),
+            ("db:0.0.0.0", "0.0.0.0"),
+            ("db=ff02::1", "ff02::1"),
+            ("db=[192.0.2.1]", "[192.0.2.1]"),
+            ("db:gateway", "gateway"),
+        ] {
+            assert_eq!(
+                parse_add_host(bad, &plan),
+                Err(ConfigError::HostAddr(addr.into())),
+                "{bad}"
+            );
+        }
+        assert!(valid_host_name(&"a".repeat(63)));
+        assert!(!valid_host_name(&"a".repeat(64)));
+        assert!(!valid_host_name(&["a"; 128].join(".")));
+        assert!(!valid_host_name("."));
+    }
 
     #[test]
     fn cidr_texts_match_slirp4netns() {

@@ -28,11 +28,12 @@ use thiserror::Error;
 use crate::api::server::{ApiEvent, ApiServer};
 use crate::api::{self, ApiError, Request};
 use crate::dhcp::{DhcpConfig, DhcpServer};
+use crate::dns::{DnsConfig, DnsError, DnsIo, DnsStub, NetworkId};
 use crate::forward::PublishSpec;
 use crate::forward::publish::{ForwardError, Forwarder};
 use crate::forward::table::Mode;
 use crate::nat::icmp::EchoRequest;
-use crate::nat::policy::Policy;
+use crate::nat::policy::{Decision, Policy};
 use crate::nat::{Ctx, FlowKey, Kind, Nat, Outbound, from_token, token};
 use crate::network::attach;
 use crate::network::ipam::Ipam;
@@ -59,6 +60,8 @@ pub enum EngineError {
     Register { what: &'static str, err: io::Error },
     #[error(transparent)]
     Publish(#[from] ForwardError),
+    #[error(transparent)]
+    Dns(#[from] DnsError),
 }
 
 /// Why the loop ended.
@@ -108,7 +111,13 @@ pub struct Setup {
     pub unprivileged_start: u16,
     /// The API socket, already listening.
     pub api: Option<ApiServer>,
+    /// The DNS stub's configuration; None with `--disable-dns`.
+    pub dns: Option<DnsConfig>,
 }
+
+/// The named network's scope in the stub's name table (one network per
+/// engine).
+const NET_SCOPE: NetworkId = NetworkId(0);
 
 /// Packet-processing state, split from the receive buffer so a frame can be
 /// borrowed while everything else is mutated.
@@ -128,6 +137,7 @@ struct Dp {
     /// DHCPv4 for the namespace (slirp4netns serves one; callers without
     /// `-c` rely on it).
     dhcp: DhcpServer,
+    dns: Option<DnsStub>,
     /// Named network: members by port, the switch's MAC table, IPAM.
     members: HashMap<usize, Member>,
     mac_to_port: HashMap<EthernetAddress, usize>,
@@ -255,6 +265,19 @@ impl Engine {
             lease_secs: crate::dhcp::DEFAULT_LEASE_SECS,
         });
         let fwd = Forwarder::new(s.policy.plan, s.unprivileged_start, s.publish_mode, s.ns);
+        let mut dns = s.dns.map(DnsStub::new).transpose()?;
+        if let Some(stub) = dns.as_mut() {
+            // --internal: nothing leaves, not even queries.
+            stub.set_forwarding(!s.policy.internal);
+            if s.network.is_some() {
+                let plan = &s.policy.plan;
+                let records = stub.records_mut();
+                records.set_stub_network(IpAddr::V4(plan.dns4), Some(NET_SCOPE));
+                if let Some(v6) = plan.v6 {
+                    records.set_stub_network(IpAddr::V6(v6.dns6), Some(NET_SCOPE));
+                }
+            }
+        }
         let mut engine = Engine {
             poll,
             rx: vec![0u8; FRAME_BUF].into_boxed_slice(),
@@ -269,6 +292,7 @@ impl Engine {
                 nat: Nat::new(),
                 fwd,
                 dhcp,
+                dns,
                 members: HashMap::new(),
                 mac_to_port: HashMap::new(),
                 net: s.network,
@@ -328,6 +352,7 @@ impl Engine {
             let next = [
                 self.dp.nat.next_deadline(),
                 self.dp.fwd.next_deadline(),
+                self.dp.dns.as_ref().and_then(DnsStub::next_deadline),
                 api_deadline,
             ]
             .into_iter()
@@ -396,6 +421,10 @@ impl Engine {
                             }
                         }
                         Some((Kind::Member, port)) => self.member_gone(port),
+                        Some((Kind::Dns, idx)) => {
+                            let registry = self.poll.registry();
+                            self.dp.dns_event(idx, readable, writable, registry);
+                        }
                         Some((kind, idx)) => {
                             fwd.event(kind, idx, readable, writable, nat, &mut ctx)
                         }
@@ -412,6 +441,7 @@ impl Engine {
         fwd.run_backlog(nat, &mut ctx);
         nat.run_timers(&mut ctx);
         fwd.run_timers(&ctx);
+        self.dp.dns_timers(self.poll.registry());
         if let Some(api) = self.api.as_mut() {
             api.expire(self.dp.now.total_micros(), self.poll.registry());
         }
@@ -575,6 +605,13 @@ impl Dp {
         };
         let status = self.status();
         let plan = self.policy.plan;
+        // On a named network: every member name and alias, with its address.
+        let named: Option<Vec<(String, IpAddr)>> = self.net.as_ref().map(|_| {
+            self.members
+                .values()
+                .flat_map(|m| m.names().map(|n| (n.to_string(), IpAddr::V4(m.ip4))))
+                .collect()
+        });
         let (ctx, _, fwd) = self.split(registry);
         match req {
             Request::AddHostfwd { spec, guest } => {
@@ -590,14 +627,28 @@ impl Dp {
                 Err(_) => ApiError::RemoveHostfwdId.body(),
             },
             Request::AddPublish { specs, mode, to } => {
-                if let Some(name) = to {
-                    let reason = format!(
-                        "no member named {name:?}: this namespace is not on a named network"
-                    );
-                    return ApiError::failed(verb, reason).body();
-                }
+                let guest = match (to, named) {
+                    (None, None) => None,
+                    (Some(name), None) => {
+                        let reason = format!(
+                            "no member named {name:?}: this namespace is not on a named network"
+                        );
+                        return ApiError::failed(verb, reason).body();
+                    }
+                    (None, Some(_)) => {
+                        let reason = "on a named network, say which member the ports go to (\"to\": NAME, or --to NAME)";
+                        return ApiError::failed(verb, reason).body();
+                    }
+                    (Some(name), Some(members)) => match members.iter().find(|(n, _)| *n == name) {
+                        Some(&(_, ip)) => Some(ip),
+                        None => {
+                            let reason = format!("no member named {name:?} on this network");
+                            return ApiError::failed(verb, reason).body();
+                        }
+                    },
+                };
                 let mode = mode.unwrap_or(fwd.default_mode());
-                match fwd.publish(&specs, mode, None, &ctx) {
+                match fwd.publish(&specs, mode, guest, &ctx) {
                     Ok(ids) => api::ok_ids(&ids),
                     Err(e) => fail(e),
                 }
@@ -658,7 +709,7 @@ impl Dp {
                 aliases: m.aliases.clone(),
                 ipv4: m.ip4,
                 ipv6: m.ip6,
-                mac: m.mac.to_string(),
+                mac: wire::mac_text(m.mac),
                 tap: m.tap.clone(),
                 pid: m.pid,
             })
@@ -735,12 +786,13 @@ impl Dp {
             self.ports_by_ip.insert(IpAddr::V6(ip6), port);
         }
         self.mac_to_port.insert(mac, port);
+        self.publish_names(&member, true);
         let info = api::MemberInfo {
             name: member.name.clone(),
             aliases: member.aliases.clone(),
             ipv4: member.ip4,
             ipv6: member.ip6,
-            mac: mac.to_string(),
+            mac: wire::mac_text(mac),
             tap: member.tap.clone(),
             pid: member.pid,
         };
@@ -768,6 +820,7 @@ impl Dp {
         let Some(member) = self.members.remove(&port) else {
             return;
         };
+        self.publish_names(&member, false);
         if let Some(out) = self.outs.try_remove(port) {
             let _ = registry.deregister(&mut SourceFd(&out.tap().as_raw_fd()));
         }
@@ -846,9 +899,6 @@ impl Dp {
         if !src_mac.is_unicast() || src_mac == GATEWAY_MAC {
             return;
         }
-        if dst_mac != GATEWAY_MAC && !dst_mac.is_broadcast() && !dst_mac.is_multicast() {
-            return;
-        }
         if let Some(m) = self.members.get(&port) {
             // A named network: the switch. Members send only as themselves.
             if src_mac != m.mac || !source_ok(m, eth.ethertype(), eth.payload()) {
@@ -873,6 +923,9 @@ impl Dp {
                 }
             }
         } else {
+            if dst_mac.is_unicast() && dst_mac != GATEWAY_MAC {
+                return;
+            }
             let Some(out) = self.outs.get_mut(port) else {
                 return;
             };
@@ -1114,6 +1167,17 @@ impl Dp {
         };
         let syn_only = tcp.syn() && !tcp.ack() && !tcp.rst() && !tcp.fin();
         let rst = tcp.rst();
+        if syn_only && self.dns.is_some() && self.policy.outbound(key.dst) == Decision::DnsStub {
+            let (mut ctx, nat, _) = self.split(registry);
+            if let Some(stream) = nat.open_local_tcp(port, pkt, key, &mut ctx)
+                && let Some(stub) = self.dns.as_mut()
+            {
+                let now_us = self.now.total_micros();
+                let mut io = dns_io(registry, now_us);
+                stub.tcp_connection_from(stream, key.dst, &mut io);
+            }
+            return;
+        }
         let (mut ctx, nat, _) = self.split(registry);
         nat.tcp_segment(port, pkt, key, syn_only, rst, &mut ctx);
     }
@@ -1152,7 +1216,107 @@ impl Dp {
         {
             return;
         }
+        if self.dns.is_some() && self.policy.outbound(key.dst) == Decision::DnsStub {
+            let now_us = self.now.total_micros();
+            let mut io = dns_io(registry, now_us);
+            let answer = self
+                .dns
+                .as_mut()
+                .and_then(|stub| stub.udp_query(key.src, key.dst, udp.payload(), &mut io));
+            if let Some(bytes) = answer {
+                self.dns_reply(Some(port), key.src, key.dst, &bytes);
+            }
+            return;
+        }
         let (mut ctx, nat, _) = self.split(registry);
         nat.udp_datagram(port, pkt, key, udp.payload(), &mut ctx);
     }
+
+    /// A UDP answer of the stub from `server` to `client` (on `port`, else
+    /// the port that has `client`'s address).
+    fn dns_reply(
+        &mut self,
+        port: Option<usize>,
+        client: SocketAddr,
+        server: SocketAddr,
+        bytes: &[u8],
+    ) {
+        let Some(port) = port
+            .or_else(|| self.ports_by_ip.get(&client.ip()).copied())
+            .or(self.default_port)
+        else {
+            return;
+        };
+        let Some(out) = self.outs.get_mut(port) else {
+            return;
+        };
+        let v6 = client.is_ipv6();
+        let off = wire::udp_payload_offset(v6);
+        if bytes.len() > wire::max_udp_payload(v6) {
+            return;
+        }
+        let Some(room) = out.ip_buf().get_mut(off..off + bytes.len()) else {
+            return;
+        };
+        room.copy_from_slice(bytes);
+        if let Some(len) = wire::udp_headers(out.ip_buf(), server, client, bytes.len()) {
+            out.send_ip(len);
+        }
+    }
+
+    fn dns_event(&mut self, idx: usize, readable: bool, writable: bool, registry: &Registry) {
+        let now_us = self.now.total_micros();
+        let Some(stub) = self.dns.as_mut() else {
+            return;
+        };
+        let replies = stub.event(idx, readable, writable, &mut dns_io(registry, now_us));
+        for r in replies {
+            self.dns_reply(None, r.client, r.server, &r.bytes);
+        }
+    }
+
+    fn dns_timers(&mut self, registry: &Registry) {
+        let now_us = self.now.total_micros();
+        let Some(stub) = self.dns.as_mut() else {
+            return;
+        };
+        if stub.next_deadline().is_none_or(|t| t > now_us) {
+            return;
+        }
+        for r in stub.run_timers(&mut dns_io(registry, now_us)) {
+            self.dns_reply(None, r.client, r.server, &r.bytes);
+        }
+    }
+
+    /// The member's names, answered to this network's members.
+    fn publish_names(&mut self, m: &Member, add: bool) {
+        let Some(stub) = self.dns.as_mut() else {
+            return;
+        };
+        let records = stub.records_mut();
+        for name in m.names() {
+            if add {
+                for ip in std::iter::once(IpAddr::V4(m.ip4)).chain(m.ip6.map(IpAddr::V6)) {
+                    if let Err(e) = records.insert(Some(NET_SCOPE), name, ip) {
+                        log::warn!("DNS: cannot add {name}: {e}");
+                    }
+                }
+            } else {
+                records.remove(Some(NET_SCOPE), name);
+            }
+        }
+    }
+}
+
+/// The stub's view of the loop: its sockets get `Kind::Dns` tokens.
+fn dns_io(registry: &Registry, now_us: i64) -> DnsIo<'_> {
+    DnsIo {
+        registry,
+        now_us,
+        token: &dns_token,
+    }
+}
+
+fn dns_token(idx: usize) -> Token {
+    token(Kind::Dns, idx)
 }

@@ -8,6 +8,8 @@
 //! - [`engine`] is the single-threaded data plane: it reads frames from the TAP
 //!   ([`sys::tap`]), answers L2 itself ([`wire`]), terminates TCP in smoltcp with
 //!   one socket set per flow ([`stack`], [`nat`]) and relays to host sockets.
+//! - [`dns`] is the DNS stub at N+3; [`network`] runs named networks (one
+//!   engine per network, members switched at L2).
 //! - [`sys`] is the only module with `unsafe`: raw syscalls, ioctls, namespaces.
 #![deny(unsafe_code)]
 
@@ -16,6 +18,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod dhcp;
+pub mod dns;
 pub mod engine;
 pub mod error;
 pub mod forward;

@@ -2,8 +2,8 @@
 
 use std::io::Write;
 
-use rlnet::api::client::{self, ClientError};
-use rlnet::cli::{CliExit, Command, PortCommand};
+use rlnet::api::client;
+use rlnet::cli::{CliExit, Command, PortCommand, PortTarget};
 
 fn main() {
     let code = match rlnet::cli::parse_args(std::env::args_os()) {
@@ -18,6 +18,20 @@ fn main() {
                     Err(e) => {
                         eprintln!("rlnet: {e}");
                         e.exit_code()
+                    }
+                },
+                Command::Network(cmd) => match rlnet::network::command::execute(&cmd) {
+                    Ok(text) => print(&text),
+                    Err(e) => {
+                        eprintln!("rlnet: {e}");
+                        1
+                    }
+                },
+                Command::RunOnNetwork(nr) => match rlnet::network::run::run(&nr) {
+                    Ok(code) => code,
+                    Err(e) => {
+                        eprintln!("rlnet: {e}");
+                        1
                     }
                 },
                 Command::Port(port) => match port_command(&port) {
@@ -39,9 +53,16 @@ fn main() {
 }
 
 /// One request to a running instance; returns the text for stdout.
-fn port_command(port: &PortCommand) -> Result<String, ClientError> {
-    let reply = client::request(&port.api_socket, &port.request(), client::TIMEOUT)?;
-    port.render(&reply).map_err(ClientError::Reply)
+fn port_command(port: &PortCommand) -> Result<String, String> {
+    let path = match &port.target {
+        PortTarget::Socket(p) => p.clone(),
+        PortTarget::Network(name) => {
+            rlnet::network::daemon::socket_of(name).map_err(|e| e.to_string())?
+        }
+    };
+    let reply =
+        client::request(&path, &port.request(), client::TIMEOUT).map_err(|e| e.to_string())?;
+    port.render(&reply)
 }
 
 fn print(text: &str) -> i32 {

@@ -474,6 +474,15 @@ pub fn max_udp_payload(v6: bool) -> usize {
     }
 }
 
+/// A MAC address as `ip link` writes it (smoltcp's `Display` uses dashes).
+pub fn mac_text(mac: EthernetAddress) -> String {
+    let b = mac.as_bytes();
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        b[0], b[1], b[2], b[3], b[4], b[5]
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -191,3 +191,39 @@ fn man_page_documents_every_long_option_of_help() {
         "found only {checked} options"
     );
 }
+
+#[test]
+fn dns_options_are_documented_and_checked() {
+    for args in [&["--help"][..], &["run", "--help"]] {
+        let help = stdout(&rlnet(args));
+        for opt in [
+            "--dns-upstream",
+            "--resolv-conf",
+            "--add-host",
+            "host-gateway",
+        ] {
+            assert!(help.contains(opt), "{args:?} lacks {opt}");
+        }
+    }
+    let man = man_page();
+    for s in [
+        "host.containers.internal",
+        "host.rlnet.internal",
+        "rlnet.internal",
+        "SERVFAIL",
+        "resolv.conf",
+    ] {
+        assert!(man.contains(s), "man page lacks {s}");
+    }
+    fails_with(
+        &["--dns-upstream=dns.example", "1"],
+        "invalid value for --dns-upstream: \"dns.example\"",
+    );
+    fails_with(
+        &["run", "--dns-upstream", "10.0.2.3", "true"],
+        "\"10.0.2.3\" cannot be a DNS server",
+    );
+    fails_with(&["--add-host", "db", "1"], "invalid value for --add-host");
+    fails_with(&["--add-host=db:nowhere", "1"], "\"nowhere\"");
+    fails_with(&["--resolv-conf=", "1"], "--resolv-conf");
+}

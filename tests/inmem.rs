@@ -57,6 +57,7 @@ impl Sim {
             ns: None,
             unprivileged_start: 1024,
             api: None,
+            dns: None,
         })
         .unwrap();
         Sim {

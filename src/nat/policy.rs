@@ -100,10 +100,14 @@ impl Policy {
                 (false, _) => Decision::Drop,
             };
         }
-        // Never NAT into an rlnet network: not our own, not another one
-        // (isolation between networks), whatever routes the host has.
-        if plan.in_subnet(dst.ip()) || in_rlnet_pool(dst.ip()) {
+        // Never NAT into an rlnet network: not our own (members are
+        // switched, not routed), not another one (isolation between
+        // networks; refused at once rather than left to time out).
+        if plan.in_subnet(dst.ip()) {
             return Decision::Drop;
+        }
+        if in_rlnet_pool(dst.ip()) {
+            return Decision::Refuse(Unreachable::Net);
         }
         Decision::Host(dst)
     }
@@ -227,14 +231,26 @@ mod tests {
     #[test]
     fn other_networks_and_internal() {
         let p = policy(true, true);
-        assert_eq!(p.outbound(sa("10.89.3.100:80")), Decision::Drop);
-        assert_eq!(p.outbound(sa("[fd00:89:3::64]:80")), Decision::Drop);
+        assert_eq!(
+            p.outbound(sa("10.89.3.100:80")),
+            Decision::Refuse(Unreachable::Net)
+        );
+        assert_eq!(
+            p.outbound(sa("[fd00:89:3::64]:80")),
+            Decision::Refuse(Unreachable::Net)
+        );
         let internal = Policy {
             internal: true,
             ..policy(true, true)
         };
-        assert_eq!(internal.outbound(sa("198.18.0.1:80")), Decision::Refuse(Unreachable::Net));
-        assert_eq!(internal.outbound(sa("10.0.2.2:80")), Decision::Refuse(Unreachable::Net));
+        assert_eq!(
+            internal.outbound(sa("198.18.0.1:80")),
+            Decision::Refuse(Unreachable::Net)
+        );
+        assert_eq!(
+            internal.outbound(sa("10.0.2.2:80")),
+            Decision::Refuse(Unreachable::Net)
+        );
         assert_eq!(internal.outbound(sa("10.0.2.3:53")), Decision::DnsStub);
     }
 

@@ -13,6 +13,7 @@ use super::ipam::{self, Ipam};
 use super::registry::{self, Record, RegistryError};
 use crate::api::server::ApiServer;
 use crate::config::{DEFAULT_MTU, Ipv4Net};
+use crate::dns::DnsConfig;
 use crate::engine::{Engine, NetworkSetup, Setup};
 use crate::forward::publish;
 use crate::forward::table::Mode;
@@ -37,6 +38,17 @@ pub enum NetworkError {
     SubnetSize(Ipv4Net),
     #[error("cannot start the network daemon: {0}")]
     Start(String),
+    #[error(
+        "no network named {0:?} (see 'rlnet network ls', or create it with 'rlnet network create {0}')"
+    )]
+    Missing(String),
+    #[error("network {network:?} does not answer: {reason}")]
+    Unreachable { network: String, reason: String },
+    #[error("network {network}: {reason}")]
+    Refused { network: String, reason: String },
+    /// An answer that makes no sense.
+    #[error("{0}")]
+    Reply(String),
 }
 
 /// `rlnet network create NAME [--subnet CIDR] [--internal]`.
@@ -192,6 +204,7 @@ fn daemon_main(
         ns: None,
         unprivileged_start: publish::unprivileged_port_start(),
         api: Some(api),
+        dns: Some(DnsConfig::new(plan)),
     })
     .map_err(|e| e.to_string())?;
     record.pid = std::process::id();

@@ -2,7 +2,9 @@
 //! network a daemon of its own, isolated from every other network.
 
 pub mod attach;
+pub mod command;
 pub mod daemon;
 pub mod ipam;
 pub mod member;
 pub mod registry;
+pub mod run;

@@ -60,11 +60,29 @@ pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
 
 /// True when the process behind `pidfd` has exited.
 pub fn pidfd_exited(pidfd: &OwnedFd) -> bool {
-    let mut fds = [nix::poll::PollFd::new(
-        pidfd_borrow(pidfd),
-        nix::poll::PollFlags::POLLIN,
-    )];
-    matches!(nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO), Ok(n) if n > 0)
+    pidfd_wait(pidfd, std::time::Duration::ZERO)
+}
+
+/// Waits up to `timeout` for the process behind `pidfd` to exit; true if
+/// it has.
+pub fn pidfd_wait(pidfd: &OwnedFd, timeout: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ms = nix::poll::PollTimeout::try_from(left.as_millis().min(60_000) as i32)
+            .unwrap_or(nix::poll::PollTimeout::ZERO);
+        let mut fds = [nix::poll::PollFd::new(
+            pidfd_borrow(pidfd),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        match nix::poll::poll(&mut fds, ms) {
+            Ok(n) if n > 0 => return true,
+            Err(nix::errno::Errno::EINTR) => continue,
+            _ if left.is_zero() => return false,
+            Ok(_) => continue,
+            Err(_) => return false,
+        }
+    }
 }
 
 fn pidfd_borrow(fd: &OwnedFd) -> BorrowedFd<'_> {

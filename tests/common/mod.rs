@@ -189,6 +189,11 @@ impl Proc {
         })
     }
 
+    /// The next stdout line if one comes within `timeout`.
+    pub fn try_line(&self, timeout: Duration) -> Option<String> {
+        self.lines.recv_timeout(timeout).ok()
+    }
+
     /// Wait for a line starting with `prefix` and return it.
     pub fn expect_line(&self, prefix: &str) -> String {
         let deadline = Instant::now() + WAIT;

@@ -1,0 +1,77 @@
+//! `rlnet run --network NAME -- COMMAND`: COMMAND in a new user+network
+//! namespace that the network's daemon attaches before COMMAND starts.
+//! This process only waits: it forwards signals to COMMAND and exits with
+//! its status; the attachment ends with COMMAND (the daemon holds a pidfd).
+
+use std::os::fd::AsFd;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::Signal;
+use nix::sys::wait::{WaitStatus, waitpid};
+
+use super::command::{ATTACH_TIMEOUT, api_error, existing_record};
+use super::daemon::NetworkError;
+use super::ipam;
+use crate::api::client;
+use crate::api::protocol::ClientRequest;
+use crate::cli::NetworkRun;
+use crate::sys::{ns, os};
+
+/// Runs COMMAND on the network; returns its exit status (128+N if killed by
+/// signal N).
+pub fn run(nr: &NetworkRun) -> Result<i32, NetworkError> {
+    let (sock, rec) = existing_record(&nr.network)?;
+    let start = |e: &dyn std::fmt::Display| NetworkError::Start(e.to_string());
+    let resolv = match (nr.dns, rec.subnet()) {
+        (true, Some(s)) => {
+            let plan = ipam::plan_for(s, rec.ipv6);
+            let mut text = format!(
+                "# written by rlnet: the DNS stub of network {}\nnameserver {}\n",
+                rec.name, plan.dns4
+            );
+            if let Some(v6) = plan.v6 {
+                text.push_str(&format!("nameserver {}\n", v6.dns6));
+            }
+            Some(text)
+        }
+        _ => None,
+    };
+    // Blocked before the fork; the child unblocks them before exec.
+    let signals = os::signal_fd().map_err(|e| start(&e))?;
+    let mut child = ns::spawn_run(&nr.argv, resolv.as_deref()).map_err(|e| start(&e))?;
+    let mut request = nr.request.clone();
+    request.pid = Some(child.pid.as_raw() as u32);
+    // On failure `child` is dropped unstarted: it exits without running COMMAND.
+    client::request(&sock, &ClientRequest::Attach(request), ATTACH_TIMEOUT)
+        .map_err(|e| api_error(&nr.network, e))?;
+    child.go().map_err(|e| start(&e))?;
+    let pidfd = child
+        .take_pidfd()
+        .ok_or_else(|| NetworkError::Start("no pidfd for COMMAND".into()))?;
+    loop {
+        let mut fds = [
+            PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+            PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(start(&e)),
+        }
+        while let Ok(Some(info)) = signals.read_signal() {
+            // Like a shell: COMMAND decides what a signal means.
+            if let Ok(sig) = Signal::try_from(info.ssi_signo as i32)
+                && sig != Signal::SIGCHLD
+            {
+                let _ = nix::sys::signal::kill(child.pid, sig);
+            }
+        }
+        if fds[1].any().unwrap_or(false) {
+            return Ok(match waitpid(child.pid, None) {
+                Ok(WaitStatus::Exited(_, code)) => code,
+                Ok(WaitStatus::Signaled(_, sig, _)) => 128 + sig as i32,
+                _ => 1,
+            });
+        }
+    }
+}
