@@ -175,7 +175,14 @@ fn long_options(help: &str) -> Vec<String> {
 fn man_page_documents_every_long_option_of_help() {
     let man = man_page();
     let mut checked = 0;
-    for args in [&["--help"][..], &["run", "--help"], &["port", "--help"]] {
+    for args in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["port", "--help"],
+        &["network", "--help"],
+        &["attach", "--help"],
+        &["detach", "--help"],
+    ] {
         let help = stdout(&rlnet(args));
         for opt in long_options(&help) {
             // Options are the start of a word in the page (".B --mtu", "--mtu=").
