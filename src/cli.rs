@@ -730,7 +730,18 @@ fn finish(
         Some(c) => c.parse::<Ipv4Net>().map_err(error)?,
         None => default_net4(),
     };
-    config.plan = AddrPlan::new(net4, !o.disable_ipv6);
+    // IPv6 needs a link MTU of 1280. Callers that ask for less (Podman's
+    // mtu=1000, even with --enable-ipv6) get a working IPv4 link, as
+    // slirp4netns gives them (the kernel keeps IPv6 off such a link).
+    let small_mtu = config.mtu < config::MIN_MTU_IPV6;
+    if small_mtu && !o.disable_ipv6 {
+        warnings.push(format!(
+            "IPv6 is off: it needs an MTU of at least {} (--mtu={})",
+            config::MIN_MTU_IPV6,
+            config.mtu
+        ));
+    }
+    config.plan = AddrPlan::new(net4, !o.disable_ipv6 && !small_mtu);
     if let Some(path) = o.api_socket {
         config.api_socket = Some(api_socket_path(path)?);
     }
@@ -2078,6 +2089,30 @@ ID  PROTO  HOST             NAMESPACE              MODE
         }
         // clap's -V is not ours.
         fails(&["-V"], "'-V'");
+    }
+
+    /// Podman's `mtu=1000`: the link works, IPv4 only, with a warning (also
+    /// with `-6`, as slirp4netns starts then too).
+    #[test]
+    fn small_mtu_turns_ipv6_off() {
+        let inv = ok(&["--mtu=1000", "1"]);
+        let Command::Serve(c) = &inv.command else {
+            panic!("{inv:?}")
+        };
+        assert!(c.plan.v6.is_none());
+        assert_eq!(c.mtu, 1000);
+        assert!(
+            inv.warnings.iter().any(|w| w.contains("IPv6 is off")),
+            "{inv:?}"
+        );
+        assert!(cfg(&["--mtu=1280", "1"]).plan.v6.is_some());
+        assert!(
+            ok(&["--mtu=1000", "--disable-ipv6", "1"])
+                .warnings
+                .is_empty()
+        );
+        assert!(cfg(&["--mtu=1000", "-6", "1"]).plan.v6.is_none());
+        fails(&["--mtu=67", "1"], "too small");
     }
 
     /// The hand-written help must document every option clap accepts, and

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::Instant as StdInstant;
 
@@ -48,6 +48,11 @@ const TARGET: Token = Token(2);
 const EXIT_FD: Token = Token(3);
 const CHILD: Token = Token(4);
 const API: Token = Token(5);
+
+/// Router advertisements: the default route's lifetime, and how often it
+/// is renewed once the namespace asked for a router (as radvd: a third).
+const RA_ROUTER_LIFETIME_S: u64 = 1800;
+const RA_INTERVAL_US: i64 = 600_000_000;
 
 /// Frames read per wake-up before other events get a turn.
 const TAP_BATCH: usize = 256;
@@ -138,6 +143,9 @@ struct Dp {
     /// `-c` rely on it).
     dhcp: DhcpServer,
     dns: Option<DnsStub>,
+    /// SLAAC: the port that solicited a router, and when to advertise again.
+    ra_port: Option<usize>,
+    ra_due: Option<i64>,
     /// Named network: members by port, the switch's MAC table, IPAM.
     members: HashMap<usize, Member>,
     mac_to_port: HashMap<EthernetAddress, usize>,
@@ -293,6 +301,8 @@ impl Engine {
                 fwd,
                 dhcp,
                 dns,
+                ra_port: None,
+                ra_due: None,
                 members: HashMap::new(),
                 mac_to_port: HashMap::new(),
                 net: s.network,
@@ -353,6 +363,7 @@ impl Engine {
                 self.dp.nat.next_deadline(),
                 self.dp.fwd.next_deadline(),
                 self.dp.dns.as_ref().and_then(DnsStub::next_deadline),
+                self.dp.ra_due,
                 api_deadline,
             ]
             .into_iter()
@@ -442,6 +453,7 @@ impl Engine {
         nat.run_timers(&mut ctx);
         fwd.run_timers(&ctx);
         self.dp.dns_timers(self.poll.registry());
+        self.dp.ra_timer();
         if let Some(api) = self.api.as_mut() {
             api.expire(self.dp.now.total_micros(), self.poll.registry());
         }
@@ -1085,11 +1097,32 @@ impl Dp {
                 wire::neighbor_solicit_target(body, repr.src_addr, repr.dst_addr, repr.hop_limit)
         {
             // Answer only for our own addresses; real neighbours answer for themselves.
-            if target == v6.gateway6 || (self.policy.dns && target == v6.dns6) {
+            if target == v6.gateway6
+                || target == wire::ROUTER_LL
+                || (self.policy.dns && target == v6.dns6)
+            {
                 self.send_built(port, |b| {
                     wire::neighbor_advert(b, target, repr.src_addr, GATEWAY_MAC)
                 });
             }
+            return;
+        }
+        // SLAAC (RootlessKit --ipv6 leaves tap0 to it), in the one-namespace
+        // form: members of named networks have fixed addresses.
+        if repr.next_header == IpProtocol::Icmpv6
+            && self.net.is_none()
+            && wire::is_router_solicit(body, repr.src_addr, repr.dst_addr, repr.hop_limit)
+        {
+            let to = if repr.src_addr.is_unspecified() {
+                Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1)
+            } else {
+                repr.src_addr
+            };
+            self.router_advert(port, to);
+            // From now on the namespace relies on our advertisements:
+            // renew them well before the router lifetime runs out.
+            self.ra_port = Some(port);
+            self.ra_due = Some(self.now.total_micros() + RA_INTERVAL_US);
             return;
         }
         if dst_mac != GATEWAY_MAC {
@@ -1285,6 +1318,27 @@ impl Dp {
         }
         for r in stub.run_timers(&mut dns_io(registry, now_us)) {
             self.dns_reply(None, r.client, r.server, &r.bytes);
+        }
+    }
+
+    fn router_advert(&mut self, port: usize, to: Ipv6Addr) {
+        let Some(v6) = self.policy.plan.v6 else {
+            return;
+        };
+        let mtu = self.mtu;
+        self.send_built(port, |b| {
+            wire::router_advert(b, to, GATEWAY_MAC, v6.prefix, mtu, RA_ROUTER_LIFETIME_S)
+        });
+    }
+
+    /// The periodic unsolicited advertisement, once SLAAC is in use.
+    fn ra_timer(&mut self) {
+        let now = self.now.total_micros();
+        if let (Some(due), Some(port)) = (self.ra_due, self.ra_port)
+            && due <= now
+        {
+            self.router_advert(port, Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1));
+            self.ra_due = Some(now + RA_INTERVAL_US);
         }
     }
 

@@ -11,7 +11,8 @@ use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
     EthernetRepr, Icmpv4DstUnreachable, Icmpv4Packet, Icmpv4Repr, Icmpv6DstUnreachable,
     Icmpv6Packet, Icmpv6Repr, IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr,
-    NdiscNeighborFlags, NdiscRepr, RawHardwareAddress, UDP_HEADER_LEN, UdpPacket, checksum,
+    NdiscNeighborFlags, NdiscPrefixInfoFlags, NdiscPrefixInformation, NdiscRepr, NdiscRouterFlags,
+    RawHardwareAddress, UDP_HEADER_LEN, UdpPacket, checksum,
 };
 
 use crate::sys::tap::VNET_HDR_LEN;
@@ -400,6 +401,53 @@ pub fn neighbor_solicit_target(
         Icmpv6Repr::Ndisc(NdiscRepr::NeighborSolicit { target_addr, .. }) => Some(target_addr),
         _ => None,
     }
+}
+
+/// The gateway's link-local address: the router of router advertisements
+/// (slirp4netns's too).
+pub const ROUTER_LL: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 2);
+
+/// Is this a well-formed router solicitation?
+pub fn is_router_solicit(icmp: &[u8], src: Ipv6Addr, dst: Ipv6Addr, hop_limit: u8) -> bool {
+    if hop_limit != 255 {
+        return false;
+    }
+    let Ok(pkt) = Icmpv6Packet::new_checked(icmp) else {
+        return false;
+    };
+    matches!(
+        Icmpv6Repr::parse(&src, &dst, &pkt, &verify_caps()),
+        Ok(Icmpv6Repr::Ndisc(NdiscRepr::RouterSolicit { .. }))
+    )
+}
+
+/// A router advertisement from [`ROUTER_LL`] to `dst`: we are the default
+/// router (lifetime `router_secs`), `prefix`/64 is on-link and for SLAAC.
+pub fn router_advert(
+    ip: &mut [u8],
+    dst: Ipv6Addr,
+    our_mac: EthernetAddress,
+    prefix: Ipv6Addr,
+    mtu: u32,
+    router_secs: u64,
+) -> Option<usize> {
+    let msg = Icmpv6Repr::Ndisc(NdiscRepr::RouterAdvert {
+        hop_limit: HOP_LIMIT,
+        flags: NdiscRouterFlags::empty(),
+        router_lifetime: smoltcp::time::Duration::from_secs(router_secs),
+        reachable_time: smoltcp::time::Duration::ZERO,
+        retrans_time: smoltcp::time::Duration::ZERO,
+        lladdr: Some(RawHardwareAddress::from(our_mac)),
+        mtu: Some(mtu),
+        prefix_info: Some(NdiscPrefixInformation {
+            prefix_len: 64,
+            flags: NdiscPrefixInfoFlags::ON_LINK | NdiscPrefixInfoFlags::ADDRCONF,
+            valid_lifetime: smoltcp::time::Duration::from_secs(u64::from(u32::MAX)),
+            preferred_lifetime: smoltcp::time::Duration::from_secs(u64::from(u32::MAX)),
+            prefix,
+        }),
+    });
+    icmpv6(ip, ROUTER_LL, dst, &msg, 255)
 }
 
 /// Headers of a UDP datagram whose `payload_len` bytes already sit where

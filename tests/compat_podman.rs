@@ -298,13 +298,10 @@ fn podman_bridge_network_rootless_netns_is_rlnet() {
     env.podman(&["network", "rm", "rlnet-compat"]);
 }
 
-/// RLNET BUG (ignored until fixed): Podman allows `mtu` down to 68 and
-/// slirp4netns starts with `--mtu=1000 --enable-ipv6` (the kernel just keeps
-/// IPv6 off on the link). rlnet refuses an MTU below 1280 while IPv6 is on,
-/// and IPv6 is on by default, so `--network slirp4netns:mtu=1000` (with or
-/// without `enable_ipv6=false`) cannot start a container.
+/// Podman allows `mtu` down to 68 and slirp4netns starts with `--mtu=1000
+/// --enable-ipv6` (the kernel just keeps IPv6 off on the link); rlnet too:
+/// it turns IPv6 off below 1280 with a warning.
 #[test]
-#[ignore = "rlnet refuses --mtu below 1280 unless --disable-ipv6, which Podman never passes"]
 fn podman_mtu_below_1280_starts() {
     let Some(user) = setup(TOOLS) else { return };
     let _serial = serial();

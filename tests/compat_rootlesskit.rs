@@ -144,14 +144,10 @@ cases! {
     rootlesskit_slirp4netns_sandbox_seccomp_no_host_loopback: "slirp4netns", sandbox=true, no_loopback=true;
 }
 
-/// RLNET BUG (ignored until fixed): RootlessKit's `--ipv6` passes
-/// `--enable-ipv6` and leaves IPv6 on tap0 to SLAAC: slirp4netns answers
-/// router solicitations with a router advertisement for fd00::/64 (address
-/// and default route via fe80::2). rlnet sends no router advertisements, so
-/// the namespace gets no IPv6 address or route and `[fd00::2]` is
-/// unreachable.
+/// RootlessKit's `--ipv6` passes `--enable-ipv6` and leaves IPv6 on tap0 to
+/// SLAAC: rlnet answers router solicitations with a router advertisement
+/// for fd00::/64 (address and default route via fe80::2), as slirp4netns.
 #[test]
-#[ignore = "rlnet sends no IPv6 router advertisements (SLAAC), which RootlessKit --ipv6 relies on"]
 fn rootlesskit_ipv6_slaac() {
     let Some(user) = setup(&["rootlesskit", "ip", "nsenter"]) else {
         return;
