@@ -46,6 +46,7 @@ struct PingFlow {
 #[derive(Default)]
 pub struct PingTable {
     flows: Slab<PingFlow>,
+    per_port: super::PortCount,
     index: HashMap<Key, usize>,
     buf: Vec<u8>,
 }
@@ -54,7 +55,9 @@ static WARNED: AtomicBool = AtomicBool::new(false);
 
 impl PingTable {
     fn open(&mut self, port: usize, key: Key, host: IpAddr, ctx: &Ctx<'_>) -> io::Result<usize> {
-        if self.flows.len() >= MAX_ICMP_FLOWS {
+        if self.flows.len() >= MAX_ICMP_FLOWS
+            || self.per_port.full(port, MAX_ICMP_FLOWS, ctx.outs.len())
+        {
             return Err(io::Error::from_raw_os_error(libc::ENOBUFS));
         }
         let (domain, proto) = match host {
@@ -70,6 +73,7 @@ impl PingTable {
         let idx = entry.key();
         ctx.registry
             .register(&mut sock, token(Kind::Icmp, idx), Interest::READABLE)?;
+        self.per_port.add(port);
         entry.insert(PingFlow {
             key,
             port,
@@ -180,6 +184,7 @@ impl PingTable {
             .collect();
         for idx in gone {
             let mut flow = self.flows.remove(idx);
+            self.per_port.sub(flow.port);
             let _ = registry.deregister(&mut flow.sock);
             self.index.remove(&flow.key);
         }
@@ -192,6 +197,7 @@ impl PingTable {
             return Some((deadline, token(Kind::Icmp, idx).0));
         }
         let mut flow = self.flows.remove(idx);
+        self.per_port.sub(flow.port);
         let _ = ctx.registry.deregister(&mut flow.sock);
         self.index.remove(&flow.key);
         None

@@ -50,6 +50,33 @@ pub const MAX_TCP_CONNECTING: usize = 4096;
 pub const MAX_UDP_FLOWS: usize = 16384;
 pub const MAX_ICMP_FLOWS: usize = 1024;
 
+/// Flows per port (namespace). With several namespaces (a named network) no
+/// one of them may hold more than half of a table, so a member that opens
+/// flows without end cannot starve the others.
+#[derive(Debug, Default)]
+pub(crate) struct PortCount(HashMap<usize, usize>);
+
+impl PortCount {
+    /// `port` has its share of a table of `max` when `ports` share it.
+    pub(crate) fn full(&self, port: usize, max: usize, ports: usize) -> bool {
+        let cap = if ports > 1 { max / 2 } else { max };
+        self.0.get(&port).is_some_and(|&n| n >= cap)
+    }
+
+    pub(crate) fn add(&mut self, port: usize) {
+        *self.0.entry(port).or_default() += 1;
+    }
+
+    pub(crate) fn sub(&mut self, port: usize) {
+        if let Some(n) = self.0.get_mut(&port) {
+            *n -= 1;
+            if *n == 0 {
+                self.0.remove(&port);
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// Host socket of a TCP flow (either direction).
@@ -233,6 +260,7 @@ pub struct Nat {
     tcp: Slab<TcpFlow>,
     tcp_index: HashMap<FlowKey, usize>,
     connecting: usize,
+    tcp_per_port: PortCount,
     udp: udp::UdpTable,
     icmp: icmp::PingTable,
     timers: TimerHeap,
@@ -260,6 +288,7 @@ impl Nat {
         Nat {
             tcp: Slab::new(),
             tcp_index: HashMap::new(),
+            tcp_per_port: PortCount::default(),
             connecting: 0,
             udp: udp::UdpTable::default(),
             icmp: icmp::PingTable::default(),
@@ -335,7 +364,10 @@ impl Nat {
         addr: SocketAddr,
         ctx: &mut Ctx<'_>,
     ) {
-        if self.tcp.len() >= MAX_TCP_FLOWS || self.connecting >= MAX_TCP_CONNECTING {
+        if self.tcp.len() >= MAX_TCP_FLOWS
+            || self.connecting >= MAX_TCP_CONNECTING
+            || self.tcp_per_port.full(port, MAX_TCP_FLOWS, ctx.outs.len())
+        {
             crate::limited!(
                 Warn,
                 "too many TCP flows; refusing a connection to {}",
@@ -370,6 +402,7 @@ impl Nat {
         }
         flow.ingress(pkt, ctx);
         entry.insert(flow);
+        self.tcp_per_port.add(port);
         self.tcp_index.insert(key, idx);
         self.connecting += 1;
         self.service_tcp(idx, ctx);
@@ -421,6 +454,7 @@ impl Nat {
         }
         flow.ingress(pkt, ctx);
         entry.insert(flow);
+        self.tcp_per_port.add(port);
         self.tcp_index.insert(key, idx);
         self.service_tcp(idx, ctx);
         Some(theirs)
@@ -472,6 +506,7 @@ impl Nat {
             return;
         };
         entry.insert(flow);
+        self.tcp_per_port.add(port);
         self.tcp_index.insert(key, idx);
         self.service_tcp(idx, ctx);
     }
@@ -505,6 +540,7 @@ impl Nat {
     fn remove_tcp(&mut self, idx: usize, registry: &Registry) {
         if let Some(flow) = self.tcp.try_remove(idx) {
             self.tcp_index.remove(&flow.key);
+            self.tcp_per_port.sub(flow.port);
             let mut host = flow.finish(&mut self.rings);
             let _ = registry.deregister(&mut host);
         }
@@ -655,5 +691,28 @@ impl Nat {
                 _ => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_shares() {
+        let mut c = PortCount::default();
+        for _ in 0..4 {
+            c.add(1);
+        }
+        // Alone, a namespace may fill the table; with others, half of it.
+        assert!(!c.full(1, 8, 1));
+        assert!(c.full(1, 8, 2));
+        assert!(!c.full(2, 8, 2));
+        c.sub(1);
+        assert!(!c.full(1, 8, 3));
+        for _ in 0..3 {
+            c.sub(1);
+        }
+        assert!(c.0.is_empty());
     }
 }

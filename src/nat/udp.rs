@@ -44,6 +44,7 @@ impl UdpFlow {
 #[derive(Default)]
 pub struct UdpTable {
     flows: Slab<UdpFlow>,
+    per_port: super::PortCount,
     index: HashMap<FlowKey, usize>,
 }
 
@@ -63,7 +64,9 @@ impl UdpTable {
         addr: SocketAddr,
         ctx: &Ctx<'_>,
     ) -> io::Result<usize> {
-        if self.flows.len() >= MAX_UDP_FLOWS {
+        if self.flows.len() >= MAX_UDP_FLOWS
+            || self.per_port.full(port, MAX_UDP_FLOWS, ctx.outs.len())
+        {
             return Err(io::Error::from_raw_os_error(libc::ENOBUFS));
         }
         let sock = Socket::new(
@@ -78,6 +81,7 @@ impl UdpTable {
         let idx = entry.key();
         ctx.registry
             .register(&mut sock, token(Kind::Udp, idx), Interest::READABLE)?;
+        self.per_port.add(port);
         entry.insert(UdpFlow {
             key,
             port,
@@ -195,6 +199,7 @@ impl UdpTable {
             .collect();
         for idx in gone {
             let mut flow = self.flows.remove(idx);
+            self.per_port.sub(flow.port);
             let _ = registry.deregister(&mut flow.sock);
             self.index.remove(&flow.key);
         }
@@ -208,6 +213,7 @@ impl UdpTable {
             return Some((deadline, token(Kind::Udp, idx).0));
         }
         let mut flow = self.flows.remove(idx);
+        self.per_port.sub(flow.port);
         let _ = ctx.registry.deregister(&mut flow.sock);
         self.index.remove(&flow.key);
         None
