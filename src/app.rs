@@ -3,7 +3,7 @@
 //! turn the way the loop ended into an exit code.
 
 use std::net::IpAddr;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 
 use thiserror::Error;
 
@@ -12,10 +12,13 @@ use crate::config::{Config, Configure, Outbound, Target};
 use crate::dns::DnsConfig;
 use crate::engine::{Engine, Exit, Setup};
 use crate::forward::publish;
+use crate::forward::table::Mode;
 use crate::nat::{self, policy::Policy};
 use crate::sys::netlink::{self, LinkSetup};
 use crate::sys::ns::{self, NsError, NsHandles};
 use crate::sys::os;
+use crate::sys::sandbox::{self, Keep, SandboxError};
+use crate::sys::seccomp::{self, SeccompError};
 use crate::sys::tap::Tap;
 
 #[derive(Debug, Error)]
@@ -24,6 +27,10 @@ pub enum SetupError {
     Signals(std::io::Error),
     #[error("outbound-addr{v6}: interface {name} has no {family} address", v6 = if *.v6 { "6" } else { "" }, family = if *.v6 { "IPv6" } else { "IPv4" })]
     OutboundIface { name: String, v6: bool },
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    #[error(transparent)]
+    Seccomp(#[from] SeccompError),
 }
 
 /// What the agent needs to prepare the TAP inside the namespace.
@@ -139,9 +146,68 @@ fn stub_resolv_conf(cfg: &Config) -> String {
     text
 }
 
+/// What `--enable-sandbox`/`--enable-seccomp` need to know, gathered
+/// before the parts move into the engine.
+struct Confinement {
+    /// A handle of its own on the target's user namespace (the engine keeps
+    /// the original).
+    userns: Option<OwnedFd>,
+    child: Option<i32>,
+    api_dir: Option<RawFd>,
+}
+
+/// Sandbox, then seccomp (last: the sandbox needs mount, pivot_root and
+/// prctl). Everything the engine uses later is open by now.
+fn confine(cfg: &Config, c: Confinement) -> Result<(), SetupError> {
+    // Built before the sandbox: compiling allocates, and errors are better
+    // reported before anything changes.
+    let filters = if cfg.enable_seccomp {
+        Some(seccomp::compile(&seccomp::Scope {
+            own_pid: std::process::id() as i32,
+            child: c.child,
+            api_dir: c.api_dir,
+        })?)
+    } else {
+        None
+    };
+    if cfg.enable_sandbox {
+        // The DNS stub re-reads resolv.conf while running (unless
+        // --dns-upstream replaces it): its path must keep resolving.
+        let mut keep = Vec::new();
+        if cfg.dns && cfg.dns_upstream.is_empty() {
+            keep.push(Keep {
+                path: cfg
+                    .resolv_conf
+                    .clone()
+                    .unwrap_or_else(|| DnsConfig::new(cfg.plan).resolv_conf),
+                required: cfg.resolv_conf.is_some(),
+            });
+        }
+        sandbox::enter(&sandbox::Plan {
+            userns: c.userns.as_ref().map(|f| f.as_fd()),
+            keep,
+        })?;
+        log::debug!("sandbox in force");
+    }
+    if let Some(f) = filters {
+        f.apply()?;
+        log::debug!("seccomp filter loaded");
+    }
+    Ok(())
+}
+
 /// Serve the configured namespace until it ends; returns the exit code.
 pub fn run(cfg: Config) -> Result<i32, crate::Error> {
     cfg.validate()?;
+    // Whether the fds we were told about are open is decided now, before
+    // rlnet opens anything: later, a closed number may be one of our own.
+    let ready_fd = cfg.ready_fd.and_then(os::take_inherited_fd);
+    let exit_fd = cfg.exit_fd.map(os::take_inherited_fd);
+    if cfg.enable_sandbox {
+        // Before anything is opened: only stdio and the fds we were told
+        // about survive.
+        sandbox::close_inherited(&[cfg.ready_fd, cfg.exit_fd].map(|fd| fd.unwrap_or(-1)));
+    }
     os::raise_nofile_limit();
     os::tune_allocator();
     let outbound = nat::Outbound {
@@ -176,6 +242,17 @@ pub fn run(cfg: Config) -> Result<i32, crate::Error> {
         Some(path) => Some(ApiServer::bind(path)?),
         None => None,
     };
+    let confinement = Confinement {
+        userns: match &handles.user {
+            Some(fd) if cfg.enable_sandbox => Some(
+                sandbox::dup_above(fd.as_fd(), cfg.ready_fd.max(cfg.exit_fd).unwrap_or(2))
+                    .map_err(|err| NsError::Sys { what: "dup", err })?,
+            ),
+            _ => None,
+        },
+        child: child.as_ref().map(|c| c.pid.as_raw()),
+        api_dir: api.as_ref().map(ApiServer::dir_fd),
+    };
     let child_parts = match child.as_mut() {
         Some(c) => c.take_pidfd().map(|fd| (c.pid, fd)),
         None => None,
@@ -194,7 +271,7 @@ pub fn run(cfg: Config) -> Result<i32, crate::Error> {
         outbound,
         signals: Some(signals),
         target: handles.pidfd.take(),
-        exit_fd: cfg.exit_fd,
+        exit_fd,
         child: child_parts,
         publish: cfg.publish.clone(),
         publish_mode: cfg.publish_mode,
@@ -215,10 +292,18 @@ pub fn run(cfg: Config) -> Result<i32, crate::Error> {
             hosts: cfg.add_hosts.clone(),
         }),
     })?;
+    // Once confined, rlnet cannot enter the namespace any more: the splice
+    // socket factory must exist before, if splice mode may be used at all
+    // (at start, or later through the API). Otherwise no extra process.
+    let splice_possible = cfg.publish_mode == Mode::Splice || cfg.api_socket.is_some();
+    if (cfg.enable_sandbox || cfg.enable_seccomp) && splice_possible {
+        engine.prepare_confinement()?;
+    }
+    confine(&cfg, confinement)?;
     if let Some(c) = child.as_mut() {
         c.go()?;
     }
-    if let Some(fd) = cfg.ready_fd {
+    if let Some(fd) = ready_fd {
         os::signal_ready(fd);
     }
     let exit = engine.run()?;

@@ -430,18 +430,7 @@ fn run_invocation(cli: RunCli) -> Result<Invocation, CliExit> {
             Form::Run.help_hint()
         ));
     }
-    let argv = cli
-        .command
-        .into_iter()
-        .map(|a| {
-            a.into_string().map_err(|a| {
-                CliExit::Error(format!(
-                    "COMMAND argument {:?} is not valid UTF-8",
-                    a.to_string_lossy()
-                ))
-            })
-        })
-        .collect::<Result<Vec<String>, CliExit>>()?;
+    let argv = utf8(cli.command, "COMMAND argument")?;
     let inv = finish(
         Form::Run,
         cli.net,
@@ -463,18 +452,7 @@ fn port_invocation(cli: PortCli) -> Result<Invocation, CliExit> {
     if cli.help {
         return Err(CliExit::Print(Form::Port.help()));
     }
-    let words = cli
-        .words
-        .into_iter()
-        .map(|w| {
-            w.into_string().map_err(|w| {
-                CliExit::Error(format!(
-                    "argument {:?} is not valid UTF-8",
-                    w.to_string_lossy()
-                ))
-            })
-        })
-        .collect::<Result<Vec<String>, CliExit>>()?;
+    let words = utf8(cli.words, "argument")?;
     let Some((verb, args)) = words.split_first() else {
         return err(format!(
             "missing the port command: use add, rm or ls {hint}"
@@ -859,6 +837,21 @@ fn parse_log_level(s: &str) -> Result<log::LevelFilter, CliExit> {
     })
 }
 
+/// Words as UTF-8 strings; `what` names them in the error.
+fn utf8(words: Vec<OsString>, what: &str) -> Result<Vec<String>, CliExit> {
+    words
+        .into_iter()
+        .map(|w| {
+            w.into_string().map_err(|w| {
+                CliExit::Error(format!(
+                    "{what} {:?} is not valid UTF-8",
+                    w.to_string_lossy()
+                ))
+            })
+        })
+        .collect()
+}
+
 fn err<T>(msg: impl Into<String>) -> Result<T, CliExit> {
     Err(CliExit::Error(msg.into()))
 }
@@ -988,10 +981,14 @@ const NET_OPTIONS_HELP: &str =
                              refuse connections to the gateway address, which
                              otherwise reach the host's 127.0.0.1 and ::1
       --no-host-loopback     deprecated spelling of --disable-host-loopback
-      --enable-sandbox       accepted; rlnet sandboxes itself by default
+      --enable-sandbox       once set up, confine rlnet: a private read-only
+                             root with only /etc, /run and resolv.conf's
+                             directory, no capability but
+                             CAP_NET_BIND_SERVICE, not dumpable (off by
+                             default)
       --create-sandbox       deprecated spelling of --enable-sandbox
-      --enable-seccomp       accepted; rlnet applies its seccomp filter by
-                             default
+      --enable-seccomp       once set up, allow only the system calls rlnet
+                             needs; any other kills it (off by default)
       --outbound-addr=ADDR   send outbound IPv4 from ADDR (an IPv4 address or
                              an interface name)
       --outbound-addr6=ADDR  send outbound IPv6 from ADDR (an IPv6 address or
@@ -1965,7 +1962,7 @@ ID  PROTO  HOST             NAMESPACE              MODE
             (&["--mtu", "abc", "1"], "\"abc\""),
             (&["--mtu=", "1"], "--mtu"),
             (&["1", "--mtu"], "'--mtu' needs a value"),
-            (&["--mtu=1000", "1"], "MTU 1000 is too small"),
+            (&["--mtu=67", "1"], "MTU 67 is too small"),
             (
                 &["-e", "x", "1"],
                 "exit-fd must be a non-negative integer, not \"x\"",

@@ -104,7 +104,9 @@ pub struct Setup {
     pub signals: Option<SignalFd>,
     /// PID mode: exit when it becomes readable.
     pub target: Option<OwnedFd>,
-    pub exit_fd: Option<RawFd>,
+    /// `-e`: the exit fd as it was when rlnet started; `Some(None)` when
+    /// the caller gave a number that was not open (exit at once).
+    pub exit_fd: Option<Option<OwnedFd>>,
     /// `rlnet run`: the command's pid and pidfd.
     pub child: Option<(Pid, OwnedFd)>,
     /// Ports to publish at start, and the default mode for them.
@@ -167,7 +169,7 @@ pub struct Engine {
     start: StdInstant,
     signals: Option<SignalFd>,
     target: Option<OwnedFd>,
-    exit_fd: Option<RawFd>,
+    exit_fd: Option<OwnedFd>,
     child: Option<(Pid, OwnedFd)>,
     /// Ports whose TAP has frames to read.
     readable_taps: Vec<usize>,
@@ -241,8 +243,9 @@ impl Engine {
                 "the command",
             )?;
         }
-        let mut exit_now = false;
-        if let Some(fd) = s.exit_fd {
+        let mut exit_now = matches!(s.exit_fd, Some(None));
+        let exit_fd = s.exit_fd.flatten();
+        if let Some(fd) = exit_fd.as_ref().map(AsRawFd::as_raw_fd) {
             match registry.register(&mut SourceFd(&fd), EXIT_FD, Interest::READABLE) {
                 Ok(()) => {}
                 Err(e) if e.raw_os_error() == Some(libc::EBADF) => exit_now = true,
@@ -316,7 +319,7 @@ impl Engine {
             start,
             signals: s.signals,
             target: s.target,
-            exit_fd: s.exit_fd,
+            exit_fd,
             child: s.child,
             readable_taps: default_port.into_iter().collect(),
             exit_now,
@@ -326,6 +329,13 @@ impl Engine {
             fwd.publish(&s.publish, s.publish_mode, None, &ctx)?;
         }
         Ok(engine)
+    }
+
+    /// Start now what is otherwise started on first use by entering the
+    /// namespace (the splice-mode socket factory): call before confining
+    /// rlnet.
+    pub fn prepare_confinement(&mut self) -> Result<(), EngineError> {
+        Ok(self.dp.fwd.start_factory()?)
     }
 
     fn now(&self) -> Instant {
@@ -553,7 +563,7 @@ impl Engine {
     }
 
     pub fn exit_fd(&self) -> Option<RawFd> {
-        self.exit_fd
+        self.exit_fd.as_ref().map(AsRawFd::as_raw_fd)
     }
 
     pub fn target(&self) -> Option<&OwnedFd> {

@@ -2,9 +2,17 @@
 //! loop without ever blocking it. One request per connection; each client
 //! gets a size limit ([`MAX_REQUEST`]) and a deadline, other uids are
 //! refused, and the socket file is removed on a clean exit.
+//!
+//! Both keep working inside `--enable-sandbox`: the socket's directory is
+//! held open from bind time (the path no longer resolves after pivot_root),
+//! and peers are compared with our uid as seen *now* (SO_PEERCRED reports
+//! uids as seen from the reader's current user namespace, which the
+//! sandbox may have changed).
 
+use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
@@ -45,7 +53,9 @@ pub struct ApiServer {
     listener: UnixListener,
     path: PathBuf,
     clients: Slab<Client>,
-    uid: u32,
+    /// The socket's directory (O_PATH) and the socket's name in it.
+    dir: OwnedFd,
+    name: OsString,
 }
 
 /// What the engine should do after an API event.
@@ -80,12 +90,36 @@ impl ApiServer {
             path: show(path),
             err,
         })?;
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let dir = nix::fcntl::open(
+            dir,
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|err| {
+            let _ = std::fs::remove_file(path);
+            ApiSocketError::Bind {
+                path: show(path),
+                err: err.into(),
+            }
+        })?;
         Ok(ApiServer {
             listener,
             path: path.to_path_buf(),
             clients: Slab::new(),
-            uid: nix::unistd::geteuid().as_raw(),
+            dir,
+            name: path.file_name().unwrap_or(path.as_os_str()).to_os_string(),
         })
+    }
+
+    /// The directory fd the socket file is removed through at exit.
+    pub fn dir_fd(&self) -> RawFd {
+        self.dir.as_raw_fd()
     }
 
     pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
@@ -101,7 +135,8 @@ impl ApiServer {
             };
             let peer =
                 nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials);
-            if peer.map(|c| c.uid()) != Ok(self.uid) {
+            // Our uid in the same view as the peer's (see the module docs).
+            if peer.map(|c| c.uid()) != Ok(nix::unistd::geteuid().as_raw()) {
                 crate::limited!(Warn, "API socket: refused a client of another user");
                 continue;
             }
@@ -233,6 +268,10 @@ fn flush(c: &mut Client) -> bool {
 
 impl Drop for ApiServer {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        let _ = nix::unistd::unlinkat(
+            &self.dir,
+            self.name.as_os_str(),
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        );
     }
 }

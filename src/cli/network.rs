@@ -6,7 +6,7 @@ use std::ffi::OsString;
 
 use clap::Parser;
 
-use super::{CliExit, Command, Invocation, err, parse_specs};
+use super::{CliExit, Command, Invocation, err, parse_specs, utf8};
 use crate::api::{AttachRequest, MemberRef, valid_member_name};
 use crate::config::Ipv4Net;
 use crate::forward::spec::PublishSpec;
@@ -239,20 +239,6 @@ fn parse_clap<C: clap::CommandFactory + clap::FromArgMatches>(
     C::from_arg_matches(&m).map_err(line)
 }
 
-fn utf8(words: Vec<OsString>) -> Result<Vec<String>, CliExit> {
-    words
-        .into_iter()
-        .map(|w| {
-            w.into_string().map_err(|w| {
-                CliExit::Error(format!(
-                    "argument {:?} is not valid UTF-8",
-                    w.to_string_lossy()
-                ))
-            })
-        })
-        .collect()
-}
-
 fn check_network_name(n: &str) -> Result<(), CliExit> {
     if valid_member_name(n) {
         Ok(())
@@ -268,7 +254,7 @@ fn network(cli: NetworkCli) -> Result<NetworkCommand, CliExit> {
     if cli.help {
         return Err(CliExit::Print(NETWORK_HELP.to_string()));
     }
-    let words = utf8(cli.words)?;
+    let words = utf8(cli.words, "argument")?;
     let Some((verb, names)) = words.split_first() else {
         return err(format!(
             "missing the network command: use create, ls, inspect or rm {hint}"
@@ -369,7 +355,7 @@ fn member(which: Which, cli: MemberCli) -> Result<NetworkCommand, CliExit> {
         ));
     };
     check_network_name(&network)?;
-    let words = utf8(cli.words)?;
+    let words = utf8(cli.words, "argument")?;
     let target = match words.as_slice() {
         [t] if !t.is_empty() => t.clone(),
         [] | [_] => {

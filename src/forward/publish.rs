@@ -438,6 +438,16 @@ impl Forwarder {
         })
     }
 
+    /// Start the socket factory now rather than on first use: once rlnet
+    /// is confined (--enable-sandbox/--enable-seccomp) it can no longer
+    /// fork into the namespace. Nothing to do without namespace handles.
+    pub fn start_factory(&mut self) -> Result<(), ForwardError> {
+        if self.ns.is_some() {
+            self.factory()?;
+        }
+        Ok(())
+    }
+
     fn factory(&mut self) -> Result<&Factory, ForwardError> {
         if self.factory.is_none() {
             let ns = self

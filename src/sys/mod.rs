@@ -6,4 +6,6 @@
 pub mod netlink;
 pub mod ns;
 pub mod os;
+pub mod sandbox;
+pub mod seccomp;
 pub mod tap;

@@ -158,11 +158,9 @@ pub fn take_inherited_fd(fd: RawFd) -> Option<OwnedFd> {
 }
 
 /// `--ready-fd`: write "1" and close. Errors are ignored, as slirp4netns does
-/// (an fd that is not open just means nobody waits).
-pub fn signal_ready(fd: RawFd) {
-    if let Some(fd) = take_inherited_fd(fd) {
-        while let Err(nix::Error::EINTR) = nix::unistd::write(&fd, b"1") {}
-    }
+/// (a closed pipe just means nobody waits).
+pub fn signal_ready(fd: OwnedFd) {
+    while let Err(nix::Error::EINTR) = nix::unistd::write(&fd, b"1") {}
 }
 
 /// Close every fd except stdio and `keep`: a long-lived forked helper must

@@ -445,9 +445,16 @@ impl Env {
             netns.starts_with(&self.run.display().to_string()),
             "unexpected netns path {netns:?}"
         );
-        let mine: Vec<PInfo> = procs()
+        let all: Vec<PInfo> = procs()
             .into_iter()
             .filter(|p| p.state != 'Z' && p.argv.iter().any(|a| a == &netns))
+            .collect();
+        // rlnet's own helper processes (the splice socket factory, forked
+        // before the sandbox) are children of the helper, not other helpers.
+        let mine: Vec<PInfo> = all
+            .iter()
+            .filter(|p| !all.iter().any(|q| q.pid == p.ppid))
+            .cloned()
             .collect();
         assert_eq!(
             mine.len(),

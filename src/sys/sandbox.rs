@@ -1,0 +1,697 @@
+//! `--enable-sandbox`: once set up, rlnet confines itself, as slirp4netns
+//! does (and a little more):
+//!
+//! 1. Privilege over a new mount namespace without using any outside it:
+//!    as root with CAP_SYS_ADMIN (Podman runs us as root in its rootless
+//!    user namespace) nothing changes; otherwise rlnet joins the target's
+//!    user namespace, where it must be root, or creates one mapping its own
+//!    uid to root.
+//! 2. A private mount namespace whose root is a small read-only tmpfs
+//!    holding only /etc and /run (read-only, nosuid, nodev, noexec) and the
+//!    directory of the resolv.conf the DNS stub follows, when that lies
+//!    elsewhere (the directory, not the file: the file is usually replaced
+//!    by rename, and a bind of the old inode would never change).
+//! 3. No new privileges, not dumpable (once in the target's user namespace,
+//!    its root could otherwise ptrace us), and no capability but
+//!    CAP_NET_BIND_SERVICE (if rlnet had it) in any set.
+//!
+//! Everything rlnet needs later is open before this runs: the TAP, sockets
+//! in the host's namespace (created freely afterwards: a user namespace
+//! changes nothing there), the API listener with a handle on its directory
+//! (to remove the socket file at exit), pidfds and the signalfd.
+
+use std::ffi::OsString;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use nix::fcntl::{OFlag, open};
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::{CloneFlags, setns, unshare};
+use nix::sys::stat::Mode;
+use nix::unistd::{chdir, getegid, geteuid, pivot_root};
+use thiserror::Error;
+
+use super::os;
+
+/// The only capability kept: published ports below
+/// net.ipv4.ip_unprivileged_port_start still work for a root caller.
+const CAP_NET_BIND_SERVICE: u32 = 10;
+const CAP_SYS_ADMIN: u32 = 21;
+/// Where the new root is built: every distribution has /tmp, and the mount
+/// only exists in rlnet's private mount namespace.
+const BUILD_AT: &str = "/tmp";
+/// The trees every sandbox shows (as slirp4netns): configuration and
+/// runtime state, where resolv.conf and its usual symlink targets live.
+const TREES: [&str; 2] = ["/etc", "/run"];
+/// Symlinks followed when resolving a kept path (as the kernel's 40).
+const MAX_LINKS: usize = 40;
+
+#[derive(Debug, Error)]
+pub enum SandboxError {
+    #[error(
+        "--enable-sandbox: rlnet must be single-threaded to enter a user namespace (internal error)"
+    )]
+    Threads,
+    #[error(
+        "--enable-sandbox: cannot join the target's user namespace: {0}; run rlnet as the user \
+         that owns the namespace"
+    )]
+    JoinUserns(nix::Error),
+    #[error(
+        "--enable-sandbox: rlnet's uid is {seen} in the target's user namespace, not 0; run \
+         rlnet as the user the namespace maps to root"
+    )]
+    NotRootThere { seen: u32 },
+    #[error(
+        "--enable-sandbox: cannot create a user namespace ({0}); give the target's with \
+         --userns-path, run rlnet as root in the namespace's user namespace (as Podman does), or \
+         allow unprivileged user namespaces (sysctl user.max_user_namespaces)"
+    )]
+    NewUserns(String),
+    #[error(
+        "--enable-sandbox: the directory of --resolv-conf {path} does not exist; create it or \
+         point --resolv-conf at an existing directory"
+    )]
+    ResolvDir { path: String },
+    #[error("--enable-sandbox: {what}: {err}")]
+    Sys { what: String, err: nix::Error },
+}
+
+fn sys(what: impl Into<String>) -> impl FnOnce(nix::Error) -> SandboxError {
+    let what = what.into();
+    move |err| SandboxError::Sys { what, err }
+}
+
+/// A path that must resolve inside the sandbox as it does outside.
+#[derive(Debug, Clone)]
+pub struct Keep {
+    pub path: PathBuf,
+    /// The user named it (`--resolv-conf`): a missing directory is an
+    /// error, not a warning.
+    pub required: bool,
+}
+
+/// What to do.
+#[derive(Debug)]
+pub struct Plan<'a> {
+    /// The target's user namespace, when it is not rlnet's own.
+    pub userns: Option<BorrowedFd<'a>>,
+    pub keep: Vec<Keep>,
+}
+
+/// Confine the calling process (see the module docs). On error the process
+/// may be half-confined; the caller exits.
+pub fn enter(plan: &Plan<'_>) -> Result<(), SandboxError> {
+    // Resolved before any change, in the caller's view of the filesystem.
+    let layout = Layout::new(&plan.keep)?;
+    gain_mount_privilege(plan.userns)?;
+    build_root(&layout)?;
+    drop_privileges()
+}
+
+/// Step 1: CAP_SYS_ADMIN over a user namespace we may create a mount
+/// namespace in.
+fn gain_mount_privilege(userns: Option<BorrowedFd<'_>>) -> Result<(), SandboxError> {
+    if geteuid().is_root() && has_effective(CAP_SYS_ADMIN) {
+        return Ok(());
+    }
+    // setns(CLONE_NEWUSER) and unshare(CLONE_NEWUSER) refuse threaded callers.
+    if !os::single_threaded() {
+        return Err(SandboxError::Threads);
+    }
+    match userns {
+        Some(fd) => {
+            setns(fd, CloneFlags::CLONE_NEWUSER).map_err(SandboxError::JoinUserns)?;
+            // Joining gives every capability there. The uid does not
+            // change, only how it is seen: it must be root (what callers
+            // map us to), or the API socket's peer check could not tell
+            // our user from unmapped ones.
+            let seen = geteuid().as_raw();
+            if seen != 0 {
+                return Err(SandboxError::NotRootThere { seen });
+            }
+            Ok(())
+        }
+        None => {
+            let (uid, gid) = (geteuid().as_raw(), getegid().as_raw());
+            unshare(CloneFlags::CLONE_NEWUSER)
+                .map_err(|e| SandboxError::NewUserns(e.desc().to_string()))?;
+            let w = |path: &str, text: String| {
+                std::fs::write(path, text)
+                    .map_err(|e| SandboxError::NewUserns(format!("{path}: {e}")))
+            };
+            w("/proc/self/uid_map", format!("0 {uid} 1"))?;
+            // Required before an unprivileged process may write gid_map.
+            w("/proc/self/setgroups", "deny".into())?;
+            w("/proc/self/gid_map", format!("0 {gid} 1"))
+        }
+    }
+}
+
+/// What the new root holds, worked out from the kept paths.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Layout {
+    /// Bound read-only at the same path: directories (or, for a file in
+    /// `/`, the file itself).
+    binds: Vec<PathBuf>,
+    /// Symlinks outside the bound trees that a kept path goes through,
+    /// recreated as they are: (where, target).
+    links: Vec<(PathBuf, PathBuf)>,
+    /// A kept path was relative: keep the working directory too.
+    cwd: Option<PathBuf>,
+}
+
+impl Layout {
+    fn new(keep: &[Keep]) -> Result<Layout, SandboxError> {
+        let mut l = Layout::default();
+        for t in TREES {
+            if Path::new(t).is_dir() {
+                l.binds.push(PathBuf::from(t));
+            }
+        }
+        for k in keep {
+            let abs = if k.path.is_absolute() {
+                k.path.clone()
+            } else {
+                let cwd = std::env::current_dir().map_err(|e| SandboxError::Sys {
+                    what: "the working directory".into(),
+                    err: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EINVAL)),
+                })?;
+                l.cwd = Some(cwd.clone());
+                cwd.join(&k.path)
+            };
+            let (file, links) = resolve(&abs);
+            let dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
+            if !l.covered(&file) {
+                if dir == Path::new("/") {
+                    // Binding / would undo the sandbox: bind the file. A
+                    // replacement by rename is then not seen.
+                    if file.exists() {
+                        log::warn!(
+                            "--enable-sandbox: {} is in /: later replacements of it are not seen",
+                            file.display()
+                        );
+                        l.binds.push(file.clone());
+                    }
+                } else if dir.is_dir() {
+                    l.binds.push(dir);
+                } else if k.required {
+                    return Err(SandboxError::ResolvDir {
+                        path: k.path.display().to_string(),
+                    });
+                } else {
+                    log::warn!(
+                        "--enable-sandbox: {} does not exist; DNS keeps the servers it has",
+                        dir.display()
+                    );
+                }
+            }
+            for link in links {
+                if !l.links.contains(&link) {
+                    l.links.push(link);
+                }
+            }
+        }
+        l.binds = outermost(std::mem::take(&mut l.binds));
+        let links = std::mem::take(&mut l.links);
+        l.links = links.into_iter().filter(|(at, _)| !l.covered(at)).collect();
+        Ok(l)
+    }
+
+    /// True when `p` is visible through a bind.
+    fn covered(&self, p: &Path) -> bool {
+        self.binds.iter().any(|b| p.starts_with(b))
+    }
+}
+
+/// Binds with nested ones removed (the outer one shows them).
+fn outermost(mut binds: Vec<PathBuf>) -> Vec<PathBuf> {
+    binds.sort_by_key(|p| p.components().count());
+    let mut out: Vec<PathBuf> = Vec::new();
+    for b in binds {
+        if !out.iter().any(|o| b.starts_with(o)) {
+            out.push(b);
+        }
+    }
+    out
+}
+
+/// Resolve an absolute path like the kernel does, returning the final path
+/// (free of symlinks; a missing tail is kept as written) and every symlink
+/// passed on the way, as (where, target).
+fn resolve(path: &Path) -> (PathBuf, Vec<(PathBuf, PathBuf)>) {
+    fn push_rev(stack: &mut Vec<OsString>, p: &Path) {
+        let parts: Vec<OsString> = p
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_os_string()),
+                Component::ParentDir => Some(OsString::from("..")),
+                _ => None,
+            })
+            .collect();
+        stack.extend(parts.into_iter().rev());
+    }
+    let mut todo = Vec::new();
+    push_rev(&mut todo, path);
+    let mut cur = PathBuf::from("/");
+    let mut links = Vec::new();
+    while let Some(part) = todo.pop() {
+        if part == ".." {
+            cur.pop();
+            continue;
+        }
+        let next = cur.join(&part);
+        let is_link = std::fs::symlink_metadata(&next).is_ok_and(|m| m.file_type().is_symlink());
+        match (is_link, std::fs::read_link(&next)) {
+            (true, Ok(target)) if links.len() < MAX_LINKS => {
+                if target.is_absolute() {
+                    cur = PathBuf::from("/");
+                }
+                push_rev(&mut todo, &target);
+                links.push((next, target));
+            }
+            _ => cur = next,
+        }
+    }
+    (cur, links)
+}
+
+/// Where `p` (absolute) appears while the new root is built.
+fn staged(p: &Path) -> PathBuf {
+    let rel = p.strip_prefix("/").unwrap_or(p);
+    Path::new(BUILD_AT).join(rel)
+}
+
+fn mkdir_all(p: &Path) -> Result<(), SandboxError> {
+    std::fs::create_dir_all(p).map_err(|e| SandboxError::Sys {
+        what: format!("create {}", p.display()),
+        err: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+    })
+}
+
+/// Step 2: the new mount namespace and root.
+fn build_root(layout: &Layout) -> Result<(), SandboxError> {
+    unshare(CloneFlags::CLONE_NEWNS).map_err(sys("new mount namespace"))?;
+    // Nothing done here may propagate back to the caller's namespace (and
+    // unmounting the old root must not unmount anything there).
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(sys("make / private"))?;
+    // Sources are opened first: the tmpfs hides whatever is under /tmp.
+    let mut sources = Vec::new();
+    for b in &layout.binds {
+        let fd = open(b.as_path(), OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(sys(format!("open {}", b.display())))?;
+        sources.push((b, fd, b.is_dir()));
+    }
+    mount(
+        Some("tmpfs"),
+        BUILD_AT,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("size=64k,nr_inodes=128,mode=0755"),
+    )
+    .map_err(sys(format!("mount a tmpfs on {BUILD_AT}")))?;
+    for (path, fd, is_dir) in &sources {
+        bind_read_only(path, fd, *is_dir)?;
+    }
+    for (at, target) in &layout.links {
+        let s = staged(at);
+        if let Some(parent) = s.parent() {
+            mkdir_all(parent)?;
+        }
+        std::os::unix::fs::symlink(target, &s).map_err(|e| SandboxError::Sys {
+            what: format!("recreate the symlink {}", at.display()),
+            err: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        })?;
+    }
+    if let Some(cwd) = &layout.cwd {
+        mkdir_all(&staged(cwd))?;
+    }
+    drop(sources);
+    // pivot_root(".", "."): the old root ends up stacked on the new one and
+    // is detached at once; no directory for it is needed.
+    chdir(BUILD_AT).map_err(sys(format!("chdir {BUILD_AT}")))?;
+    pivot_root(".", ".").map_err(sys("pivot_root"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(sys("detach the old root"))?;
+    chdir("/").map_err(sys("chdir /"))?;
+    // Best effort, as slirp4netns: the tmpfs holds nothing worth writing.
+    let _ = mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REMOUNT
+            | MsFlags::MS_BIND
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV
+            | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    );
+    if let Some(cwd) = &layout.cwd {
+        // Relative paths (a relative --resolv-conf) keep resolving.
+        let _ = chdir(cwd.as_path());
+    }
+    Ok(())
+}
+
+/// Bind `src` (open as `fd`) at its own path in the new root, read-only,
+/// nosuid, nodev and noexec, submounts included.
+fn bind_read_only(src: &Path, fd: &OwnedFd, is_dir: bool) -> Result<(), SandboxError> {
+    let target = staged(src);
+    if is_dir {
+        mkdir_all(&target)?;
+    } else {
+        if let Some(parent) = target.parent() {
+            mkdir_all(parent)?;
+        }
+        std::fs::File::create(&target).map_err(|e| SandboxError::Sys {
+            what: format!("create {}", target.display()),
+            err: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        })?;
+    }
+    let via = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    mount(
+        Some(via.as_str()),
+        target.as_path(),
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(sys(format!("bind {}", src.display())))?;
+    let flags = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+    if mount_setattr_recursive(&target, flags).is_ok() {
+        return Ok(());
+    }
+    // Kernels before 5.12: the top mount only (what slirp4netns does).
+    // Flags the kernel locked (atime) are kept by MS_REMOUNT on its own.
+    mount(
+        None::<&str>,
+        target.as_path(),
+        None::<&str>,
+        MsFlags::MS_REMOUNT
+            | MsFlags::MS_BIND
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV
+            | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .map_err(sys(format!("make {} read-only", src.display())))
+}
+
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+
+/// `struct mount_attr` of mount_setattr(2).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+fn mount_setattr_recursive(path: &Path, set: u64) -> nix::Result<()> {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| nix::Error::EINVAL)?;
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: libc::MS_PRIVATE,
+        userns_fd: 0,
+    };
+    // SAFETY: `c` is a valid NUL-terminated path and `attr` a properly laid
+    // out struct mount_attr whose size is passed; the kernel only reads them.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::AT_RECURSIVE as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(nix::Error::last());
+    }
+    Ok(())
+}
+
+/// Step 3: no new privileges, not dumpable, no capabilities but
+/// CAP_NET_BIND_SERVICE.
+fn drop_privileges() -> Result<(), SandboxError> {
+    nix::sys::prctl::set_no_new_privs().map_err(sys("PR_SET_NO_NEW_PRIVS"))?;
+    nix::sys::prctl::set_dumpable(false).map_err(sys("PR_SET_DUMPABLE"))?;
+    drop_capabilities()
+}
+
+/// Clears the ambient set, drops every capability but
+/// CAP_NET_BIND_SERVICE from the bounding set, and sets effective =
+/// permitted = inheritable = {CAP_NET_BIND_SERVICE} (if it was permitted).
+pub fn drop_capabilities() -> Result<(), SandboxError> {
+    // SAFETY: prctl with integer arguments only. EINVAL means a kernel
+    // without ambient capabilities (< 4.3): nothing to clear.
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    if rc < 0 && nix::Error::last() != nix::Error::EINVAL {
+        return Err(SandboxError::Sys {
+            what: "clear the ambient capabilities".into(),
+            err: nix::Error::last(),
+        });
+    }
+    for cap in 0..64u32 {
+        if cap == CAP_NET_BIND_SERVICE {
+            continue;
+        }
+        // SAFETY: prctl with integer arguments only.
+        let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+        if rc < 0 {
+            match nix::Error::last() {
+                // Past the kernel's last capability.
+                nix::Error::EINVAL => break,
+                err => {
+                    return Err(SandboxError::Sys {
+                        what: format!("drop capability {cap} from the bounding set"),
+                        err,
+                    });
+                }
+            }
+        }
+    }
+    let now = capget().map_err(sys("capget"))?;
+    let keep = now[0].permitted & (1 << CAP_NET_BIND_SERVICE);
+    let data = [
+        CapData {
+            effective: keep,
+            permitted: keep,
+            inheritable: keep,
+        },
+        CapData::default(),
+    ];
+    capset(&data).map_err(sys("capset"))
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+fn capget() -> nix::Result<[CapData; 2]> {
+    let mut hdr = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: version 3 takes a header and two data structs, both valid
+    // for writing for the duration of the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &mut hdr as *mut CapHeader,
+            data.as_mut_ptr(),
+        )
+    };
+    if rc < 0 {
+        return Err(nix::Error::last());
+    }
+    Ok(data)
+}
+
+fn capset(data: &[CapData; 2]) -> nix::Result<()> {
+    let mut hdr = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    // SAFETY: version 3 takes a header and two data structs; the kernel
+    // only reads the data.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr()) };
+    if rc < 0 {
+        return Err(nix::Error::last());
+    }
+    Ok(())
+}
+
+fn has_effective(cap: u32) -> bool {
+    capget().is_ok_and(|d| d[(cap / 32) as usize].effective & (1 << (cap % 32)) != 0)
+}
+
+/// A duplicate of `fd` numbered above `floor`: fds the caller names by
+/// number (the ready and exit fds) are looked up later, and a duplicate
+/// must not take a number one of them would have had if it was closed.
+pub fn dup_above(fd: BorrowedFd<'_>, floor: i32) -> nix::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC takes an integer; on success the new fd is
+    // ours alone.
+    let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, floor.max(2) + 1) };
+    if new < 0 {
+        return Err(nix::Error::last());
+    }
+    // SAFETY: `new` was just created and nothing else owns it.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(new) })
+}
+
+/// Close every inherited fd but stdio and `keep` (the ready and exit fds):
+/// an inherited directory fd would reach around the new root, and callers
+/// are known to leak fds (passt closes them for the same reason). Call
+/// before opening anything.
+pub fn close_inherited(keep: &[i32]) {
+    let mut keep: Vec<i32> = keep.iter().copied().filter(|&fd| fd > 2).collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut from = 3;
+    for k in keep {
+        if k > from {
+            close_range(from, k - 1);
+        }
+        from = k + 1;
+    }
+    close_range(from, i32::MAX);
+}
+
+fn close_range(first: i32, last: i32) {
+    // SAFETY: close_range takes integer arguments; it runs at start-up,
+    // before rlnet has opened anything, so no live owner of these fds exists.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            last as libc::c_uint,
+            0,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmpdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("rlnet-sbx-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn resolve_follows_chains_and_keeps_missing_tails() {
+        let d = tmpdir("resolve");
+        std::fs::create_dir(d.join("real")).unwrap();
+        std::fs::write(d.join("real/file"), "x").unwrap();
+        std::os::unix::fs::symlink(d.join("real"), d.join("abs")).unwrap();
+        std::os::unix::fs::symlink("abs/file", d.join("rel")).unwrap();
+        let (end, links) = resolve(&d.join("rel"));
+        assert_eq!(end, d.join("real/file"));
+        assert_eq!(
+            links,
+            vec![
+                (d.join("rel"), PathBuf::from("abs/file")),
+                (d.join("abs"), d.join("real")),
+            ]
+        );
+        let (end, links) = resolve(&d.join("real/missing/x"));
+        assert_eq!(end, d.join("real/missing/x"));
+        assert!(links.is_empty());
+        // A loop ends instead of spinning.
+        std::os::unix::fs::symlink("loop", d.join("loop")).unwrap();
+        let (_, links) = resolve(&d.join("loop"));
+        assert_eq!(links.len(), MAX_LINKS);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn layout_binds_the_directory_and_recreates_links() {
+        let d = tmpdir("layout");
+        std::fs::create_dir(d.join("dns")).unwrap();
+        std::fs::write(d.join("dns/resolv.conf"), "nameserver 192.0.2.1\n").unwrap();
+        std::os::unix::fs::symlink(d.join("dns/resolv.conf"), d.join("link.conf")).unwrap();
+        let l = Layout::new(&[Keep {
+            path: d.join("link.conf"),
+            required: true,
+        }])
+        .unwrap();
+        assert!(l.binds.contains(&d.join("dns")), "{l:?}");
+        assert!(l.binds.contains(&PathBuf::from("/etc")), "{l:?}");
+        assert_eq!(
+            l.links,
+            vec![(d.join("link.conf"), d.join("dns/resolv.conf"))]
+        );
+        assert_eq!(l.cwd, None);
+        // Under /etc: nothing extra.
+        let l = Layout::new(&[Keep {
+            path: PathBuf::from("/etc/hostname-does-not-matter"),
+            required: false,
+        }])
+        .unwrap();
+        assert!(
+            l.binds
+                .iter()
+                .all(|b| TREES.iter().any(|t| b == Path::new(t))),
+            "{l:?}"
+        );
+        // A missing directory the user named is an error.
+        let e = Layout::new(&[Keep {
+            path: d.join("nope/resolv.conf"),
+            required: true,
+        }])
+        .unwrap_err();
+        assert!(e.to_string().contains("does not exist"), "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn nested_binds_collapse() {
+        let b = outermost(vec![
+            PathBuf::from("/a/b/c"),
+            PathBuf::from("/a"),
+            PathBuf::from("/ab"),
+            PathBuf::from("/a/b"),
+        ]);
+        assert_eq!(b, vec![PathBuf::from("/a"), PathBuf::from("/ab")]);
+    }
+}

@@ -1,0 +1,418 @@
+//! `--enable-seccomp`: an allowlist of the system calls the running engine
+//! makes, applied last, right before the ready fd is written. Anything
+//! else kills the whole process (SECCOMP_RET_KILL_PROCESS), as does a call
+//! made through another ABI (the filter checks the architecture; on x86_64
+//! x32 numbers never match). Never allowed, whatever the engine may grow
+//! into: execve/execveat, ptrace, mount and friends, pivot_root, chroot,
+//! setns/unshare, module loading, kexec, reboot, bpf, process_vm_*,
+//! open_by_handle_at, prctl.
+//!
+//! The list was taken from `strace -f` of the e2e suites with both flags
+//! on (tests/e2e_sandbox.rs), then narrowed where arguments tell safe uses
+//! apart: sockets only of the families rlnet uses, files opened read-only
+//! (resolv.conf), no executable memory, signals only to COMMAND (`rlnet
+//! run`) and ourselves, unlink only in the API socket's directory, ioctls
+//! only those std/socket2/glibc make on sockets.
+//!
+//! fork/clone are answered EPERM by a second filter instead of killing: a
+//! code path that forks late (the splice-mode socket factory, started on
+//! first use) then fails cleanly rather than taking every flow with it.
+
+use std::os::fd::RawFd;
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum SeccompError {
+    #[error(
+        "--enable-seccomp: not supported on {0} (x86_64, aarch64 and riscv64 only); leave the \
+         option out"
+    )]
+    Arch(&'static str),
+    #[error("--enable-seccomp: cannot build the filter: {0}")]
+    Build(String),
+    #[error("--enable-seccomp: cannot load the filter: {0}")]
+    Load(String),
+}
+
+/// What the filter is narrowed to.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope {
+    /// rlnet's own PID (abort() signals itself).
+    pub own_pid: i32,
+    /// COMMAND of `rlnet run`: signals are forwarded to it.
+    pub child: Option<i32>,
+    /// The API socket's directory: the socket file is removed with
+    /// unlinkat(dir, name) at exit.
+    pub api_dir: Option<RawFd>,
+}
+
+#[cfg(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "riscv64"
+))]
+mod imp {
+    use std::collections::BTreeMap;
+
+    use seccompiler::{
+        BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+        SeccompRule, TargetArch,
+    };
+
+    use super::{Scope, SeccompError};
+
+    /// Compiled filters, ready to load without allocating.
+    pub struct Filters {
+        deny_fork: BpfProgram,
+        allow: BpfProgram,
+    }
+
+    fn build(e: impl std::fmt::Display) -> SeccompError {
+        SeccompError::Build(e.to_string())
+    }
+
+    fn cond(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, SeccompError> {
+        SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value).map_err(build)
+    }
+
+    /// One rule per value: argument `arg` equals one of `values`.
+    fn one_of(arg: u8, values: &[u64]) -> Result<Vec<SeccompRule>, SeccompError> {
+        values
+            .iter()
+            .map(|&v| SeccompRule::new(vec![cond(arg, SeccompCmpOp::Eq, v)?]).map_err(build))
+            .collect()
+    }
+
+    /// Argument `arg` has none of the bits of `mask`.
+    fn none_of(arg: u8, mask: u64) -> Result<Vec<SeccompRule>, SeccompError> {
+        Ok(vec![
+            SeccompRule::new(vec![cond(arg, SeccompCmpOp::MaskedEq(mask), 0)?]).map_err(build)?,
+        ])
+    }
+
+    /// The system calls the engine makes after start-up, unconditionally.
+    fn plain() -> Vec<libc::c_long> {
+        let mut v = vec![
+            // The event loop and its fds.
+            libc::SYS_epoll_pwait,
+            libc::SYS_epoll_ctl,
+            libc::SYS_ppoll,
+            libc::SYS_read,
+            libc::SYS_readv,
+            libc::SYS_write,
+            libc::SYS_writev,
+            libc::SYS_pread64,
+            libc::SYS_close,
+            libc::SYS_fcntl,
+            libc::SYS_lseek,
+            // Sockets (socket/socketpair are narrowed below).
+            libc::SYS_connect,
+            libc::SYS_bind,
+            libc::SYS_listen,
+            libc::SYS_accept4,
+            libc::SYS_getsockopt,
+            libc::SYS_setsockopt,
+            libc::SYS_getsockname,
+            libc::SYS_getpeername,
+            libc::SYS_shutdown,
+            libc::SYS_recvfrom,
+            libc::SYS_sendto,
+            libc::SYS_recvmsg,
+            libc::SYS_sendmsg,
+            libc::SYS_recvmmsg,
+            libc::SYS_sendmmsg,
+            // Splice-mode published ports.
+            libc::SYS_splice,
+            libc::SYS_pipe2,
+            // resolv.conf: stat and read (openat is narrowed below).
+            libc::SYS_newfstatat,
+            libc::SYS_fstat,
+            libc::SYS_statx,
+            libc::SYS_getdents64,
+            // Memory (mmap/mprotect are narrowed below).
+            libc::SYS_munmap,
+            libc::SYS_mremap,
+            libc::SYS_madvise,
+            libc::SYS_brk,
+            // Time, locks, randomness, identity.
+            libc::SYS_clock_gettime,
+            libc::SYS_clock_getres,
+            libc::SYS_gettimeofday,
+            libc::SYS_clock_nanosleep,
+            libc::SYS_nanosleep,
+            libc::SYS_futex,
+            libc::SYS_getrandom,
+            libc::SYS_sched_yield,
+            libc::SYS_getpid,
+            libc::SYS_gettid,
+            libc::SYS_getuid,
+            libc::SYS_geteuid,
+            libc::SYS_getgid,
+            libc::SYS_getegid,
+            // Signals: the signalfd is read; masks and handlers for abort().
+            libc::SYS_rt_sigprocmask,
+            libc::SYS_rt_sigaction,
+            libc::SYS_rt_sigreturn,
+            libc::SYS_sigaltstack,
+            libc::SYS_restart_syscall,
+            // COMMAND of `rlnet run` is reaped.
+            libc::SYS_wait4,
+            libc::SYS_waitid,
+            // The end.
+            libc::SYS_exit,
+            libc::SYS_exit_group,
+            // Answered EPERM by the other filter; listed so that it is not
+            // a kill here.
+            libc::SYS_clone,
+            libc::SYS_clone3,
+        ];
+        // x86_64 keeps the older calls glibc still uses there.
+        #[cfg(target_arch = "x86_64")]
+        v.extend([
+            libc::SYS_epoll_wait,
+            libc::SYS_poll,
+            libc::SYS_stat,
+            libc::SYS_lstat,
+            libc::SYS_time,
+            libc::SYS_fork,
+            libc::SYS_vfork,
+        ]);
+        v
+    }
+
+    fn allowlist(scope: &Scope) -> Result<BTreeMap<i64, Vec<SeccompRule>>, SeccompError> {
+        let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
+            plain().into_iter().map(|n| (n, vec![])).collect();
+        let families = [libc::AF_UNIX, libc::AF_INET, libc::AF_INET6].map(|f| f as u64);
+        rules.insert(libc::SYS_socket, one_of(0, &families)?);
+        rules.insert(libc::SYS_socketpair, one_of(0, &[libc::AF_UNIX as u64])?);
+        // Read-only opens: nothing is ever written or created after start.
+        let writes = (libc::O_ACCMODE | libc::O_CREAT | libc::O_TRUNC) as u64;
+        rules.insert(libc::SYS_openat, none_of(2, writes)?);
+        // No executable memory: nothing is loaded after start.
+        let exec = libc::PROT_EXEC as u64;
+        rules.insert(libc::SYS_mmap, none_of(2, exec)?);
+        rules.insert(libc::SYS_mprotect, none_of(2, exec)?);
+        // std sets O_NONBLOCK/FD_CLOEXEC with ioctls on some sockets;
+        // if_nametoindex (scoped IPv6 servers in resolv.conf) asks a socket;
+        // the logger may ask whether stderr is a terminal.
+        let ioctls = [
+            libc::FIONBIO,
+            libc::FIOCLEX,
+            libc::FIONCLEX,
+            libc::FIONREAD,
+            libc::SIOCGIFINDEX,
+            libc::TCGETS,
+        ]
+        // The request's type differs between libcs (c_ulong, c_int).
+        .map(|c| {
+            #[allow(clippy::unnecessary_cast)]
+            let c = c as u64;
+            c
+        });
+        rules.insert(libc::SYS_ioctl, one_of(1, &ioctls)?);
+        // abort() signals its own process.
+        let me = scope.own_pid as u32 as u64;
+        rules.insert(libc::SYS_tgkill, one_of(0, &[me])?);
+        rules.insert(libc::SYS_tkill, one_of(0, &[me])?);
+        rules.insert(libc::SYS_kill, {
+            let mut pids = vec![me];
+            pids.extend(scope.child.map(|c| c as u32 as u64));
+            one_of(0, &pids)?
+        });
+        if let Some(dir) = scope.api_dir {
+            rules.insert(libc::SYS_unlinkat, one_of(0, &[dir as u32 as u64])?);
+        }
+        Ok(rules)
+    }
+
+    fn arch() -> Result<TargetArch, SeccompError> {
+        TargetArch::try_from(std::env::consts::ARCH).map_err(build)
+    }
+
+    pub fn compile(scope: &Scope) -> Result<Filters, SeccompError> {
+        let allow = SeccompFilter::new(
+            allowlist(scope)?,
+            SeccompAction::KillProcess,
+            SeccompAction::Allow,
+            arch()?,
+        )
+        .map_err(build)?;
+        let mut forks: Vec<libc::c_long> = vec![libc::SYS_clone, libc::SYS_clone3];
+        #[cfg(target_arch = "x86_64")]
+        forks.extend([libc::SYS_fork, libc::SYS_vfork]);
+        let deny_fork = SeccompFilter::new(
+            forks.into_iter().map(|n| (n, vec![])).collect(),
+            SeccompAction::Allow,
+            SeccompAction::Errno(libc::EPERM as u32),
+            arch()?,
+        )
+        .map_err(build)?;
+        Ok(Filters {
+            deny_fork: deny_fork.try_into().map_err(build)?,
+            allow: allow.try_into().map_err(build)?,
+        })
+    }
+
+    impl Filters {
+        /// Load both (sets no_new_privs first). Allocates nothing, so a
+        /// forked child of a threaded test may call it.
+        pub fn apply(&self) -> Result<(), SeccompError> {
+            let load = |p: &BpfProgram| {
+                seccompiler::apply_filter(p).map_err(|e| SeccompError::Load(e.to_string()))
+            };
+            // The allowlist last: it does not allow seccomp() itself.
+            load(&self.deny_fork)?;
+            load(&self.allow)
+        }
+    }
+}
+
+#[cfg(not(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "riscv64"
+)))]
+mod imp {
+    use super::{Scope, SeccompError};
+
+    pub struct Filters;
+
+    pub fn compile(_: &Scope) -> Result<Filters, SeccompError> {
+        Err(SeccompError::Arch(std::env::consts::ARCH))
+    }
+
+    impl Filters {
+        pub fn apply(&self) -> Result<(), SeccompError> {
+            Err(SeccompError::Arch(std::env::consts::ARCH))
+        }
+    }
+}
+
+pub use imp::{Filters, compile};
+
+#[cfg(all(
+    test,
+    any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "riscv64"
+    )
+))]
+mod tests {
+    use nix::sys::signal::Signal;
+    use nix::sys::wait::{WaitStatus, waitpid};
+    use nix::unistd::{ForkResult, fork};
+
+    use super::*;
+
+    /// Fork, load the filters in the child, run `then` there (its return
+    /// value is the exit status), and report how the child ended. The
+    /// child only makes raw system calls after fork (the test harness is
+    /// threaded).
+    fn in_filtered_child(then: fn() -> i32) -> WaitStatus {
+        let scope = Scope {
+            own_pid: 0,
+            child: None,
+            api_dir: None,
+        };
+        let filters = compile(&scope).expect("compile");
+        // SAFETY: the child calls only async-signal-safe functions (prctl,
+        // seccomp, raw syscalls, _exit): no locks, no allocation.
+        match unsafe { fork() }.expect("fork") {
+            ForkResult::Child => {
+                let code = match filters.apply() {
+                    Ok(()) => then(),
+                    Err(_) => 100,
+                };
+                // SAFETY: _exit has no preconditions and never returns.
+                unsafe { libc::_exit(code) }
+            }
+            ForkResult::Parent { child } => waitpid(child, None).expect("waitpid"),
+        }
+    }
+
+    fn sigsys(st: WaitStatus) -> bool {
+        matches!(st, WaitStatus::Signaled(_, Signal::SIGSYS, _))
+    }
+
+    #[test]
+    fn allowed_calls_work() {
+        let st = in_filtered_child(|| {
+            // SAFETY: plain syscalls with integer arguments.
+            unsafe {
+                let pid = libc::getpid();
+                let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+                if pid <= 0 || s < 0 || libc::close(s) != 0 {
+                    return 1;
+                }
+            }
+            0
+        });
+        assert_eq!(st, WaitStatus::Exited(st.pid().unwrap(), 0));
+    }
+
+    #[test]
+    fn execve_kills_the_process() {
+        let st = in_filtered_child(|| {
+            let argv = [c"/bin/true".as_ptr(), std::ptr::null()];
+            let envp = [std::ptr::null()];
+            // SAFETY: valid NUL-terminated path and NULL-terminated arrays.
+            unsafe { libc::execve(c"/bin/true".as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+            2
+        });
+        assert!(sigsys(st), "execve was not killed: {st:?}");
+    }
+
+    #[test]
+    fn forbidden_calls_kill_the_process() {
+        // Each makes one raw call with integer or NULL arguments; the
+        // filter stops it before the kernel acts.
+        let cases: [fn() -> i32; 5] = [
+            // SAFETY: see above.
+            || unsafe { libc::syscall(libc::SYS_unshare, libc::CLONE_NEWNS) as i32 },
+            // SAFETY: see above.
+            || unsafe { libc::syscall(libc::SYS_setns, 0, 0) as i32 },
+            // SAFETY: see above.
+            || unsafe { libc::syscall(libc::SYS_ptrace, 0, 0, 0, 0) as i32 },
+            // SAFETY: see above.
+            || unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) },
+            // SAFETY: see above.
+            || unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW, 0) },
+        ];
+        for (i, f) in cases.into_iter().enumerate() {
+            let st = in_filtered_child(f);
+            assert!(sigsys(st), "case {i} was not killed: {st:?}");
+        }
+    }
+
+    #[test]
+    fn opening_for_writing_kills_the_process() {
+        let st = in_filtered_child(|| {
+            // SAFETY: valid NUL-terminated path.
+            unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY) }
+        });
+        assert!(sigsys(st), "open for writing was not killed: {st:?}");
+        let st = in_filtered_child(|| {
+            // SAFETY: valid NUL-terminated path.
+            let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+            i32::from(fd < 0)
+        });
+        assert_eq!(st, WaitStatus::Exited(st.pid().unwrap(), 0));
+    }
+
+    #[test]
+    fn fork_fails_with_eperm() {
+        let st = in_filtered_child(|| {
+            // SAFETY: raw clone(SIGCHLD) = fork; the filter answers it.
+            let rc = unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0) };
+            if rc == -1 && nix::Error::last() == nix::Error::EPERM {
+                0
+            } else {
+                3
+            }
+        });
+        assert_eq!(st, WaitStatus::Exited(st.pid().unwrap(), 0));
+    }
+}

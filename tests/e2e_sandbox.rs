@@ -1,0 +1,611 @@
+//! `--enable-sandbox` and `--enable-seccomp` end to end: what a confined
+//! rlnet looks like from outside (/proc), and that everything it serves
+//! still works while confined: outbound TCP/UDP/ping, published ports
+//! (both modes, added at runtime), the DNS stub (fixed upstream and a
+//! resolv.conf replaced by rename), the API, a clean SIGTERM exit; in PID,
+//! path and run mode. Traffic stays in the test's own namespaces.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::Signal;
+
+const BOTH: [&str; 2] = ["--enable-sandbox", "--enable-seccomp"];
+/// CAP_NET_BIND_SERVICE, the only capability a confined rlnet may keep.
+const NET_BIND_SERVICE: u64 = 1 << 10;
+/// The fake DNS servers' second address.
+const OUTSIDE4_B: &str = "198.18.0.2";
+
+fn ok(line: &str) {
+    assert_eq!(field(line, "ok"), Some("1"), "{line}");
+}
+
+/// The `Key:\tvalue` lines of /proc/PID/status.
+fn status(pid: u32) -> HashMap<String, String> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("status")
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect()
+}
+
+fn hex(st: &HashMap<String, String>, key: &str) -> u64 {
+    u64::from_str_radix(&st[key], 16).unwrap_or_else(|_| panic!("{key}: {}", st[key]))
+}
+
+/// Capabilities, no_new_privs and seccomp as both flags promise.
+fn check_status(pid: u32, sandbox: bool, seccomp: bool) {
+    let st = status(pid);
+    if sandbox {
+        for key in ["CapEff", "CapPrm", "CapInh", "CapBnd"] {
+            let v = hex(&st, key);
+            assert_eq!(v & !NET_BIND_SERVICE, 0, "{key} = {v:#x}: {st:?}");
+        }
+        assert_eq!(hex(&st, "CapAmb"), 0, "{st:?}");
+    }
+    assert_eq!(st["NoNewPrivs"], "1", "{st:?}");
+    let want = if seccomp { "2" } else { "0" };
+    assert_eq!(st["Seccomp"], want, "{st:?}");
+}
+
+/// The root rlnet sees holds /etc and /run and nothing of the host's
+/// other trees; every open fd is of a documented kind.
+fn check_root_and_fds(pid: u32, extra_dirs: &[&str]) {
+    let root: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/root"))
+        .expect("read /proc/PID/root (as root)")
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for want in ["etc", "run"] {
+        assert!(root.iter().any(|n| n == want), "no {want} in {root:?}");
+    }
+    for not in ["home", "root", "var", "usr", "proc", "dev", "sys"] {
+        assert!(!root.iter().any(|n| n == not), "{not} visible: {root:?}");
+    }
+    // Anything else must be the start of a path kept for DNS.
+    for n in &root {
+        assert!(
+            n == "etc" || n == "run" || extra_dirs.iter().any(|d| d.starts_with(&format!("/{n}"))),
+            "unexpected /{n} in the sandbox root: {root:?}"
+        );
+    }
+    for at in ["/etc", "/run"] {
+        assert!(is_read_only_mount(pid, at), "{at} is not a read-only mount");
+    }
+    check_fds(pid);
+}
+
+/// /proc/PID/mountinfo of the sandboxed process: there is a mount at `at`
+/// and it is read-only.
+fn is_read_only_mount(pid: u32, at: &str) -> bool {
+    let info = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
+    let opts: Vec<&str> = info
+        .lines()
+        .filter(|l| l.split_whitespace().nth(4) == Some(at))
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .collect();
+    !opts.is_empty() && opts.iter().all(|o| o.split(',').any(|f| f == "ro"))
+}
+
+/// stdio plus: the epoll set, the signalfd, pidfds, the TAP, namespace
+/// handles, sockets, pipes (exit fd, splice) and the API socket's
+/// directory.
+fn check_fds(pid: u32) {
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd")).expect("read /proc/PID/fd (as root)") {
+        let e = e.unwrap();
+        let n: u32 = e.file_name().to_string_lossy().parse().unwrap();
+        let Ok(target) = std::fs::read_link(e.path()) else {
+            continue; // closed meanwhile
+        };
+        let t = target.to_string_lossy();
+        let documented = n <= 2
+            || [
+                "anon_inode:[eventpoll]",
+                "anon_inode:[signalfd]",
+                "anon_inode:[pidfd]",
+                "/dev/net/tun",
+            ]
+            .contains(&&*t)
+            || ["net:[", "user:[", "socket:[", "pipe:["]
+                .iter()
+                .any(|p| t.starts_with(p))
+            || t.contains("rlnet-sbx-");
+        assert!(documented, "undocumented fd {n} -> {t}");
+    }
+}
+
+/// A world-accessible scratch directory (rlnet runs as nobody).
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Scratch {
+        use std::os::unix::fs::PermissionsExt;
+        let d = PathBuf::from(format!("/tmp/rlnet-sbx-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
+        Scratch(d)
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.0.join(name).display().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn testkit_in(outer: &Outer, args: &[&str]) -> Command {
+    let mut c = outer.testkit();
+    c.args(args);
+    c
+}
+
+/// A raw API request from the outer namespace; the reply line.
+fn api(outer: &Outer, sock: &str, req: &str) -> String {
+    let out = run_ok(testkit_in(outer, &["api", sock, req]));
+    out.lines().next().unwrap_or("").to_string()
+}
+
+/// One query through the stub, from the target; the result line.
+fn dig(target: &Target, name: &str, ty: &str, tcp: bool) -> String {
+    let mut args = vec!["dig", "10.0.2.3", name, ty, "--timeout", "10"];
+    if tcp {
+        args.push("--tcp");
+    }
+    run_ok(target.testkit(&args))
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Outbound TCP and UDP to the outside server, and ping (ICMP sockets).
+fn check_outbound(outer: &Outer, target: &Target) {
+    let (mut tcp, p1) = outer.serve(&["serve-tcp", &format!("{OUTSIDE4}:0"), "echo"]);
+    ok(&run_ok(target.testkit(&[
+        "tcp",
+        &format!("{OUTSIDE4}:{p1}"),
+        "echo:1000000:3",
+    ])));
+    tcp.wait();
+    let (_udp, p2) = outer.serve(&["serve-udp", &format!("{OUTSIDE4}:0")]);
+    ok(&run_ok(target.testkit(&[
+        "udp",
+        &format!("{OUTSIDE4}:{p2}"),
+        "--count",
+        "20",
+    ])));
+    let out = run_ok(target.sh(&format!("ping -c 1 -W 5 {OUTSIDE4}")));
+    assert!(out.contains("1 received"), "{out}");
+}
+
+/// A TCP echo service in the target on `port`, reached from the outer
+/// namespace through published host port `host_port`.
+fn check_published(outer: &Outer, target: &Target, port: u16, host_port: u16) {
+    let mut c = target.testkit(&["serve-tcp", &format!("0.0.0.0:{port}"), "echo"]);
+    c.stdin(Stdio::null());
+    let svc = Proc::spawn(c);
+    svc.expect_line("listening");
+    let (st, out, err) = run(testkit_in(
+        outer,
+        &["tcp", &format!("{OUTSIDE4}:{host_port}"), "echo:200000:8"],
+    ));
+    assert!(st.success(), "published port {host_port}: {err} {out}");
+    ok(&out);
+}
+
+/// SIGTERM: exit 0 and the API socket file is gone.
+fn stop(rlnet: &mut Rlnet, sock: &str) {
+    rlnet.proc.kill(Signal::SIGTERM);
+    let st = rlnet.proc.wait();
+    assert!(st.success(), "{st}; stderr: {}", rlnet.proc.stderr());
+    assert!(
+        !Path::new(sock).exists(),
+        "the API socket {sock} was left behind"
+    );
+}
+
+/// PID mode with both flags, as RootlessKit and Podman run it: confined as
+/// documented, and serving everything.
+#[test]
+fn pid_mode_confined_and_serving() {
+    require_userns!();
+    let outer = Outer::new();
+    let target = outer.target();
+    let dir = Scratch::new("pid");
+    let sock = dir.path("api.sock");
+    let (_dns, dport) = outer.serve(&["serve-dns", &format!("{OUTSIDE4}:0"), "--timeout", "300"]);
+    let upstream = format!("--dns-upstream={OUTSIDE4}:{dport}");
+    let pid = target.pid().to_string();
+    let mut args = BOTH.to_vec();
+    args.extend(["--api-socket", &sock, &upstream, "-p", "38001:7001", &pid]);
+    let mut r = start_rlnet(outer.rlnet_cmd(), &args);
+    let rpid = r.proc.pid();
+
+    check_status(rpid, true, true);
+    if is_root() {
+        check_root_and_fds(rpid, &[]);
+    }
+    check_outbound(&outer, &target);
+
+    // DNS through the stub, UDP and TCP (its upstream sockets are made now).
+    for tcp in [false, true] {
+        let got = dig(&target, "a.test", "A", tcp);
+        assert_eq!(field(&got, "rcode"), Some("NOERROR"), "{got}");
+        assert_eq!(field(&got, "data"), Some("198.18.0.10"), "{got}");
+    }
+
+    // A port published at start, and one added, listed and removed at
+    // runtime (bound on the host after the sandbox).
+    check_published(&outer, &target, 7001, 38001);
+    let reply = api(
+        &outer,
+        &sock,
+        r#"{"execute":"add_hostfwd","arguments":{"proto":"tcp","host_addr":"0.0.0.0","host_port":38002,"guest_port":7002}}"#,
+    );
+    let id: u64 = reply
+        .strip_prefix(r#"{"return":{"id":"#)
+        .and_then(|r| r.strip_suffix("}}"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("add_hostfwd: {reply}"));
+    check_published(&outer, &target, 7002, 38002);
+    let list = api(&outer, &sock, r#"{"execute":"list_hostfwd"}"#);
+    assert!(
+        list.contains(&format!(r#""id":{id},"#)) && list.contains("38002"),
+        "{list}"
+    );
+    let reply = api(
+        &outer,
+        &sock,
+        &format!(r#"{{"execute":"remove_hostfwd","arguments":{{"id":{id}}}}}"#),
+    );
+    assert!(reply.contains("return"), "{reply}");
+    let (st, out, _) = run(testkit_in(
+        &outer,
+        &[
+            "connect",
+            &format!("{OUTSIDE4}:38002"),
+            "--expect",
+            "refused",
+        ],
+    ));
+    assert!(st.success(), "removed port still open: {out}");
+
+    // Another user (real root, whom the target's user namespace does not
+    // map) is still refused, although rlnet now sees uids through that
+    // namespace.
+    if is_root() {
+        let mut c = Command::new(testkit_bin());
+        c.args([
+            "api",
+            &sock,
+            r#"{"execute":"list_hostfwd"}"#,
+            "--timeout",
+            "10",
+        ]);
+        let (_, out, _) = run(c);
+        assert!(!out.contains("return"), "another user was served: {out}");
+    }
+
+    // Still confined after all that (nothing lazily widened it).
+    check_status(rpid, true, true);
+    stop(&mut r, &sock);
+}
+
+/// The namespace's root cannot ptrace rlnet or read its memory, although
+/// the sandboxed rlnet lives in the namespace's user namespace with fewer
+/// capabilities than that root (which would otherwise be enough): rlnet is
+/// not dumpable. A dumpable process in the same position (the target's own
+/// holder) is readable, which shows the check can fail.
+#[test]
+fn namespace_root_cannot_inspect_rlnet() {
+    require_userns!();
+    let outer = Outer::new();
+    let target = outer.target();
+    let r = start_rlnet(
+        outer.rlnet_cmd(),
+        &["--enable-sandbox", &target.pid().to_string()],
+    );
+    let rpid = r.proc.pid();
+    let ns = |p: u32| std::fs::read_link(format!("/proc/{p}/ns/user")).unwrap();
+    assert_eq!(
+        ns(rpid),
+        ns(target.pid()),
+        "rlnet did not join the target's user namespace"
+    );
+    let (st, _, err) = run(target.sh(&format!("head -c 1 /proc/{}/environ", target.pid())));
+    assert!(st.success(), "control: {err}");
+    let (st, _, err) = run(target.sh(&format!("head -c 1 /proc/{rpid}/environ")));
+    assert!(!st.success(), "the namespace's root read rlnet's environ");
+    assert!(err.contains("Permission denied"), "{err}");
+}
+
+/// Published ports in splice mode (sockets made inside the namespace by
+/// the socket factory) keep working under the sandbox, at start and added
+/// at runtime.
+#[test]
+fn splice_mode_publish_confined() {
+    require_userns!();
+    let outer = Outer::new();
+    let target = outer.target();
+    let dir = Scratch::new("splice");
+    let sock = dir.path("api.sock");
+    let pid = target.pid().to_string();
+    let mut args = BOTH.to_vec();
+    args.extend([
+        "--api-socket",
+        &sock,
+        "--publish-mode=splice",
+        "-p",
+        "38101:7101",
+        &pid,
+    ]);
+    let mut r = start_rlnet(outer.rlnet_cmd(), &args);
+    check_published(&outer, &target, 7101, 38101);
+    let reply = api(
+        &outer,
+        &sock,
+        r#"{"execute":"add_publish","arguments":{"publish":["38102:7102"],"mode":"splice"}}"#,
+    );
+    assert!(reply.contains(r#""ids""#), "{reply}");
+    check_published(&outer, &target, 7102, 38102);
+    stop(&mut r, &sock);
+}
+
+/// `--resolv-conf FILE`, FILE replaced by rename while rlnet runs: the next
+/// queries go to the new server (its directory is visible in the sandbox).
+#[test]
+fn resolv_conf_replaced_by_rename_is_followed() {
+    require_userns!();
+    let outer = Outer::new();
+    let mut c = outer.cmd("ip");
+    c.args(["addr", "add", &format!("{OUTSIDE4_B}/32"), "dev", "lo"]);
+    run_ok(c);
+    let target = outer.target();
+    let (_one, _) = outer.serve(&[
+        "serve-dns",
+        &format!("{OUTSIDE4}:53"),
+        "--tag",
+        "one",
+        "--timeout",
+        "300",
+    ]);
+    let (_two, _) = outer.serve(&[
+        "serve-dns",
+        &format!("{OUTSIDE4_B}:53"),
+        "--tag",
+        "two",
+        "--timeout",
+        "300",
+    ]);
+    let dir = Scratch::new("resolv");
+    let conf = dir.path("resolv.conf");
+    std::fs::write(&conf, format!("nameserver {OUTSIDE4}\n")).unwrap();
+    let pid = target.pid().to_string();
+    let resolv = format!("--resolv-conf={conf}");
+    let mut args = BOTH.to_vec();
+    args.extend([resolv.as_str(), &pid]);
+    let mut r = start_rlnet(outer.rlnet_cmd(), &args);
+    if is_root() {
+        check_root_and_fds(r.proc.pid(), &[&dir.0.display().to_string()]);
+    }
+    let got = dig(&target, "tag.test", "TXT", false);
+    assert_eq!(field(&got, "data"), Some("one"), "{got}");
+
+    let tmp = dir.path("resolv.conf.new");
+    std::fs::write(&tmp, format!("nameserver {OUTSIDE4_B}\n")).unwrap();
+    std::fs::rename(&tmp, &conf).unwrap();
+    // The file is checked at most once a second, on a query.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = dig(&target, "tag.test", "TXT", false);
+        if field(&got, "data") == Some("two") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {got} after the rename; stderr: {}",
+            r.proc.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    r.proc.kill(Signal::SIGTERM);
+    assert!(r.proc.wait().success());
+}
+
+/// `rlnet run` with both flags (no caller-set no_new_privs here): COMMAND
+/// runs unconfined and reaches the host, rlnet is confined, and the exit
+/// status is COMMAND's.
+#[test]
+fn run_mode_confined() {
+    require_userns!();
+    let (_srv, port) = serve_on_host(&["serve-tcp", "127.0.0.1:0", "echo"]);
+    let tk = testkit_bin();
+    let script = format!(
+        "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/$PPID/status && \
+         {} tcp 10.0.2.2:{port} echo:100000:2 && exit 7",
+        tk.display()
+    );
+    let mut cmd = base_cmd(rlnet_bin());
+    cmd.args([
+        "run",
+        "--enable-sandbox",
+        "--enable-seccomp",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let (st, out, err) = run(cmd);
+    assert_eq!(st.code(), Some(7), "{err}\n{out}");
+    let get = |k: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}:")))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("no {k} in {out}"))
+    };
+    assert_eq!(get("NoNewPrivs"), "1");
+    assert_eq!(get("Seccomp"), "2");
+    for k in ["CapEff", "CapBnd"] {
+        let v = u64::from_str_radix(&get(k), 16).unwrap();
+        assert_eq!(v & !NET_BIND_SERVICE, 0, "{k} = {v:#x}");
+    }
+    assert!(out.lines().any(|l| field(l, "ok") == Some("1")), "{out}");
+}
+
+/// Path mode with --userns-path: the sandbox joins that user namespace.
+#[test]
+fn path_mode_with_userns_path() {
+    require_userns!();
+    let outer = Outer::new();
+    let target = outer.target();
+    let netns = format!("/proc/{}/ns/net", target.pid());
+    let userns = format!("--userns-path=/proc/{}/ns/user", target.pid());
+    let mut args = BOTH.to_vec();
+    args.extend(["--netns-type=path", &userns, &netns, "tap0"]);
+    let mut r = start_rlnet(outer.rlnet_cmd(), &args);
+    check_status(r.proc.pid(), true, true);
+    // rlnet now lives in the target's user namespace.
+    let ns = |p: u32| std::fs::read_link(format!("/proc/{p}/ns/user")).unwrap();
+    assert_eq!(ns(r.proc.pid()), ns(target.pid()));
+    check_outbound(&outer, &target);
+    r.proc.kill(Signal::SIGTERM);
+    assert!(r.proc.wait().success());
+}
+
+/// Root with CAP_SYS_ADMIN in its own user namespace (how Podman runs it):
+/// path mode without --userns-path; rlnet stays in its user namespace and
+/// only drops capabilities.
+#[test]
+fn root_in_its_userns_stays_there() {
+    require_userns!();
+    let outer = Outer::new();
+    // A network namespace owned by the outer user namespace.
+    let mut c = outer.cmd("unshare");
+    c.args(["-n", "--", "sh", "-c", "echo ready; exec sleep 3600"]);
+    let holder = Proc::spawn(c);
+    holder.expect_line("ready");
+    let netns = format!("/proc/{}/ns/net", holder.pid());
+    let mut args = BOTH.to_vec();
+    args.extend(["--netns-type=path", &netns, "tap0"]);
+    let mut r = start_rlnet(outer.cmd(rlnet_bin()), &args);
+    let rpid = r.proc.pid();
+    check_status(rpid, true, true);
+    let ns = |p: u32| std::fs::read_link(format!("/proc/{p}/ns/user")).unwrap();
+    assert_eq!(ns(rpid), ns(outer.pid()));
+    // It had every capability before; now at most NET_BIND_SERVICE.
+    assert_eq!(hex(&status(rpid), "CapEff"), NET_BIND_SERVICE);
+    let (_srv, port) = outer.serve(&["serve-tcp", &format!("{OUTSIDE4}:0"), "echo"]);
+    let mut c = base_cmd("nsenter");
+    c.args([
+        "-t",
+        &holder.pid().to_string(),
+        "-U",
+        "-n",
+        "--preserve-credentials",
+        "--",
+    ]);
+    c.arg(testkit_bin());
+    c.args(["tcp", &format!("{OUTSIDE4}:{port}"), "echo:100000:5"]);
+    ok(&run_ok(c));
+    r.proc.kill(Signal::SIGTERM);
+    assert!(r.proc.wait().success());
+}
+
+/// --enable-seccomp alone: filtered, not sandboxed, everything works, and
+/// the API socket is still removed (unlinkat is narrowed to its directory).
+#[test]
+fn seccomp_alone() {
+    require_userns!();
+    let outer = Outer::new();
+    let target = outer.target();
+    let dir = Scratch::new("seccomp");
+    let sock = dir.path("api.sock");
+    let (_dns, dport) = outer.serve(&["serve-dns", &format!("{OUTSIDE4}:0"), "--timeout", "300"]);
+    let upstream = format!("--dns-upstream={OUTSIDE4}:{dport}");
+    let pid = target.pid().to_string();
+    let mut r = start_rlnet(
+        outer.rlnet_cmd(),
+        &["--enable-seccomp", "--api-socket", &sock, &upstream, &pid],
+    );
+    check_status(r.proc.pid(), false, true);
+    check_outbound(&outer, &target);
+    let got = dig(&target, "a.test", "A", false);
+    assert_eq!(field(&got, "data"), Some("198.18.0.10"), "{got}");
+    let reply = api(
+        &outer,
+        &sock,
+        r#"{"execute":"add_hostfwd","arguments":{"proto":"tcp","host_addr":"0.0.0.0","host_port":38201,"guest_port":7201}}"#,
+    );
+    assert!(reply.contains(r#""id""#), "{reply}");
+    check_published(&outer, &target, 7201, 38201);
+    stop(&mut r, &sock);
+}
+
+/// A sandbox that cannot be built: one clear line, exit 1, no ready, and
+/// the API socket file is not left behind.
+#[test]
+fn sandbox_failure_is_clean() {
+    require_userns!();
+    let outer = Outer::new();
+    let target = outer.target();
+    let dir = Scratch::new("fail");
+    let sock = dir.path("api.sock");
+    let pipe = Pipe::new();
+    let mut cmd = outer.rlnet_cmd();
+    cmd.args([
+        "--ready-fd",
+        "3",
+        "--enable-sandbox",
+        "--api-socket",
+        &sock,
+        "--resolv-conf=/nonexistent-rlnet-dir/resolv.conf",
+        &target.pid().to_string(),
+    ]);
+    pass_fd(&mut cmd, &pipe.write, 3);
+    let mut p = Proc::spawn(cmd);
+    drop(pipe.write);
+    assert_eq!(read_fd(&pipe.read, WAIT), None, "ready was written");
+    let st = p.wait();
+    p.drain();
+    assert_eq!(st.code(), Some(1));
+    let err = p.stderr();
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].starts_with("rlnet: --enable-sandbox:")
+            && lines[0].contains("/nonexistent-rlnet-dir/resolv.conf"),
+        "{err}"
+    );
+    assert!(!Path::new(&sock).exists(), "API socket left behind");
+}
+
+/// Inherited fds other than stdio and the ready/exit fds are closed.
+#[test]
+fn inherited_fds_are_closed() {
+    require_userns!();
+    let outer = Outer::new();
+    let target = outer.target();
+    let leaked: std::os::fd::OwnedFd = std::fs::File::open("/").unwrap().into();
+    let mut cmd = outer.rlnet_cmd();
+    pass_fd(&mut cmd, &leaked, 7);
+    let r = start_rlnet(cmd, &["--enable-sandbox", &target.pid().to_string()]);
+    drop(leaked);
+    if is_root() {
+        let fd7 = std::fs::read_link(format!("/proc/{}/fd/7", r.proc.pid()));
+        assert!(
+            fd7.as_ref().map_or(true, |t| t != Path::new("/")),
+            "inherited fd 7 -> / is still open"
+        );
+        check_fds(r.proc.pid());
+    }
+}
