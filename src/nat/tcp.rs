@@ -8,6 +8,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::time::Duration as StdDuration;
 
 use mio::net::{TcpStream, UnixStream};
@@ -19,6 +20,7 @@ use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use super::{Ctx, FlowKey, HostConnectError, bind_outbound};
 use crate::stack::Dev;
+use crate::sys::os;
 
 /// Per-direction buffer of a flow. Large enough for a few 64 KB segments in
 /// flight on a local link (design.md §2.7 sweep); allocated lazily by the
@@ -86,6 +88,15 @@ impl HostSock {
             HostSock::Tcp(s) => s.shutdown(Shutdown::Write),
             HostSock::Local(s) => s.shutdown(Shutdown::Write),
         };
+    }
+
+    /// The direct receive path: in-order payload from the namespace goes
+    /// from the TAP frame straight into the host socket (one copy fewer per
+    /// segment) while nothing is queued before it. Real TCP hosts only.
+    fn direct(&self) -> Option<tcp::RxDirect<'static>> {
+        let HostSock::Tcp(s) = self else { return None };
+        let fd = s.as_raw_fd();
+        Some(tcp::RxDirect(Box::new(move |data| os::send_some(fd, data))))
     }
 
     /// On close, send a RST instead of a FIN.
@@ -284,7 +295,9 @@ impl TcpFlow {
         let socket = rings.set.get_mut::<tcp::Socket>(rings.handle);
         socket.pause_synack(false);
         socket.connect(ctx.iface.context(), key.src, key.dst).ok()?;
-        let mut flow = Self::with(key, port, rings, HostSock::Tcp(host), Phase::Open);
+        let host = HostSock::Tcp(host);
+        socket.set_rx_direct(host.direct());
+        let mut flow = Self::with(key, port, rings, host, Phase::Open);
         // Accepted sockets are ready both ways; epoll reports edges only.
         flow.host_readable = true;
         flow.host_writable = true;
@@ -338,7 +351,10 @@ impl TcpFlow {
             match self.host.connected() {
                 Ok(true) => {
                     self.phase = Phase::Open;
-                    self.socket().pause_synack(false);
+                    let direct = self.host.direct();
+                    let socket = self.socket();
+                    socket.pause_synack(false);
+                    socket.set_rx_direct(direct);
                 }
                 // Spurious wake-up while still connecting.
                 Ok(false) => self.host_writable = false,
@@ -495,7 +511,9 @@ impl TcpFlow {
 
     /// Tear down: the host socket (for the caller to deregister and close)
     /// and the socket set back to the pool.
-    pub fn finish(self, pool: &mut RingPool) -> HostSock {
+    pub fn finish(mut self, pool: &mut RingPool) -> HostSock {
+        // The hook holds the host socket's number, which is about to close.
+        self.socket().set_rx_direct(None);
         pool.put(Rings {
             set: self.set,
             handle: self.handle,

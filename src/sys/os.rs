@@ -230,3 +230,22 @@ pub fn bind_address_no_port(sock: &socket2::Socket) {
     let _ =
         nix::sys::socket::setsockopt(sock, nix::sys::socket::sockopt::IpBindAddressNoPort, &true);
 }
+
+/// A non-blocking `send` on a socket known only by number: the direct
+/// receive path of a TCP flow (`nat::tcp`) writes from inside smoltcp, where
+/// the flow's own socket object can't be borrowed. Returns the bytes taken;
+/// any error counts as 0, and the buffered path that follows sees it again.
+pub fn send_some(fd: RawFd, data: &[u8]) -> usize {
+    // SAFETY: `data` is a valid slice for its length; the fd is only a
+    // number to the kernel (a stale one fails with EBADF, it can't corrupt
+    // memory), and callers clear the hook before closing the socket.
+    let n = unsafe {
+        libc::send(
+            fd,
+            data.as_ptr().cast(),
+            data.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    usize::try_from(n).unwrap_or(0)
+}
