@@ -206,19 +206,7 @@ fn syn(dst: Ipv4Addr, sport: u16, dport: u16) -> Vec<u8> {
         timestamp: None,
         payload: &[],
     };
-    let mut body = vec![0u8; repr.buffer_len()];
-    let (s, d) = (IpAddress::Ipv4(NS_IP), IpAddress::Ipv4(dst));
-    repr.emit(
-        &mut TcpPacket::new_unchecked(&mut body[..]),
-        &s,
-        &d,
-        &ChecksumCapabilities::default(),
-    );
-    frame(
-        EthernetProtocol::Ipv4,
-        GATEWAY_MAC,
-        &ipv4(dst, IpProtocol::Tcp, &body),
-    )
+    segment(dst, (sport, dport), repr)
 }
 
 fn parse_tcp(f: &[u8]) -> Option<(TcpControl, Option<TcpSeqNumber>)> {
