@@ -183,11 +183,17 @@ impl PingTable {
             .map(|(i, _)| i)
             .collect();
         for idx in gone {
-            let mut flow = self.flows.remove(idx);
-            self.per_port.sub(flow.port);
-            let _ = registry.deregister(&mut flow.sock);
-            self.index.remove(&flow.key);
+            self.remove(idx, registry);
         }
+    }
+
+    /// Forget flow `idx`: its slot, its share of the port's quota, its
+    /// epoll registration and its key (the socket closes on drop).
+    fn remove(&mut self, idx: usize, registry: &mio::Registry) {
+        let mut flow = self.flows.remove(idx);
+        self.per_port.sub(flow.port);
+        let _ = registry.deregister(&mut flow.sock);
+        self.index.remove(&flow.key);
     }
 
     pub fn expire(&mut self, idx: usize, _fired: i64, ctx: &mut Ctx<'_>) -> Option<(i64, usize)> {
@@ -196,10 +202,7 @@ impl PingTable {
         if deadline > ctx.now.total_micros() {
             return Some((deadline, token(Kind::Icmp, idx).0));
         }
-        let mut flow = self.flows.remove(idx);
-        self.per_port.sub(flow.port);
-        let _ = ctx.registry.deregister(&mut flow.sock);
-        self.index.remove(&flow.key);
+        self.remove(idx, ctx.registry);
         None
     }
 }

@@ -198,11 +198,17 @@ impl UdpTable {
             .map(|(i, _)| i)
             .collect();
         for idx in gone {
-            let mut flow = self.flows.remove(idx);
-            self.per_port.sub(flow.port);
-            let _ = registry.deregister(&mut flow.sock);
-            self.index.remove(&flow.key);
+            self.remove(idx, registry);
         }
+    }
+
+    /// Forget flow `idx`: its slot, its share of the port's quota, its
+    /// epoll registration and its key (the socket closes on drop).
+    fn remove(&mut self, idx: usize, registry: &mio::Registry) {
+        let mut flow = self.flows.remove(idx);
+        self.per_port.sub(flow.port);
+        let _ = registry.deregister(&mut flow.sock);
+        self.index.remove(&flow.key);
     }
 
     /// Timer for flow `idx` fired: close it if idle, else re-arm.
@@ -212,10 +218,7 @@ impl UdpTable {
         if deadline > ctx.now.total_micros() {
             return Some((deadline, token(Kind::Udp, idx).0));
         }
-        let mut flow = self.flows.remove(idx);
-        self.per_port.sub(flow.port);
-        let _ = ctx.registry.deregister(&mut flow.sock);
-        self.index.remove(&flow.key);
+        self.remove(idx, ctx.registry);
         None
     }
 }
