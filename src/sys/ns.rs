@@ -170,6 +170,22 @@ pub fn open_path(netns: &Path, userns: Option<&Path>) -> Result<NsHandles, NsErr
     })
 }
 
+/// The parent/child channel of a process forked to work in a namespace, after
+/// checking that forking is safe at all (one thread: the child may run any
+/// code).
+fn fork_channel() -> Result<(OwnedFd, OwnedFd), NsError> {
+    if !os::single_threaded() {
+        return Err(NsError::Threads);
+    }
+    socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(sys("socketpair"))
+}
+
 /// Run `job` inside the target namespaces in a forked agent and return the
 /// fd and bytes it produced. The agent exits right after; an `Err(text)`
 /// from the job comes back as [`NsError::Agent`].
@@ -177,18 +193,9 @@ pub fn run_in<F>(ns: &NsHandles, job: F) -> Result<(OwnedFd, Vec<u8>), NsError>
 where
     F: FnOnce() -> Result<(OwnedFd, Vec<u8>), String>,
 {
-    if !os::single_threaded() {
-        return Err(NsError::Threads);
-    }
-    let (ours, theirs) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .map_err(sys("socketpair"))?;
-    // SAFETY: rlnet is single-threaded (checked above), so the child may run
-    // arbitrary code; it never returns from this branch (exit_now).
+    let (ours, theirs) = fork_channel()?;
+    // SAFETY: rlnet is single-threaded (fork_channel checked), so the child
+    // may run arbitrary code; it never returns from this branch (exit_now).
     match unsafe { fork() }.map_err(sys("fork"))? {
         ForkResult::Child => {
             drop(ours);
@@ -308,18 +315,9 @@ pub const MAX_BATCH: usize = 64;
 impl Factory {
     /// Start the factory process inside `ns`.
     pub fn spawn(ns: &NsHandles) -> Result<Factory, NsError> {
-        if !os::single_threaded() {
-            return Err(NsError::Threads);
-        }
-        let (ours, theirs) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .map_err(sys("socketpair"))?;
-        // SAFETY: single-threaded (checked above); the child never returns
-        // from this branch.
+        let (ours, theirs) = fork_channel()?;
+        // SAFETY: single-threaded (fork_channel checked); the child never
+        // returns from this branch.
         match unsafe { fork() }.map_err(sys("fork"))? {
             ForkResult::Child => {
                 drop(ours);
@@ -590,16 +588,7 @@ pub fn spawn_run(argv: &[String], resolv: Option<&str>) -> Result<RunChild, NsEr
 /// behind, and the mount keeps it alive for COMMAND's lifetime.
 fn private_resolv_conf(text: &str) -> Result<(), String> {
     use nix::mount::{MsFlags, mount};
-    unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("new mount namespace: {e}"))?;
-    // Nothing we mount may propagate back to the caller's namespace.
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(|e| format!("make / private: {e}"))?;
+    super::sandbox::private_mount_namespace().map_err(|(what, e)| format!("{what}: {e}"))?;
     let dirs = [
         std::env::var("XDG_RUNTIME_DIR").unwrap_or_default(),
         "/tmp".to_string(),

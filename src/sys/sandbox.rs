@@ -290,11 +290,10 @@ fn mkdir_all(p: &Path) -> Result<(), SandboxError> {
     })
 }
 
-/// Step 2: the new mount namespace and root.
-fn build_root(layout: &Layout) -> Result<(), SandboxError> {
-    unshare(CloneFlags::CLONE_NEWNS).map_err(sys("new mount namespace"))?;
-    // Nothing done here may propagate back to the caller's namespace (and
-    // unmounting the old root must not unmount anything there).
+/// Enter a new mount namespace whose mounts never propagate back to the
+/// caller's. On failure, the step that failed and its error.
+pub(super) fn private_mount_namespace() -> Result<(), (&'static str, nix::Error)> {
+    unshare(CloneFlags::CLONE_NEWNS).map_err(|e| ("new mount namespace", e))?;
     mount(
         None::<&str>,
         "/",
@@ -302,7 +301,13 @@ fn build_root(layout: &Layout) -> Result<(), SandboxError> {
         MsFlags::MS_REC | MsFlags::MS_PRIVATE,
         None::<&str>,
     )
-    .map_err(sys("make / private"))?;
+    .map_err(|e| ("make / private", e))
+}
+
+/// Step 2: the new mount namespace and root.
+fn build_root(layout: &Layout) -> Result<(), SandboxError> {
+    // Unmounting the old root later must not unmount anything outside.
+    private_mount_namespace().map_err(|(what, err)| sys(what)(err))?;
     // Sources are opened first: the tmpfs hides whatever is under /tmp.
     let mut sources = Vec::new();
     for b in &layout.binds {
