@@ -177,7 +177,8 @@ impl std::str::FromStr for Ipv4Net {
     }
 }
 
-/// The address plan of one virtual link (SPEC §2). IPv6 is fixed at fd00::/64.
+/// The address plan of one virtual link (SPEC §2). IPv6 is fd00::/64 in
+/// the one-namespace form, a /64 of its own on each named network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AddrPlan {
     pub net4: Ipv4Net,
@@ -199,20 +200,39 @@ pub struct V6Plan {
 }
 
 impl AddrPlan {
+    /// slirp4netns's plan: `net4` and, with IPv6, fd00::/64.
     pub fn new(net4: Ipv4Net, ipv6: bool) -> Self {
+        Self::with_v6(
+            net4,
+            ipv6.then_some(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0)),
+        )
+    }
+
+    /// The plan for `net4` and, if given, the /64 `prefix6`: gateway (the
+    /// host) at host number 2, DNS at 3, the namespace at 100 (::100),
+    /// DHCP leases from 15.
+    pub fn with_v6(net4: Ipv4Net, prefix6: Option<Ipv6Addr>) -> Self {
+        let v6 = prefix6.map(|prefix| {
+            let host = |n: u16| {
+                let mut s = prefix.segments();
+                s[7] = n;
+                Ipv6Addr::from(s)
+            };
+            V6Plan {
+                prefix,
+                prefix_len: 64,
+                gateway6: host(2),
+                dns6: host(3),
+                guest6: host(0x100),
+            }
+        });
         AddrPlan {
             net4,
             gateway4: net4.host(2),
             dns4: net4.host(3),
             guest4: net4.host(100),
             dhcp_start4: net4.host(15),
-            v6: ipv6.then_some(V6Plan {
-                prefix: Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0),
-                prefix_len: 64,
-                gateway6: Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2),
-                dns6: Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 3),
-                guest6: Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x100),
-            }),
+            v6,
         }
     }
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use crate::config::{AddrPlan, Ipv4Net, V6Plan};
+use crate::config::{AddrPlan, Ipv4Net};
 
 /// Default subnets come from here: 10.89.N.0/24 and fd00:89:0:N::/64.
 pub const POOL4: Ipv4Net = Ipv4Net {
@@ -22,29 +22,7 @@ pub fn v6_prefix_for(net4: Ipv4Net) -> Ipv6Addr {
 /// The plan of a named network: gateway N+2 (the host), DNS N+3, as in
 /// the slirp4netns plan, so the same addresses mean the same things.
 pub fn plan_for(net4: Ipv4Net, ipv6: bool) -> AddrPlan {
-    let v6 = ipv6.then(|| {
-        let p = v6_prefix_for(net4);
-        let host = |n: u16| {
-            let mut s = p.segments();
-            s[7] = n;
-            Ipv6Addr::from(s)
-        };
-        V6Plan {
-            prefix: p,
-            prefix_len: 64,
-            gateway6: host(2),
-            dns6: host(3),
-            guest6: host(0x100),
-        }
-    });
-    AddrPlan {
-        net4,
-        gateway4: net4.host(2),
-        dns4: net4.host(3),
-        guest4: net4.host(100),
-        dhcp_start4: net4.host(15),
-        v6,
-    }
+    AddrPlan::with_v6(net4, ipv6.then(|| v6_prefix_for(net4)))
 }
 
 /// The first default subnet not taken by `used`.
