@@ -341,13 +341,17 @@ impl DnsStub {
             p.pq.query.query_type()
         );
         let bytes = message::servfail(&p.query, &p.pq);
-        let reply = Reply {
+        Some(self.reply_to(p, bytes))
+    }
+
+    /// The answer for a finished query, whose buffer goes back to the pool.
+    fn reply_to(&mut self, p: UdpPending, bytes: Vec<u8>) -> Reply {
+        self.recycle(p.query);
+        Reply {
             client: p.client,
             server: p.server,
             bytes,
-        };
-        self.recycle(p.query);
-        Some(reply)
+        }
     }
 
     pub(super) fn udp_timeout(&mut self, id: u16, io: &mut DnsIo<'_>, out: &mut Vec<Reply>) {
@@ -437,13 +441,7 @@ impl DnsStub {
             }
         }
         self.stats.answers += 1;
-        let reply = Reply {
-            client: p.client,
-            server: p.server,
-            bytes,
-        };
-        self.recycle(p.query);
-        Some(reply)
+        Some(self.reply_to(p, bytes))
     }
 
     /// An error on an upstream socket (ECONNREFUSED after an ICMP port
