@@ -496,14 +496,3 @@ fn ten_thousand_cycles_return_to_baseline() {
         assert!(rss1 <= rss0 + 1024, "{mode}: RSS {rss0} KiB -> {rss1} KiB");
     }
 }
-
-fn settle_fds(pid: u32, want: Option<usize>) -> (usize, u64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (fds, rss) = fds_and_rss(pid);
-        if want.is_none_or(|w| fds <= w) || Instant::now() > deadline {
-            return (fds, rss);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}

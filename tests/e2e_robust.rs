@@ -210,7 +210,7 @@ fn thousand_connections_return_to_baseline() {
     ]);
     // Warm up once so lazily allocated state is part of the baseline.
     let _ = run_ok(target.testkit(&["hold", &format!("{OUTSIDE4}:{port}"), "1", "--timeout", "1"]));
-    let (fds0, rss0) = settle(r.proc.pid(), None);
+    let (fds0, rss0) = settle_fds(r.proc.pid(), None);
 
     let mut c = target.testkit(&["hold", &format!("{OUTSIDE4}:{port}"), "1000", "--stdin"]);
     c.stdin(Stdio::piped());
@@ -226,7 +226,7 @@ fn thousand_connections_return_to_baseline() {
     let closed = holder.expect_line("closed=");
     assert!(closed.contains("closed=1000"), "{closed}");
     holder.wait();
-    let (fds2, rss2) = settle(r.proc.pid(), Some(fds0));
+    let (fds2, rss2) = settle_fds(r.proc.pid(), Some(fds0));
     eprintln!("fds {fds0} -> {fds1} -> {fds2}; RSS KiB {rss0} -> {rss1} -> {rss2}");
     assert_eq!(fds2, fds0, "fds did not return to baseline");
     // Within 1 MiB of the baseline: the flows' buffers were given back.
@@ -235,19 +235,6 @@ fn thousand_connections_return_to_baseline() {
         "RSS {rss0} KiB -> {rss2} KiB after closing"
     );
     srv.kill(nix::sys::signal::Signal::SIGKILL);
-}
-
-/// Wait (bounded) until rlnet's fd count reaches `want` (closing is
-/// asynchronous on the host side), then read fds and RSS.
-fn settle(pid: u32, want: Option<usize>) -> (usize, u64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (fds, rss) = fds_and_rss(pid);
-        if want.is_none_or(|w| fds <= w) || Instant::now() > deadline {
-            return (fds, rss);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// No busy polling: with no flows, rlnet sleeps in epoll_wait: no CPU and

@@ -514,3 +514,16 @@ pub fn fds_and_rss(pid: u32) -> (usize, u64) {
         .unwrap_or(0);
     (fds, rss)
 }
+
+/// Wait (bounded, 20 s) until a process's fd count is at most `want`
+/// (closing is asynchronous on the host side), then read fds and RSS.
+pub fn settle_fds(pid: u32, want: Option<usize>) -> (usize, u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (fds, rss) = fds_and_rss(pid);
+        if want.is_none_or(|w| fds <= w) || std::time::Instant::now() > deadline {
+            return (fds, rss);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
