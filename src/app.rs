@@ -206,7 +206,7 @@ pub fn run(cfg: Config) -> Result<i32, crate::Error> {
     if cfg.enable_sandbox {
         // Before anything is opened: only stdio and the fds we were told
         // about survive.
-        sandbox::close_inherited(&[cfg.ready_fd, cfg.exit_fd].map(|fd| fd.unwrap_or(-1)));
+        os::close_all_except(&[cfg.ready_fd, cfg.exit_fd].map(|fd| fd.unwrap_or(-1)));
     }
     os::raise_nofile_limit();
     os::tune_allocator();

@@ -325,7 +325,7 @@ impl Factory {
                 let status = match enter(ns) {
                     Ok(()) => {
                         // Keep nothing of the parent's but our socketpair end.
-                        os::close_all_except(theirs.as_raw_fd());
+                        os::close_all_except(&[theirs.as_raw_fd()]);
                         let _ = nix::unistd::write(&theirs, b"ok");
                         serve_sockets(&theirs);
                         0
