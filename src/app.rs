@@ -12,7 +12,7 @@ use crate::config::{Config, Configure, Outbound, Target};
 use crate::dns::DnsConfig;
 use crate::engine::{Engine, Exit, Setup};
 use crate::forward::publish;
-use crate::forward::table::Mode;
+use crate::forward::spec::Mode;
 use crate::nat::{self, policy::Policy};
 use crate::sys::netlink::{self, LinkSetup};
 use crate::sys::ns::{self, NsError, NsHandles};

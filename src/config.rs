@@ -8,8 +8,10 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+use crate::forward::spec::{Mode, PublishSpec};
+
 /// Errors in option values. The texts that slirp4netns callers and tests grep
-/// for are kept word for word (research/slirp4netns.md §1.2, §16).
+/// for are kept word for word (docs/compat.md, "Options").
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("invalid CIDR: {0}")]
@@ -284,9 +286,9 @@ pub struct Config {
     pub enable_sandbox: bool,
     pub enable_seccomp: bool,
     /// `-p/--publish`: host ports forwarded into the namespace at start-up.
-    pub publish: Vec<crate::forward::spec::PublishSpec>,
+    pub publish: Vec<PublishSpec>,
     /// `--publish-mode`: how published connections enter the namespace.
-    pub publish_mode: crate::forward::table::Mode,
+    pub publish_mode: Mode,
     /// `--dns-upstream`: the DNS stub forwards to these, in order, instead
     /// of the servers of the host's resolv.conf.
     pub dns_upstream: Vec<SocketAddr>,
@@ -316,7 +318,7 @@ impl Config {
             enable_sandbox: false,
             enable_seccomp: false,
             publish: Vec::new(),
-            publish_mode: crate::forward::table::Mode::Stack,
+            publish_mode: Mode::Stack,
             dns_upstream: Vec::new(),
             add_hosts: Vec::new(),
             resolv_conf: None,

@@ -31,7 +31,7 @@ use crate::dhcp::{DhcpConfig, DhcpServer};
 use crate::dns::{DnsConfig, DnsError, DnsIo, DnsStub, NetworkId};
 use crate::forward::PublishSpec;
 use crate::forward::publish::{ForwardError, Forwarder};
-use crate::forward::table::Mode;
+use crate::forward::spec::Mode;
 use crate::nat::icmp::EchoRequest;
 use crate::nat::policy::{Decision, Policy};
 use crate::nat::{Ctx, FlowKey, Kind, Nat, Outbound, from_token, token};

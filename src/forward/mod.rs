@@ -6,5 +6,5 @@ pub mod spec;
 pub mod splice;
 pub mod table;
 
-pub use spec::{PortRange, Proto, PublishSpec, SpecError};
-pub use table::{Mode, PortTable, Rule, RuleId, TableError};
+pub use spec::{Mode, PortRange, Proto, PublishSpec, SpecError};
+pub use table::{PortTable, Rule, RuleId, TableError};

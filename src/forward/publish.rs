@@ -22,9 +22,9 @@ use slab::Slab;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use thiserror::Error;
 
-use super::spec::{Proto, PublishSpec};
+use super::spec::{Mode, Proto, PublishSpec};
 use super::splice::{End, Outcome, PipePool, SpliceConn};
-use super::table::{Mode, PortTable, RuleId, TableError};
+use super::table::{PortTable, RuleId, TableError};
 use crate::config::AddrPlan;
 use crate::nat::{Ctx, FlowKey, Kind, Nat, token};
 use crate::sys::ns::{Factory, NsError, NsHandles, SocketKind};
