@@ -40,8 +40,8 @@ use crate::network::ipam::Ipam;
 use crate::network::member::Member;
 use crate::stack::{self, GATEWAY_MAC, TapOut};
 use crate::sys::ns::NsHandles;
-use crate::sys::tap::{Tap, VNET_HDR_LEN};
-use crate::wire::{self, FRAME_BUF, VnetHdr};
+use crate::sys::tap::Tap;
+use crate::wire::{self, FRAME_BUF, VNET_HDR_LEN, VnetHdr};
 
 const SIGNALS: Token = Token(1);
 const TARGET: Token = Token(2);
