@@ -179,8 +179,9 @@ impl std::str::FromStr for Ipv4Net {
     }
 }
 
-/// The address plan of one virtual link (SPEC §2). IPv6 is fd00::/64 in
-/// the one-namespace form, a /64 of its own on each named network.
+/// The address plan of one virtual link (man/rlnet.1, "Addresses"). IPv6
+/// is fd00::/64 in the one-namespace form, a /64 of its own on each named
+/// network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AddrPlan {
     pub net4: Ipv4Net,

@@ -1,4 +1,4 @@
-//! The API socket's messages (SPEC §5; research/slirp4netns.md §7), pure.
+//! The API socket's messages (docs/api.md), pure.
 //!
 //! Requests are `{"execute": VERB, "arguments": {...}}`. Parsing is as
 //! lenient as slirp4netns's parson (leading whitespace, a trailing newline,

@@ -1,5 +1,7 @@
-//! Published ports (SPEC §4): `-p/--publish` specs and, later, the host-side
-//! listeners that feed them into the namespace.
+//! Published ports (man/rlnet.1, `-p/--publish`; docs/api.md for the API
+//! verbs): the specs ([`spec`]), the rule table ([`table`]), and the
+//! host-side listeners that feed connections and datagrams into the
+//! namespace ([`publish`], with [`splice`] for splice mode).
 
 pub mod publish;
 pub mod spec;
