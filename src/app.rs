@@ -12,7 +12,7 @@ use crate::config::{Config, Configure, Outbound, Target};
 use crate::dns::DnsConfig;
 use crate::engine::{Engine, Exit, Setup};
 use crate::forward::publish;
-use crate::forward::table::Mode;
+use crate::forward::spec::Mode;
 use crate::nat::{self, policy::Policy};
 use crate::sys::netlink::{self, LinkSetup};
 use crate::sys::ns::{self, NsError, NsHandles};
@@ -206,7 +206,7 @@ pub fn run(cfg: Config) -> Result<i32, crate::Error> {
     if cfg.enable_sandbox {
         // Before anything is opened: only stdio and the fds we were told
         // about survive.
-        sandbox::close_inherited(&[cfg.ready_fd, cfg.exit_fd].map(|fd| fd.unwrap_or(-1)));
+        os::close_all_except(&[cfg.ready_fd, cfg.exit_fd].map(|fd| fd.unwrap_or(-1)));
     }
     os::raise_nofile_limit();
     os::tune_allocator();

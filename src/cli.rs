@@ -25,8 +25,8 @@ use crate::api::protocol::{ClientRequest, Entry, Reply, reply_entries, reply_ids
 use crate::config::{
     self, AddrPlan, Config, ConfigError, Configure, Ipv4Net, Target, default_net4,
 };
-use crate::forward::spec::PublishSpec;
-use crate::forward::table::{Mode, PortTable, RuleId};
+use crate::forward::spec::{Mode, PublishSpec};
+use crate::forward::table::{PortTable, RuleId};
 
 mod network;
 pub use network::{NetworkCommand, NetworkRun};
@@ -1128,8 +1128,8 @@ pub fn run_help_text() -> String {
 mod tests {
     use super::*;
     use crate::config::Outbound;
+    use crate::forward::spec::Mode;
     use crate::forward::spec::{PortRange, Proto};
-    use crate::forward::table::Mode;
     use std::net::{IpAddr, Ipv4Addr};
 
     fn parse(args: &[&str]) -> Result<Invocation, CliExit> {

@@ -8,8 +8,10 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+use crate::forward::spec::{Mode, PublishSpec};
+
 /// Errors in option values. The texts that slirp4netns callers and tests grep
-/// for are kept word for word (research/slirp4netns.md §1.2, §16).
+/// for are kept word for word (docs/compat.md, "Options").
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("invalid CIDR: {0}")]
@@ -177,8 +179,9 @@ impl std::str::FromStr for Ipv4Net {
     }
 }
 
-/// The address plan of one virtual link (SPEC §2). IPv6 is fd00::/64 in
-/// the one-namespace form, a /64 of its own on each named network.
+/// The address plan of one virtual link (man/rlnet.1, "Addresses"). IPv6
+/// is fd00::/64 in the one-namespace form, a /64 of its own on each named
+/// network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AddrPlan {
     pub net4: Ipv4Net,
@@ -284,9 +287,9 @@ pub struct Config {
     pub enable_sandbox: bool,
     pub enable_seccomp: bool,
     /// `-p/--publish`: host ports forwarded into the namespace at start-up.
-    pub publish: Vec<crate::forward::spec::PublishSpec>,
+    pub publish: Vec<PublishSpec>,
     /// `--publish-mode`: how published connections enter the namespace.
-    pub publish_mode: crate::forward::table::Mode,
+    pub publish_mode: Mode,
     /// `--dns-upstream`: the DNS stub forwards to these, in order, instead
     /// of the servers of the host's resolv.conf.
     pub dns_upstream: Vec<SocketAddr>,
@@ -316,7 +319,7 @@ impl Config {
             enable_sandbox: false,
             enable_seccomp: false,
             publish: Vec::new(),
-            publish_mode: crate::forward::table::Mode::Stack,
+            publish_mode: Mode::Stack,
             dns_upstream: Vec::new(),
             add_hosts: Vec::new(),
             resolv_conf: None,

@@ -15,8 +15,9 @@ use smoltcp::wire::{
     RawHardwareAddress, UDP_HEADER_LEN, UdpPacket, checksum,
 };
 
-use crate::sys::tap::VNET_HDR_LEN;
-
+/// Size of `struct virtio_net_hdr` (no `num_buffers`), the tun default: the
+/// header [`VnetHdr`] reads and writes, which the TAP is set up to carry.
+pub const VNET_HDR_LEN: usize = 10;
 pub const ETH_HDR_LEN: usize = 14;
 /// Bytes in front of the IP packet in every frame.
 pub const HEADROOM: usize = VNET_HDR_LEN + ETH_HDR_LEN;

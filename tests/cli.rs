@@ -37,7 +37,7 @@ fn fails_with(args: &[&str], needle: &str) {
     );
 }
 
-/// Strings RootlessKit and Podman look for in `--help` (research/slirp4netns.md §13.4).
+/// Strings RootlessKit and Podman look for in `--help` (docs/compat.md, `-h`).
 const CALLER_STRINGS: &[&str] = &[
     "--netns-type",
     "--mtu",

@@ -15,7 +15,8 @@ use rlnet::engine::{Engine, Setup};
 use rlnet::nat::Outbound;
 use rlnet::nat::policy::Policy;
 use rlnet::stack::GATEWAY_MAC;
-use rlnet::sys::tap::{Tap, VNET_HDR_LEN};
+use rlnet::sys::tap::Tap;
+use rlnet::wire::VNET_HDR_LEN;
 
 const NS_MAC: EthernetAddress = EthernetAddress([0x0e, 0xd4, 0x18, 0xd9, 0x38, 0xfb]);
 const NS_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 100);

@@ -1,4 +1,4 @@
-//! The API socket (SPEC §5): slirp4netns's JSON protocol plus rlnet's verbs.
+//! The API socket: slirp4netns's JSON protocol plus rlnet's verbs.
 //!
 //! [`protocol`] is pure (bytes in, bytes out) so every bad input is unit-tested
 //! without a socket; the server around it owns I/O, deadlines and the table.

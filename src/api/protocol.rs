@@ -1,4 +1,4 @@
-//! The API socket's messages (SPEC §5; research/slirp4netns.md §7), pure.
+//! The API socket's messages (docs/api.md), pure.
 //!
 //! Requests are `{"execute": VERB, "arguments": {...}}`. Parsing is as
 //! lenient as slirp4netns's parson (leading whitespace, a trailing newline,
@@ -17,8 +17,8 @@ use serde_json::{Map, Value};
 use thiserror::Error;
 
 use crate::config::AddrPlan;
-use crate::forward::spec::{PortRange, Proto, PublishSpec};
-use crate::forward::table::{Mode, Rule, RuleId, TableError};
+use crate::forward::spec::{Mode, PortRange, Proto, PublishSpec};
+use crate::forward::table::{Rule, RuleId, TableError};
 
 /// slirp4netns answers "too large message" when its single 4096-byte read
 /// comes back full, so a request must be at most 4095 bytes.

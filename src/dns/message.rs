@@ -228,20 +228,8 @@ pub fn parse_query(msg: &[u8]) -> Result<ParsedQuery, Action> {
     if ancount != 0 || nscount != 0 {
         return reject(q, Rcode::FormErr);
     }
-    let Some((end, opt)) = walk_records(msg, question_end, 0, 0, arcount) else {
+    let Ok(edns) = additional(msg, question_end, arcount) else {
         return reject(q, Rcode::FormErr);
-    };
-    if end != msg.len() {
-        // Trailing bytes: not a message we understand.
-        return reject(q, Rcode::FormErr);
-    }
-    let edns = match opt {
-        Opt::None => None,
-        Opt::One(at) => match read_opt(msg, at) {
-            Some(e) => Some(e),
-            None => return reject(q, Rcode::FormErr),
-        },
-        Opt::Bad => return reject(q, Rcode::FormErr),
     };
     let refuse = || {
         Err(Action::Reject(error_reply(
@@ -267,6 +255,22 @@ pub fn parse_query(msg: &[u8]) -> Result<ParsedQuery, Action> {
         question_end,
         edns,
     })
+}
+
+/// The additional section of a query, `arcount` records from `from`: its
+/// EDNS options, if any. `Err` if it is malformed, has more than one OPT, or
+/// bytes follow it.
+fn additional(msg: &[u8], from: usize, arcount: u16) -> Result<Option<Edns>, ()> {
+    let (end, opt) = walk_records(msg, from, 0, 0, arcount).ok_or(())?;
+    if end != msg.len() {
+        // Trailing bytes: not a message we understand.
+        return Err(());
+    }
+    match opt {
+        Opt::None => Ok(None),
+        Opt::One(at) => read_opt(msg, at).map(Some).ok_or(()),
+        Opt::Bad => Err(()),
+    }
 }
 
 /// The question at offset 12 and where it ends. The name must not be

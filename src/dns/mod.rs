@@ -1,7 +1,7 @@
 //! The DNS stub at 10.0.2.3 / fd00::3 (UDP and TCP port 53).
 //!
 //! It answers the names it owns ([`records`]: the host aliases, `--add-host`
-//! entries, later member names of named networks) and forwards every other
+//! entries, member names of named networks) and forwards every other
 //! query, unchanged but for its ID, to the host's resolvers: the servers of
 //! the host's resolv.conf ([`resolv`], followed while running) or
 //! `--dns-upstream`. rlnet runs in the host's network namespace, so

@@ -3,7 +3,7 @@
 //! - `host.containers.internal` and `host.rlnet.internal`: the gateway (A and
 //!   AAAA; no AAAA record without IPv6);
 //! - `--add-host NAME:IP` entries;
-//! - later, per-network entries (member names on named networks), keyed by a
+//! - per-network entries (member names on named networks), keyed by a
 //!   [`NetworkId`] and visible only to requesters on that network.
 //!
 //! The stub is authoritative for the zone `rlnet.internal`: a name under it

@@ -81,6 +81,26 @@ impl TcpClient {
             .extend_from_slice(reply.get(..len).unwrap_or_default());
     }
 
+    /// Reads one chunk. Ok(true) if anything happened (bytes, EOF, an
+    /// interrupted read worth retrying); Err on a read error.
+    fn read_more(&mut self) -> Result<bool, ()> {
+        let mut chunk = [0u8; READ_CHUNK];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => {
+                self.eof = true;
+                Ok(true)
+            }
+            Ok(n) => {
+                self.inbuf
+                    .extend_from_slice(chunk.get(..n).unwrap_or_default());
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(true),
+            Err(_) => Err(()),
+        }
+    }
+
     /// Writes what it can. Ok(true) if bytes moved.
     fn flush(&mut self) -> Result<bool, ()> {
         let mut moved = false;
@@ -190,7 +210,6 @@ impl DnsStub {
     /// moves (or [`ROUNDS`], then the loop is asked to report the client
     /// again).
     pub(super) fn service_client(&mut self, idx: usize, io: &mut DnsIo<'_>) {
-        let now = io.now_us;
         for _ in 0..ROUNDS {
             let mut progress = false;
             let Some(Slot::Client(c)) = self.slots.get_mut(idx) else {
@@ -200,39 +219,9 @@ impl DnsStub {
                 Ok(moved) => progress |= moved,
                 Err(()) => return self.close_client(idx, io),
             }
-            // Complete queries.
-            loop {
-                let Some(Slot::Client(c)) = self.slots.get_mut(idx) else {
-                    return;
-                };
-                if c.inflight >= MAX_TCP_INFLIGHT || c.unsent() > OUT_SOFT_CAP {
-                    break;
-                }
-                let len = match c.frame() {
-                    Frame::Incomplete => break,
-                    Frame::Bad => {
-                        crate::limited!(Debug, "DNS: TCP client sent a bad length: closing");
-                        return self.close_client(idx, io);
-                    }
-                    Frame::Complete(len) => len,
-                };
-                let msg: Vec<u8> = c.inbuf.drain(..2 + len).skip(2).collect();
-                c.last_active = now;
-                let (serial, net) = (c.serial, c.network);
-                progress = true;
-                match self.tcp_message(idx, serial, net, &msg, io) {
-                    Outcome::Reply(bytes) => {
-                        if let Some(Slot::Client(c)) = self.slots.get_mut(idx) {
-                            c.queue(&bytes);
-                        }
-                    }
-                    Outcome::Forwarded => {
-                        if let Some(Slot::Client(c)) = self.slots.get_mut(idx) {
-                            c.inflight += 1;
-                        }
-                    }
-                    Outcome::Close => return self.close_client(idx, io),
-                }
+            match self.take_queries(idx, io) {
+                Some(took) => progress |= took,
+                None => return,
             }
             let Some(Slot::Client(c)) = self.slots.get_mut(idx) else {
                 return;
@@ -245,20 +234,9 @@ impl DnsStub {
             }
             // More input, when it can be used.
             if !c.eof && matches!(c.frame(), Frame::Incomplete) {
-                let mut chunk = [0u8; READ_CHUNK];
-                match c.stream.read(&mut chunk) {
-                    Ok(0) => {
-                        c.eof = true;
-                        progress = true;
-                    }
-                    Ok(n) => {
-                        c.inbuf
-                            .extend_from_slice(chunk.get(..n).unwrap_or_default());
-                        progress = true;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => progress = true,
-                    Err(_) => return self.close_client(idx, io),
+                match c.read_more() {
+                    Ok(moved) => progress |= moved,
+                    Err(()) => return self.close_client(idx, io),
                 }
             }
             if c.eof
@@ -278,6 +256,51 @@ impl DnsStub {
                 (io.token)(idx),
                 Interest::READABLE | Interest::WRITABLE,
             );
+        }
+    }
+
+    /// Answers or forwards the complete queries at the front of client
+    /// `idx`'s input, while it may have more in flight. `Some(true)` if one
+    /// was taken; `None` when the client is gone (closed here if it had to
+    /// be).
+    fn take_queries(&mut self, idx: usize, io: &mut DnsIo<'_>) -> Option<bool> {
+        let mut took = false;
+        loop {
+            let Some(Slot::Client(c)) = self.slots.get_mut(idx) else {
+                return None;
+            };
+            if c.inflight >= MAX_TCP_INFLIGHT || c.unsent() > OUT_SOFT_CAP {
+                return Some(took);
+            }
+            let len = match c.frame() {
+                Frame::Incomplete => return Some(took),
+                Frame::Bad => {
+                    crate::limited!(Debug, "DNS: TCP client sent a bad length: closing");
+                    self.close_client(idx, io);
+                    return None;
+                }
+                Frame::Complete(len) => len,
+            };
+            let msg: Vec<u8> = c.inbuf.drain(..2 + len).skip(2).collect();
+            c.last_active = io.now_us;
+            let (serial, net) = (c.serial, c.network);
+            took = true;
+            match self.tcp_message(idx, serial, net, &msg, io) {
+                Outcome::Reply(bytes) => {
+                    if let Some(Slot::Client(c)) = self.slots.get_mut(idx) {
+                        c.queue(&bytes);
+                    }
+                }
+                Outcome::Forwarded => {
+                    if let Some(Slot::Client(c)) = self.slots.get_mut(idx) {
+                        c.inflight += 1;
+                    }
+                }
+                Outcome::Close => {
+                    self.close_client(idx, io);
+                    return None;
+                }
+            }
         }
     }
 

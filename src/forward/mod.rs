@@ -1,10 +1,12 @@
-//! Published ports (SPEC §4): `-p/--publish` specs and, later, the host-side
-//! listeners that feed them into the namespace.
+//! Published ports (man/rlnet.1, `-p/--publish`; docs/api.md for the API
+//! verbs): the specs ([`spec`]), the rule table ([`table`]), and the
+//! host-side listeners that feed connections and datagrams into the
+//! namespace ([`publish`], with [`splice`] for splice mode).
 
 pub mod publish;
 pub mod spec;
 pub mod splice;
 pub mod table;
 
-pub use spec::{PortRange, Proto, PublishSpec, SpecError};
-pub use table::{Mode, PortTable, Rule, RuleId, TableError};
+pub use spec::{Mode, PortRange, Proto, PublishSpec, SpecError};
+pub use table::{PortTable, Rule, RuleId, TableError};

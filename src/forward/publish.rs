@@ -22,9 +22,9 @@ use slab::Slab;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use thiserror::Error;
 
-use super::spec::{Proto, PublishSpec};
+use super::spec::{Mode, Proto, PublishSpec};
 use super::splice::{End, Outcome, PipePool, SpliceConn};
-use super::table::{Mode, PortTable, RuleId, TableError};
+use super::table::{PortTable, RuleId, TableError};
 use crate::config::AddrPlan;
 use crate::nat::{Ctx, FlowKey, Kind, Nat, token};
 use crate::sys::ns::{Factory, NsError, NsHandles, SocketKind};
@@ -529,64 +529,13 @@ impl Forwarder {
         n: usize,
         ctx: &mut Ctx<'_>,
     ) {
-        let Some((r, ns_port)) = self
-            .table
-            .lookup(Proto::Udp, local)
-            .map(|(r, p)| (r.clone(), p))
-        else {
+        let Some(cidx) = self.udp_client(idx, local, client, ctx) else {
             return;
-        };
-        let Some(target) = r.target(local.ip(), &self.plan) else {
-            return;
-        };
-        let now = ctx.now.total_micros();
-        let cidx = match self.udp_by_client.get(&(idx, client)) {
-            Some(&c) => c,
-            None => {
-                if self.udp.len() >= MAX_UDP_CLIENTS {
-                    return;
-                }
-                let presented = self.present(client.ip(), target);
-                let key = FlowKey {
-                    src: SocketAddr::new(target, ns_port),
-                    dst: SocketAddr::new(presented, client.port()),
-                };
-                let ns = match r.mode {
-                    Mode::Stack => None,
-                    Mode::Splice => match self.udp_ns_socket(SocketAddr::new(target, ns_port)) {
-                        Ok(s) => Some(s),
-                        Err(e) => {
-                            crate::limited!(Warn, "published UDP port {local}: {e}");
-                            return;
-                        }
-                    },
-                };
-                let entry = self.udp.vacant_entry();
-                let c = entry.key();
-                let uc = entry.insert(UdpClient {
-                    listener: idx,
-                    client,
-                    key,
-                    ns,
-                    last: now,
-                });
-                if let Some(s) = uc.ns.as_mut() {
-                    let _ = ctx
-                        .registry
-                        .register(s, token(Kind::UdpNs, c), Interest::READABLE);
-                }
-                self.udp_by_client.insert((idx, client), c);
-                if uc.ns.is_none() {
-                    self.udp_by_key.insert(key, c);
-                }
-                self.timers.push((now + UDP_IDLE_US, c));
-                c
-            }
         };
         let Some(uc) = self.udp.get_mut(cidx) else {
             return;
         };
-        uc.last = now;
+        uc.last = ctx.now.total_micros();
         let Some(payload) = self.scratch.get(..n) else {
             return;
         };
@@ -611,6 +560,66 @@ impl Forwarder {
                 }
             }
         }
+    }
+
+    /// The UDP client `client` of listener `idx` (published at `local`):
+    /// the one known, or a new one (with its namespace socket in splice
+    /// mode). `None` when the port is not published (any more), the target
+    /// has no address, the clients are at their cap, or the socket fails.
+    fn udp_client(
+        &mut self,
+        idx: usize,
+        local: SocketAddr,
+        client: SocketAddr,
+        ctx: &mut Ctx<'_>,
+    ) -> Option<usize> {
+        let (r, ns_port) = self
+            .table
+            .lookup(Proto::Udp, local)
+            .map(|(r, p)| (r.clone(), p))?;
+        let target = r.target(local.ip(), &self.plan)?;
+        if let Some(&c) = self.udp_by_client.get(&(idx, client)) {
+            return Some(c);
+        }
+        if self.udp.len() >= MAX_UDP_CLIENTS {
+            return None;
+        }
+        let presented = self.present(client.ip(), target);
+        let key = FlowKey {
+            src: SocketAddr::new(target, ns_port),
+            dst: SocketAddr::new(presented, client.port()),
+        };
+        let ns = match r.mode {
+            Mode::Stack => None,
+            Mode::Splice => match self.udp_ns_socket(SocketAddr::new(target, ns_port)) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    crate::limited!(Warn, "published UDP port {local}: {e}");
+                    return None;
+                }
+            },
+        };
+        let now = ctx.now.total_micros();
+        let entry = self.udp.vacant_entry();
+        let c = entry.key();
+        let uc = entry.insert(UdpClient {
+            listener: idx,
+            client,
+            key,
+            ns,
+            last: now,
+        });
+        if let Some(s) = uc.ns.as_mut() {
+            let _ = ctx
+                .registry
+                .register(s, token(Kind::UdpNs, c), Interest::READABLE);
+        }
+        self.udp_by_client.insert((idx, client), c);
+        if uc.ns.is_none() {
+            self.udp_by_key.insert(key, c);
+        }
+        self.timers.push((now + UDP_IDLE_US, c));
+        Some(c)
     }
 
     fn udp_ns_socket(&mut self, target: SocketAddr) -> Result<UdpSocket, ForwardError> {

@@ -1,4 +1,4 @@
-//! `-p/--publish [HOST_IP:]HOST_PORT[-END]:NS_PORT[-END][/tcp|/udp]` (SPEC §4).
+//! `-p/--publish [HOST_IP:]HOST_PORT[-END]:NS_PORT[-END][/tcp|/udp]` (man/rlnet.1).
 //!
 //! Pure parsing and printing; binding the host ports happens elsewhere.
 
@@ -6,6 +6,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// The shape every error message points back to.
@@ -298,6 +299,50 @@ impl fmt::Display for PublishSpec {
     }
 }
 
+/// How a published connection reaches the namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The connection enters through the userspace stack from the client's
+    /// real address, so the service sees who is calling.
+    #[default]
+    Stack,
+    /// A socket created inside the namespace, relayed with splice(2): fastest,
+    /// but the service sees the namespace's own address as the client.
+    Splice,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Stack => "stack",
+            Mode::Splice => "splice",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("unknown publish mode {0:?}: use stack or splice")]
+pub struct ModeError(pub String);
+
+impl FromStr for Mode {
+    type Err = ModeError;
+
+    fn from_str(s: &str) -> Result<Self, ModeError> {
+        match s {
+            "stack" => Ok(Mode::Stack),
+            "splice" => Ok(Mode::Splice),
+            _ => Err(ModeError(s.to_string())),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -556,5 +601,19 @@ mod tests {
             assert_eq!(spec.to_string(), shown, "{input}");
             assert_eq!(p(&spec.to_string()), spec, "{input}");
         }
+    }
+
+    #[test]
+    fn mode_text() {
+        assert_eq!("splice".parse::<Mode>(), Ok(Mode::Splice));
+        assert_eq!("stack".parse::<Mode>(), Ok(Mode::Stack));
+        assert!("Splice".parse::<Mode>().is_err());
+        assert_eq!(Mode::default(), Mode::Stack);
+        assert_eq!(Mode::Splice.to_string(), "splice");
+        assert_eq!(serde_json::to_string(&Mode::Splice).unwrap(), "\"splice\"");
+        assert_eq!(
+            "x".parse::<Mode>().unwrap_err().to_string(),
+            "unknown publish mode \"x\": use stack or splice"
+        );
     }
 }

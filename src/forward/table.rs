@@ -1,67 +1,21 @@
-//! The table of published-port rules (SPEC §4): ids, conflict checks and the
-//! lookup the data path does for each new inbound connection.
+//! The table of published-port rules (docs/api.md, "Rule ids" and
+//! "Conflicts and privileged ports"): ids, conflict checks and the lookup the
+//! data path does for each new inbound connection.
 //!
 //! Pure bookkeeping. Binding host sockets is the caller's job, done between
 //! [`PortTable::check`] and [`PortTable::insert`], so a request that fails to
 //! bind leaves the table (and the id counter) untouched.
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::spec::{Proto, PublishSpec};
+use super::spec::{Mode, Proto, PublishSpec};
 use crate::config::AddrPlan;
 
 /// Rule ids are shared by every verb (`add_hostfwd`, `add_publish`, `-p`).
 pub type RuleId = u64;
-
-/// How a published connection reaches the namespace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// The connection enters through the userspace stack from the client's
-    /// real address, so the service sees who is calling.
-    #[default]
-    Stack,
-    /// A socket created inside the namespace, relayed with splice(2): fastest,
-    /// but the service sees the namespace's own address as the client.
-    Splice,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Stack => "stack",
-            Mode::Splice => "splice",
-        }
-    }
-}
-
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("unknown publish mode {0:?}: use stack or splice")]
-pub struct ModeError(pub String);
-
-impl FromStr for Mode {
-    type Err = ModeError;
-
-    fn from_str(s: &str) -> Result<Self, ModeError> {
-        match s {
-            "stack" => Ok(Mode::Stack),
-            "splice" => Ok(Mode::Splice),
-            _ => Err(ModeError(s.to_string())),
-        }
-    }
-}
 
 /// One published port or port range.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -591,19 +545,5 @@ mod tests {
         assert_eq!(r.target(ip("::1"), &no_v6), None);
         let r = rule(Some("10.0.2.101"));
         assert_eq!(r.target(ip("127.0.0.1"), &plan), Some(ip("10.0.2.101")));
-    }
-
-    #[test]
-    fn mode_text() {
-        assert_eq!("splice".parse::<Mode>(), Ok(Mode::Splice));
-        assert_eq!("stack".parse::<Mode>(), Ok(Mode::Stack));
-        assert!("Splice".parse::<Mode>().is_err());
-        assert_eq!(Mode::default(), Mode::Stack);
-        assert_eq!(Mode::Splice.to_string(), "splice");
-        assert_eq!(serde_json::to_string(&Mode::Splice).unwrap(), "\"splice\"");
-        assert_eq!(
-            "x".parse::<Mode>().unwrap_err().to_string(),
-            "unknown publish mode \"x\": use stack or splice"
-        );
     }
 }

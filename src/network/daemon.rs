@@ -16,7 +16,7 @@ use crate::config::{DEFAULT_MTU, Ipv4Net};
 use crate::dns::DnsConfig;
 use crate::engine::{Engine, NetworkSetup, Setup};
 use crate::forward::publish;
-use crate::forward::table::Mode;
+use crate::forward::spec::Mode;
 use crate::nat::{Outbound, policy::Policy};
 use crate::sys::os;
 

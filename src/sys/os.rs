@@ -132,21 +132,14 @@ pub fn reset_signals_for_exec() {
 
 /// Ask the kernel to SIGKILL us when the parent dies (agents, run children).
 pub fn die_with_parent() {
-    // SAFETY: prctl(PR_SET_PDEATHSIG) takes integer arguments only.
-    unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        );
-    }
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
 }
 
 /// Take ownership of an fd number handed to us on the command line, if it
 /// is open.
 pub fn take_inherited_fd(fd: RawFd) -> Option<OwnedFd> {
+    // Raw fcntl: nix's takes a borrowed fd, which cannot soundly be made for
+    // a number that may be closed.
     // SAFETY: F_GETFD only queries flags; it fails with EBADF for closed fds.
     let open = unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0;
     if !open {
@@ -163,26 +156,42 @@ pub fn signal_ready(fd: OwnedFd) {
     while let Err(nix::Error::EINTR) = nix::unistd::write(&fd, b"1") {}
 }
 
-/// Close every fd except stdio and `keep`: a long-lived forked helper must
-/// not hold copies of the parent's sockets (a copy of a host connection would
-/// keep it open after the parent closed it; a listener would stay bound).
-pub fn close_all_except(keep: RawFd) {
-    let close_range = |first: RawFd, last: RawFd| {
-        if first <= last {
-            // SAFETY: close_range takes integer arguments; the caller is a
-            // single-threaded forked child that owns its fd table.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_close_range,
-                    first as libc::c_uint,
-                    last as libc::c_uint,
-                    0,
-                );
-            }
+/// Close every fd except stdio and `keep` (negative numbers mean none).
+/// Callers: a long-lived forked helper, which must not hold copies of the
+/// parent's sockets (a copy of a host connection would keep it open after
+/// the parent closed it; a listener would stay bound); and `--enable-sandbox`
+/// at start-up, before rlnet opens anything, keeping the ready and exit fds
+/// (an inherited directory fd would reach around the new root, and callers
+/// are known to leak fds: passt closes them for the same reason).
+pub fn close_all_except(keep: &[RawFd]) {
+    let mut keep: Vec<RawFd> = keep.iter().copied().filter(|&fd| fd > 2).collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut from = 3;
+    for k in keep {
+        if from < k {
+            close_range(from, k - 1);
         }
-    };
-    close_range(3, keep - 1);
-    close_range(keep + 1, RawFd::MAX);
+        match k.checked_add(1) {
+            Some(next) => from = next,
+            None => return,
+        }
+    }
+    close_range(from, RawFd::MAX);
+}
+
+fn close_range(first: RawFd, last: RawFd) {
+    // SAFETY: close_range takes integer arguments. The callers own the fd
+    // table: a single-threaded forked child, or start-up before rlnet has
+    // opened anything, so no live owner of these fds exists.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            last as libc::c_uint,
+            0,
+        );
+    }
 }
 
 /// fork(2), only while single-threaded (so the child may run ordinary Rust
@@ -236,16 +245,8 @@ pub fn bind_address_no_port(sock: &socket2::Socket) {
 /// the flow's own socket object can't be borrowed. Returns the bytes taken;
 /// any error counts as 0, and the buffered path that follows sees it again.
 pub fn send_some(fd: RawFd, data: &[u8]) -> usize {
-    // SAFETY: `data` is a valid slice for its length; the fd is only a
-    // number to the kernel (a stale one fails with EBADF, it can't corrupt
-    // memory), and callers clear the hook before closing the socket.
-    let n = unsafe {
-        libc::send(
-            fd,
-            data.as_ptr().cast(),
-            data.len(),
-            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-        )
-    };
-    usize::try_from(n).unwrap_or(0)
+    use nix::sys::socket::{MsgFlags, send};
+    // The fd is only a number to the kernel (a stale one fails with EBADF),
+    // and callers clear the hook before closing the socket.
+    send(fd, data, MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL).unwrap_or(0)
 }

@@ -25,7 +25,8 @@ use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use nix::fcntl::{OFlag, open};
+use caps::{CapSet, Capability, CapsHashSet};
+use nix::fcntl::{FcntlArg, OFlag, fcntl, open};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, setns, unshare};
 use nix::sys::stat::Mode;
@@ -34,10 +35,6 @@ use thiserror::Error;
 
 use super::os;
 
-/// The only capability kept: published ports below
-/// net.ipv4.ip_unprivileged_port_start still work for a root caller.
-const CAP_NET_BIND_SERVICE: u32 = 10;
-const CAP_SYS_ADMIN: u32 = 21;
 /// Where the new root is built: every distribution has /tmp, and the mount
 /// only exists in rlnet's private mount namespace.
 const BUILD_AT: &str = "/tmp";
@@ -76,6 +73,11 @@ pub enum SandboxError {
     ResolvDir { path: String },
     #[error("--enable-sandbox: {what}: {err}")]
     Sys { what: String, err: nix::Error },
+    #[error("--enable-sandbox: {what}: {err}")]
+    Caps {
+        what: String,
+        err: caps::errors::CapsError,
+    },
 }
 
 fn sys(what: impl Into<String>) -> impl FnOnce(nix::Error) -> SandboxError {
@@ -113,7 +115,8 @@ pub fn enter(plan: &Plan<'_>) -> Result<(), SandboxError> {
 /// Step 1: CAP_SYS_ADMIN over a user namespace we may create a mount
 /// namespace in.
 fn gain_mount_privilege(userns: Option<BorrowedFd<'_>>) -> Result<(), SandboxError> {
-    if geteuid().is_root() && has_effective(CAP_SYS_ADMIN) {
+    let admin = caps::has_cap(None, CapSet::Effective, Capability::CAP_SYS_ADMIN);
+    if geteuid().is_root() && admin.unwrap_or(false) {
         return Ok(());
     }
     // setns(CLONE_NEWUSER) and unshare(CLONE_NEWUSER) refuse threaded callers.
@@ -462,154 +465,45 @@ fn drop_privileges() -> Result<(), SandboxError> {
 /// Clears the ambient set, drops every capability but
 /// CAP_NET_BIND_SERVICE from the bounding set, and sets effective =
 /// permitted = inheritable = {CAP_NET_BIND_SERVICE} (if it was permitted).
+/// That one is kept so that published ports below
+/// net.ipv4.ip_unprivileged_port_start still work for a root caller.
 pub fn drop_capabilities() -> Result<(), SandboxError> {
-    // SAFETY: prctl with integer arguments only. EINVAL means a kernel
-    // without ambient capabilities (< 4.3): nothing to clear.
-    let rc = unsafe {
-        libc::prctl(
-            libc::PR_CAP_AMBIENT,
-            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    };
-    if rc < 0 && nix::Error::last() != nix::Error::EINVAL {
-        return Err(SandboxError::Sys {
-            what: "clear the ambient capabilities".into(),
-            err: nix::Error::last(),
-        });
+    let caps_err = |what: String| move |err| SandboxError::Caps { what, err };
+    // A kernel without ambient capabilities (< 4.3) has nothing to clear.
+    if caps::runtime::ambient_set_supported().is_ok() {
+        caps::clear(None, CapSet::Ambient)
+            .map_err(caps_err("clear the ambient capabilities".into()))?;
     }
-    for cap in 0..64u32 {
-        if cap == CAP_NET_BIND_SERVICE {
-            continue;
-        }
-        // SAFETY: prctl with integer arguments only.
-        let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
-        if rc < 0 {
-            match nix::Error::last() {
-                // Past the kernel's last capability.
-                nix::Error::EINVAL => break,
-                err => {
-                    return Err(SandboxError::Sys {
-                        what: format!("drop capability {cap} from the bounding set"),
-                        err,
-                    });
-                }
-            }
+    // Every capability this kernel knows (the crate's list reaches
+    // CAP_CHECKPOINT_RESTORE, the last one as of Linux 6.x). Anything newer
+    // would stay in the bounding set only, which grants nothing: permitted is
+    // set whole below, and no_new_privs stops exec from adding to it.
+    for cap in caps::runtime::thread_all_supported() {
+        if cap != Capability::CAP_NET_BIND_SERVICE {
+            caps::drop(None, CapSet::Bounding, cap)
+                .map_err(caps_err(format!("drop {cap} from the bounding set")))?;
         }
     }
-    let now = capget().map_err(sys("capget"))?;
-    let keep = now[0].permitted & (1 << CAP_NET_BIND_SERVICE);
-    let data = [
-        CapData {
-            effective: keep,
-            permitted: keep,
-            inheritable: keep,
-        },
-        CapData::default(),
-    ];
-    capset(&data).map_err(sys("capset"))
-}
-
-const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
-
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: libc::c_int,
-}
-
-#[repr(C)]
-#[derive(Debug, Default, Clone, Copy)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-fn capget() -> nix::Result<[CapData; 2]> {
-    let mut hdr = CapHeader {
-        version: LINUX_CAPABILITY_VERSION_3,
-        pid: 0,
-    };
-    let mut data = [CapData::default(); 2];
-    // SAFETY: version 3 takes a header and two data structs, both valid
-    // for writing for the duration of the call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_capget,
-            &mut hdr as *mut CapHeader,
-            data.as_mut_ptr(),
-        )
-    };
-    if rc < 0 {
-        return Err(nix::Error::last());
+    let mut keep = CapsHashSet::new();
+    if caps::has_cap(None, CapSet::Permitted, Capability::CAP_NET_BIND_SERVICE)
+        .map_err(caps_err("capget".into()))?
+    {
+        keep.insert(Capability::CAP_NET_BIND_SERVICE);
     }
-    Ok(data)
-}
-
-fn capset(data: &[CapData; 2]) -> nix::Result<()> {
-    let mut hdr = CapHeader {
-        version: LINUX_CAPABILITY_VERSION_3,
-        pid: 0,
-    };
-    // SAFETY: version 3 takes a header and two data structs; the kernel
-    // only reads the data.
-    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr()) };
-    if rc < 0 {
-        return Err(nix::Error::last());
+    // Effective first: it must stay within permitted at every step.
+    for set in [CapSet::Effective, CapSet::Inheritable, CapSet::Permitted] {
+        caps::set(None, set, &keep).map_err(caps_err(format!("capset {set:?}")))?;
     }
     Ok(())
-}
-
-fn has_effective(cap: u32) -> bool {
-    capget().is_ok_and(|d| d[(cap / 32) as usize].effective & (1 << (cap % 32)) != 0)
 }
 
 /// A duplicate of `fd` numbered above `floor`: fds the caller names by
 /// number (the ready and exit fds) are looked up later, and a duplicate
 /// must not take a number one of them would have had if it was closed.
 pub fn dup_above(fd: BorrowedFd<'_>, floor: i32) -> nix::Result<OwnedFd> {
-    // SAFETY: F_DUPFD_CLOEXEC takes an integer; on success the new fd is
-    // ours alone.
-    let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, floor.max(2) + 1) };
-    if new < 0 {
-        return Err(nix::Error::last());
-    }
+    let new = fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(floor.max(2) + 1))?;
     // SAFETY: `new` was just created and nothing else owns it.
     Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(new) })
-}
-
-/// Close every inherited fd but stdio and `keep` (the ready and exit fds):
-/// an inherited directory fd would reach around the new root, and callers
-/// are known to leak fds (passt closes them for the same reason). Call
-/// before opening anything.
-pub fn close_inherited(keep: &[i32]) {
-    let mut keep: Vec<i32> = keep.iter().copied().filter(|&fd| fd > 2).collect();
-    keep.sort_unstable();
-    keep.dedup();
-    let mut from = 3;
-    for k in keep {
-        if k > from {
-            close_range(from, k - 1);
-        }
-        from = k + 1;
-    }
-    close_range(from, i32::MAX);
-}
-
-fn close_range(first: i32, last: i32) {
-    // SAFETY: close_range takes integer arguments; it runs at start-up,
-    // before rlnet has opened anything, so no live owner of these fds exists.
-    unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            first as libc::c_uint,
-            last as libc::c_uint,
-            0,
-        );
-    }
 }
 
 #[cfg(test)]

@@ -281,9 +281,8 @@ impl Env {
         self.write_file(&self.storage_conf, &text, 0o644);
     }
 
-    /// containers.conf as real-clients.md describes this machine (runc:
-    /// crun fails on the hybrid cgroup layout; no systemd), with
-    /// `network_cmd_path` when given.
+    /// containers.conf for this machine (runc: crun fails on the hybrid
+    /// cgroup layout; no systemd), with `network_cmd_path` when given.
     pub fn write_containers_conf(&self, network_cmd_path: Option<&Path>) {
         let mut text = String::from(
             "[containers]\n\n[engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\n\
