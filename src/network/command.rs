@@ -10,10 +10,10 @@ use serde::{Deserialize, Serialize};
 use super::daemon::{self, NetworkError};
 use super::ipam;
 use super::registry::{self, Record};
+use super::request::NetworkCommand;
 use crate::api::client::{self, ClientError};
 use crate::api::protocol::{ClientRequest, Entry, reply_entries};
 use crate::api::{MemberInfo, MemberRef};
-use crate::cli::NetworkCommand;
 
 /// Attaching forks an agent into the namespace and configures a TAP;
 /// a loaded machine may take a while.

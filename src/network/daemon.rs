@@ -11,6 +11,7 @@ use thiserror::Error;
 
 use super::ipam::{self, Ipam};
 use super::registry::{self, Record, RegistryError};
+use super::request::CreateSpec;
 use crate::api::server::ApiServer;
 use crate::config::{DEFAULT_MTU, Ipv4Net};
 use crate::dns::DnsConfig;
@@ -49,15 +50,6 @@ pub enum NetworkError {
     /// An answer that makes no sense.
     #[error("{0}")]
     Reply(String),
-}
-
-/// `rlnet network create NAME [--subnet CIDR] [--internal]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CreateSpec {
-    pub name: String,
-    pub subnet: Option<Ipv4Net>,
-    pub internal: bool,
-    pub ipv6: bool,
 }
 
 /// Create the network and start its daemon; returns once its API socket
