@@ -13,7 +13,7 @@ use super::{
     CliExit, Command, Form, Invocation, api_socket_path, err, invalid, parse_specs, parse_with,
     utf8,
 };
-use crate::api::{ClientRequest, Entry, Reply, reply_entries, reply_ids};
+use crate::api::{ClientRequest, Entry, Reply, ReplyError, reply_entries, reply_ids};
 use crate::forward::spec::PublishSpec;
 use crate::forward::table::{Mode, RuleId};
 
@@ -235,16 +235,16 @@ impl PortCommand {
 
     /// The text for stdout, from the success reply's value; `Err` says
     /// what is wrong with a reply of the wrong shape.
-    pub fn render(&self, reply: &Reply) -> Result<String, String> {
+    pub fn render(&self, reply: &Reply) -> Result<String, ReplyError> {
         match &self.action {
             PortAction::Add { specs, .. } => {
                 let ids = reply_ids(reply)?;
                 if ids.len() != specs.len() {
-                    return Err(format!(
-                        "unexpected reply: {} ids for {} specs in {reply}",
-                        ids.len(),
-                        specs.len()
-                    ));
+                    return Err(ReplyError::IdCount {
+                        got: ids.len(),
+                        want: specs.len(),
+                        reply: reply.to_string(),
+                    });
                 }
                 if self.json {
                     return Ok(format!("{reply}\n"));
@@ -267,7 +267,7 @@ impl PortCommand {
                     // Through `Entry`, so keys keep the API's documented
                     // order (serde_json's `Value` would sort them).
                     let json = serde_json::to_string(&entries)
-                        .map_err(|e| format!("cannot print the entries: {e}"))?;
+                        .map_err(|e| ReplyError::Print(e.to_string()))?;
                     return Ok(format!("{json}\n"));
                 }
                 Ok(port_table(&entries))
@@ -506,7 +506,7 @@ mod tests {
     }
 
     fn render(args: &[&str], reply: serde_json::Value) -> Result<String, String> {
-        port(args).render(&reply)
+        port(args).render(&reply).map_err(|e| e.to_string())
     }
 
     #[test]

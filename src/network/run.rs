@@ -13,8 +13,8 @@ use super::command::{ATTACH_TIMEOUT, api_error, existing_record};
 use super::daemon::NetworkError;
 use super::ipam;
 use super::request::NetworkRun;
+use crate::api::ClientRequest;
 use crate::api::client;
-use crate::api::protocol::ClientRequest;
 use crate::sys::{ns, os};
 
 /// Runs COMMAND on the network; returns its exit status (128+N if killed by
