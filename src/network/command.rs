@@ -116,8 +116,8 @@ pub fn execute(cmd: &NetworkCommand) -> Result<String, NetworkError> {
 pub(super) fn api_error(network: &str, e: ClientError) -> NetworkError {
     match e {
         // "bad request: VERB: why" → "network NAME: why".
-        ClientError::Reply(e) => {
-            let desc = e.to_string();
+        ClientError::Reply(reply) => {
+            let desc = reply.to_string();
             NetworkError::Refused {
                 network: network.to_string(),
                 reason: desc
