@@ -1,5 +1,5 @@
 //! The one place that maps errors to the outside world: every module's error
-//! converts into [`Error`], whose `Display` is the one line `main` prints
+//! converts into [`enum@Error`], whose `Display` is the one line `main` prints
 //! after "rlnet: ", and [`Error::exit_code`] the status it exits with.
 
 use thiserror::Error;
