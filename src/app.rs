@@ -196,6 +196,73 @@ fn confine(cfg: &Config, c: Confinement) -> Result<(), SetupError> {
     Ok(())
 }
 
+/// The namespace to serve, and for `rlnet run` the child that lives in it
+/// (started, but waiting for [`ns::RunChild::go`]).
+fn open_target(cfg: &Config) -> Result<(NsHandles, Option<ns::RunChild>), NsError> {
+    Ok(match &cfg.target {
+        Target::Pid(pid) => (ns::open_pid(*pid)?, None),
+        Target::Path { netns, userns } => (ns::open_path(netns, userns.as_deref())?, None),
+        Target::Run { argv } => {
+            let resolv = cfg.dns.then(|| stub_resolv_conf(cfg));
+            let c = ns::spawn_run(argv, resolv.as_deref())?;
+            (c.handles()?, Some(c))
+        }
+    })
+}
+
+/// The TAP, opened (and configured) by an agent inside the namespace.
+fn open_tap(cfg: &Config, handles: &NsHandles) -> Result<(Tap, TapInfo), NsError> {
+    let req = TapRequest { cfg };
+    let (fd, info) = ns::run_in(handles, || setup_tap(&req))?;
+    let info =
+        TapInfo::decode(&info).ok_or_else(|| NsError::AgentDied("malformed reply".into()))?;
+    log::debug!("TAP {}: {info:?}", cfg.tap_name);
+    Ok((Tap::from_fd(fd, cfg.tap_name.clone(), info.offload), info))
+}
+
+/// What [`confine`] will need, taken while the parts are still ours.
+fn confinement(
+    cfg: &Config,
+    handles: &NsHandles,
+    child: Option<&ns::RunChild>,
+    api: Option<&ApiServer>,
+) -> Result<Confinement, NsError> {
+    Ok(Confinement {
+        userns: match &handles.user {
+            Some(fd) if cfg.enable_sandbox => Some(
+                sandbox::dup_above(fd.as_fd(), cfg.ready_fd.max(cfg.exit_fd).unwrap_or(2))
+                    .map_err(|err| NsError::Sys { what: "dup", err })?,
+            ),
+            _ => None,
+        },
+        child: child.map(|c| c.pid.as_raw()),
+        api_dir: api.map(ApiServer::dir_fd),
+    })
+}
+
+/// The namespace's policy: its addresses and what it may reach.
+fn policy(cfg: &Config) -> Policy {
+    Policy {
+        plan: cfg.plan,
+        host_loopback: cfg.host_loopback,
+        dns: cfg.dns,
+        internal: false,
+    }
+}
+
+/// The DNS stub's configuration; None with `--disable-dns`.
+fn dns_config(cfg: &Config) -> Option<DnsConfig> {
+    cfg.dns.then(|| DnsConfig {
+        plan: cfg.plan,
+        resolv_conf: cfg
+            .resolv_conf
+            .clone()
+            .unwrap_or_else(|| DnsConfig::new(cfg.plan).resolv_conf),
+        upstream: cfg.dns_upstream.clone(),
+        hosts: cfg.add_hosts.clone(),
+    })
+}
+
 /// Serve the configured namespace until it ends; returns the exit code.
 pub fn run(cfg: Config) -> Result<i32, crate::Error> {
     cfg.validate()?;
@@ -216,43 +283,15 @@ pub fn run(cfg: Config) -> Result<i32, crate::Error> {
     };
     // Block the handled signals before any fork; children unblock before exec.
     let signals = os::signal_fd().map_err(SetupError::Signals)?;
-
-    let mut child = None;
-    let mut handles = match &cfg.target {
-        Target::Pid(pid) => ns::open_pid(*pid)?,
-        Target::Path { netns, userns } => ns::open_path(netns, userns.as_deref())?,
-        Target::Run { argv } => {
-            let resolv = cfg.dns.then(|| stub_resolv_conf(&cfg));
-            let c = ns::spawn_run(argv, resolv.as_deref())?;
-            let h = c.handles()?;
-            child = Some(c);
-            h
-        }
-    };
-    let req = TapRequest { cfg: &cfg };
-    let (fd, info) = ns::run_in(&handles, || setup_tap(&req))?;
-    let info =
-        TapInfo::decode(&info).ok_or_else(|| NsError::AgentDied("malformed reply".into()))?;
-    log::debug!("TAP {}: {info:?}", cfg.tap_name);
-    let tap = Tap::from_fd(fd, cfg.tap_name.clone(), info.offload);
-
+    let (mut handles, mut child) = open_target(&cfg)?;
+    let (tap, info) = open_tap(&cfg, &handles)?;
     // The API socket listens before the ready fd is written (callers
     // connect right after ready).
     let api = match &cfg.api_socket {
         Some(path) => Some(ApiServer::bind(path)?),
         None => None,
     };
-    let confinement = Confinement {
-        userns: match &handles.user {
-            Some(fd) if cfg.enable_sandbox => Some(
-                sandbox::dup_above(fd.as_fd(), cfg.ready_fd.max(cfg.exit_fd).unwrap_or(2))
-                    .map_err(|err| NsError::Sys { what: "dup", err })?,
-            ),
-            _ => None,
-        },
-        child: child.as_ref().map(|c| c.pid.as_raw()),
-        api_dir: api.as_ref().map(ApiServer::dir_fd),
-    };
+    let confinement = confinement(&cfg, &handles, child.as_ref(), api.as_ref())?;
     let child_parts = match child.as_mut() {
         Some(c) => c.take_pidfd().map(|fd| (c.pid, fd)),
         None => None,
@@ -262,12 +301,7 @@ pub fn run(cfg: Config) -> Result<i32, crate::Error> {
         network: None,
         ns_mac: cfg.mac.or(info.mac),
         mtu: cfg.mtu,
-        policy: Policy {
-            plan: cfg.plan,
-            host_loopback: cfg.host_loopback,
-            dns: cfg.dns,
-            internal: false,
-        },
+        policy: policy(&cfg),
         outbound,
         signals: Some(signals),
         target: handles.pidfd.take(),
@@ -282,15 +316,7 @@ pub fn run(cfg: Config) -> Result<i32, crate::Error> {
         }),
         unprivileged_start: publish::unprivileged_port_start(),
         api,
-        dns: cfg.dns.then(|| DnsConfig {
-            plan: cfg.plan,
-            resolv_conf: cfg
-                .resolv_conf
-                .clone()
-                .unwrap_or_else(|| DnsConfig::new(cfg.plan).resolv_conf),
-            upstream: cfg.dns_upstream.clone(),
-            hosts: cfg.add_hosts.clone(),
-        }),
+        dns: dns_config(&cfg),
     })?;
     // Once confined, rlnet cannot enter the namespace any more: the splice
     // socket factory must exist before, if splice mode may be used at all

@@ -1,16 +1,24 @@
-//! The one place that maps errors to the outside world: exit codes now, API
-//! error bodies and log lines as those interfaces grow.
+//! The one place that maps errors to the outside world: every module's error
+//! converts into [`enum@Error`], whose `Display` is the one line `main` prints
+//! after "rlnet: ", and [`Error::exit_code`] the status it exits with.
 
 use thiserror::Error;
 
+use crate::api::ReplyError;
+use crate::api::client::ClientError;
 use crate::api::server::ApiSocketError;
 use crate::app::SetupError;
 use crate::config::ConfigError;
 use crate::engine::EngineError;
+use crate::network::daemon::NetworkError;
 use crate::sys::ns::NsError;
 
 #[derive(Debug, Error)]
 pub enum Error {
+    /// A command line rlnet cannot run: the parser's one line, verbatim
+    /// (slirp4netns's texts where callers grep them).
+    #[error("{0}")]
+    Usage(String),
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
@@ -21,6 +29,15 @@ pub enum Error {
     Setup(#[from] SetupError),
     #[error(transparent)]
     ApiSocket(#[from] ApiSocketError),
+    /// `rlnet network|attach|detach` and `rlnet run --network`.
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    /// `rlnet port`: the API socket did not answer as asked.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// `rlnet port`: an answer of the wrong shape.
+    #[error(transparent)]
+    Reply(#[from] ReplyError),
 }
 
 impl Error {

@@ -1,68 +1,51 @@
-//! Thin entry point: parse argv, set up logging, dispatch, map the error to an exit code.
+//! Thin entry point: parse argv, set up logging, dispatch, and turn the one
+//! error type into a line on stderr and an exit code.
 
+use std::ffi::OsString;
 use std::io::Write;
 
+use rlnet::Error;
 use rlnet::api::client;
 use rlnet::cli::{CliExit, Command, PortCommand, PortTarget};
 
 fn main() {
-    let code = match rlnet::cli::parse_args(std::env::args_os()) {
-        Ok(inv) => {
-            rlnet::log::init(inv.log_level);
-            for w in &inv.warnings {
-                log::warn!("{w}");
-            }
-            match inv.command {
-                Command::Serve(config) => match rlnet::app::run(config) {
-                    Ok(code) => code,
-                    Err(e) => {
-                        eprintln!("rlnet: {e}");
-                        e.exit_code()
-                    }
-                },
-                Command::Network(cmd) => match rlnet::network::command::execute(&cmd) {
-                    Ok(text) => print(&text),
-                    Err(e) => {
-                        eprintln!("rlnet: {e}");
-                        1
-                    }
-                },
-                Command::RunOnNetwork(nr) => match rlnet::network::run::run(&nr) {
-                    Ok(code) => code,
-                    Err(e) => {
-                        eprintln!("rlnet: {e}");
-                        1
-                    }
-                },
-                Command::Port(port) => match port_command(&port) {
-                    Ok(text) => print(&text),
-                    Err(e) => {
-                        eprintln!("rlnet: {e}");
-                        1
-                    }
-                },
-            }
-        }
-        Err(CliExit::Print(text)) => print(&text),
-        Err(CliExit::Error(msg)) => {
-            eprintln!("rlnet: {msg}");
-            1
+    let code = match run(std::env::args_os()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rlnet: {e}");
+            e.exit_code()
         }
     };
     std::process::exit(code);
 }
 
+/// Parses `args` and carries the command out; returns the exit code.
+fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32, Error> {
+    let inv = match rlnet::cli::parse_args(args) {
+        Ok(inv) => inv,
+        Err(CliExit::Print(text)) => return Ok(print(&text)),
+        Err(CliExit::Error(line)) => return Err(Error::Usage(line)),
+    };
+    rlnet::log::init(inv.log_level);
+    for w in &inv.warnings {
+        log::warn!("{w}");
+    }
+    match inv.command {
+        Command::Serve(config) => rlnet::app::run(config),
+        Command::Network(cmd) => Ok(print(&rlnet::network::command::execute(&cmd)?)),
+        Command::RunOnNetwork(nr) => Ok(rlnet::network::run::run(&nr)?),
+        Command::Port(port) => Ok(print(&port_command(&port)?)),
+    }
+}
+
 /// One request to a running instance; returns the text for stdout.
-fn port_command(port: &PortCommand) -> Result<String, String> {
+fn port_command(port: &PortCommand) -> Result<String, Error> {
     let path = match &port.target {
         PortTarget::Socket(p) => p.clone(),
-        PortTarget::Network(name) => {
-            rlnet::network::daemon::socket_of(name).map_err(|e| e.to_string())?
-        }
+        PortTarget::Network(name) => rlnet::network::daemon::socket_of(name)?,
     };
-    let reply =
-        client::request(&path, &port.request(), client::TIMEOUT).map_err(|e| e.to_string())?;
-    port.render(&reply)
+    let reply = client::request(&path, &port.request(), client::TIMEOUT)?;
+    Ok(port.render(&reply)?)
 }
 
 fn print(text: &str) -> i32 {

@@ -4,6 +4,8 @@
 
 use std::process::{Command, Output};
 
+use rlnet::cli::CALLER_OPTIONS;
+
 fn rlnet(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rlnet"))
         .args(args)
@@ -37,26 +39,6 @@ fn fails_with(args: &[&str], needle: &str) {
     );
 }
 
-/// Strings RootlessKit and Podman look for in `--help` (docs/compat.md, `-h`).
-const CALLER_STRINGS: &[&str] = &[
-    "--netns-type",
-    "--mtu",
-    "--cidr",
-    "--disable-host-loopback",
-    "--api-socket",
-    "--enable-ipv6",
-    "--enable-sandbox",
-    "--enable-seccomp",
-    "--outbound-addr",
-    "--configure",
-    "--ready-fd",
-    "--exit-fd",
-    "--userns-path",
-    "--disable-dns",
-    "--macaddress",
-    "--publish",
-];
-
 #[test]
 fn help_exits_0_with_every_probed_string() {
     for flag in ["--help", "-h"] {
@@ -65,7 +47,7 @@ fn help_exits_0_with_every_probed_string() {
         let out = stdout(&o);
         assert!(out.starts_with("Usage: rlnet [OPTION]... PID|PATH [TAPNAME]"));
         assert!(out.contains("rlnet run [OPTION]... -- COMMAND [ARG]..."));
-        for s in CALLER_STRINGS {
+        for s in CALLER_OPTIONS {
             assert!(out.contains(s), "{flag} lacks {s}");
         }
     }
@@ -194,7 +176,7 @@ fn man_page_documents_every_long_option_of_help() {
         }
     }
     assert!(
-        checked >= CALLER_STRINGS.len(),
+        checked >= CALLER_OPTIONS.len(),
         "found only {checked} options"
     );
 }

@@ -1,5 +1,7 @@
-//! `rlnet port add|rm|ls` against a fake API server: the built binary, the
-//! exact request bytes it sends, what it prints and its exit status. No
+//! The client side of the API socket against a fake API server: `rlnet port
+//! add|rm|ls` as the built binary (the exact request bytes it sends, what it
+//! prints and its exit status), and the library's `api::client::request`
+//! that it and `rlnet network` use (replies, errors, deadline). No
 //! namespaces needed: the server is a unix socket in a temporary directory.
 
 use std::io::{self, Read, Write};
@@ -9,6 +11,9 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use rlnet::api::client::{self, ClientError};
+use rlnet::api::{ClientRequest, encode};
 
 /// A fresh directory per test, removed on drop.
 struct TempDir(PathBuf);
@@ -278,4 +283,104 @@ fn bad_arguments_fail_before_connecting() {
         assert!(line.contains(needle), "{args:?}: {line}");
         assert!(!line.contains("cannot connect"), "{args:?}: {line}");
     }
+}
+
+// ------------------------------------------------- api::client::request
+
+#[test]
+fn client_round_trip() {
+    let dir = TempDir::new();
+    let server = FakeServer::start(&dir.sock(), r#"{"return":{"ids":[3]}}"#);
+    let req = ClientRequest::AddPublish {
+        specs: vec!["8080:80".parse().unwrap()],
+        mode: None,
+        to: None,
+    };
+    let reply = client::request(&dir.sock(), &req, client::TIMEOUT).unwrap();
+    assert_eq!(reply, serde_json::json!({"ids": [3]}));
+    assert_eq!(server.request().into_bytes(), encode(&req));
+}
+
+#[test]
+fn client_error_reply_is_its_desc() {
+    let dir = TempDir::new();
+    let server = FakeServer::start(
+        &dir.sock(),
+        r#"{"error":{"desc":"bad request: unknown execute"}}"#,
+    );
+    let e = client::request(&dir.sock(), &ClientRequest::Status, client::TIMEOUT).unwrap_err();
+    assert_eq!(e.to_string(), "bad request: unknown execute");
+    server.request();
+}
+
+#[test]
+fn client_missing_and_refused_sockets() {
+    let dir = TempDir::new();
+    let path = dir.sock();
+    let e = client::request(&path, &ClientRequest::ListHostfwd, client::TIMEOUT).unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, ClientError::Connect { .. }), "{e:?}");
+    assert!(
+        text.starts_with(&format!(
+            "cannot connect to the API socket {}: ",
+            path.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.ends_with(&format!(
+            "(is rlnet running with --api-socket {}?)",
+            path.display()
+        )),
+        "{text}"
+    );
+    // A socket file nobody listens on any more.
+    drop(UnixListener::bind(&path).unwrap());
+    let e = client::request(&path, &ClientRequest::ListHostfwd, client::TIMEOUT).unwrap_err();
+    assert!(matches!(e, ClientError::Connect { .. }), "{e:?}");
+    assert!(!e.to_string().contains('\n'));
+}
+
+#[test]
+fn client_silent_server_times_out() {
+    let dir = TempDir::new();
+    let l = UnixListener::bind(dir.sock()).unwrap();
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    // Holds the connection open, answering nothing, until the client gave up.
+    let server = thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        let _ = wait.recv_timeout(Duration::from_secs(10));
+        drop(s);
+    });
+    let start = Instant::now();
+    let e = client::request(
+        &dir.sock(),
+        &ClientRequest::ListHostfwd,
+        Duration::from_millis(200),
+    )
+    .unwrap_err();
+    assert!(start.elapsed() >= Duration::from_millis(200));
+    done.send(()).unwrap();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "no answer from the API socket {} within 0.2 s",
+            dir.sock().display()
+        )
+    );
+    server.join().unwrap();
+}
+
+#[test]
+fn client_closed_without_answer() {
+    let dir = TempDir::new();
+    let server = FakeServer::start(&dir.sock(), "");
+    let e = client::request(&dir.sock(), &ClientRequest::ListHostfwd, client::TIMEOUT).unwrap_err();
+    assert!(matches!(e, ClientError::NoAnswer { .. }), "{e:?}");
+    server.request();
+    let junk = dir.0.join("b.sock");
+    let server = FakeServer::start(&junk, "junk");
+    let e = client::request(&junk, &ClientRequest::ListHostfwd, client::TIMEOUT).unwrap_err();
+    assert!(e.to_string().starts_with("unexpected reply"), "{e}");
+    server.request();
 }

@@ -1,9 +1,12 @@
 //! The client side of the API socket (docs/api.md, "Client side"): what
-//! `rlnet port add|rm|ls` uses to talk to a running instance.
+//! `rlnet port`, `rlnet network` and `rlnet attach|detach` use to talk to a
+//! running instance.
 //!
 //! One request per connection, blocking, with one deadline for the whole
 //! exchange: connect, write the request, shut down the write side, read the
-//! answer to EOF. The messages themselves are [`super::protocol`]'s.
+//! answer to EOF. The messages are built and read here too, purely
+//! ([`encode`], [`parse_reply`]), so they are unit-tested without a socket;
+//! the exchange itself is tested against a fake server in tests/port_cli.rs.
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
@@ -11,9 +14,15 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use thiserror::Error;
 
-use super::protocol::{ClientRequest, Reply, encode, parse_reply};
+use super::reply::{Entry, Status, to_body};
+use super::request::{AttachRequest, Member, Verb, first_value};
+use crate::forward::spec::Mode;
+use crate::forward::spec::PublishSpec;
+use crate::forward::table::RuleId;
 
 /// How long a command waits for its answer.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,13 +46,14 @@ pub enum ClientError {
     Timeout { path: String, secs: f64 },
     #[error("the API socket {path} closed the connection without an answer")]
     NoAnswer { path: String },
-    /// The server's error `desc`, verbatim, or what is wrong with its answer.
-    #[error("{0}")]
-    Reply(String),
+    /// The server's refusal, or what is wrong with its answer.
+    #[error(transparent)]
+    Reply(#[from] ReplyError),
 }
 
 /// Sends `req` to the API socket at `path` and returns the success reply's
-/// value; an error reply becomes [`ClientError::Reply`] with its `desc`.
+/// value; an error reply becomes [`ClientError::Reply`] with its `desc`
+/// ([`ReplyError::Refused`]).
 /// The whole exchange is bounded by `timeout`.
 pub fn request(path: &Path, req: &ClientRequest, timeout: Duration) -> Result<Reply, ClientError> {
     let show = || path.display().to_string();
@@ -88,7 +98,7 @@ pub fn request(path: &Path, req: &ClientRequest, timeout: Duration) -> Result<Re
             Ok(()) => ClientError::NoAnswer { path: show() },
         });
     }
-    parse_reply(&answer).map_err(ClientError::Reply)
+    Ok(parse_reply(&answer)?)
 }
 
 fn send(stream: &mut UnixStream, bytes: &[u8], timeout: Duration) -> io::Result<()> {
@@ -131,146 +141,282 @@ fn is_timeout(e: &io::Error) -> bool {
     )
 }
 
+/// What `rlnet port add|rm|ls` and `rlnet status` send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientRequest {
+    AddPublish {
+        specs: Vec<PublishSpec>,
+        mode: Option<Mode>,
+        to: Option<String>,
+    },
+    RemovePublish {
+        ids: Vec<RuleId>,
+    },
+    ListHostfwd,
+    Status,
+    Attach(AttachRequest),
+    Detach(Member),
+    ListAttached,
+    Shutdown {
+        force: bool,
+    },
+}
+
+/// The request as JSON plus a trailing newline (as Go's `json.Encoder`
+/// writes, so the server sees what real clients send).
+pub fn encode(req: &ClientRequest) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Envelope<'a> {
+        execute: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        arguments: Option<Arguments<'a>>,
+    }
+    #[derive(Serialize)]
+    #[serde(untagged)]
+    enum Arguments<'a> {
+        Publish {
+            publish: Vec<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            mode: Option<Mode>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            to: Option<&'a str>,
+        },
+        Ids {
+            ids: &'a [RuleId],
+        },
+        Attach(&'a AttachRequest),
+        Detach {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            name: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            pid: Option<u32>,
+        },
+        Force {
+            force: bool,
+        },
+    }
+    let (verb, arguments) = match req {
+        ClientRequest::AddPublish { specs, mode, to } => (
+            Verb::AddPublish,
+            Some(Arguments::Publish {
+                // Display round-trips through the spec parser.
+                publish: specs.iter().map(PublishSpec::to_string).collect(),
+                mode: *mode,
+                to: to.as_deref(),
+            }),
+        ),
+        ClientRequest::RemovePublish { ids } => (Verb::RemovePublish, Some(Arguments::Ids { ids })),
+        ClientRequest::ListHostfwd => (Verb::ListHostfwd, None),
+        ClientRequest::Status => (Verb::Status, None),
+        ClientRequest::Attach(req) => (Verb::Attach, Some(Arguments::Attach(req))),
+        ClientRequest::Detach(who) => (
+            Verb::Detach,
+            Some(match who {
+                Member::Name(n) => Arguments::Detach {
+                    name: Some(n),
+                    pid: None,
+                },
+                Member::Pid(p) => Arguments::Detach {
+                    name: None,
+                    pid: Some(*p),
+                },
+            }),
+        ),
+        ClientRequest::ListAttached => (Verb::ListAttached, None),
+        ClientRequest::Shutdown { force } => {
+            (Verb::Shutdown, Some(Arguments::Force { force: *force }))
+        }
+    };
+    let mut out = to_body(&Envelope {
+        execute: verb.as_str(),
+        arguments,
+    });
+    out.push(b'\n');
+    out
+}
+
+/// A success reply's `return` value (for slirp4netns's unwrapped
+/// `list_hostfwd` answer, the whole object).
+pub type Reply = Value;
+
+/// Why a reply is not the answer asked for: the server's refusal, or an
+/// answer of the wrong shape. Every `Display` is one line.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ReplyError {
+    /// The server's error `desc`, verbatim.
+    #[error("{0}")]
+    Refused(String),
+    /// Not a reply at all (the start of what came).
+    #[error("unexpected reply: {0}")]
+    Malformed(String),
+    /// An error reply without a `desc`.
+    #[error("unexpected error reply: {0}")]
+    NoDesc(String),
+    #[error("unexpected reply: no ids in {0}")]
+    NoIds(String),
+    #[error("unexpected reply: {got} ids for {want} specs in {reply}")]
+    IdCount {
+        got: usize,
+        want: usize,
+        reply: String,
+    },
+    #[error("unexpected reply: no entries in {0}")]
+    NoEntries(String),
+    /// serde's words for the entry that does not fit [`Entry`].
+    #[error("unexpected list entry: {0}")]
+    Entry(String),
+    #[error("unexpected status reply: {0}")]
+    Status(String),
+    /// The entries could not be printed as JSON again.
+    #[error("cannot print the entries: {0}")]
+    Print(String),
+}
+
+/// Reads a reply: `{"error":{"desc":D}}` → [`ReplyError::Refused`] with D;
+/// success → the value.
+pub fn parse_reply(bytes: &[u8]) -> Result<Reply, ReplyError> {
+    let Some(Value::Object(mut obj)) = first_value(bytes) else {
+        return Err(ReplyError::Malformed(snippet(bytes)));
+    };
+    if let Some(err) = obj.get("error") {
+        return Err(match err.get("desc").and_then(Value::as_str) {
+            Some(desc) => ReplyError::Refused(desc.to_string()),
+            None => ReplyError::NoDesc(snippet(bytes)),
+        });
+    }
+    if let Some(ret) = obj.remove("return") {
+        return Ok(ret);
+    }
+    if obj.contains_key("entries") {
+        return Ok(Value::Object(obj));
+    }
+    Err(ReplyError::Malformed(snippet(bytes)))
+}
+
+/// The ids of an `add_publish` (`ids`) or `add_hostfwd` (`id`) reply.
+pub fn reply_ids(reply: &Reply) -> Result<Vec<RuleId>, ReplyError> {
+    let bad = || ReplyError::NoIds(reply.to_string());
+    if let Some(id) = reply.get("id") {
+        return id.as_u64().map(|id| vec![id]).ok_or_else(bad);
+    }
+    let list = reply.get("ids").and_then(Value::as_array).ok_or_else(bad)?;
+    list.iter().map(|v| v.as_u64().ok_or_else(bad)).collect()
+}
+
+/// The entries of a `list_hostfwd` reply.
+pub fn reply_entries(reply: &Reply) -> Result<Vec<Entry>, ReplyError> {
+    let entries = reply
+        .get("entries")
+        .ok_or_else(|| ReplyError::NoEntries(reply.to_string()))?;
+    Vec::<Entry>::deserialize(entries).map_err(|e| ReplyError::Entry(e.to_string()))
+}
+
+/// The status of a `status` reply.
+pub fn reply_status(reply: &Reply) -> Result<Status, ReplyError> {
+    Status::deserialize(reply).map_err(|e| ReplyError::Status(e.to_string()))
+}
+
+/// The start of a reply for an error message, readable whatever it holds.
+fn snippet(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]);
+    if text.trim().is_empty() {
+        "(empty)".to_string()
+    } else {
+        format!("{:?}", text.trim())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::net::UnixListener;
-    use std::path::PathBuf;
-    use std::thread;
-
-    /// A fresh directory for one test's socket, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> TempDir {
-            let dir =
-                std::env::temp_dir().join(format!("rlnet-client-{}-{name}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir(&dir).expect("create temp dir");
-            TempDir(dir)
-        }
-
-        fn sock(&self) -> PathBuf {
-            self.0.join("api.sock")
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    /// Serves one connection: reads the request to EOF, answers `reply`,
-    /// and returns what it read.
-    fn serve_once(l: UnixListener, reply: &'static [u8]) -> thread::JoinHandle<Vec<u8>> {
-        thread::spawn(move || {
-            let (mut s, _) = l.accept().expect("accept");
-            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            let mut req = Vec::new();
-            s.read_to_end(&mut req).expect("read request");
-            s.write_all(reply).expect("write reply");
-            req
-        })
-    }
+    use crate::api::reply::{ok_empty, ok_id, ok_ids};
+    use crate::api::request::{ApiError, Framing, Request, framing, parse_request};
+    use crate::api::testing::{plan, spec};
 
     #[test]
-    fn round_trip() {
-        let dir = TempDir::new("round-trip");
-        let server = serve_once(
-            UnixListener::bind(dir.sock()).unwrap(),
-            br#"{"return":{"ids":[3]}}"#,
+    fn client_encoding_is_exact_and_round_trips() {
+        let add = ClientRequest::AddPublish {
+            specs: vec![spec("8080:80"), spec("[::1]:9000-9009:9000-9009/udp")],
+            mode: Some(Mode::Splice),
+            to: Some("db".into()),
+        };
+        assert_eq!(
+            String::from_utf8(encode(&add)).unwrap(),
+            "{\"execute\":\"add_publish\",\"arguments\":{\"publish\":[\"8080:80/tcp\",\
+             \"[::1]:9000-9009:9000-9009/udp\"],\"mode\":\"splice\",\"to\":\"db\"}}\n"
         );
-        let req = ClientRequest::AddPublish {
-            specs: vec!["8080:80".parse().unwrap()],
+        let plain = ClientRequest::AddPublish {
+            specs: vec![spec("127.0.0.1:1:2")],
             mode: None,
             to: None,
         };
-        let reply = request(&dir.sock(), &req, TIMEOUT).unwrap();
-        assert_eq!(reply, serde_json::json!({"ids": [3]}));
-        assert_eq!(server.join().unwrap(), encode(&req));
-    }
-
-    #[test]
-    fn error_reply_is_its_desc() {
-        let dir = TempDir::new("error-reply");
-        let server = serve_once(
-            UnixListener::bind(dir.sock()).unwrap(),
-            br#"{"error":{"desc":"bad request: unknown execute"}}"#,
-        );
-        let e = request(&dir.sock(), &ClientRequest::Status, TIMEOUT).unwrap_err();
-        assert_eq!(e.to_string(), "bad request: unknown execute");
-        server.join().unwrap();
-    }
-
-    #[test]
-    fn missing_and_refused_sockets() {
-        let dir = TempDir::new("refused");
-        let path = dir.sock();
-        let e = request(&path, &ClientRequest::ListHostfwd, TIMEOUT).unwrap_err();
-        let text = e.to_string();
-        assert!(matches!(e, ClientError::Connect { .. }), "{e:?}");
-        assert!(
-            text.starts_with(&format!(
-                "cannot connect to the API socket {}: ",
-                path.display()
-            )),
-            "{text}"
-        );
-        assert!(
-            text.ends_with(&format!(
-                "(is rlnet running with --api-socket {}?)",
-                path.display()
-            )),
-            "{text}"
-        );
-        // A socket file nobody listens on any more.
-        drop(UnixListener::bind(&path).unwrap());
-        let e = request(&path, &ClientRequest::ListHostfwd, TIMEOUT).unwrap_err();
-        assert!(matches!(e, ClientError::Connect { .. }), "{e:?}");
-        assert!(!e.to_string().contains('\n'));
-    }
-
-    #[test]
-    fn silent_server_times_out() {
-        let dir = TempDir::new("silent");
-        let l = UnixListener::bind(dir.sock()).unwrap();
-        let (done, wait) = std::sync::mpsc::channel::<()>();
-        // Holds the connection open, answering nothing, until the client gave up.
-        let server = thread::spawn(move || {
-            let (s, _) = l.accept().unwrap();
-            let _ = wait.recv_timeout(Duration::from_secs(10));
-            drop(s);
-        });
-        let start = Instant::now();
-        let e = request(
-            &dir.sock(),
-            &ClientRequest::ListHostfwd,
-            Duration::from_millis(200),
-        )
-        .unwrap_err();
-        assert!(start.elapsed() >= Duration::from_millis(200));
-        done.send(()).unwrap();
         assert_eq!(
-            e.to_string(),
-            format!(
-                "no answer from the API socket {} within 0.2 s",
-                dir.sock().display()
-            )
+            encode(&plain),
+            b"{\"execute\":\"add_publish\",\"arguments\":{\"publish\":[\"127.0.0.1:1:2/tcp\"]}}\n"
         );
-        server.join().unwrap();
+        let rm = ClientRequest::RemovePublish { ids: vec![1, 2] };
+        assert_eq!(
+            encode(&rm),
+            b"{\"execute\":\"remove_publish\",\"arguments\":{\"ids\":[1,2]}}\n"
+        );
+        assert_eq!(
+            encode(&ClientRequest::ListHostfwd),
+            b"{\"execute\":\"list_hostfwd\"}\n"
+        );
+        assert_eq!(
+            encode(&ClientRequest::Status),
+            b"{\"execute\":\"status\"}\n"
+        );
+        for (c, want) in [
+            (
+                add,
+                Request::AddPublish {
+                    specs: vec![spec("8080:80"), spec("[::1]:9000-9009:9000-9009/udp")],
+                    mode: Some(Mode::Splice),
+                    to: Some("db".into()),
+                },
+            ),
+            (rm, Request::RemovePublish { ids: vec![1, 2] }),
+            (ClientRequest::ListHostfwd, Request::ListHostfwd),
+            (ClientRequest::Status, Request::Status),
+        ] {
+            let bytes = encode(&c);
+            assert_eq!(framing(&bytes), Framing::Ready);
+            assert_eq!(parse_request(&bytes, &plan()), Ok(want));
+        }
     }
 
     #[test]
-    fn closed_without_answer() {
-        let dir = TempDir::new("closed");
-        let server = serve_once(UnixListener::bind(dir.sock()).unwrap(), b"");
-        let e = request(&dir.sock(), &ClientRequest::ListHostfwd, TIMEOUT).unwrap_err();
-        assert!(matches!(e, ClientError::NoAnswer { .. }), "{e:?}");
-        server.join().unwrap();
-        let server = serve_once(UnixListener::bind(dir.0.join("b.sock")).unwrap(), b"junk");
-        let e = request(&dir.0.join("b.sock"), &ClientRequest::ListHostfwd, TIMEOUT).unwrap_err();
-        assert!(e.to_string().starts_with("unexpected reply"), "{e}");
-        server.join().unwrap();
+    fn client_reads_replies() {
+        assert_eq!(
+            reply_ids(&parse_reply(&ok_ids(&[3, 4])).unwrap()),
+            Ok(vec![3, 4])
+        );
+        assert_eq!(reply_ids(&parse_reply(&ok_id(7)).unwrap()), Ok(vec![7]));
+        assert_eq!(ok_ids(&[3, 4]), br#"{"return":{"ids":[3,4]}}"#);
+        assert_eq!(parse_reply(&ok_empty()), Ok(serde_json::json!({})));
+        assert_eq!(
+            parse_reply(&ApiError::UnknownExecute.body()),
+            Err(ReplyError::Refused(
+                "bad request: unknown execute".to_string()
+            ))
+        );
+        assert!(reply_ids(&serde_json::json!({})).is_err());
+        assert!(reply_ids(&serde_json::json!({"ids": ["1"]})).is_err());
+        assert!(reply_entries(&serde_json::json!({})).is_err());
+        assert!(reply_status(&serde_json::json!({"pid": 1})).is_err());
+        for bad in [&b""[..], b"garbage", b"[1]", b"{}", b"{\"error\":42}"] {
+            let e = parse_reply(bad).unwrap_err().to_string();
+            assert!(e.starts_with("unexpected"), "{e}");
+        }
+        // Replies from slirp4netns itself (no trailing newline, one object).
+        assert_eq!(
+            parse_reply(
+                br#"{"error":{"desc":"bad request: add_hostfwd: slirp_add_hostfwd failed"}}"#
+            ),
+            Err(ReplyError::Refused(
+                "bad request: add_hostfwd: slirp_add_hostfwd failed".to_string()
+            ))
+        );
     }
 }

@@ -1,17 +1,26 @@
-//! The API socket: slirp4netns's JSON protocol plus rlnet's verbs.
+//! The API socket (docs/api.md): slirp4netns's JSON protocol plus rlnet's
+//! verbs.
 //!
-//! [`protocol`] is pure (bytes in, bytes out) so every bad input is unit-tested
-//! without a socket; the server around it owns I/O, deadlines and the table.
-//! The contract is written down in `docs/api.md`.
+//! [`request`] and [`reply`] are pure (bytes in, bytes out) so every bad
+//! input is unit-tested without a socket; the [`server`] around them owns
+//! I/O, deadlines and the table. [`client`] is the other end: what rlnet's
+//! own commands send and how they read the answer.
 
 pub mod client;
-pub mod protocol;
+pub mod reply;
+pub mod request;
 pub mod server;
+#[cfg(test)]
+mod testing;
 
-pub use protocol::{
-    AddressStatus, Addresses, ApiError, AttachRequest, ClientRequest, Counters, Entry, Framing,
-    HostfwdField, MAX_REQUEST, Member as MemberRef, MemberInfo, Reply, Request, Status, Verb,
-    attach_body, check_size, encode, error_body, framing, list_body, members_body, ok_empty, ok_id,
-    ok_ids, parse_reply, parse_request, reply_entries, reply_ids, reply_status, status_body,
-    valid_member_name,
+pub use client::{
+    ClientRequest, Reply, ReplyError, encode, parse_reply, reply_entries, reply_ids, reply_status,
+};
+pub use reply::{
+    AddressStatus, Addresses, Counters, Entry, MemberInfo, Status, attach_body, error_body,
+    list_body, members_body, ok_empty, ok_id, ok_ids, status_body,
+};
+pub use request::{
+    ApiError, AttachRequest, Framing, HostfwdField, MAX_REQUEST, Member as MemberRef, Request,
+    Verb, check_size, framing, parse_request, valid_member_name,
 };

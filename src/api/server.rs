@@ -21,7 +21,7 @@ use mio::{Interest, Registry, Token};
 use slab::Slab;
 use thiserror::Error;
 
-use super::protocol::{ApiError, Framing, MAX_REQUEST, Request, framing, parse_request};
+use super::request::{ApiError, Framing, MAX_REQUEST, Request, framing, parse_request};
 use crate::config::AddrPlan;
 
 /// A client that has not sent a complete request by then is disconnected

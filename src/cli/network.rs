@@ -6,113 +6,15 @@ use std::ffi::OsString;
 
 use clap::Parser;
 
+use super::help::{ATTACH_HELP, DETACH_HELP, NETWORK_HELP};
 use super::{CliExit, Command, Invocation, err, parse_specs, utf8};
 use crate::api::{AttachRequest, MemberRef, valid_member_name};
 use crate::config::Ipv4Net;
 use crate::forward::spec::PublishSpec;
-use crate::network::daemon::CreateSpec;
+use crate::network::request::{CreateSpec, NetworkCommand};
 
-/// One named-network command.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NetworkCommand {
-    Create(CreateSpec),
-    List {
-        json: bool,
-    },
-    Inspect {
-        name: String,
-        json: bool,
-    },
-    Remove {
-        names: Vec<String>,
-        force: bool,
-    },
-    Attach {
-        network: String,
-        request: AttachRequest,
-        json: bool,
-    },
-    Detach {
-        network: String,
-        member: MemberRef,
-    },
-}
-
-/// `rlnet run --network NAME [--name N] [--alias A]... [-p SPEC]... -- COMMAND`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NetworkRun {
-    pub network: String,
-    pub argv: Vec<String>,
-    /// The attachment (its `pid` is filled in once COMMAND's namespace exists).
-    pub request: AttachRequest,
-    /// Give COMMAND a resolv.conf pointing at the network's DNS stub.
-    pub dns: bool,
-}
-
-/// Turns a parsed `rlnet run` into its named-network form. The namespace's
-/// addresses, MTU and policies are the network's, so options that set them
-/// here are refused rather than silently ignored.
-pub(super) fn run_on_network(
-    inv: Invocation,
-    network: String,
-    name: Option<String>,
-    aliases: Vec<String>,
-) -> Result<Invocation, CliExit> {
-    let hint = "(see 'rlnet run --help')";
-    let Command::Serve(cfg) = inv.command else {
-        return err("internal error: rlnet run did not parse as a run");
-    };
-    let crate::config::Target::Run { argv } = cfg.target.clone() else {
-        return err("internal error: rlnet run without COMMAND");
-    };
-    check_network_name(&network)?;
-    for n in name.iter().chain(aliases.iter()) {
-        check_member_name(n)?;
-    }
-    let base = crate::config::Config::new(cfg.target.clone());
-    let differs = [
-        ("--cidr/--disable-ipv6", cfg.plan != base.plan),
-        ("--mtu", cfg.mtu != base.mtu),
-        ("--macaddress", cfg.mac != base.mac),
-        ("--api-socket", cfg.api_socket.is_some()),
-        ("--outbound-addr", cfg.outbound4.is_some()),
-        ("--outbound-addr6", cfg.outbound6.is_some()),
-        (
-            "--disable-host-loopback",
-            cfg.host_loopback != base.host_loopback,
-        ),
-        ("--publish-mode", cfg.publish_mode != base.publish_mode),
-        ("--ready-fd", cfg.ready_fd.is_some()),
-        ("--exit-fd", cfg.exit_fd.is_some()),
-        ("-c/--no-configure", cfg.configure != base.configure),
-    ];
-    if let Some((opt, _)) = differs.iter().find(|(_, d)| *d) {
-        return err(format!(
-            "{opt} does not apply with --network: the network sets it (see 'rlnet network create --help') {hint}"
-        ));
-    }
-    if !cfg.publish.is_empty() && name.is_none() {
-        return err(format!("--publish on a network needs --name {hint}"));
-    }
-    Ok(Invocation {
-        command: Command::RunOnNetwork(NetworkRun {
-            network,
-            argv,
-            request: AttachRequest {
-                pid: None,
-                netns: None,
-                userns: None,
-                name,
-                aliases,
-                publish: cfg.publish.iter().map(ToString::to_string).collect(),
-            },
-            dns: cfg.dns,
-        }),
-        ..inv
-    })
-}
-
-fn check_member_name(n: &str) -> Result<(), CliExit> {
+/// A member name or alias, as other members resolve it.
+pub(super) fn check_member_name(n: &str) -> Result<(), CliExit> {
     if valid_member_name(n) {
         Ok(())
     } else {
@@ -239,7 +141,8 @@ fn parse_clap<C: clap::CommandFactory + clap::FromArgMatches>(
     C::from_arg_matches(&m).map_err(line)
 }
 
-fn check_network_name(n: &str) -> Result<(), CliExit> {
+/// A network name (also the name of its socket and record files).
+pub(super) fn check_network_name(n: &str) -> Result<(), CliExit> {
     if valid_member_name(n) {
         Ok(())
     } else {
@@ -249,61 +152,20 @@ fn check_network_name(n: &str) -> Result<(), CliExit> {
     }
 }
 
-fn network(cli: NetworkCli) -> Result<NetworkCommand, CliExit> {
+fn network(mut cli: NetworkCli) -> Result<NetworkCommand, CliExit> {
     let hint = Which::Network.hint();
     if cli.help {
         return Err(CliExit::Print(NETWORK_HELP.to_string()));
     }
-    let words = utf8(cli.words, "argument")?;
+    let words = utf8(std::mem::take(&mut cli.words), "argument")?;
     let Some((verb, names)) = words.split_first() else {
         return err(format!(
             "missing the network command: use create, ls, inspect or rm {hint}"
         ));
     };
-    let only_for = |what: &str, set: bool, verbs: &[&str]| {
-        if set && !verbs.contains(&verb.as_str()) {
-            err(format!(
-                "{what} is for 'rlnet network {}' only {hint}",
-                verbs.join("|")
-            ))
-        } else {
-            Ok(())
-        }
-    };
-    only_for("--subnet", cli.subnet.is_some(), &["create"])?;
-    only_for("--internal", cli.internal, &["create"])?;
-    only_for("--disable-ipv6", cli.disable_ipv6, &["create"])?;
-    only_for("--force", cli.force, &["rm"])?;
-    only_for("--json", cli.json, &["ls", "inspect"])?;
-    let one_name = |usage: &str| -> Result<String, CliExit> {
-        match names {
-            [n] => {
-                check_network_name(n)?;
-                Ok(n.clone())
-            }
-            [] => err(format!("missing NAME: usage: {usage} {hint}")),
-            [_, extra, ..] => err(format!(
-                "unexpected argument {extra:?}: usage: {usage} {hint}"
-            )),
-        }
-    };
+    check_network_options(&cli, verb)?;
     Ok(match verb.as_str() {
-        "create" => {
-            let name = one_name("rlnet network create [--subnet CIDR] [--internal] NAME")?;
-            let subnet = match &cli.subnet {
-                None => None,
-                Some(s) => Some(
-                    s.parse::<Ipv4Net>()
-                        .map_err(|e| CliExit::Error(format!("invalid value for --subnet: {e}")))?,
-                ),
-            };
-            NetworkCommand::Create(CreateSpec {
-                name,
-                subnet,
-                internal: cli.internal,
-                ipv6: !cli.disable_ipv6,
-            })
-        }
+        "create" => create(&cli, names)?,
         "ls" | "list" => {
             if let Some(extra) = names.first() {
                 return err(format!(
@@ -313,7 +175,7 @@ fn network(cli: NetworkCli) -> Result<NetworkCommand, CliExit> {
             NetworkCommand::List { json: cli.json }
         }
         "inspect" => NetworkCommand::Inspect {
-            name: one_name("rlnet network inspect [--json] NAME")?,
+            name: one_name(names, "rlnet network inspect [--json] NAME")?,
             json: cli.json,
         },
         "rm" | "remove" => {
@@ -338,7 +200,63 @@ fn network(cli: NetworkCli) -> Result<NetworkCommand, CliExit> {
     })
 }
 
-fn member(which: Which, cli: MemberCli) -> Result<NetworkCommand, CliExit> {
+/// Each option of `rlnet network` belongs to some of its commands only.
+fn check_network_options(cli: &NetworkCli, verb: &str) -> Result<(), CliExit> {
+    let only_for = |what: &str, set: bool, verbs: &[&str]| {
+        if set && !verbs.contains(&verb) {
+            err(format!(
+                "{what} is for 'rlnet network {}' only {}",
+                verbs.join("|"),
+                Which::Network.hint()
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    only_for("--subnet", cli.subnet.is_some(), &["create"])?;
+    only_for("--internal", cli.internal, &["create"])?;
+    only_for("--disable-ipv6", cli.disable_ipv6, &["create"])?;
+    only_for("--force", cli.force, &["rm"])?;
+    only_for("--json", cli.json, &["ls", "inspect"])
+}
+
+/// The one NAME of `create` and `inspect`.
+fn one_name(names: &[String], usage: &str) -> Result<String, CliExit> {
+    let hint = Which::Network.hint();
+    match names {
+        [n] => {
+            check_network_name(n)?;
+            Ok(n.clone())
+        }
+        [] => err(format!("missing NAME: usage: {usage} {hint}")),
+        [_, extra, ..] => err(format!(
+            "unexpected argument {extra:?}: usage: {usage} {hint}"
+        )),
+    }
+}
+
+/// `rlnet network create [--subnet CIDR] [--internal] [--disable-ipv6] NAME`.
+fn create(cli: &NetworkCli, names: &[String]) -> Result<NetworkCommand, CliExit> {
+    let name = one_name(
+        names,
+        "rlnet network create [--subnet CIDR] [--internal] NAME",
+    )?;
+    let subnet = match &cli.subnet {
+        None => None,
+        Some(s) => Some(
+            s.parse::<Ipv4Net>()
+                .map_err(|e| CliExit::Error(format!("invalid value for --subnet: {e}")))?,
+        ),
+    };
+    Ok(NetworkCommand::Create(CreateSpec {
+        name,
+        subnet,
+        internal: cli.internal,
+        ipv6: !cli.disable_ipv6,
+    }))
+}
+
+fn member(which: Which, mut cli: MemberCli) -> Result<NetworkCommand, CliExit> {
     let hint = which.hint();
     if cli.help {
         return Err(CliExit::Print(
@@ -349,60 +267,79 @@ fn member(which: Which, cli: MemberCli) -> Result<NetworkCommand, CliExit> {
             .to_string(),
         ));
     }
-    let Some(network) = cli.network else {
+    let Some(network) = cli.network.take() else {
         return err(format!(
             "missing --network NAME: the network (see 'rlnet network ls') {hint}"
         ));
     };
     check_network_name(&network)?;
-    let words = utf8(cli.words, "argument")?;
-    let target = match words.as_slice() {
-        [t] if !t.is_empty() => t.clone(),
-        [] | [_] => {
-            return err(format!(
-                "missing {}: usage: rlnet {} --network NAME ... {} {hint}",
-                if which == Which::Detach {
-                    "the member (NAME or PID)"
-                } else {
-                    "PID|PATH"
-                },
-                if which == Which::Detach {
-                    "detach"
-                } else {
-                    "attach"
-                },
-                if which == Which::Detach {
-                    "NAME|PID"
-                } else {
-                    "PID|PATH"
-                },
-            ));
-        }
-        [_, extra, ..] => return err(format!("unexpected argument {extra:?} {hint}")),
-    };
+    let target = member_target(which, std::mem::take(&mut cli.words))?;
     let pid = parse_pid(&target)?;
     if which == Which::Detach {
-        if cli.name.is_some()
-            || !cli.alias.is_empty()
-            || !cli.publish.is_empty()
-            || cli.userns_path.is_some()
-            || cli.json
-        {
+        return detach(&cli, network, target, pid);
+    }
+    attach(cli, network, target, pid)
+}
+
+/// The one word after the options: the namespace to attach or the member
+/// to detach.
+fn member_target(which: Which, words: Vec<OsString>) -> Result<String, CliExit> {
+    let hint = which.hint();
+    let words = utf8(words, "argument")?;
+    match words.as_slice() {
+        [t] if !t.is_empty() => Ok(t.clone()),
+        [] | [_] => {
+            let (what, command, usage) = if which == Which::Detach {
+                ("the member (NAME or PID)", "detach", "NAME|PID")
+            } else {
+                ("PID|PATH", "attach", "PID|PATH")
+            };
+            err(format!(
+                "missing {what}: usage: rlnet {command} --network NAME ... {usage} {hint}"
+            ))
+        }
+        [_, extra, ..] => err(format!("unexpected argument {extra:?} {hint}")),
+    }
+}
+
+/// `rlnet detach --network NAME NAME|PID`.
+fn detach(
+    cli: &MemberCli,
+    network: String,
+    target: String,
+    pid: Option<u32>,
+) -> Result<NetworkCommand, CliExit> {
+    let hint = Which::Detach.hint();
+    if cli.name.is_some()
+        || !cli.alias.is_empty()
+        || !cli.publish.is_empty()
+        || cli.userns_path.is_some()
+        || cli.json
+    {
+        return err(format!(
+            "'rlnet detach' takes only --network and the member {hint}"
+        ));
+    }
+    let member = match pid {
+        Some(p) => MemberRef::Pid(p),
+        None if valid_member_name(&target) => MemberRef::Name(target),
+        None => {
             return err(format!(
-                "'rlnet detach' takes only --network and the member {hint}"
+                "{target:?} is neither a member name nor a PID {hint}"
             ));
         }
-        let member = match pid {
-            Some(p) => MemberRef::Pid(p),
-            None if valid_member_name(&target) => MemberRef::Name(target),
-            None => {
-                return err(format!(
-                    "{target:?} is neither a member name nor a PID {hint}"
-                ));
-            }
-        };
-        return Ok(NetworkCommand::Detach { network, member });
-    }
+    };
+    Ok(NetworkCommand::Detach { network, member })
+}
+
+/// `rlnet attach --network NAME [--name N] [--alias A]... [-p SPEC]... PID|PATH`.
+fn attach(
+    cli: MemberCli,
+    network: String,
+    target: String,
+    pid: Option<u32>,
+) -> Result<NetworkCommand, CliExit> {
+    let hint = Which::Attach.hint();
     for n in cli.name.iter().chain(cli.alias.iter()) {
         check_member_name(n)?;
     }
@@ -450,70 +387,6 @@ fn parse_pid(s: &str) -> Result<Option<u32>, CliExit> {
         _ => err(format!("invalid PID {s:?}: PID must be a positive integer")),
     }
 }
-
-pub const NETWORK_HELP: &str = "\
-Usage: rlnet network create [--subnet CIDR] [--internal] [--disable-ipv6] NAME
-       rlnet network ls [--json]
-       rlnet network inspect [--json] NAME
-       rlnet network rm [--force] NAME...
-
-Named networks: userspace bridges. Each network is a background rlnet (its
-API socket is $XDG_RUNTIME_DIR/rlnet/NAME.sock); namespaces join it with
-'rlnet attach' or 'rlnet run' (see their help). Members reach each other
-directly and by name (the DNS stub answers member names and aliases to
-members of the same network); networks are isolated from each other.
-
-  create   start the network; it gets the first free 10.89.N.0/24 (and
-           fd00:89:N::/64) unless --subnet CIDR (a /24 or larger, not
-           overlapping another network). --internal: no outbound NAT and no
-           upstream DNS. --disable-ipv6: IPv4 only.
-  ls       the networks: name, subnet, members, flags
-  inspect  one network: addresses, members (name, aliases, addresses, TAP,
-           PID) and published ports
-  rm       stop networks; refused while a network has members, unless
-           forced (which detaches them: their TAPs go away)
-
-Options:
-      --subnet=CIDR    create: the IPv4 subnet (a /24 or larger)
-      --internal       create: no outbound NAT, no upstream DNS
-      --disable-ipv6   create: IPv4 only
-  -f, --force          rm: detach the members first
-      --json           ls, inspect: print JSON
-  -h, --help           show this help
-";
-
-pub const ATTACH_HELP: &str = "\
-Usage: rlnet attach --network NAME [--name N] [--alias A]... [-p SPEC]...
-                    PID|PATH
-
-Put a running namespace on network NAME: it gets its own TAP (tap0, tap1 ...
-if it is on several networks), an address from the network's subnet, routes
-and the network's DNS stub. PID: the namespaces of that process (the member
-leaves when it exits); PATH: a network namespace file (with --userns-path for
-its user namespace; the member stays until 'rlnet detach').
-
-Options:
-      --network NAME     the network (see 'rlnet network ls')
-      --name N           the member's name: other members resolve it
-      --alias A          another name; repeatable
-  -p, --publish SPEC     publish a port of this member on the host
-                         ([HOST_IP:]HOST_PORT[-END]:PORT[-END][/tcp|/udp]);
-                         needs --name
-      --userns-path PATH the user namespace of a PATH target
-      --json             print the member as JSON
-  -h, --help             show this help
-";
-
-pub const DETACH_HELP: &str = "\
-Usage: rlnet detach --network NAME NAME|PID
-
-Take a member off network NAME (by its name or its PID): its TAP goes away,
-its published ports are removed and its address is free again.
-
-Options:
-      --network NAME   the network
-  -h, --help           show this help
-";
 
 #[cfg(test)]
 mod tests {

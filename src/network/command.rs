@@ -10,10 +10,10 @@ use serde::{Deserialize, Serialize};
 use super::daemon::{self, NetworkError};
 use super::ipam;
 use super::registry::{self, Record};
+use super::request::NetworkCommand;
 use crate::api::client::{self, ClientError};
-use crate::api::protocol::{ClientRequest, Entry, reply_entries};
+use crate::api::{ClientRequest, Entry, ReplyError, reply_entries};
 use crate::api::{MemberInfo, MemberRef};
-use crate::cli::NetworkCommand;
 
 /// Attaching forks an agent into the namespace and configures a TAP;
 /// a loaded machine may take a while.
@@ -81,7 +81,7 @@ pub fn execute(cmd: &NetworkCommand) -> Result<String, NetworkError> {
             let m: MemberInfo = reply
                 .get("member")
                 .and_then(|m| MemberInfo::deserialize(m).ok())
-                .ok_or_else(|| NetworkError::Reply(format!("unexpected reply: {reply}")))?;
+                .ok_or_else(|| ReplyError::Malformed(reply.to_string()))?;
             if *json {
                 return Ok(format!(
                     "{}\n",
@@ -116,13 +116,16 @@ pub fn execute(cmd: &NetworkCommand) -> Result<String, NetworkError> {
 pub(super) fn api_error(network: &str, e: ClientError) -> NetworkError {
     match e {
         // "bad request: VERB: why" → "network NAME: why".
-        ClientError::Reply(desc) => NetworkError::Refused {
-            network: network.to_string(),
-            reason: desc
-                .strip_prefix("bad request: ")
-                .and_then(|r| r.split_once(": "))
-                .map_or(desc.clone(), |(_, why)| why.to_string()),
-        },
+        ClientError::Reply(reply) => {
+            let desc = reply.to_string();
+            NetworkError::Refused {
+                network: network.to_string(),
+                reason: desc
+                    .strip_prefix("bad request: ")
+                    .and_then(|r| r.split_once(": "))
+                    .map_or(desc.clone(), |(_, why)| why.to_string()),
+            }
+        }
         other => NetworkError::Unreachable {
             network: network.to_string(),
             reason: other.to_string(),
@@ -156,13 +159,13 @@ fn members_of(rec: &Record, dir: &Path) -> Result<Vec<MemberInfo>, NetworkError>
     reply
         .get("members")
         .and_then(|m| Vec::<MemberInfo>::deserialize(m).ok())
-        .ok_or_else(|| NetworkError::Reply(format!("unexpected reply: {reply}")))
+        .ok_or_else(|| ReplyError::Malformed(reply.to_string()).into())
 }
 
 fn view(rec: &Record, dir: &Path, ports: bool) -> Result<NetworkView, NetworkError> {
     let subnet = rec
         .subnet()
-        .ok_or_else(|| NetworkError::Reply(format!("bad subnet in the record of {}", rec.name)))?;
+        .ok_or_else(|| NetworkError::BadRecord(rec.name.clone()))?;
     let plan = ipam::plan_for(subnet, rec.ipv6);
     let ports = if ports {
         let reply = client::request(
@@ -171,7 +174,7 @@ fn view(rec: &Record, dir: &Path, ports: bool) -> Result<NetworkView, NetworkErr
             client::TIMEOUT,
         )
         .map_err(|e| api_error(&rec.name, e))?;
-        Some(reply_entries(&reply).map_err(NetworkError::Reply)?)
+        Some(reply_entries(&reply)?)
     } else {
         None
     };

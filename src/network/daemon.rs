@@ -11,10 +11,12 @@ use thiserror::Error;
 
 use super::ipam::{self, Ipam};
 use super::registry::{self, Record, RegistryError};
-use crate::api::server::ApiServer;
+use super::request::CreateSpec;
+use crate::api::ReplyError;
+use crate::api::server::{ApiServer, ApiSocketError};
 use crate::config::{DEFAULT_MTU, Ipv4Net};
 use crate::dns::DnsConfig;
-use crate::engine::{Engine, NetworkSetup, Setup};
+use crate::engine::{Engine, EngineError, NetworkSetup, Setup};
 use crate::forward::publish;
 use crate::forward::spec::Mode;
 use crate::nat::{Outbound, policy::Policy};
@@ -46,18 +48,26 @@ pub enum NetworkError {
     Unreachable { network: String, reason: String },
     #[error("network {network}: {reason}")]
     Refused { network: String, reason: String },
-    /// An answer that makes no sense.
-    #[error("{0}")]
-    Reply(String),
+    /// A daemon's answer that makes no sense.
+    #[error(transparent)]
+    Reply(#[from] ReplyError),
+    #[error("bad subnet in the record of {0}")]
+    BadRecord(String),
 }
 
-/// `rlnet network create NAME [--subnet CIDR] [--internal]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CreateSpec {
-    pub name: String,
-    pub subnet: Option<Ipv4Net>,
-    pub internal: bool,
-    pub ipv6: bool,
+/// Why a daemon could not start, or stopped with an error. It never leaves
+/// the daemon: its text goes to `rlnet network create` over the start-up
+/// pipe, which reports it as [`NetworkError::Start`].
+#[derive(Debug, Error)]
+enum DaemonError {
+    #[error(transparent)]
+    Api(#[from] ApiSocketError),
+    #[error(transparent)]
+    Signals(std::io::Error),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("cannot write {dir}: {err}")]
+    Record { dir: String, err: std::io::Error },
 }
 
 /// Create the network and start its daemon; returns once its API socket
@@ -122,7 +132,7 @@ fn spawn(dir: &Path, mut record: Record, subnet: Ipv4Net) -> Result<Record, Netw
                     let code = match daemon_main(dir, &mut record, subnet, &w) {
                         Ok(()) => 0,
                         Err(e) => {
-                            let _ = nix::unistd::write(&w, e.as_bytes());
+                            let _ = nix::unistd::write(&w, e.to_string().as_bytes());
                             1
                         }
                     };
@@ -173,13 +183,13 @@ fn daemon_main(
     record: &mut Record,
     subnet: Ipv4Net,
     ready: &OwnedFd,
-) -> Result<(), String> {
+) -> Result<(), DaemonError> {
     let log = registry::record_path(dir, &record.name).with_extension("log");
     os::redirect_stdio(&log);
     let sock = registry::socket_path(dir, &record.name);
-    let api = ApiServer::bind(&sock).map_err(|e| e.to_string())?;
+    let api = ApiServer::bind(&sock)?;
     let plan = ipam::plan_for(subnet, record.ipv6);
-    let signals = os::signal_fd().map_err(|e| e.to_string())?;
+    let signals = os::signal_fd().map_err(DaemonError::Signals)?;
     let mut engine = Engine::new(Setup {
         tap: None,
         network: Some(NetworkSetup {
@@ -205,16 +215,19 @@ fn daemon_main(
         unprivileged_start: publish::unprivileged_port_start(),
         api: Some(api),
         dns: Some(DnsConfig::new(plan)),
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     record.pid = std::process::id();
-    registry::write(dir, record).map_err(|e| format!("cannot write {}: {e}", dir.display()))?;
+    registry::write(dir, record).map_err(|err| DaemonError::Record {
+        dir: dir.display().to_string(),
+        err,
+    })?;
     let _ = nix::unistd::write(ready, format!("ok {}", record.pid).as_bytes());
     let exit = engine.run();
     registry::remove(dir, &record.name);
     let _ = std::io::stderr().flush();
     drop(engine); // removes the socket file
-    exit.map(|_| ()).map_err(|e| e.to_string())
+    exit?;
+    Ok(())
 }
 
 /// The API socket of network `name`, if it exists.

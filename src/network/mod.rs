@@ -7,4 +7,5 @@ pub mod daemon;
 pub mod ipam;
 pub mod member;
 pub mod registry;
+pub mod request;
 pub mod run;

@@ -1,12 +1,11 @@
-//! The API socket's messages (docs/api.md), pure.
+//! The API socket's requests (docs/api.md), pure: bytes in, a validated
+//! [`Request`] or the [`ApiError`] to answer with, so every bad input is
+//! unit-tested without a socket.
 //!
 //! Requests are `{"execute": VERB, "arguments": {...}}`. Parsing is as
 //! lenient as slirp4netns's parson (leading whitespace, a trailing newline,
 //! trailing garbage after the first value) and its error texts are kept word
-//! for word, because Podman and RootlessKit show them to users. Replies are
-//! compact JSON without a trailing newline, built from structs so key order
-//! is fixed; Podman reads at most 2048 bytes in one `read()`, so every reply
-//! except `list_hostfwd` stays far below that.
+//! for word, because Podman and RootlessKit show them to users.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
@@ -16,22 +15,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use thiserror::Error;
 
+use super::reply::error_body;
 use crate::config::AddrPlan;
 use crate::forward::spec::{Mode, PortRange, Proto, PublishSpec};
-use crate::forward::table::{Rule, RuleId, TableError};
+use crate::forward::table::{RuleId, TableError};
 
 /// slirp4netns answers "too large message" when its single 4096-byte read
 /// comes back full, so a request must be at most 4095 bytes.
 pub const MAX_REQUEST: usize = 4096;
-
-/// Longest error `desc` sent, in bytes. Descs echo user text (a bad spec);
-/// capping them keeps an error reply inside Podman's single 2048-byte read
-/// even after JSON escaping.
-pub const MAX_DESC: usize = 512;
-
-/// What a reply is built from when serialisation fails, which serde_json
-/// cannot do for these plain structs; present so no path panics.
-const FALLBACK_BODY: &[u8] = br#"{"error":{"desc":"internal error: cannot encode the reply"}}"#;
 
 /// The `execute` values rlnet knows; anything else is `unknown execute`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -150,41 +141,6 @@ pub struct AttachRequest {
 pub enum Member {
     Name(String),
     Pid(u32),
-}
-
-/// What `attach` answers and `list_attached` lists.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MemberInfo {
-    pub name: Option<String>,
-    #[serde(default)]
-    pub aliases: Vec<String>,
-    pub ipv4: Ipv4Addr,
-    pub ipv6: Option<std::net::Ipv6Addr>,
-    pub mac: String,
-    pub tap: String,
-    pub pid: Option<u32>,
-}
-
-/// `{"return":{"member":…}}` for attach.
-pub fn attach_body(m: &MemberInfo) -> Vec<u8> {
-    #[derive(Serialize)]
-    struct Body<'a> {
-        member: &'a MemberInfo,
-    }
-    to_body(&Return {
-        ret: Body { member: m },
-    })
-}
-
-/// `{"return":{"members":[…]}}` for list_attached.
-pub fn members_body(ms: &[MemberInfo]) -> Vec<u8> {
-    #[derive(Serialize)]
-    struct Body<'a> {
-        members: &'a [MemberInfo],
-    }
-    to_body(&Return {
-        ret: Body { members: ms },
-    })
 }
 
 impl Request {
@@ -550,7 +506,7 @@ fn parse_remove_publish(args: Args<'_>) -> Result<Request, ApiError> {
 
 /// The first JSON value in `buf`, ignoring whatever follows it (parson
 /// does); `None` for empty or malformed input.
-fn first_value(buf: &[u8]) -> Option<Value> {
+pub(super) fn first_value(buf: &[u8]) -> Option<Value> {
     let mut values = serde_json::Deserializer::from_slice(buf).into_iter::<Strict>();
     match values.next() {
         Some(Ok(Strict(v))) => Some(v),
@@ -689,366 +645,16 @@ impl<'de> Visitor<'de> for StrictVisitor {
     }
 }
 
-// ---------------------------------------------------------------- replies
-
-fn to_body<T: Serialize>(v: &T) -> Vec<u8> {
-    serde_json::to_vec(v).unwrap_or_else(|_| FALLBACK_BODY.to_vec())
-}
-
-#[derive(Serialize)]
-struct Return<T> {
-    #[serde(rename = "return")]
-    ret: T,
-}
-
-/// `{"error":{"desc":DESC}}`, with `desc` cut to [`MAX_DESC`] bytes.
-pub fn error_body(desc: &str) -> Vec<u8> {
-    #[derive(Serialize)]
-    struct Body<'a> {
-        error: Desc<'a>,
-    }
-    #[derive(Serialize)]
-    struct Desc<'a> {
-        desc: &'a str,
-    }
-    let cut;
-    let desc = if desc.len() > MAX_DESC {
-        let mut end = MAX_DESC - 3;
-        while !desc.is_char_boundary(end) {
-            end -= 1;
-        }
-        cut = format!("{}...", &desc[..end]);
-        &cut
-    } else {
-        desc
-    };
-    to_body(&Body {
-        error: Desc { desc },
-    })
-}
-
-/// `{"return":{"id":N}}`: RootlessKit needs `id` as a JSON number.
-pub fn ok_id(id: RuleId) -> Vec<u8> {
-    #[derive(Serialize)]
-    struct Id {
-        id: RuleId,
-    }
-    to_body(&Return { ret: Id { id } })
-}
-
-/// `{"return":{"ids":[...]}}`, for `add_publish`.
-pub fn ok_ids(ids: &[RuleId]) -> Vec<u8> {
-    #[derive(Serialize)]
-    struct Ids<'a> {
-        ids: &'a [RuleId],
-    }
-    to_body(&Return { ret: Ids { ids } })
-}
-
-/// `{"return":{}}`.
-pub fn ok_empty() -> Vec<u8> {
-    #[derive(Serialize)]
-    struct Empty {}
-    to_body(&Return { ret: Empty {} })
-}
-
-/// One `list_hostfwd` entry, keys in slirp4netns's order. Ranges add
-/// `host_port_end`/`guest_port_end`; splice rules add `"mode":"splice"`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry {
-    pub id: RuleId,
-    pub proto: String,
-    /// `""` for a rule on all IPv4 and IPv6 addresses (a `-p 8080:80`
-    /// without address), which slirp4netns cannot express.
-    pub host_addr: String,
-    pub host_port: u16,
-    /// The explicit guest, else the namespace's address of the host
-    /// address's family (IPv4 for `""`).
-    pub guest_addr: String,
-    pub guest_port: u16,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host_port_end: Option<u16>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub guest_port_end: Option<u16>,
-    /// Absent = stack, the default.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<Mode>,
-}
-
-impl Entry {
-    pub fn from_rule(rule: &Rule, plan: &AddrPlan) -> Entry {
-        let spec = &rule.spec;
-        let listener = spec.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        let range = spec.host_ports.start != spec.host_ports.end;
-        Entry {
-            id: rule.id,
-            proto: spec.proto.to_string(),
-            host_addr: spec.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
-            host_port: spec.host_ports.start,
-            guest_addr: rule
-                .target(listener, plan)
-                .map(|ip| ip.to_string())
-                .unwrap_or_default(),
-            guest_port: spec.ns_ports.start,
-            host_port_end: range.then_some(spec.host_ports.end),
-            guest_port_end: range.then_some(spec.ns_ports.end),
-            mode: (rule.mode != Mode::Stack).then_some(rule.mode),
-        }
-    }
-}
-
-/// `{"return":{"entries":[...]},"entries":[...]}`: the bare `entries` is
-/// what slirp4netns really sends, `return.entries` what its man page and
-/// tests expect; both satisfy either kind of client.
-pub fn list_body(rules: &[Rule], plan: &AddrPlan) -> Vec<u8> {
-    #[derive(Serialize)]
-    struct Entries<'a> {
-        entries: &'a [Entry],
-    }
-    #[derive(Serialize)]
-    struct Body<'a> {
-        #[serde(rename = "return")]
-        ret: Entries<'a>,
-        entries: &'a [Entry],
-    }
-    let entries: Vec<Entry> = rules.iter().map(|r| Entry::from_rule(r, plan)).collect();
-    to_body(&Body {
-        ret: Entries { entries: &entries },
-        entries: &entries,
-    })
-}
-
-/// rlnet's `status` answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Status {
-    pub version: String,
-    pub pid: u32,
-    pub tap: String,
-    pub mtu: u32,
-    pub addresses: Addresses,
-    pub counters: Counters,
-    /// Number of published-port rules.
-    pub published: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Addresses {
-    pub ipv4: AddressStatus,
-    /// `null` with `--disable-ipv6`.
-    pub ipv6: Option<AddressStatus>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AddressStatus {
-    /// CIDR, like `10.0.2.0/24`.
-    pub network: String,
-    pub gateway: IpAddr,
-    pub dns: IpAddr,
-    pub guest: IpAddr,
-}
-
-impl Addresses {
-    pub fn from_plan(plan: &AddrPlan) -> Addresses {
-        Addresses {
-            ipv4: AddressStatus {
-                network: plan.net4.to_string(),
-                gateway: IpAddr::V4(plan.gateway4),
-                dns: IpAddr::V4(plan.dns4),
-                guest: IpAddr::V4(plan.guest4),
-            },
-            ipv6: plan.v6.map(|v6| AddressStatus {
-                network: format!("{}/{}", v6.prefix, v6.prefix_len),
-                gateway: IpAddr::V6(v6.gateway6),
-                dns: IpAddr::V6(v6.dns6),
-                guest: IpAddr::V6(v6.guest6),
-            }),
-        }
-    }
-}
-
-/// Totals since start. "in" is what the namespace sent (read from the
-/// TAP), "out" what rlnet wrote to the TAP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Counters {
-    /// Currently open flows.
-    pub tcp_flows: u64,
-    pub udp_flows: u64,
-    pub frames_in: u64,
-    pub frames_out: u64,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    /// Frames dropped for any reason (malformed, policy, limits).
-    pub drops: u64,
-}
-
-/// `{"return":{STATUS}}`.
-pub fn status_body(status: &Status) -> Vec<u8> {
-    to_body(&Return { ret: status })
-}
-
-// ----------------------------------------------------------------- client
-
-/// What `rlnet port add|rm|ls` and `rlnet status` send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientRequest {
-    AddPublish {
-        specs: Vec<PublishSpec>,
-        mode: Option<Mode>,
-        to: Option<String>,
-    },
-    RemovePublish {
-        ids: Vec<RuleId>,
-    },
-    ListHostfwd,
-    Status,
-    Attach(AttachRequest),
-    Detach(Member),
-    ListAttached,
-    Shutdown {
-        force: bool,
-    },
-}
-
-/// The request as JSON plus a trailing newline (as Go's `json.Encoder`
-/// writes, so the server sees what real clients send).
-pub fn encode(req: &ClientRequest) -> Vec<u8> {
-    #[derive(Serialize)]
-    struct Envelope<'a> {
-        execute: &'static str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        arguments: Option<Arguments<'a>>,
-    }
-    #[derive(Serialize)]
-    #[serde(untagged)]
-    enum Arguments<'a> {
-        Publish {
-            publish: Vec<String>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            mode: Option<Mode>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            to: Option<&'a str>,
-        },
-        Ids {
-            ids: &'a [RuleId],
-        },
-        Attach(&'a AttachRequest),
-        Detach {
-            #[serde(skip_serializing_if = "Option::is_none")]
-            name: Option<&'a str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            pid: Option<u32>,
-        },
-        Force {
-            force: bool,
-        },
-    }
-    let (verb, arguments) = match req {
-        ClientRequest::AddPublish { specs, mode, to } => (
-            Verb::AddPublish,
-            Some(Arguments::Publish {
-                // Display round-trips through the spec parser.
-                publish: specs.iter().map(PublishSpec::to_string).collect(),
-                mode: *mode,
-                to: to.as_deref(),
-            }),
-        ),
-        ClientRequest::RemovePublish { ids } => (Verb::RemovePublish, Some(Arguments::Ids { ids })),
-        ClientRequest::ListHostfwd => (Verb::ListHostfwd, None),
-        ClientRequest::Status => (Verb::Status, None),
-        ClientRequest::Attach(req) => (Verb::Attach, Some(Arguments::Attach(req))),
-        ClientRequest::Detach(who) => (
-            Verb::Detach,
-            Some(match who {
-                Member::Name(n) => Arguments::Detach {
-                    name: Some(n),
-                    pid: None,
-                },
-                Member::Pid(p) => Arguments::Detach {
-                    name: None,
-                    pid: Some(*p),
-                },
-            }),
-        ),
-        ClientRequest::ListAttached => (Verb::ListAttached, None),
-        ClientRequest::Shutdown { force } => {
-            (Verb::Shutdown, Some(Arguments::Force { force: *force }))
-        }
-    };
-    let mut out = to_body(&Envelope {
-        execute: verb.as_str(),
-        arguments,
-    });
-    out.push(b'\n');
-    out
-}
-
-/// A success reply's `return` value (for slirp4netns's unwrapped
-/// `list_hostfwd` answer, the whole object).
-pub type Reply = Value;
-
-/// Reads a reply: `{"error":{"desc":D}}` → `Err(D)`; success → the value.
-pub fn parse_reply(bytes: &[u8]) -> Result<Reply, String> {
-    let Some(Value::Object(mut obj)) = first_value(bytes) else {
-        return Err(format!("unexpected reply: {}", snippet(bytes)));
-    };
-    if let Some(err) = obj.get("error") {
-        return Err(match err.get("desc").and_then(Value::as_str) {
-            Some(desc) => desc.to_string(),
-            None => format!("unexpected error reply: {}", snippet(bytes)),
-        });
-    }
-    if let Some(ret) = obj.remove("return") {
-        return Ok(ret);
-    }
-    if obj.contains_key("entries") {
-        return Ok(Value::Object(obj));
-    }
-    Err(format!("unexpected reply: {}", snippet(bytes)))
-}
-
-/// The ids of an `add_publish` (`ids`) or `add_hostfwd` (`id`) reply.
-pub fn reply_ids(reply: &Reply) -> Result<Vec<RuleId>, String> {
-    let bad = || format!("unexpected reply: no ids in {reply}");
-    if let Some(id) = reply.get("id") {
-        return id.as_u64().map(|id| vec![id]).ok_or_else(bad);
-    }
-    let list = reply.get("ids").and_then(Value::as_array).ok_or_else(bad)?;
-    list.iter().map(|v| v.as_u64().ok_or_else(bad)).collect()
-}
-
-/// The entries of a `list_hostfwd` reply.
-pub fn reply_entries(reply: &Reply) -> Result<Vec<Entry>, String> {
-    let entries = reply
-        .get("entries")
-        .ok_or_else(|| format!("unexpected reply: no entries in {reply}"))?;
-    Vec::<Entry>::deserialize(entries).map_err(|e| format!("unexpected list entry: {e}"))
-}
-
-pub fn reply_status(reply: &Reply) -> Result<Status, String> {
-    Status::deserialize(reply).map_err(|e| format!("unexpected status reply: {e}"))
-}
-
-/// The start of a reply for an error message, readable whatever it holds.
-fn snippet(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]);
-    if text.trim().is_empty() {
-        "(empty)".to_string()
-    } else {
-        format!("{:?}", text.trim())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::client::parse_reply;
+    use crate::api::reply::{MAX_DESC, error_body, ok_empty, ok_id};
+    use crate::api::testing::{ip, plan, spec};
     use crate::config::default_net4;
 
     const PODMAN: &str = "{\"execute\":\"add_hostfwd\",\"arguments\":{\"proto\":\"tcp\",\"host_addr\":\"0.0.0.0\",\"host_port\":8080,\"guest_addr\":\"\",\"guest_port\":80}}\n";
     const ROOTLESSKIT: &str = "{\"execute\":\"add_hostfwd\",\"arguments\":{\"proto\":\"tcp\",\"host_addr\":\"127.0.0.1\",\"host_port\":8080,\"guest_addr\":\"10.0.2.100\",\"guest_port\":80}}\n";
-
-    fn plan() -> AddrPlan {
-        AddrPlan::default()
-    }
 
     fn req(s: &str) -> Result<Request, ApiError> {
         parse_request(s.as_bytes(), &plan())
@@ -1063,14 +669,6 @@ mod tests {
 
     fn desc(s: &str) -> String {
         err(s).to_string()
-    }
-
-    fn spec(s: &str) -> PublishSpec {
-        s.parse().unwrap()
-    }
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
     }
 
     /// An add_hostfwd request with `field` replaced by raw JSON `value`
@@ -1589,194 +1187,17 @@ mod tests {
         let e = err(&s);
         let body = e.body();
         assert!(body.len() <= 2048, "{}", body.len());
-        let desc = parse_reply(&body).unwrap_err();
+        let desc = parse_reply(&body).unwrap_err().to_string();
         assert!(desc.ends_with("..."), "{desc}");
         assert!(desc.len() <= MAX_DESC);
         let long = "é".repeat(600);
         let body = error_body(&long);
         assert!(body.len() <= 2048);
-        assert!(parse_reply(&body).unwrap_err().starts_with("éé"));
-    }
-
-    fn rule(id: RuleId, s: &str, mode: Mode, guest: Option<&str>) -> Rule {
-        Rule {
-            id,
-            spec: spec(s),
-            mode,
-            guest: guest.map(ip),
-        }
-    }
-
-    #[test]
-    fn list_body_single_entry_is_byte_exact() {
-        let rules = [rule(1, "0.0.0.0:8080:80", Mode::Stack, None)];
-        let entry = r#"{"id":1,"proto":"tcp","host_addr":"0.0.0.0","host_port":8080,"guest_addr":"10.0.2.100","guest_port":80}"#;
-        assert_eq!(
-            String::from_utf8(list_body(&rules, &plan())).unwrap(),
-            format!("{{\"return\":{{\"entries\":[{entry}]}},\"entries\":[{entry}]}}")
-        );
-        assert_eq!(
-            list_body(&[], &plan()),
-            br#"{"return":{"entries":[]},"entries":[]}"#
-        );
-    }
-
-    #[test]
-    fn list_body_shapes() {
-        let rules = [
-            rule(1, "0.0.0.0:8080:80", Mode::Stack, Some("10.0.2.101")),
-            rule(2, "8000-8009:9000-9009/udp", Mode::Splice, None),
-            rule(5, "[::1]:443:8443", Mode::Stack, None),
-        ];
-        let body = list_body(&rules, &plan());
-        let v: Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(v["entries"], v["return"]["entries"]);
-        let e = &v["entries"];
-        assert_eq!(e.as_array().unwrap().len(), 3);
-        assert_eq!(e[0]["guest_addr"], "10.0.2.101");
-        assert!(e[0].get("host_port_end").is_none());
-        assert!(e[0].get("mode").is_none());
-        assert_eq!(e[1]["host_addr"], "");
-        assert_eq!(e[1]["proto"], "udp");
-        assert_eq!(e[1]["host_port"], 8000);
-        assert_eq!(e[1]["host_port_end"], 8009);
-        assert_eq!(e[1]["guest_port"], 9000);
-        assert_eq!(e[1]["guest_port_end"], 9009);
-        assert_eq!(e[1]["guest_addr"], "10.0.2.100");
-        assert_eq!(e[1]["mode"], "splice");
-        assert_eq!(e[2]["id"], 5);
-        assert_eq!(e[2]["host_addr"], "::1");
-        assert_eq!(e[2]["guest_addr"], "fd00::100");
-        // The client reads both shapes back.
-        let entries = reply_entries(&parse_reply(&body).unwrap()).unwrap();
-        assert_eq!(entries[1].host_port_end, Some(8009));
-        assert_eq!(entries[1].mode, Some(Mode::Splice));
-        assert_eq!(entries[2].mode, None);
-        let slirp = br#"{"entries":[{"id":1,"proto":"tcp","host_addr":"0.0.0.0","host_port":8080,"guest_addr":"10.0.2.100","guest_port":80}]}"#;
-        let entries = reply_entries(&parse_reply(slirp).unwrap()).unwrap();
-        assert_eq!(entries.len(), 1);
-        assert_eq!(entries[0].guest_port, 80);
-        assert_eq!(entries[0].host_port_end, None);
-    }
-
-    fn status() -> Status {
-        Status {
-            version: "0.1.0".into(),
-            pid: 4242,
-            tap: "tap0".into(),
-            mtu: 65520,
-            addresses: Addresses::from_plan(&plan()),
-            counters: Counters {
-                tcp_flows: 3,
-                bytes_in: u64::MAX,
-                ..Counters::default()
-            },
-            published: 2,
-        }
-    }
-
-    #[test]
-    fn status_reply() {
-        let body = status_body(&status());
-        assert!(body.len() < 2048);
-        assert!(!body.contains(&b' ') && !body.ends_with(b"\n"));
-        let v: Value = serde_json::from_slice(&body).unwrap();
-        let ret = &v["return"];
-        assert_eq!(ret["pid"], 4242);
-        assert_eq!(ret["addresses"]["ipv4"]["network"], "10.0.2.0/24");
-        assert_eq!(ret["addresses"]["ipv4"]["guest"], "10.0.2.100");
-        assert_eq!(ret["addresses"]["ipv6"]["network"], "fd00::/64");
-        assert_eq!(ret["addresses"]["ipv6"]["dns"], "fd00::3");
-        assert_eq!(ret["counters"]["tcp_flows"], 3);
-        assert_eq!(reply_status(&parse_reply(&body).unwrap()), Ok(status()));
-        let mut s = status();
-        s.addresses = Addresses::from_plan(&AddrPlan::new(default_net4(), false));
-        let body = status_body(&s);
-        let v: Value = serde_json::from_slice(&body).unwrap();
-        assert!(v["return"]["addresses"]["ipv6"].is_null());
-        assert_eq!(reply_status(&parse_reply(&body).unwrap()), Ok(s));
-    }
-
-    #[test]
-    fn client_encoding_is_exact_and_round_trips() {
-        let add = ClientRequest::AddPublish {
-            specs: vec![spec("8080:80"), spec("[::1]:9000-9009:9000-9009/udp")],
-            mode: Some(Mode::Splice),
-            to: Some("db".into()),
-        };
-        assert_eq!(
-            String::from_utf8(encode(&add)).unwrap(),
-            "{\"execute\":\"add_publish\",\"arguments\":{\"publish\":[\"8080:80/tcp\",\
-             \"[::1]:9000-9009:9000-9009/udp\"],\"mode\":\"splice\",\"to\":\"db\"}}\n"
-        );
-        let plain = ClientRequest::AddPublish {
-            specs: vec![spec("127.0.0.1:1:2")],
-            mode: None,
-            to: None,
-        };
-        assert_eq!(
-            encode(&plain),
-            b"{\"execute\":\"add_publish\",\"arguments\":{\"publish\":[\"127.0.0.1:1:2/tcp\"]}}\n"
-        );
-        let rm = ClientRequest::RemovePublish { ids: vec![1, 2] };
-        assert_eq!(
-            encode(&rm),
-            b"{\"execute\":\"remove_publish\",\"arguments\":{\"ids\":[1,2]}}\n"
-        );
-        assert_eq!(
-            encode(&ClientRequest::ListHostfwd),
-            b"{\"execute\":\"list_hostfwd\"}\n"
-        );
-        assert_eq!(
-            encode(&ClientRequest::Status),
-            b"{\"execute\":\"status\"}\n"
-        );
-        for (c, want) in [
-            (
-                add,
-                Request::AddPublish {
-                    specs: vec![spec("8080:80"), spec("[::1]:9000-9009:9000-9009/udp")],
-                    mode: Some(Mode::Splice),
-                    to: Some("db".into()),
-                },
-            ),
-            (rm, Request::RemovePublish { ids: vec![1, 2] }),
-            (ClientRequest::ListHostfwd, Request::ListHostfwd),
-            (ClientRequest::Status, Request::Status),
-        ] {
-            let bytes = encode(&c);
-            assert_eq!(framing(&bytes), Framing::Ready);
-            assert_eq!(parse_request(&bytes, &plan()), Ok(want));
-        }
-    }
-
-    #[test]
-    fn client_reads_replies() {
-        assert_eq!(
-            reply_ids(&parse_reply(&ok_ids(&[3, 4])).unwrap()),
-            Ok(vec![3, 4])
-        );
-        assert_eq!(reply_ids(&parse_reply(&ok_id(7)).unwrap()), Ok(vec![7]));
-        assert_eq!(ok_ids(&[3, 4]), br#"{"return":{"ids":[3,4]}}"#);
-        assert_eq!(parse_reply(&ok_empty()), Ok(serde_json::json!({})));
-        assert_eq!(
-            parse_reply(&ApiError::UnknownExecute.body()),
-            Err("bad request: unknown execute".to_string())
-        );
-        assert!(reply_ids(&serde_json::json!({})).is_err());
-        assert!(reply_ids(&serde_json::json!({"ids": ["1"]})).is_err());
-        assert!(reply_entries(&serde_json::json!({})).is_err());
-        assert!(reply_status(&serde_json::json!({"pid": 1})).is_err());
-        for bad in [&b""[..], b"garbage", b"[1]", b"{}", b"{\"error\":42}"] {
-            let e = parse_reply(bad).unwrap_err();
-            assert!(e.starts_with("unexpected"), "{e}");
-        }
-        // Replies from slirp4netns itself (no trailing newline, one object).
-        assert_eq!(
-            parse_reply(
-                br#"{"error":{"desc":"bad request: add_hostfwd: slirp_add_hostfwd failed"}}"#
-            ),
-            Err("bad request: add_hostfwd: slirp_add_hostfwd failed".to_string())
+        assert!(
+            parse_reply(&body)
+                .unwrap_err()
+                .to_string()
+                .starts_with("éé")
         );
     }
 
