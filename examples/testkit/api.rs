@@ -11,21 +11,18 @@ use crate::Command;
 use crate::args::Args;
 use crate::fail::{Res, emit, ioerr, ms_since};
 
-pub const COMMAND: Command = Command {
-    name: "api",
-    syntax: "api PATH REQUEST [--trickle MS] [--repeat N] [--no-shutdown]",
-    help: "  api PATH REQUEST [--trickle MS] [--repeat N] [--no-shutdown]
+pub const COMMAND: Command = Command::new("api", SYNTAX, HELP, 2..=2, run)
+    .options(&["--trickle", "--repeat"], &["--no-shutdown"]);
+
+const SYNTAX: &str = "api PATH REQUEST [--trickle MS] [--repeat N] [--no-shutdown]";
+
+const HELP: &str = "  api PATH REQUEST [--trickle MS] [--repeat N] [--no-shutdown]
         send REQUEST to a unix socket (--repeat: that many copies; --trickle:
         one byte every MS ms), shut down the write side (unless
         --no-shutdown), print the reply verbatim (one line) and `ms=`
-",
-    valued: &["--trickle", "--repeat"],
-    flags: &["--no-shutdown"],
-    run,
-};
+";
 
 fn run(a: &Args) -> Res<i32> {
-    a.want(2)?;
     let t0 = Instant::now();
     let mut s = UnixStream::connect(&a.pos[0]).map_err(|e| ioerr("connect", e))?;
     s.set_read_timeout(Some(a.timeout))

@@ -92,6 +92,11 @@ impl Args {
             .transpose()
     }
 
+    /// Positional `i` as an address (`IP:PORT`, `[IPv6]:PORT`).
+    pub fn addr(&self, i: usize) -> Res<SocketAddr> {
+        parse_addr(&self.pos[i])
+    }
+
     /// Positional `i` as a count.
     pub fn pos_num<T: FromStr>(&self, i: usize) -> Res<T> {
         let s = &self.pos[i];
@@ -102,12 +107,8 @@ impl Args {
         self.flags.iter().any(|f| f == name)
     }
 
-    /// Exactly `n` positionals.
-    pub fn want(&self, n: usize) -> Res<()> {
-        self.want_range(n..=n)
-    }
-
-    pub fn want_range(&self, n: RangeInclusive<usize>) -> Res<()> {
+    /// So many positionals, or a usage error naming the synopsis.
+    pub fn want(&self, n: RangeInclusive<usize>) -> Res<()> {
         if n.contains(&self.pos.len()) {
             Ok(())
         } else {

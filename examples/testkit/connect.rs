@@ -7,21 +7,20 @@ use std::time::Instant;
 use nix::poll::PollFlags;
 
 use crate::Command;
-use crate::args::{Args, parse_addr};
+use crate::args::Args;
 use crate::fail::{Res, emit, ioerr, ms_since, status, usage};
 use crate::net::{tcp_socket, wait_fd};
 
-pub const COMMAND: Command = Command {
-    name: "connect",
-    syntax: "connect ADDR [--expect ok|refused|netunreach|hostunreach|unreachable|timeout|error]",
-    help: "  connect ADDR [--expect R]         one connect; prints `result=R errno= ms=`
+pub const COMMAND: Command =
+    Command::new("connect", SYNTAX, HELP, 1..=1, run).options(&["--expect"], &[]);
+
+const SYNTAX: &str =
+    "connect ADDR [--expect ok|refused|netunreach|hostunreach|unreachable|timeout|error]";
+
+const HELP: &str = "  connect ADDR [--expect R]         one connect; prints `result=R errno= ms=`
         R: ok|refused|netunreach|hostunreach|unreachable|timeout|error
         exit 0 iff the result matches --expect (default: ok)
-",
-    valued: &["--expect"],
-    flags: &[],
-    run,
-};
+";
 
 const RESULTS: [&str; 7] = [
     "ok",
@@ -34,8 +33,7 @@ const RESULTS: [&str; 7] = [
 ];
 
 fn run(a: &Args) -> Res<i32> {
-    a.want(1)?;
-    let addr = parse_addr(&a.pos[0])?;
+    let addr = a.addr(0)?;
     let expect = a.opt("--expect").unwrap_or("ok");
     if !RESULTS.contains(&expect) {
         return Err(usage(format!("bad --expect {expect:?}")));

@@ -5,25 +5,21 @@ use std::io::{Read, Write};
 use std::time::Instant;
 
 use crate::Command;
-use crate::args::{Args, parse_addr};
+use crate::args::Args;
 use crate::fail::{Res, emit, ioerr};
 use crate::net::connect_tcp;
 use crate::stream::Stream;
 
-pub const COMMAND: Command = Command {
-    name: "crr",
-    syntax: "crr ADDR N",
-    help: "  crr ADDR N                        N x (connect, 64-byte echo, close) against
+pub const COMMAND: Command = Command::new("crr", SYNTAX, HELP, 2..=2, run);
+
+const SYNTAX: &str = "crr ADDR N";
+
+const HELP: &str = "  crr ADDR N                        N x (connect, 64-byte echo, close) against
         `serve-tcp ... echo --count N`; prints `ok=1 n= secs= per_s=`
-",
-    valued: &[],
-    flags: &[],
-    run,
-};
+";
 
 fn run(a: &Args) -> Res<i32> {
-    a.want(2)?;
-    let addr = parse_addr(&a.pos[0])?;
+    let addr = a.addr(0)?;
     let n: u64 = a.pos_num(1)?;
     let t0 = Instant::now();
     let (mut req, mut resp) = ([0u8; 64], [0u8; 64]);

@@ -15,19 +15,17 @@ use crate::dns;
 use crate::fail::{Fail, Res, emit, ioerr, is_timeout, ms_since, status, usage};
 use crate::net::{connect_tcp, set_nonblocking, udp_connected, wait_fd};
 
-pub const COMMAND: Command = Command {
-    name: "dig",
-    syntax: "dig SERVER NAME TYPE [--tcp] [--edns SIZE] [--count N] [--rate QPS]",
-    help: "  dig SERVER NAME TYPE [--tcp] [--edns SIZE] [--count N] [--rate QPS]   one
+pub const COMMAND: Command = Command::new("dig", SYNTAX, HELP, 3..=3, run)
+    .options(&["--count", "--rate", "--edns"], &["--tcp"]);
+
+const SYNTAX: &str = "dig SERVER NAME TYPE [--tcp] [--edns SIZE] [--count N] [--rate QPS]";
+
+const HELP: &str = "  dig SERVER NAME TYPE [--tcp] [--edns SIZE] [--count N] [--rate QPS]   one
         query (UDP resent every second): `rcode= answers= tc=0|1 data= ms=`
         (data: the first answer); with --count: N queries (UDP: at QPS, or
         256 outstanding; TCP: one connection, in turn), prints `sent= received=
         p50_us= p99_us=`. SERVER is IP or IP:PORT (port 53)
-",
-    valued: &["--count", "--rate", "--edns"],
-    flags: &["--tcp"],
-    run,
-};
+";
 
 /// What to ask: the query with a given ID.
 struct Ask<'a> {
@@ -52,7 +50,6 @@ struct Load {
 }
 
 fn run(a: &Args) -> Res<i32> {
-    a.want(3)?;
     let server = parse_server(&a.pos[0])?;
     let rtype = dns::parse_type(&a.pos[2])
         .ok_or_else(|| usage(format!("bad record type {:?}", a.pos[2])))?;

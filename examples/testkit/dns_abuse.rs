@@ -18,27 +18,21 @@ use crate::net::{Held, connect_tcp, set_nonblocking, udp_connected, wait_fd};
 const SYNTAX: &str = "dns-abuse SERVER truncated|lying-counts|compression-loop|qr1|\
                       tcp-64k-eof|tcp-cut-rst [N]|tcp-idle N";
 
-pub const COMMAND: Command = Command {
-    name: "dns-abuse",
-    syntax: SYNTAX,
-    help: "  dns-abuse SERVER MODE [N]         malformed DNS input; MODE: truncated,
+pub const COMMAND: Command = Command::new("dns-abuse", SYNTAX, HELP, 2..=3, run);
+
+const HELP: &str = "  dns-abuse SERVER MODE [N]         malformed DNS input; MODE: truncated,
         lying-counts, compression-loop, qr1 (UDP; prints `sent= replies=
         noerror= formerr= servfail= nxdomain= notimp= refused= other=`),
         tcp-64k-eof (`result=closed|reset|timeout bytes= ms=`), tcp-cut-rst
         [N=1000] (half a query then RST, N times: `done= errors= ms=`),
         tcp-idle N (hold N connections: `open=N`, then `closed=C ms=` once the
         server closed them all or at --timeout)
-",
-    valued: &[],
-    flags: &[],
-    run,
-};
+";
 
 /// How long UDP replies are collected after the last one.
 const UDP_WAIT: Duration = Duration::from_millis(300);
 
 fn run(a: &Args) -> Res<i32> {
-    a.want_range(2..=3)?;
     let server = parse_server(&a.pos[0])?;
     let n = || {
         if a.pos.len() > 2 {

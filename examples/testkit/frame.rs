@@ -123,14 +123,8 @@ impl Link {
     }
 
     pub fn v4(&self, src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8]) -> Vec<u8> {
-        let mut f = self.eth(self.dst, 0x0800);
-        f.extend_from_slice(&[0x45, 0, 0, 0, 0x12, 0x34, 0x40, 0, 64, proto, 0, 0]);
-        f.extend_from_slice(&src);
-        f.extend_from_slice(&dst);
-        f.extend_from_slice(l4);
-        set_ip_len(&mut f);
-        fix_checksums(&mut f);
-        f
+        let head = [0x45, 0, 0, 0, 0x12, 0x34, 0x40, 0, 64, proto, 0, 0];
+        self.ip(self.dst, 0x0800, &[&head, &src, &dst, l4])
     }
 
     pub fn v6(
@@ -142,11 +136,16 @@ impl Link {
         hop: u8,
         l4: &[u8],
     ) -> Vec<u8> {
-        let mut f = self.eth(mac, 0x86dd);
-        f.extend_from_slice(&[0x60, 0, 0, 0, 0, 0, next, hop]);
-        f.extend_from_slice(&src);
-        f.extend_from_slice(&dst);
-        f.extend_from_slice(l4);
+        let head = [0x60, 0, 0, 0, 0, 0, next, hop];
+        self.ip(mac, 0x86dd, &[&head, &src, &dst, l4])
+    }
+
+    /// An IP frame of `parts`, its length field and checksums filled in.
+    fn ip(&self, mac: [u8; 6], ethertype: u16, parts: &[&[u8]]) -> Vec<u8> {
+        let mut f = self.eth(mac, ethertype);
+        for p in parts {
+            f.extend_from_slice(p);
+        }
         set_ip_len(&mut f);
         fix_checksums(&mut f);
         f

@@ -9,25 +9,23 @@ use std::time::{Duration, Instant};
 use socket2::Socket;
 
 use crate::Command;
-use crate::args::{Args, parse_addr};
+use crate::args::Args;
 use crate::fail::{Fail, Res, emit, ioerr, status};
 use crate::net::{Held, poll_for, tcp_socket};
 use nix::poll::{PollFd, PollFlags};
 
-pub const COMMAND: Command = Command {
-    name: "hold",
-    syntax: "hold ADDR N [--stdin]",
-    help: "  hold ADDR N [--stdin]             open N connections, print `open=N`, wait for
+pub const COMMAND: Command =
+    Command::new("hold", SYNTAX, HELP, 2..=2, run).options(&[], &["--stdin"]);
+
+const SYNTAX: &str = "hold ADDR N [--stdin]";
+
+const HELP: &str =
+    "  hold ADDR N [--stdin]             open N connections, print `open=N`, wait for
         stdin EOF (--stdin) or --timeout, close; prints `closed=N lost=L`
-",
-    valued: &[],
-    flags: &["--stdin"],
-    run,
-};
+";
 
 fn run(a: &Args) -> Res<i32> {
-    a.want(2)?;
-    let addr = parse_addr(&a.pos[0])?;
+    let addr = a.addr(0)?;
     let n: usize = a.pos_num(1)?;
     let conns = open(addr, n, Instant::now() + a.timeout)?;
     emit(&format!("open={n}"));

@@ -13,16 +13,14 @@ use crate::frame::{
 };
 use crate::packet::{if_info, packet_socket, send_frame};
 
-pub const COMMAND: Command = Command {
-    name: "inject",
-    syntax: "inject IFNAME [--rounds R] [--dst-mac MAC]",
-    help: "  inject IFNAME [--rounds R] [--dst-mac MAC]   malformed frames via AF_PACKET;
+pub const COMMAND: Command =
+    Command::new("inject", SYNTAX, HELP, 1..=1, run).options(&["--rounds", "--dst-mac"], &[]);
+
+const SYNTAX: &str = "inject IFNAME [--rounds R] [--dst-mac MAC]";
+
+const HELP: &str = "  inject IFNAME [--rounds R] [--dst-mac MAC]   malformed frames via AF_PACKET;
         prints `sent= errors= frames=`
-",
-    valued: &["--rounds", "--dst-mac"],
-    flags: &[],
-    run,
-};
+";
 
 /// The namespace and the gateway of rlnet's default plan.
 const GW4: [u8; 4] = [10, 0, 2, 2];
@@ -33,7 +31,6 @@ fn v6(last: u16) -> [u8; 16] {
 }
 
 fn run(a: &Args) -> Res<i32> {
-    a.want(1)?;
     let ifname = &a.pos[0];
     let rounds: u64 = a.num("--rounds", 1)?;
     let dst_s = a.opt("--dst-mac").unwrap_or("52:55:0a:00:02:02");

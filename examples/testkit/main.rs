@@ -39,18 +39,56 @@ mod spoof;
 mod tcp;
 mod udp;
 
+use std::ops::RangeInclusive;
+
 use args::Args;
 use fail::{Res, die, usage};
 
-/// A command: its name, synopsis (for usage errors), help text, the options
-/// that take a value, its bare flags, and its body.
+/// A command: its name, synopsis (for usage errors), help text, how many
+/// positionals it takes, the options that take a value, its bare flags,
+/// and its body.
 pub struct Command {
     pub name: &'static str,
     pub syntax: &'static str,
     pub help: &'static str,
+    pub positionals: RangeInclusive<usize>,
     pub valued: &'static [&'static str],
     pub flags: &'static [&'static str],
     pub run: fn(&Args) -> Res<i32>,
+}
+
+impl Command {
+    /// A command without options (but `--timeout`).
+    pub const fn new(
+        name: &'static str,
+        syntax: &'static str,
+        help: &'static str,
+        positionals: RangeInclusive<usize>,
+        run: fn(&Args) -> Res<i32>,
+    ) -> Command {
+        Command {
+            name,
+            syntax,
+            help,
+            positionals,
+            valued: &[],
+            flags: &[],
+            run,
+        }
+    }
+
+    /// With options that take a value and bare flags.
+    pub const fn options(
+        self,
+        valued: &'static [&'static str],
+        flags: &'static [&'static str],
+    ) -> Command {
+        Command {
+            valued,
+            flags,
+            ..self
+        }
+    }
 }
 
 /// In the order `--help` lists them.
@@ -101,6 +139,7 @@ fn run(argv: &[String]) -> Res<i32> {
     };
     net::raise_nofile();
     let a = Args::parse(&argv[1..], cmd.valued, cmd.flags)?.with_syntax(cmd.syntax);
+    a.want(cmd.positionals.clone())?;
     (cmd.run)(&a)
 }
 

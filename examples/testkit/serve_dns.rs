@@ -7,15 +7,17 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use crate::Command;
-use crate::args::{Args, parse_addr};
+use crate::args::Args;
 use crate::dns;
 use crate::fail::{Res, emit, ioerr};
 use crate::net::{accept_ready, listen_tcp, poll_readable, set_nonblocking};
 
-pub const COMMAND: Command = Command {
-    name: "serve-dns",
-    syntax: "serve-dns ADDR [--count N] [--tag T] [--silent] [--stdin]",
-    help: "  serve-dns ADDR [--count N] [--tag T] [--silent] [--stdin]   a fake
+pub const COMMAND: Command = Command::new("serve-dns", SYNTAX, HELP, 1..=1, run)
+    .options(&["--count", "--tag"], &["--silent", "--stdin"]);
+
+const SYNTAX: &str = "serve-dns ADDR [--count N] [--tag T] [--silent] [--stdin]";
+
+const HELP: &str = "  serve-dns ADDR [--count N] [--tag T] [--silent] [--stdin]   a fake
         authoritative DNS server on UDP and TCP (one port): `listening port=P`;
         a.test A 198.18.0.10, aaaa.test AAAA 2001:db8::10, txt.test TXT hello,
         srv.test SRV 10 5 5060 sip.test, mx.test MX 10 mail.test, big.test TXT
@@ -23,11 +25,7 @@ pub const COMMAND: Command = Command {
         tag.test TXT T (--tag), anything else NXDOMAIN; --silent: count, never
         answer. Stops after N queries, after --timeout without one, or on stdin
         EOF (--stdin); prints `queries=N`
-",
-    valued: &["--count", "--tag"],
-    flags: &["--silent", "--stdin"],
-    run,
-};
+";
 
 /// A TCP connection to the server, read in the poll loop.
 struct Conn {
@@ -50,8 +48,7 @@ struct Server<'a> {
 }
 
 fn run(a: &Args) -> Res<i32> {
-    a.want(1)?;
-    let addr = parse_addr(&a.pos[0])?;
+    let addr = a.addr(0)?;
     let udp = UdpSocket::bind(addr).map_err(|e| ioerr(format!("bind {addr}"), e))?;
     let port = udp
         .local_addr()

@@ -9,7 +9,7 @@ use std::time::Duration;
 use nix::poll::PollFlags;
 
 use crate::Command;
-use crate::args::{Args, parse_addr};
+use crate::args::Args;
 use crate::fail::{Fail, Res, die, emit, ioerr, status};
 use crate::mode::{Kind, Mode, parse_mode, report, report_sent};
 use crate::net::{
@@ -18,10 +18,12 @@ use crate::net::{
 };
 use crate::stream::Digest;
 
-pub const COMMAND: Command = Command {
-    name: "serve-tcp",
-    syntax: "serve-tcp ADDR MODE [--count N]",
-    help: "  serve-tcp ADDR MODE [--count N]   listen, print `listening port=P`, serve N
+pub const COMMAND: Command =
+    Command::new("serve-tcp", SYNTAX, HELP, 2..=2, run).options(&["--count"], &[]);
+
+const SYNTAX: &str = "serve-tcp ADDR MODE [--count N]";
+
+const HELP: &str = "  serve-tcp ADDR MODE [--count N]   listen, print `listening port=P`, serve N
         connections (default 1) concurrently; one result line each:
         `ok=1 bytes= digest= [tx_digest=] peer=` (`ok=0 bytes= first_bad= peer=`)
         MODE: sink:BYTES:SEED | source:BYTES:SEED | echo | hold
@@ -29,15 +31,10 @@ pub const COMMAND: Command = Command {
               halfclose-b:BYTES:SEED  send + SHUT_WR, then read stream(SEED+1)
         hold: accept N, keep them open until the peers close (poll loop);
               prints `ok=1 conns= closed= peak=`
-",
-    valued: &["--count"],
-    flags: &[],
-    run,
-};
+";
 
 fn run(a: &Args) -> Res<i32> {
-    a.want(2)?;
-    let addr = parse_addr(&a.pos[0])?;
+    let addr = a.addr(0)?;
     let mode = parse_mode(&a.pos[1], true)?;
     let count: u64 = a.num("--count", 1)?;
     let l = listen_tcp(addr, 4096)?;

@@ -4,25 +4,23 @@ use std::io;
 use std::net::UdpSocket;
 
 use crate::Command;
-use crate::args::{Args, parse_addr};
+use crate::args::Args;
 use crate::fail::{Res, emit, ioerr, is_timeout};
 use crate::net::canon;
 
-pub const COMMAND: Command = Command {
-    name: "serve-udp",
-    syntax: "serve-udp ADDR [--count N]",
-    help: "  serve-udp ADDR [--count N]        UDP echo; `listening port=P`, `peer=` for the
+pub const COMMAND: Command =
+    Command::new("serve-udp", SYNTAX, HELP, 1..=1, run).options(&["--count"], &[]);
+
+const SYNTAX: &str = "serve-udp ADDR [--count N]";
+
+const HELP: &str =
+    "  serve-udp ADDR [--count N]        UDP echo; `listening port=P`, `peer=` for the
         first datagram, `ok=1 received=N` at the end (default: stop after
         --timeout without datagrams)
-",
-    valued: &["--count"],
-    flags: &[],
-    run,
-};
+";
 
 fn run(a: &Args) -> Res<i32> {
-    a.want(1)?;
-    let addr = parse_addr(&a.pos[0])?;
+    let addr = a.addr(0)?;
     let count: Option<u64> = a.opt_num("--count")?;
     let s = UdpSocket::bind(addr).map_err(|e| ioerr(format!("bind {addr}"), e))?;
     let port = s.local_addr().map_err(|e| ioerr("getsockname", e))?.port();

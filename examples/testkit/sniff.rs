@@ -2,7 +2,6 @@
 //! spoof marker, until the end marker arrives.
 #![allow(unsafe_code)]
 
-use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Instant;
 
@@ -14,17 +13,14 @@ use crate::fail::{Fail, Res, emit, ioerr};
 use crate::packet::packet_socket_proto;
 use crate::spoof::{SPOOF_END, SPOOF_MARK};
 
-pub const COMMAND: Command = Command {
-    name: "sniff",
-    syntax: "sniff IFNAME",
-    help: "  sniff IFNAME                      print `listening`, count frames arriving on
+pub const COMMAND: Command = Command::new("sniff", SYNTAX, HELP, 1..=1, run);
+
+const SYNTAX: &str = "sniff IFNAME";
+
+const HELP: &str = "  sniff IFNAME                      print `listening`, count frames arriving on
         IFNAME carrying the spoof marker until an end marker arrives;
         prints `spoofed=N`
-",
-    valued: &[],
-    flags: &[],
-    run,
-};
+";
 
 #[derive(Clone, Copy)]
 struct IgnoreOutgoing;
@@ -51,58 +47,19 @@ impl nix::sys::socket::SetSockOpt for IgnoreOutgoing {
 /// overflow the socket and hide them, so the kernel keeps only frames of at
 /// most 256 bytes (classic BPF: A = len; A > 256 ? drop : accept).
 fn small_frames_only(fd: &OwnedFd) -> Res<()> {
+    use socket2::SockFilter;
     let prog = [
-        libc::sock_filter {
-            code: 0x80,
-            jt: 0,
-            jf: 0,
-            k: 0,
-        }, // ld #len
-        libc::sock_filter {
-            code: 0x25,
-            jt: 1,
-            jf: 0,
-            k: 256,
-        }, // jgt #256
-        libc::sock_filter {
-            code: 0x06,
-            jt: 0,
-            jf: 0,
-            k: 0xffff,
-        }, // ret #0xffff
-        libc::sock_filter {
-            code: 0x06,
-            jt: 0,
-            jf: 0,
-            k: 0,
-        }, // ret #0
+        SockFilter::new(0x80, 0, 0, 0),      // ld #len
+        SockFilter::new(0x25, 1, 0, 256),    // jgt #256
+        SockFilter::new(0x06, 0, 0, 0xffff), // ret #0xffff
+        SockFilter::new(0x06, 0, 0, 0),      // ret #0
     ];
-    let fprog = libc::sock_fprog {
-        len: prog.len() as u16,
-        filter: prog.as_ptr().cast_mut(),
-    };
-    // SAFETY: `fprog` points at `prog`, both alive for the call; the kernel
-    // copies the program.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ATTACH_FILTER,
-            (&raw const fprog).cast(),
-            size_of::<libc::sock_fprog>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(Fail::Io(format!(
-            "SO_ATTACH_FILTER: {}",
-            io::Error::last_os_error()
-        )));
-    }
-    Ok(())
+    SockRef::from(fd)
+        .attach_filter(&prog)
+        .map_err(|e| Fail::Io(format!("SO_ATTACH_FILTER: {e}")))
 }
 
 fn run(a: &Args) -> Res<i32> {
-    a.want(1)?;
     let fd = packet_socket_proto(&a.pos[0], a.timeout, libc::ETH_P_ALL as u16)?;
     SockRef::from(&fd)
         .set_read_timeout(Some(a.timeout))

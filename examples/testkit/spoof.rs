@@ -10,16 +10,8 @@ use crate::fail::{Fail, Res, emit};
 use crate::frame::{BCAST, Link, ip_frame, udp};
 use crate::packet::{if_info, packet_socket, send_frame};
 
-pub const COMMAND: Command = Command {
-    name: "spoof",
-    syntax: "spoof IFNAME SRC_IP DST_IP [--dst-mac MAC] [--src-mac MAC] [--rst] [--sport P] [--dport P] [--count N] [--final OWN_IP]",
-    help: "  spoof IFNAME SRC_IP DST_IP [--dst-mac MAC] [--src-mac MAC] [--rst]
-        [--sport P] [--dport P] [--count N] [--final OWN_IP]
-        N (100) UDP datagrams (--rst: RST segments sweeping the sequence
-        space) from a forged SRC_IP/--src-mac carrying a marker; --final: then
-        one honest UDP datagram from OWN_IP marking the end; prints `sent=`
-",
-    valued: &[
+pub const COMMAND: Command = Command::new("spoof", SYNTAX, HELP, 3..=3, run).options(
+    &[
         "--dst-mac",
         "--src-mac",
         "--final",
@@ -27,9 +19,17 @@ pub const COMMAND: Command = Command {
         "--dport",
         "--count",
     ],
-    flags: &["--rst"],
-    run,
-};
+    &["--rst"],
+);
+
+const SYNTAX: &str = "spoof IFNAME SRC_IP DST_IP [--dst-mac MAC] [--src-mac MAC] [--rst] [--sport P] [--dport P] [--count N] [--final OWN_IP]";
+
+const HELP: &str = "  spoof IFNAME SRC_IP DST_IP [--dst-mac MAC] [--src-mac MAC] [--rst]
+        [--sport P] [--dport P] [--count N] [--final OWN_IP]
+        N (100) UDP datagrams (--rst: RST segments sweeping the sequence
+        space) from a forged SRC_IP/--src-mac carrying a marker; --final: then
+        one honest UDP datagram from OWN_IP marking the end; prints `sent=`
+";
 
 /// In every forged frame.
 pub const SPOOF_MARK: &[u8] = b"rlnet-spoofed-frame";
@@ -47,7 +47,6 @@ fn tcp_rst(sport: u16, dport: u16, seq: u32) -> Vec<u8> {
 }
 
 fn run(a: &Args) -> Res<i32> {
-    a.want(3)?;
     let ifname = &a.pos[0];
     let (src, dst) = (parse_ip(&a.pos[1])?, parse_ip(&a.pos[2])?);
     let own = a.opt("--final").map(parse_ip).transpose()?;

@@ -5,7 +5,7 @@ use std::net::TcpStream;
 use std::time::Instant;
 
 use crate::Command;
-use crate::args::{Args, parse_addr};
+use crate::args::Args;
 use crate::fail::{Fail, Res, die, ioerr, status};
 use crate::mode::{Kind, Mode, parse_mode, report, report_sent};
 use crate::net::{
@@ -14,20 +14,17 @@ use crate::net::{
 };
 use crate::stream::{Digest, Verifier};
 
-pub const COMMAND: Command = Command {
-    name: "tcp",
-    syntax: "tcp ADDR MODE",
-    help: "  tcp ADDR MODE                     client: send|recv|echo|halfclose-a|halfclose-b
+pub const COMMAND: Command = Command::new("tcp", SYNTAX, HELP, 2..=2, run);
+
+const SYNTAX: &str = "tcp ADDR MODE";
+
+const HELP: &str =
+    "  tcp ADDR MODE                     client: send|recv|echo|halfclose-a|halfclose-b
         :BYTES:SEED; prints `ok=1 bytes= digest= [tx_digest=] secs= gbps= local=`
-",
-    valued: &[],
-    flags: &[],
-    run,
-};
+";
 
 fn run(a: &Args) -> Res<i32> {
-    a.want(2)?;
-    let addr = parse_addr(&a.pos[0])?;
+    let addr = a.addr(0)?;
     let m = parse_mode(&a.pos[1], false)?;
     let s = connect_tcp(addr, a.timeout)?;
     let local = s

@@ -6,30 +6,28 @@ use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 use crate::Command;
-use crate::args::{Args, parse_addr};
+use crate::args::Args;
 use crate::fail::{Fail, Res, emit, ioerr, is_timeout, ms_since, status, usage};
 use crate::net::udp_connected;
 use crate::stream::Stream;
 
-pub const COMMAND: Command = Command {
-    name: "udp",
-    syntax: "udp ADDR [--count N] [--size S] [--expect-unreachable]",
-    help: "  udp ADDR [--count N] [--size S]   N (100) datagrams of S (1000) bytes, 1 s per
+pub const COMMAND: Command = Command::new("udp", SYNTAX, HELP, 1..=1, run)
+    .options(&["--count", "--size"], &["--expect-unreachable"]);
+
+const SYNTAX: &str = "udp ADDR [--count N] [--size S] [--expect-unreachable]";
+
+const HELP: &str =
+    "  udp ADDR [--count N] [--size S]   N (100) datagrams of S (1000) bytes, 1 s per
         echo, 3 retries; prints `ok=1 sent= received= retries= bad=`
   udp ADDR --expect-unreachable     expect ECONNREFUSED; prints `result= ms=`
-",
-    valued: &["--count", "--size"],
-    flags: &["--expect-unreachable"],
-    run,
-};
+";
 
 /// Tries per datagram, and how long each waits for the echo.
 const ATTEMPTS: u64 = 4;
 const ECHO_WAIT: Duration = Duration::from_secs(1);
 
 fn run(a: &Args) -> Res<i32> {
-    a.want(1)?;
-    let addr = parse_addr(&a.pos[0])?;
+    let addr = a.addr(0)?;
     let s = udp_connected(addr)?;
     let deadline = Instant::now() + a.timeout;
     if a.flag("--expect-unreachable") {
