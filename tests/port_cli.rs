@@ -2,13 +2,17 @@
 //! exact request bytes it sends, what it prints and its exit status. No
 //! namespaces needed: the server is a unix socket in a temporary directory.
 
+mod common;
+
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use common::cli::{rlnet, stderr, stdout};
 
 /// A fresh directory per test, removed on drop.
 struct TempDir(PathBuf);
@@ -84,21 +88,6 @@ impl FakeServer {
             .expect("no client connected");
         String::from_utf8(bytes).expect("UTF-8 request")
     }
-}
-
-fn rlnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rlnet"))
-        .args(args)
-        .output()
-        .expect("run rlnet")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// Runs `rlnet port ARGS` (with `-a SOCK` added) against a server answering

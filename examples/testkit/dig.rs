@@ -21,10 +21,11 @@ pub const COMMAND: Command = Command::new("dig", SYNTAX, HELP, 3..=3, run)
 const SYNTAX: &str = "dig SERVER NAME TYPE [--tcp] [--edns SIZE] [--count N] [--rate QPS]";
 
 const HELP: &str = "  dig SERVER NAME TYPE [--tcp] [--edns SIZE] [--count N] [--rate QPS]   one
-        query (UDP resent every second): `rcode= answers= tc=0|1 data= ms=`
-        (data: the first answer); with --count: N queries (UDP: at QPS, or
-        256 outstanding; TCP: one connection, in turn), prints `sent= received=
-        p50_us= p99_us=`. SERVER is IP or IP:PORT (port 53)
+        query (UDP resent every second): `rcode= answers= tc=0|1 data= ms=
+        tries=` (data: the first answer; tries: times sent); with --count: N
+        queries (UDP: at QPS, or 256 outstanding; TCP: one connection, in
+        turn), prints `sent= received= p50_us= p99_us=`. SERVER is IP or
+        IP:PORT (port 53)
 ";
 
 /// What to ask: the query with a given ID.
@@ -80,33 +81,40 @@ fn run(a: &Args) -> Res<i32> {
     Ok(status(load.received == load.sent))
 }
 
-/// One query, resent every second over UDP; prints its summary.
+/// One query, resent every second over UDP; prints its summary, the time
+/// to the answer and how many times the query was sent.
 fn one(server: SocketAddr, ask: &Ask, tcp: bool, a: &Args, deadline: Instant) -> Res<i32> {
     let t0 = Instant::now();
     let query = ask.query(0x5eed)?;
-    let reply = if tcp {
+    let (reply, tries) = if tcp {
         let mut s = connect_tcp(server, a.timeout)?;
-        dns::tcp_exchange(&mut s, &query)?
+        (dns::tcp_exchange(&mut s, &query)?, 1)
     } else {
         udp_answer(&udp_connected(server)?, server, &query, ask.name, deadline)?
     };
-    emit(&format!("{} ms={}", dns::summary(&reply), ms_since(t0)));
+    emit(&format!(
+        "{} ms={} tries={tries}",
+        dns::summary(&reply),
+        ms_since(t0)
+    ));
     Ok(0)
 }
 
 /// Send `query`, resending every second, until its answer (the same ID)
-/// comes or `deadline` passes.
+/// comes or `deadline` passes: the answer and how many times it was sent.
 fn udp_answer(
     s: &UdpSocket,
     server: SocketAddr,
     query: &[u8],
     name: &str,
     deadline: Instant,
-) -> Res<Vec<u8>> {
+) -> Res<(Vec<u8>, u32)> {
     let mut inb = vec![0u8; 65536];
+    let mut tries = 0;
     loop {
         s.send(query)
             .map_err(|e| ioerr(format!("send {server}"), e))?;
+        tries += 1;
         let resend = Instant::now() + Duration::from_secs(1);
         loop {
             let left = resend
@@ -121,7 +129,7 @@ fn udp_answer(
             s.set_read_timeout(Some(left))
                 .map_err(|e| ioerr("setsockopt", e))?;
             match s.recv(&mut inb) {
-                Ok(n) if n >= 2 && inb[..2] == query[..2] => return Ok(inb[..n].to_vec()),
+                Ok(n) if n >= 2 && inb[..2] == query[..2] => return Ok((inb[..n].to_vec(), tries)),
                 Ok(_) => {}
                 Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(ioerr(format!("recv {server}"), e)),

@@ -1,19 +1,17 @@
 //! `dns-abuse SERVER MODE [N]`: malformed input for a DNS server, over UDP
 //! (counted by reply RCODE) and TCP (how the server ends the connection).
 
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use nix::poll::PollFlags;
 use socket2::SockRef;
 
 use crate::Command;
 use crate::args::{Args, parse_server};
 use crate::dns;
-use crate::fail::{Res, emit, is_timeout, ms_since, usage};
-use crate::net::{Held, connect_tcp, set_nonblocking, udp_connected, wait_fd};
+use crate::fail::{Fail, Res, emit, ioerr, is_timeout, ms_since, usage};
+use crate::net::{Held, connect_tcp, udp_connected};
 
 const SYNTAX: &str = "dns-abuse SERVER truncated|lying-counts|compression-loop|qr1|\
                       tcp-64k-eof|tcp-cut-rst [N]|tcp-idle N";
@@ -21,16 +19,17 @@ const SYNTAX: &str = "dns-abuse SERVER truncated|lying-counts|compression-loop|q
 pub const COMMAND: Command = Command::new("dns-abuse", SYNTAX, HELP, 2..=3, run);
 
 const HELP: &str = "  dns-abuse SERVER MODE [N]         malformed DNS input; MODE: truncated,
-        lying-counts, compression-loop, qr1 (UDP; prints `sent= replies=
-        noerror= formerr= servfail= nxdomain= notimp= refused= other=`),
+        lying-counts, compression-loop, qr1 (UDP, then a good query whose
+        answer ends the count; prints `sent= replies= noerror= formerr=
+        servfail= nxdomain= notimp= refused= other=`),
         tcp-64k-eof (`result=closed|reset|timeout bytes= ms=`), tcp-cut-rst
         [N=1000] (half a query then RST, N times: `done= errors= ms=`),
         tcp-idle N (hold N connections: `open=N`, then `closed=C ms=` once the
         server closed them all or at --timeout)
 ";
 
-/// How long UDP replies are collected after the last one.
-const UDP_WAIT: Duration = Duration::from_millis(300);
+/// The ID of the good query that closes a UDP batch.
+const CLOSING_ID: u16 = 0xc105;
 
 fn run(a: &Args) -> Res<i32> {
     let server = parse_server(&a.pos[0])?;
@@ -51,7 +50,7 @@ fn run(a: &Args) -> Res<i32> {
     .expect("literal query");
     let mode = a.pos[1].as_str();
     let line = if let Some(msgs) = udp_messages(mode, &good) {
-        udp_batch(server, &msgs)?
+        udp_batch(server, &msgs, &good, a.timeout)?
     } else {
         let line = match mode {
             "tcp-64k-eof" => tcp_64k_eof(server, a.timeout)?,
@@ -130,21 +129,27 @@ fn udp_messages(mode: &str, good: &[u8]) -> Option<Vec<Vec<u8>>> {
     })
 }
 
-/// Sends each datagram and collects what comes back within [`UDP_WAIT`]
-/// of the last; counts by RCODE.
-fn udp_batch(server: SocketAddr, msgs: &[Vec<u8>]) -> Res<String> {
+/// Sends each datagram, then a good query (ID [`CLOSING_ID`]) that only the
+/// upstream can answer: the server takes the datagrams in order, so once
+/// that answer is in, so is every reply to the others. Counts those replies
+/// by RCODE.
+fn udp_batch(server: SocketAddr, msgs: &[Vec<u8>], good: &[u8], t: Duration) -> Res<String> {
     let s = udp_connected(server)?;
-    set_nonblocking(&s)?;
     for m in msgs {
         let _ = s.send(m);
         std::thread::sleep(Duration::from_micros(100));
     }
+    let mut closing = good.to_vec();
+    closing[..2].copy_from_slice(&CLOSING_ID.to_be_bytes());
+    s.send(&closing).map_err(|e| ioerr("send", e))?;
+    s.set_read_timeout(Some(t))
+        .map_err(|e| ioerr("setsockopt", e))?;
     let mut counts = [0u64; 7];
     let mut replies = 0u64;
     let mut inb = vec![0u8; 65536];
-    let end = Instant::now() + UDP_WAIT;
     loop {
         match s.recv(&mut inb) {
+            Ok(n) if inb[..n].starts_with(&CLOSING_ID.to_be_bytes()) => break,
             Ok(n) => {
                 replies += 1;
                 let slot = match dns::rcode_of(&inb[..n]) {
@@ -153,12 +158,12 @@ fn udp_batch(server: SocketAddr, msgs: &[Vec<u8>]) -> Res<String> {
                 };
                 counts[slot] += 1;
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let left = end.saturating_duration_since(Instant::now());
-                if left.is_zero() || !wait_fd(s.as_fd(), PollFlags::POLLIN, left)? {
-                    break;
-                }
+            Err(e) if is_timeout(&e) => {
+                return Err(Fail::Timeout(
+                    "dns-abuse: no answer to the closing query".into(),
+                ));
             }
+            // An ICMP error for an earlier datagram.
             Err(_) => {}
         }
     }
