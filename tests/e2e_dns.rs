@@ -107,6 +107,17 @@ fn attach(outer: &Outer, args: &[&str]) -> Net {
     Net { target, rlnet }
 }
 
+/// An outer namespace, a fake upstream on `ip`:53 there, and a target
+/// served by rlnet with that upstream (and `extra` options).
+fn stub_with_upstream(ip: &str, extra: &[&str]) -> (Outer, Upstream, Net) {
+    let outer = outer();
+    let up = Upstream::start(&outer, &format!("{ip}:53"), &[]);
+    let mut args = vec!["--dns-upstream", ip];
+    args.extend_from_slice(extra);
+    let n = attach(&outer, &args);
+    (outer, up, n)
+}
+
 /// `testkit dig`'s one-query result.
 #[derive(Debug)]
 struct Answer {
@@ -466,9 +477,7 @@ fn failover_to_second_upstream_within_2s() {
 #[test]
 fn host_containers_internal_is_the_gateway_and_reaches_the_host() {
     require_userns!();
-    let outer = outer();
-    let up = Upstream::start(&outer, &format!("{UP_LO}:53"), &[]);
-    let n = attach(&outer, &["--dns-upstream", UP_LO]);
+    let (outer, up, n) = stub_with_upstream(UP_LO, &[]);
     let t = &n.target;
     for name in [
         "host.containers.internal",
@@ -628,9 +637,7 @@ fn rlnet_run_command_resolves_through_the_stub() {
 #[test]
 fn bad_input_is_refused_and_rlnet_stays_responsive_and_idle() {
     require_userns!();
-    let outer = outer();
-    let up = Upstream::start(&outer, &format!("{UP_NET}:53"), &[]);
-    let n = attach(&outer, &["--dns-upstream", UP_NET]);
+    let (_outer, up, n) = stub_with_upstream(UP_NET, &[]);
     let t = &n.target;
     let pid = n.rlnet.proc.pid();
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
@@ -753,9 +760,7 @@ fn bad_input_is_refused_and_rlnet_stays_responsive_and_idle() {
 #[test]
 fn idle_tcp_clients_are_closed_after_10s() {
     require_userns!();
-    let outer = outer();
-    let up = Upstream::start(&outer, &format!("{UP_NET}:53"), &[]);
-    let n = attach(&outer, &["--dns-upstream", UP_NET]);
+    let (_outer, up, n) = stub_with_upstream(UP_NET, &[]);
     let out = run_ok(
         n.target
             .testkit(&["dns-abuse", STUB4, "tcp-idle", "5", "--timeout", "60"]),
@@ -792,9 +797,7 @@ fn idle_tcp_clients_are_closed_after_10s() {
 #[test]
 fn load_10k_qps_for_5s() {
     require_userns!();
-    let outer = outer();
-    let up = Upstream::start(&outer, &format!("{UP_NET}:53"), &[]);
-    let n = attach(&outer, &["--dns-upstream", UP_NET]);
+    let (outer, up, n) = stub_with_upstream(UP_NET, &[]);
     let t = &n.target;
     let pid = n.rlnet.proc.pid();
     expect_data(&dig(t, STUB4, "a.test", "A", &[]), "198.18.0.10");
@@ -903,13 +906,9 @@ fn load_10k_qps_for_5s() {
 #[test]
 fn add_host_and_disable_dns() {
     require_userns!();
-    let outer = outer();
-    let up = Upstream::start(&outer, &format!("{UP_LO}:53"), &[]);
-    let n = attach(
-        &outer,
+    let (outer, up, n) = stub_with_upstream(
+        UP_LO,
         &[
-            "--dns-upstream",
-            UP_LO,
             "--add-host",
             "db.example:198.18.0.99",
             "--add-host",
