@@ -35,7 +35,7 @@ pub fn rlnet_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_rlnet"))
 }
 
-/// The test helper built from `examples/testkit.rs` (cargo builds examples
+/// The test helper built from `examples/testkit/` (cargo builds examples
 /// for `cargo test`).
 pub fn testkit_bin() -> PathBuf {
     let mut p = std::env::current_exe().expect("current_exe");
