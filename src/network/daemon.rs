@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use super::ipam::{self, Ipam};
 use super::registry::{self, Record, RegistryError};
 use crate::api::server::ApiServer;
 use crate::config::{DEFAULT_MTU, Ipv4Net};
@@ -17,6 +16,7 @@ use crate::dns::DnsConfig;
 use crate::engine::{Engine, NetworkSetup, Setup};
 use crate::forward::publish;
 use crate::forward::table::Mode;
+use crate::model::ipam::{self, Ipam};
 use crate::nat::{Outbound, policy::Policy};
 use crate::sys::os;
 

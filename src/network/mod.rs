@@ -1,10 +1,7 @@
 //! Named networks: several namespaces on one userspace L2 segment, each
 //! network a daemon of its own, isolated from every other network.
 
-pub mod attach;
 pub mod command;
 pub mod daemon;
-pub mod ipam;
-pub mod member;
 pub mod registry;
 pub mod run;

@@ -19,7 +19,7 @@ use nix::sys::socket::{
     sendmsg, socketpair,
 };
 use nix::sys::stat::{Mode, fstat};
-use nix::sys::wait::{WaitStatus, waitpid};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, getegid, geteuid, pipe2};
 use thiserror::Error;
 
@@ -77,6 +77,15 @@ pub struct NsHandles {
     pub net: OwnedFd,
     /// PID mode: readable when the target exits.
     pub pidfd: Option<OwnedFd>,
+}
+
+impl NsHandles {
+    /// (st_dev, st_ino) of the network namespace: the same for every handle
+    /// on it, so one namespace is recognised however it was named.
+    pub fn net_id(&self) -> nix::Result<(u64, u64)> {
+        let st = fstat(self.net.as_fd())?;
+        Ok((st.st_dev, st.st_ino))
+    }
 }
 
 const NS_GET_NSTYPE: libc::c_ulong = 0xb703; // _IO(0xb7, 0x3)
@@ -187,9 +196,34 @@ fn fork_channel() -> Result<(OwnedFd, OwnedFd), NsError> {
 }
 
 /// Run `job` inside the target namespaces in a forked agent and return the
-/// fd and bytes it produced. The agent exits right after; an `Err(text)`
-/// from the job comes back as [`NsError::Agent`].
+/// fd and bytes it produced, waiting for it (for callers outside the event
+/// loop). The agent exits right after; an `Err(text)` from the job comes
+/// back as [`NsError::Agent`].
 pub fn run_in<F>(ns: &NsHandles, job: F) -> Result<(OwnedFd, Vec<u8>), NsError>
+where
+    F: FnOnce() -> Result<(OwnedFd, Vec<u8>), String>,
+{
+    spawn_in(ns, job)?.wait()
+}
+
+/// A forked agent at work inside a namespace, not waited for: the event
+/// loop watches [`Agent::pidfd`] and collects the answer with
+/// [`Agent::try_finish`] once it is readable (the agent has exited, its
+/// answer is queued on the socket).
+#[derive(Debug)]
+pub struct Agent {
+    pid: Pid,
+    pidfd: OwnedFd,
+    sock: OwnedFd,
+    reaped: bool,
+}
+
+/// What an agent's job produced: an fd and bytes.
+pub type AgentAnswer = Result<(OwnedFd, Vec<u8>), NsError>;
+
+/// Start `job` inside the target namespaces in a forked agent and return at
+/// once. The agent sends `job`'s result and exits.
+pub fn spawn_in<F>(ns: &NsHandles, job: F) -> Result<Agent, NsError>
 where
     F: FnOnce() -> Result<(OwnedFd, Vec<u8>), String>,
 {
@@ -201,46 +235,116 @@ where
             drop(ours);
             os::die_with_parent();
             let result = enter(ns).and_then(|()| job());
-            let sent = match &result {
-                Ok((fd, data)) => {
-                    let mut msg = vec![0u8];
-                    msg.extend_from_slice(data);
-                    let fds = [fd.as_raw_fd()];
-                    sendmsg::<()>(
-                        theirs.as_raw_fd(),
-                        &[IoSlice::new(&msg)],
-                        &[ControlMessage::ScmRights(&fds)],
-                        MsgFlags::empty(),
-                        None,
-                    )
-                }
-                Err(text) => {
-                    let mut msg = vec![1u8];
-                    msg.extend_from_slice(text.as_bytes());
-                    sendmsg::<()>(
-                        theirs.as_raw_fd(),
-                        &[IoSlice::new(&msg)],
-                        &[],
-                        MsgFlags::empty(),
-                        None,
-                    )
-                }
-            };
-            os::exit_now(if sent.is_ok() { 0 } else { 1 })
+            os::exit_now(if send_answer(&theirs, &result).is_ok() {
+                0
+            } else {
+                1
+            })
         }
         ForkResult::Parent { child } => {
             drop(theirs);
-            let reply = receive(&ours);
-            let status = waitpid(child, None);
-            match reply {
-                Ok(Some(r)) => r,
-                Ok(None) | Err(_) => Err(NsError::AgentDied(match status {
-                    Ok(WaitStatus::Signaled(_, sig, _)) => format!("killed by {sig}"),
-                    Ok(WaitStatus::Exited(_, code)) => format!("exit status {code}"),
-                    other => format!("{other:?}"),
-                })),
+            match os::pidfd_open(child.as_raw()) {
+                Ok(pidfd) => Ok(Agent {
+                    pid: child,
+                    pidfd,
+                    sock: ours,
+                    reaped: false,
+                }),
+                Err(e) => {
+                    let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                    let _ = waitpid(child, None);
+                    Err(NsError::Sys {
+                        what: "pidfd_open",
+                        err: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EINVAL)),
+                    })
+                }
             }
         }
+    }
+}
+
+/// In the agent: status byte 0 + data + the fd, or 1 + the error text.
+fn send_answer(sock: &OwnedFd, result: &Result<(OwnedFd, Vec<u8>), String>) -> nix::Result<usize> {
+    match result {
+        Ok((fd, data)) => {
+            let mut msg = vec![0u8];
+            msg.extend_from_slice(data);
+            let fds = [fd.as_raw_fd()];
+            sendmsg::<()>(
+                sock.as_raw_fd(),
+                &[IoSlice::new(&msg)],
+                &[ControlMessage::ScmRights(&fds)],
+                MsgFlags::empty(),
+                None,
+            )
+        }
+        Err(text) => {
+            let mut msg = vec![1u8];
+            msg.extend_from_slice(text.as_bytes());
+            sendmsg::<()>(
+                sock.as_raw_fd(),
+                &[IoSlice::new(&msg)],
+                &[],
+                MsgFlags::empty(),
+                None,
+            )
+        }
+    }
+}
+
+impl Agent {
+    /// Readable once the agent has exited.
+    pub fn pidfd(&self) -> &OwnedFd {
+        &self.pidfd
+    }
+
+    /// The answer of an agent that has exited (its pidfd is readable), and
+    /// the agent reaped; None while it still runs. Never blocks.
+    pub fn try_finish(&mut self) -> Option<AgentAnswer> {
+        let status = match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => return None,
+            other => other,
+        };
+        self.reaped = true;
+        Some(answer(receive(&self.sock, MsgFlags::MSG_DONTWAIT), status))
+    }
+
+    /// Give up on it: SIGKILL. Its pidfd turns readable when it is gone;
+    /// [`Self::try_finish`] then reaps it.
+    pub fn kill(&self) {
+        if !self.reaped {
+            let _ = nix::sys::signal::kill(self.pid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+
+    /// Wait for the answer and the agent's exit.
+    pub fn wait(mut self) -> AgentAnswer {
+        let reply = receive(&self.sock, MsgFlags::empty());
+        let status = waitpid(self.pid, None);
+        self.reaped = true;
+        answer(reply, status)
+    }
+}
+
+impl Drop for Agent {
+    /// Only an agent still running at exit gets here unreaped: it is killed
+    /// and reaped, which takes no time.
+    fn drop(&mut self) {
+        if !self.reaped {
+            self.kill();
+            let _ = waitpid(self.pid, None);
+        }
+    }
+}
+
+fn answer(reply: nix::Result<Option<AgentAnswer>>, status: nix::Result<WaitStatus>) -> AgentAnswer {
+    match reply {
+        Ok(Some(r)) => r,
+        Ok(None) | Err(_) => Err(NsError::AgentDied(match status {
+            Ok(WaitStatus::Signaled(_, sig, _)) => format!("killed by {sig}"),
+            Ok(WaitStatus::Exited(_, code)) => format!("exit status {code}"),
+            other => format!("{other:?}"),
+        })),
     }
 }
 
@@ -254,9 +358,7 @@ fn enter(ns: &NsHandles) -> Result<(), String> {
     })
 }
 
-type AgentReply = Result<(OwnedFd, Vec<u8>), NsError>;
-
-fn receive(sock: &OwnedFd) -> nix::Result<Option<AgentReply>> {
+fn receive(sock: &OwnedFd, flags: MsgFlags) -> nix::Result<Option<AgentAnswer>> {
     let mut buf = vec![0u8; 4096];
     let mut cmsg = nix::cmsg_space!([RawFd; 1]);
     let (len, fd) = {
@@ -265,7 +367,7 @@ fn receive(sock: &OwnedFd) -> nix::Result<Option<AgentReply>> {
             sock.as_raw_fd(),
             &mut iov,
             Some(&mut cmsg),
-            MsgFlags::MSG_CMSG_CLOEXEC,
+            MsgFlags::MSG_CMSG_CLOEXEC | flags,
         )?;
         let mut fd = None;
         for c in msg.cmsgs()? {
@@ -515,36 +617,7 @@ pub fn spawn_run(argv: &[String], resolv: Option<&str>) -> Result<RunChild, NsEr
         ForkResult::Child => {
             drop(ready_r);
             drop(go_w);
-            os::die_with_parent();
-            let setup = unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET)
-                .map_err(|e| NsError::Unshare(e).to_string())
-                .and_then(|()| write_id_maps(uid.as_raw(), gid.as_raw()));
-            if setup.is_ok()
-                && let Some(text) = resolv
-                && let Err(e) = private_resolv_conf(text)
-            {
-                // Name resolution then uses the host's file; say so, go on.
-                eprintln!("rlnet: warning: COMMAND keeps the host's /etc/resolv.conf: {e}");
-            }
-            let report = match &setup {
-                Ok(()) => b"ok".to_vec(),
-                Err(text) => text.as_bytes().to_vec(),
-            };
-            let _ = nix::unistd::write(&ready_w, &report);
-            drop(ready_w);
-            if setup.is_err() {
-                os::exit_now(1);
-            }
-            let mut b = [0u8; 1];
-            match nix::unistd::read(go_r.as_fd(), &mut b) {
-                Ok(1) => {}
-                _ => os::exit_now(1),
-            }
-            drop(go_r);
-            os::reset_signals_for_exec();
-            let err = nix::unistd::execvp(&cargs[0], &cargs).unwrap_err();
-            eprintln!("rlnet: cannot run {}: {err}", argv[0]);
-            os::exit_now(if err == nix::Error::ENOENT { 127 } else { 126 })
+            run_child(ready_w, go_r, (uid.as_raw(), gid.as_raw()), resolv, &cargs)
         }
         ForkResult::Parent { child } => {
             drop(ready_w);
@@ -580,6 +653,47 @@ pub fn spawn_run(argv: &[String], resolv: Option<&str>) -> Result<RunChild, NsEr
             })
         }
     }
+}
+
+/// The `rlnet run` child after the fork: its namespaces, a report on
+/// `ready`, then (once `go` says so) COMMAND. Never returns.
+fn run_child(
+    ready: OwnedFd,
+    go: OwnedFd,
+    (uid, gid): (u32, u32),
+    resolv: Option<&str>,
+    cargs: &[CString],
+) -> ! {
+    os::die_with_parent();
+    let setup = unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET)
+        .map_err(|e| NsError::Unshare(e).to_string())
+        .and_then(|()| write_id_maps(uid, gid));
+    if setup.is_ok()
+        && let Some(text) = resolv
+        && let Err(e) = private_resolv_conf(text)
+    {
+        // Name resolution then uses the host's file; say so, go on.
+        eprintln!("rlnet: warning: COMMAND keeps the host's /etc/resolv.conf: {e}");
+    }
+    let report = match &setup {
+        Ok(()) => b"ok".to_vec(),
+        Err(text) => text.as_bytes().to_vec(),
+    };
+    let _ = nix::unistd::write(&ready, &report);
+    drop(ready);
+    if setup.is_err() {
+        os::exit_now(1);
+    }
+    let mut b = [0u8; 1];
+    match nix::unistd::read(go.as_fd(), &mut b) {
+        Ok(1) => {}
+        _ => os::exit_now(1),
+    }
+    drop(go);
+    os::reset_signals_for_exec();
+    let err = nix::unistd::execvp(&cargs[0], cargs).unwrap_err();
+    eprintln!("rlnet: cannot run {}: {err}", cargs[0].to_string_lossy());
+    os::exit_now(if err == nix::Error::ENOENT { 127 } else { 126 })
 }
 
 /// In a new mount namespace, cover /etc/resolv.conf (or the file its
