@@ -53,8 +53,9 @@ pub enum Kind {
     Tap = 9,
     /// A named-network member's pidfd (its process exited).
     Member = 10,
-    /// A namespace agent's pidfd (it finished: its answer is waiting).
-    Agent = 11,
+    /// A helper process's pidfd (a namespace agent, a TAP being closed):
+    /// it has exited.
+    Job = 11,
 }
 
 const ALL: [Kind; 12] = [
@@ -69,7 +70,7 @@ const ALL: [Kind; 12] = [
     Kind::Dns,
     Kind::Tap,
     Kind::Member,
-    Kind::Agent,
+    Kind::Job,
 ];
 
 pub fn token(kind: Kind, idx: usize) -> Token {

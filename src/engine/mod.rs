@@ -6,9 +6,12 @@
 //! TAP reads); [`frame`] takes a frame from a namespace apart and hands it to
 //! ARP/DHCP/NDP, the flows or the DNS stub; [`switch`] is the L2 switch of a
 //! named network; [`control`] carries out API requests (publish, status,
-//! attach, detach, shutdown); [`dns`] connects the stub to the ports. The
-//! token encoding and the flows' context live in [`crate::event`].
+//! attach, detach, shutdown) and [`attach`] the part of attaching and
+//! detaching that happens beside the loop (namespace agents, TAPs closing);
+//! [`dns`] connects the stub to the ports. The token encoding and the
+//! flows' context live in [`crate::event`].
 
+mod attach;
 mod control;
 mod dns;
 mod frame;
@@ -49,7 +52,7 @@ use crate::sys::ns::NsHandles;
 use crate::sys::tap::Tap;
 use crate::wire::FRAME_BUF;
 
-use control::{Answer, Attaching};
+use attach::Jobs;
 use switch::Switch;
 
 /// Frames read per wake-up before other events get a turn.
@@ -158,10 +161,9 @@ struct Dp {
     /// Named network: its members and their switch; None in the
     /// slirp4netns form.
     switch: Option<Switch>,
-    /// Attaches waiting for their namespace agent.
-    attaching: Attaching,
-    /// Answers to API clients whose requests finished after the fact
-    /// (attaches), for the engine to send.
+    /// Attaches waiting for their namespace agent, TAPs being closed.
+    jobs: Jobs,
+    /// Answers to API clients, for the engine to send.
     answers: Vec<(usize, Vec<u8>)>,
     /// `shutdown` was accepted: the loop ends after the reply.
     shutdown: bool,
@@ -298,7 +300,7 @@ impl Dp {
             ra_port: None,
             ra_due: None,
             switch: s.network.take().map(Switch::new),
-            attaching: Attaching::default(),
+            jobs: Jobs::default(),
             answers: Vec::new(),
             shutdown: false,
             now,
@@ -366,7 +368,7 @@ impl Dp {
             self.fwd.next_deadline(),
             self.dns.as_ref().and_then(DnsStub::next_deadline),
             self.ra_due,
-            self.attaching.next_deadline(),
+            self.jobs.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -533,8 +535,8 @@ impl Engine {
                 }
             }
             (Kind::Member, port) => self.dp.detach(port, registry),
-            (Kind::Agent, idx) => {
-                self.dp.agent_done(idx, registry);
+            (Kind::Job, idx) => {
+                self.dp.job_done(idx, registry);
                 self.send_answers();
             }
             (Kind::Dns, idx) => self.dp.dns_event(idx, readable, writable, registry),
@@ -567,10 +569,9 @@ impl Engine {
         if let ApiEvent::Request(client, req) =
             api.client_event(idx, registry, &self.dp.policy.plan)
         {
-            match self.dp.execute(client, req, registry) {
-                Answer::Now(body) => api.reply(client, body, registry),
-                Answer::Later => api.hold(client),
-            }
+            // Held until its answer is ready (at once, mostly).
+            api.hold(client);
+            self.dp.execute(client, req, registry);
         }
         self.send_answers();
     }

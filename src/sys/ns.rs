@@ -19,10 +19,11 @@ use nix::sys::socket::{
     sendmsg, socketpair,
 };
 use nix::sys::stat::{Mode, fstat};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, getegid, geteuid, pipe2};
 use thiserror::Error;
 
+use super::helper::Helper;
 use super::os;
 
 #[derive(Debug, Error)]
@@ -212,10 +213,8 @@ where
 /// answer is queued on the socket).
 #[derive(Debug)]
 pub struct Agent {
-    pid: Pid,
-    pidfd: OwnedFd,
+    helper: Helper,
     sock: OwnedFd,
-    reaped: bool,
 }
 
 /// What an agent's job produced: an fd and bytes.
@@ -243,21 +242,12 @@ where
         }
         ForkResult::Parent { child } => {
             drop(theirs);
-            match os::pidfd_open(child.as_raw()) {
-                Ok(pidfd) => Ok(Agent {
-                    pid: child,
-                    pidfd,
-                    sock: ours,
-                    reaped: false,
+            match Helper::watch(child) {
+                Ok(helper) => Ok(Agent { helper, sock: ours }),
+                Err(e) => Err(NsError::Sys {
+                    what: "pidfd_open",
+                    err: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EINVAL)),
                 }),
-                Err(e) => {
-                    let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
-                    let _ = waitpid(child, None);
-                    Err(NsError::Sys {
-                        what: "pidfd_open",
-                        err: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EINVAL)),
-                    })
-                }
             }
         }
     }
@@ -295,45 +285,27 @@ fn send_answer(sock: &OwnedFd, result: &Result<(OwnedFd, Vec<u8>), String>) -> n
 impl Agent {
     /// Readable once the agent has exited.
     pub fn pidfd(&self) -> &OwnedFd {
-        &self.pidfd
+        self.helper.pidfd()
     }
 
     /// The answer of an agent that has exited (its pidfd is readable), and
     /// the agent reaped; None while it still runs. Never blocks.
     pub fn try_finish(&mut self) -> Option<AgentAnswer> {
-        let status = match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) => return None,
-            other => other,
-        };
-        self.reaped = true;
+        let status = self.helper.try_reap()?;
         Some(answer(receive(&self.sock, MsgFlags::MSG_DONTWAIT), status))
     }
 
     /// Give up on it: SIGKILL. Its pidfd turns readable when it is gone;
     /// [`Self::try_finish`] then reaps it.
     pub fn kill(&self) {
-        if !self.reaped {
-            let _ = nix::sys::signal::kill(self.pid, nix::sys::signal::Signal::SIGKILL);
-        }
+        self.helper.kill();
     }
 
     /// Wait for the answer and the agent's exit.
     pub fn wait(mut self) -> AgentAnswer {
         let reply = receive(&self.sock, MsgFlags::empty());
-        let status = waitpid(self.pid, None);
-        self.reaped = true;
+        let status = self.helper.wait();
         answer(reply, status)
-    }
-}
-
-impl Drop for Agent {
-    /// Only an agent still running at exit gets here unreaped: it is killed
-    /// and reaped, which takes no time.
-    fn drop(&mut self) {
-        if !self.reaped {
-            self.kill();
-            let _ = waitpid(self.pid, None);
-        }
     }
 }
 
