@@ -90,10 +90,14 @@ while (1) {
 }
 close $o;
 print "bytes=$bytes\n";'
-# Sender: 4 KiB per millisecond until the stop file appears (at most LIMIT s).
-SEND='use strict; use IO::Socket::INET; use Time::HiRes qw(time sleep);
+# Sender: 4 KiB per millisecond until the stop file appears (at most LIMIT s),
+# each write its own segment (TCP_NODELAY), so the receiver sees one chunk
+# per millisecond rather than what Nagle and delayed ACKs batch up.
+SEND='use strict; use IO::Socket::INET; use Socket qw(IPPROTO_TCP TCP_NODELAY);
+use Time::HiRes qw(time sleep);
 my ($addr, $stop, $limit) = @ARGV;
 my $s = IO::Socket::INET->new(PeerAddr => $addr, Timeout => 10) or die "connect: $!";
+setsockopt($s, IPPROTO_TCP, TCP_NODELAY, 1) or die "TCP_NODELAY: $!";
 my $chunk = "x" x 4096;
 my $start = time;
 my ($next, $i) = ($start, 0);
