@@ -11,6 +11,7 @@ use mio::unix::SourceFd;
 use super::Dp;
 use super::attach::member_info;
 use crate::api::{self, ApiError, MemberInfo, Request, Verb};
+use crate::forward::RuleId;
 use crate::forward::publish::ForwardError;
 use crate::stack::TxStats;
 
@@ -90,11 +91,7 @@ impl Dp {
         })
     }
 
-    fn unpublish(
-        &mut self,
-        ids: &[crate::forward::table::RuleId],
-        registry: &Registry,
-    ) -> Result<(), ForwardError> {
+    fn unpublish(&mut self, ids: &[RuleId], registry: &Registry) -> Result<(), ForwardError> {
         let (ctx, _, fwd) = self.split(registry);
         fwd.unpublish(ids, &ctx)
     }

@@ -589,52 +589,26 @@ pub fn spawn_run(argv: &[String], resolv: Option<&str>) -> Result<RunChild, NsEr
         ForkResult::Child => {
             drop(ready_r);
             drop(go_w);
-            run_child(ready_w, go_r, (uid.as_raw(), gid.as_raw()), resolv, &cargs)
+            let ids = (uid.as_raw(), gid.as_raw());
+            run_child(&cargs, &argv[0], ids, resolv, ready_w, go_r)
         }
         ForkResult::Parent { child } => {
             drop(ready_w);
             drop(go_r);
-            let mut buf = [0u8; 512];
-            let n = read_all(&ready_r, &mut buf);
-            let report = &buf[..n];
-            if report != b"ok" {
-                drop(go_w);
-                let _ = waitpid(child, None);
-                let text = String::from_utf8_lossy(report);
-                return Err(NsError::Agent(if text.is_empty() {
-                    "the command's namespace could not be created".into()
-                } else {
-                    text.into_owned()
-                }));
-            }
-            let pidfd = match os::pidfd_open(child.as_raw()) {
-                Ok(fd) => fd,
-                Err(e) => {
-                    drop(go_w);
-                    let _ = waitpid(child, None);
-                    return Err(NsError::Sys {
-                        what: "pidfd_open",
-                        err: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EINVAL)),
-                    });
-                }
-            };
-            Ok(RunChild {
-                pid: child,
-                pidfd: Some(pidfd),
-                go: Some(go_w),
-            })
+            await_run_child(child, ready_r, go_w)
         }
     }
 }
 
-/// The `rlnet run` child after the fork: its namespaces, a report on
-/// `ready`, then (once `go` says so) COMMAND. Never returns.
+/// The `rlnet run` child after fork: set up its namespaces, report on
+/// `ready_w`, wait for the go on `go_r`, exec `cargs`. Never returns.
 fn run_child(
-    ready: OwnedFd,
-    go: OwnedFd,
+    cargs: &[CString],
+    argv0: &str,
     (uid, gid): (u32, u32),
     resolv: Option<&str>,
-    cargs: &[CString],
+    ready_w: OwnedFd,
+    go_r: OwnedFd,
 ) -> ! {
     os::die_with_parent();
     let setup = unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET)
@@ -651,21 +625,55 @@ fn run_child(
         Ok(()) => b"ok".to_vec(),
         Err(text) => text.as_bytes().to_vec(),
     };
-    let _ = nix::unistd::write(&ready, &report);
-    drop(ready);
+    let _ = nix::unistd::write(&ready_w, &report);
+    drop(ready_w);
     if setup.is_err() {
         os::exit_now(1);
     }
     let mut b = [0u8; 1];
-    match nix::unistd::read(go.as_fd(), &mut b) {
+    match nix::unistd::read(go_r.as_fd(), &mut b) {
         Ok(1) => {}
         _ => os::exit_now(1),
     }
-    drop(go);
+    drop(go_r);
     os::reset_signals_for_exec();
     let err = nix::unistd::execvp(&cargs[0], cargs).unwrap_err();
-    eprintln!("rlnet: cannot run {}: {err}", cargs[0].to_string_lossy());
+    eprintln!("rlnet: cannot run {argv0}: {err}");
     os::exit_now(if err == nix::Error::ENOENT { 127 } else { 126 })
+}
+
+/// The parent's side: the child's report on `ready_r`, then its pidfd. On
+/// failure the child is reaped (closing `go_w` makes it exit).
+fn await_run_child(child: Pid, ready_r: OwnedFd, go_w: OwnedFd) -> Result<RunChild, NsError> {
+    let mut buf = [0u8; 512];
+    let n = read_all(&ready_r, &mut buf);
+    let report = &buf[..n];
+    if report != b"ok" {
+        drop(go_w);
+        let _ = waitpid(child, None);
+        let text = String::from_utf8_lossy(report);
+        return Err(NsError::Agent(if text.is_empty() {
+            "the command's namespace could not be created".into()
+        } else {
+            text.into_owned()
+        }));
+    }
+    let pidfd = match os::pidfd_open(child.as_raw()) {
+        Ok(fd) => fd,
+        Err(e) => {
+            drop(go_w);
+            let _ = waitpid(child, None);
+            return Err(NsError::Sys {
+                what: "pidfd_open",
+                err: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EINVAL)),
+            });
+        }
+    };
+    Ok(RunChild {
+        pid: child,
+        pidfd: Some(pidfd),
+        go: Some(go_w),
+    })
 }
 
 /// In a new mount namespace, cover /etc/resolv.conf (or the file its
