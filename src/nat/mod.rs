@@ -24,7 +24,8 @@ pub use policy::Outbound;
 use table::FlowTable;
 use tcp::{After, RingPool, TcpFlow};
 
-/// Limits on what one namespace may hold open (security.md §8.6).
+/// Limits on what one namespace may hold open: untrusted flows must not
+/// exhaust rlnet's memory or fds.
 pub const MAX_TCP_FLOWS: usize = 65536;
 pub const MAX_TCP_CONNECTING: usize = 4096;
 pub const MAX_UDP_FLOWS: usize = 16384;
