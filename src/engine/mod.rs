@@ -509,7 +509,7 @@ impl Engine {
     }
 
     /// An event of something the engine holds many of (TAPs, flows,
-    /// clients, agents).
+    /// clients, helper processes).
     fn indexed(&mut self, t: Token, ev: &Event) -> Option<Exit> {
         let registry = self.poll.registry();
         let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
