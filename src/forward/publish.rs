@@ -26,7 +26,8 @@ use super::spec::{Mode, Proto, PublishSpec};
 use super::splice::{End, Outcome, PipePool, SpliceConn};
 use super::table::{PortTable, RuleId, TableError};
 use crate::config::AddrPlan;
-use crate::nat::{Ctx, FlowKey, Kind, Nat, token};
+use crate::event::{Ctx, Kind, token};
+use crate::nat::{FlowKey, Nat};
 use crate::sys::ns::{Factory, NsError, NsHandles, SocketKind};
 use crate::wire;
 
