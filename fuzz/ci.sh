@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Fuzzing in CI (issue 13 finding 8): checks that the seeds reach what they
+# are for, then runs every fuzz target briefly from its seeds. Long
+# campaigns are run by hand (README.md). Needs cargo-fuzz from crates.io;
+# the machine's one (stable) toolchain builds the targets, RUSTC_BOOTSTRAP=1
+# letting it take cargo-fuzz's unstable flags. Without a sanitizer (-s none):
+# the code under test has no unsafe (that is all in src/sys/, which these
+# paths reach only for read/write on a socketpair) and it runs several times
+# faster. -a keeps debug assertions and overflow checks on.
+#
+# FUZZ_SECONDS: run time per target (default 45).
+set -euo pipefail
+cd "$(dirname "$0")"
+secs=${FUZZ_SECONDS:-45}
+export PATH=/root/.cargo/bin:$PATH
+export RUSTC_BOOTSTRAP=1
+# Outside the clone: CI's clone may not be writable by everyone, and the
+# corpus grown here is not kept.
+export CARGO_TARGET_DIR=${FUZZ_TARGET_DIR:-/var/tmp/rlnet-fuzz-target}
+work=$(mktemp -d /var/tmp/rlnet-fuzz.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    cargo install cargo-fuzz --locked --version 0.13.2
+fi
+start=$SECONDS
+cargo test --locked
+cargo fuzz build -s none -a
+for t in $(cargo fuzz list); do
+    mkdir -p "$work/corpus/$t" "$work/artifacts/$t"
+    echo "== fuzz $t: ${secs}s"
+    log="$work/$t.log"
+    rc=0
+    cargo fuzz run -s none -a "$t" "$work/corpus/$t" "seeds/$t" -- \
+        -max_total_time="$secs" -print_final_stats=1 \
+        -artifact_prefix="$work/artifacts/$t/" >"$log" 2>&1 || rc=$?
+    grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|Done )' "$log" || true
+    if [ "$rc" -ne 0 ] || [ -n "$(ls -A "$work/artifacts/$t")" ]; then
+        tail -n 60 "$log" >&2
+        echo "fuzz target $t failed (status $rc); inputs, base64:" >&2
+        for f in "$work/artifacts/$t"/*; do
+            [ -e "$f" ] && echo "$f: $(base64 -w0 "$f")" >&2
+        done
+        exit 1
+    fi
+done
+echo "fuzzing done in $((SECONDS - start))s"
