@@ -14,9 +14,8 @@ cd "$(dirname "$0")"
 secs=${FUZZ_SECONDS:-45}
 export PATH=/root/.cargo/bin:$PATH
 export RUSTC_BOOTSTRAP=1
-# Outside the clone: CI's clone may not be writable by everyone, and the
-# corpus grown here is not kept.
-export CARGO_TARGET_DIR=${FUZZ_TARGET_DIR:-/var/tmp/rlnet-fuzz-target}
+# fuzz/target, whatever the main build uses (the targets run as root).
+unset CARGO_TARGET_DIR
 work=$(mktemp -d /var/tmp/rlnet-fuzz.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
