@@ -80,7 +80,7 @@ timeout 60 unshare --net -- setpriv --reuid="$uid" --regid="$gid" --init-groups 
 step "man rlnet renders"
 MANWIDTH=80 man rlnet > "$tmp/man.txt" 2> "$tmp/man.err"
 [ ! -s "$tmp/man.err" ] || { cat "$tmp/man.err"; exit 1; }
-grep -q 'rlnet - user-mode networking' "$tmp/man.txt"
+tr -s ' ' < "$tmp/man.txt" | grep -q 'rlnet - user-mode networking'
 head -n 8 "$tmp/man.txt"
 
 step "bash completion: bash -n, and 'rlnet net<TAB>' completes to network"
