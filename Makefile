@@ -121,7 +121,7 @@ test:
 	@if [ "$(origin CARGO_TARGET_DIR)" = file ] \
 	   && ! setpriv --reuid=65534 --regid=65534 --clear-groups -- test -x "$(CURDIR)" 2>/dev/null; then \
 		export CARGO_TARGET_DIR=/var/tmp/rlnet-test-target; \
-		mkdir -p $$CARGO_TARGET_DIR; chmod 0755 /var/tmp $$CARGO_TARGET_DIR; \
+		mkdir -p $$CARGO_TARGET_DIR; chmod 0755 $$CARGO_TARGET_DIR; \
 		echo "make test: $(CURDIR) is not reachable by nobody; building into $$CARGO_TARGET_DIR"; \
 	fi; \
 	RLNET_REQUIRE_USERNS=1 $(CARGO) test --locked $(OFFLINE)
@@ -134,8 +134,11 @@ check:
 # The end-to-end and compatibility suites against an installed rlnet (the
 # Debian autopkgtest: make test-installed RLNET_BIN=/usr/bin/rlnet).
 RLNET_BIN ?= /usr/bin/rlnet
+# Selecting test targets stops cargo from building the examples, so the
+# traffic helper (examples/testkit.rs) is built first.
 test-installed:
-	RLNET_BIN=$(RLNET_BIN) RLNET_REQUIRE_USERNS=1 $(CARGO) test --locked $(OFFLINE) \
+	$(CARGO) build --locked $(OFFLINE) --example testkit
+	RLNET_BIN=$(RLNET_BIN) RLNET_REQUIRE_USERNS=1 $(CARGO) test --locked $(OFFLINE) --no-fail-fast \
 		--test 'e2e_*' --test 'compat_*'
 
 # The SELinux module (m4, checkmodule, semodule_package through the policy's
