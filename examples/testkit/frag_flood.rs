@@ -31,14 +31,15 @@ const HELP: &str = "  frag-flood IFNAME [--datagrams N] [--fragments K] [--size 
 /// The gateway of rlnet's default plan.
 const GW_MAC: &str = "52:55:0a:00:02:02";
 
-fn ipv4_fragment(dst: [u8; 6], src: [u8; 6], id: u16, offset: usize, data: &[u8]) -> Vec<u8> {
+/// `offset` and `data`'s length are bounded by `run` (at most 60,000).
+fn ipv4_fragment(dst: [u8; 6], src: [u8; 6], id: u16, offset: u16, data: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(ETH + 20 + data.len());
     f.extend_from_slice(&dst);
     f.extend_from_slice(&src);
     f.extend_from_slice(&0x0800u16.to_be_bytes());
-    let total = (20 + data.len()) as u16;
+    let total = u16::try_from(20 + data.len()).unwrap_or(u16::MAX);
     // More fragments, the offset in 8-byte units.
-    let flags = 0x2000 | (offset / 8) as u16;
+    let flags = 0x2000 | (offset / 8);
     let mut h = vec![0x45, 0];
     h.extend_from_slice(&total.to_be_bytes());
     h.extend_from_slice(&id.to_be_bytes());
@@ -51,18 +52,22 @@ fn ipv4_fragment(dst: [u8; 6], src: [u8; 6], id: u16, offset: usize, data: &[u8]
     f
 }
 
-fn ipv6_fragment(dst: [u8; 6], src: [u8; 6], id: u32, offset: usize, data: &[u8]) -> Vec<u8> {
+fn ipv6_fragment(dst: [u8; 6], src: [u8; 6], id: u32, offset: u16, data: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(ETH + 48 + data.len());
     f.extend_from_slice(&dst);
     f.extend_from_slice(&src);
     f.extend_from_slice(&0x86ddu16.to_be_bytes());
     f.extend_from_slice(&[0x60, 0, 0, 0]);
-    f.extend_from_slice(&((8 + data.len()) as u16).to_be_bytes());
+    f.extend_from_slice(
+        &u16::try_from(8 + data.len())
+            .unwrap_or(u16::MAX)
+            .to_be_bytes(),
+    );
     f.extend_from_slice(&[44, 64]);
     f.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
     f.extend_from_slice(&[0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
     f.extend_from_slice(&[17, 0]);
-    f.extend_from_slice(&((offset as u16) | 1).to_be_bytes());
+    f.extend_from_slice(&(offset | 1).to_be_bytes());
     f.extend_from_slice(&id.to_be_bytes());
     f.extend_from_slice(data);
     f
@@ -74,7 +79,7 @@ fn run(a: &Args) -> Res<i32> {
     let fragments: usize = a.num("--fragments", 40)?;
     let size: usize = a.num("--size", 1400)?;
     let first: u32 = a.num("--first-id", 0)?;
-    if size == 0 || size % 8 != 0 || size > 1400 || fragments * size > 60000 {
+    if size == 0 || !size.is_multiple_of(8) || size > 1400 || fragments * size > 60000 {
         return Err(usage(
             "--size must be a multiple of 8 up to 1400, and K*S at most 60000",
         ));
@@ -91,10 +96,12 @@ fn run(a: &Args) -> Res<i32> {
     for d in 0..datagrams {
         let id = first.wrapping_add(d);
         for k in 0..fragments {
+            let offset = u16::try_from(k * size).map_err(|_| usage("offset past 65535"))?;
             let f = if d % 2 == 0 {
-                ipv4_fragment(dst, mac, id as u16, k * size, &data)
+                let id16 = u16::try_from(id % 65536).unwrap_or(0);
+                ipv4_fragment(dst, mac, id16, offset, &data)
             } else {
-                ipv6_fragment(dst, mac, id, k * size, &data)
+                ipv6_fragment(dst, mac, id, offset, &data)
             };
             match send_frame(&fd, &f, "frag-flood") {
                 Ok(None) => sent += 1,

@@ -51,7 +51,7 @@ fn v6(s: &str) -> Res<Ipv6Addr> {
 /// The marker as an NDP option, padded to 8-byte units.
 fn mark_option() -> Vec<u8> {
     let len = (2 + SPOOF_MARK.len()).div_ceil(8) * 8;
-    let mut o = vec![OPT_MARK, (len / 8) as u8];
+    let mut o = vec![OPT_MARK, u8::try_from(len / 8).unwrap_or(u8::MAX)];
     o.extend_from_slice(SPOOF_MARK);
     o.resize(len, 0);
     o

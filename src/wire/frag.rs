@@ -544,7 +544,7 @@ fn piece<'a>(
 ) -> Result<Piece<'a>, Drop> {
     // Empty fragments carry nothing; non-last ones must be multiples of 8
     // (RFC 791, RFC 8200), or the next offset could not follow them.
-    if data.is_empty() || (!last && data.len() % 8 != 0) {
+    if data.is_empty() || (!last && !data.len().is_multiple_of(8)) {
         return Err(Drop::Malformed);
     }
     // Nothing may end past 65,535 bytes once the header is in front
@@ -703,7 +703,9 @@ mod tests {
 
     /// A pattern no two offsets of a short datagram share.
     fn pattern(n: usize) -> Vec<u8> {
-        (0..n).map(|i| (i * 7 + i / 251) as u8).collect()
+        (0..n)
+            .map(|i| ((i * 7 + i / 251) % 256).to_le_bytes()[0])
+            .collect()
     }
 
     /// One IPv4 fragment by hand: `data` at byte `offset`.
