@@ -313,7 +313,7 @@ fn disable_dns_drops_silently() {
 /// namespace to an outside server and back (rlnet reassembles the
 /// namespace's fragments and fragments the replies), and from an outside
 /// client through a published UDP port to a service in the namespace and
-/// back.
+/// back. Large pings work too.
 #[test]
 fn udp_datagrams_larger_than_the_mtu() {
     require_userns!();
@@ -345,6 +345,12 @@ fn udp_datagrams_larger_than_the_mtu() {
             ]));
             ok(&out);
         }
+    }
+    // Echo requests and replies of 3,000 bytes, answered by the gateway
+    // and by outside hosts.
+    for dst in ["10.0.2.2", "fd00::2", OUTSIDE4, OUTSIDE6] {
+        let out = run_ok(n.target.sh(&format!("ping -c 2 -s 3000 -W 5 {dst}")));
+        assert!(out.contains("2 received"), "{dst}: {out}");
     }
     // The namespace cut its datagrams, and rlnet cut what it sent in:
     // the namespace put fragments together, in both families.

@@ -221,10 +221,11 @@ const REASSEMBLY_TOTAL: u64 = 8 << 20;
 
 /// Issue 13, finding 7, the bounds: fragments that never complete a
 /// datagram, IPv4 and IPv6, until six times the total bound has reached
-/// rlnet. What rlnet holds stays within the namespace's bound (its status counters say
-/// so, and its memory does not grow with the flood); fragmented UDP, TCP
-/// and ping from the same namespace still work throughout; and what is held
-/// is dropped at the reassembly timeout (30 s), by timer.
+/// rlnet. What rlnet holds stays within the per-namespace bound (its status
+/// counters say so, and its memory does not grow with the flood);
+/// fragmented UDP, TCP and ping from the same namespace still work
+/// throughout; and what is held is dropped at the reassembly timeout
+/// (30 s), by timer.
 #[test]
 fn fragment_flood_stays_bounded() {
     require_userns!();
