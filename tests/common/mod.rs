@@ -31,8 +31,12 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
+/// The rlnet under test: the one cargo built, or an installed one named by
+/// `RLNET_BIN` (the Debian autopkgtest runs the suite against /usr/bin/rlnet).
 pub fn rlnet_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_rlnet"))
+    std::env::var_os("RLNET_BIN")
+        .filter(|p| !p.is_empty())
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_rlnet")), PathBuf::from)
 }
 
 /// The test helper built from `examples/testkit/` (cargo builds examples
