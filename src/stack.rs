@@ -125,7 +125,10 @@ impl TapOut {
         let (gw, mtu, id) = (self.gw_mac, self.mtu, self.frag_id);
         let cut = frag::complete_checksum(&mut pkt).and_then(|()| {
             frag::fragment(&pkt, mtu, id, |f| {
-                frame[HEADROOM..HEADROOM + f.len()].copy_from_slice(f);
+                let Some(room) = frame.get_mut(HEADROOM..HEADROOM + f.len()) else {
+                    return;
+                };
+                room.copy_from_slice(f);
                 if let Some(len) = finish_l2_frame(&mut frame, f.len(), dst, gw, ethertype) {
                     self.send_raw(&frame[..len]);
                 }
