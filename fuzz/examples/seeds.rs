@@ -39,6 +39,9 @@ fn main() {
     for (name, d) in dhcp_seeds() {
         write("dhcp", name, &d);
     }
+    for (name, d) in frag_seeds() {
+        write("frag", name, &d);
+    }
     let api = [
         (
             "add_hostfwd",
@@ -402,6 +405,18 @@ fn frame_seeds() -> Vec<Seed> {
         h.set_ident(77);
         p
     };
+    // The DNS queries again, cut into 16-byte fragments by rlnet's own
+    // `fragment`: the stub answers once they are put back together.
+    let cut = |pkt: Vec<u8>, mtu: usize| {
+        let mut v = Vec::new();
+        rlnet::wire::frag::fragment(&pkt, mtu, 99, |p| v.push((0, Some(p.to_vec())))).unwrap();
+        v
+    };
+    let mut dns_fragmented = cut(ipv4(dns, IpProtocol::Udp, &udp(5355, 53, &q)), 36);
+    dns_fragmented.extend(cut(
+        ipv6(NS_IP6, dns6, IpProtocol::Udp, 64, &udp(5356, 53, &q6)),
+        64,
+    ));
     let g = 0; // generated vnet and Ethernet headers, checksums filled in
     let b = flag::BROADCAST;
     let turn = (0, None);
@@ -489,6 +504,44 @@ fn frame_seeds() -> Vec<Seed> {
             ],
         ),
         ("fragment", vec![(g, Some(fragment))]),
+        ("dns_fragmented", dns_fragmented),
+    ]
+}
+
+/// Whole UDP datagrams (IPv4 and IPv6) cut by rlnet's own `fragment`, as
+/// frag-target records (op, wait, length, packet); out of order in one.
+fn frag_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let dst4 = Ipv4Address::new(198, 18, 0, 1);
+    let dst6 = Ipv6Address::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+    let payload: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+    let v4 = ipv4(dst4, IpProtocol::Udp, &udp(4000, 9, &payload));
+    let v6 = ipv6(NS_IP6, dst6, IpProtocol::Udp, 64, &udp(4000, 9, &payload));
+    let pieces = |pkt: &[u8], mtu: usize| {
+        let mut v = Vec::new();
+        rlnet::wire::frag::fragment(pkt, mtu, 7, |p| v.push(p.to_vec())).unwrap();
+        v
+    };
+    let records = |mode: u8, op: u8, pieces: &[Vec<u8>]| {
+        let mut r = vec![mode];
+        for p in pieces {
+            r.extend_from_slice(&[op, 1]);
+            r.extend_from_slice(&u16::try_from(p.len()).unwrap().to_le_bytes());
+            r.extend_from_slice(p);
+        }
+        r
+    };
+    let mut reversed = pieces(&v6, 1280);
+    reversed.reverse();
+    vec![
+        ("v4", records(0, 0, &pieces(&v4, 1500))),
+        ("v4_small_limits", records(1, 0, &pieces(&v4, 576))),
+        ("v6_reversed", records(0, 1, &reversed)),
+        // Port 1, then the port leaves (op 3 | port 1 << 2).
+        ("v6_port_leaves", {
+            let mut r = records(1, 1 | 4, &pieces(&v6, 1280)[..1]);
+            r.extend_from_slice(&[3 | 4, 0, 0, 0]);
+            r
+        }),
     ]
 }
 

@@ -110,6 +110,16 @@ fn frame_seeds_draw_their_answers() {
         .collect();
     assert_eq!(ids, [7, 8]);
 
+    // The same queries in fragments: put back together, then answered.
+    let out = run("dns_fragmented");
+    let ids: Vec<u16> = out
+        .iter()
+        .map(|f| summary(f))
+        .filter(|s| s.2 == 53)
+        .map(|s| u16::from_be_bytes([s.3[0], s.3[1]]))
+        .collect();
+    assert_eq!(ids, [7, 8]);
+
     // DNS over TCP: handshake, query, answer (length-prefixed, ID 7).
     let out = run("dns_tcp");
     let answer = out
@@ -122,6 +132,40 @@ fn frame_seeds_draw_their_answers() {
     // Refusals: a RST or ICMP error for each, never a connection.
     let out = run("refused");
     assert!(out.len() >= 3, "{} frames", out.len());
+}
+
+#[test]
+fn frag_seeds_complete_or_are_forgotten() {
+    use rlnet::wire::frag::{LIMITS, Push, Reassembler};
+    for (name, complete) in [
+        ("v4", true),
+        ("v4_small_limits", true),
+        ("v6_reversed", true),
+        ("v6_port_leaves", false),
+    ] {
+        let data = seed("frag", name);
+        let mut r = Reassembler::new(LIMITS);
+        let mut rest = &data[1..];
+        let mut done = 0;
+        while let Some((&[op, _, l0, l1], tail)) = rest.split_first_chunk::<4>() {
+            let (pkt, tail) = tail.split_at(usize::from(u16::from_le_bytes([l0, l1])));
+            rest = tail;
+            let push = match op & 3 {
+                0 => r.ipv4(usize::from(op >> 2), pkt, 0),
+                1 => r.ipv6(usize::from(op >> 2), pkt, 0),
+                _ => {
+                    r.drop_port(usize::from(op >> 2));
+                    Push::Held
+                }
+            };
+            if let Push::Complete(w) = push {
+                assert!(w.len() > 3000, "{name}: {} bytes", w.len());
+                done += 1;
+            }
+        }
+        assert_eq!(done, usize::from(complete), "{name}");
+        assert!(r.is_empty(), "{name}: datagrams left");
+    }
 }
 
 #[test]
