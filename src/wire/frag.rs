@@ -508,6 +508,11 @@ fn parse_v6(port: usize, pkt: &[u8]) -> Result<V6<'_>, Drop> {
     let offset = usize::from(off_m & !7);
     let more = off_m & 1 != 0;
     let id = u32::from_be_bytes([fh[4], fh[5], fh[6], fh[7]]);
+    // A fragment header inside a fragment: what came out would be a
+    // fragment again (rlnet reassembles once), never a datagram.
+    if next == u8::from(IpProtocol::Ipv6Frag) {
+        return Err(Drop::Malformed);
+    }
     let data = &pkt[IPV6_HDR_LEN + FRAG_HDR_LEN..];
     let head = &pkt[..IPV6_HDR_LEN];
     if offset == 0 && !more {
@@ -1119,5 +1124,37 @@ mod tests {
             assert_eq!(r.ipv6(0, &atomic, 0), Push::Dropped(Drop::Malformed));
         }
         assert!(r.is_empty());
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/frag.rs): a fragment whose
+    /// fragment header names another fragment header as the next one came
+    /// back "complete" still carrying a fragment header (atomic at once,
+    /// or after reassembly). Dropped as malformed now.
+    #[test]
+    fn fuzz_nested_ipv6_fragment_header_is_malformed() {
+        let nested = |offset, more| {
+            let mut f = v6(11, offset, more, &pattern(16));
+            f[IPV6_HDR_LEN] = u8::from(IpProtocol::Ipv6Frag);
+            f
+        };
+        let mut r = Reassembler::new(LIMITS);
+        assert_eq!(
+            r.ipv6(0, &nested(0, false), 0),
+            Push::Dropped(Drop::Malformed)
+        );
+        assert_eq!(
+            r.ipv6(0, &nested(0, true), 0),
+            Push::Dropped(Drop::Malformed)
+        );
+        assert_eq!(
+            r.ipv6(0, &nested(16, false), 0),
+            Push::Dropped(Drop::Malformed)
+        );
+        assert!(r.is_empty());
+        // The usual next header still goes through.
+        assert!(matches!(
+            r.ipv6(0, &v6(11, 0, false, &pattern(16)), 0),
+            Push::Complete(_)
+        ));
     }
 }
