@@ -163,7 +163,7 @@ fn confine(cfg: &Config, c: Confinement) -> Result<(), SetupError> {
     // reported before anything changes.
     let filters = if cfg.enable_seccomp {
         Some(seccomp::compile(&seccomp::Scope {
-            own_pid: std::process::id() as i32,
+            own_pid: nix::unistd::getpid().as_raw(),
             child: c.child,
             api_dir: c.api_dir,
         })?)

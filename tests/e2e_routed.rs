@@ -11,7 +11,7 @@
 
 mod common;
 
-use std::process::{ChildStdin, Stdio};
+use std::process::{ChildStdin, ExitStatus, Stdio};
 
 use common::*;
 
@@ -159,6 +159,9 @@ impl Drop for Routed {
     }
 }
 
+/// What [`run`] returns: status, stdout, stderr.
+type Ran = (ExitStatus, String, String);
+
 /// `SIZE` bytes from a client to a server and `SIZE` bytes back on a second
 /// connection, each verified byte for byte by its receiver; `serve` starts
 /// a server (`serve-tcp LISTEN MODE`) and returns the port to connect to,
@@ -168,7 +171,7 @@ fn both_ways(
     seed: u64,
     serve: &dyn Fn(&[&str]) -> (Proc, u16),
     listen: &str,
-    client: &dyn Fn(&[&str]) -> (std::process::ExitStatus, String, String),
+    client: &dyn Fn(&[&str]) -> Ran,
     connect: &str,
 ) {
     for (server_mode, client_mode, seed) in [("sink", "send", seed), ("source", "recv", seed + 1)] {
@@ -215,8 +218,8 @@ impl Routed {
             ("[::1]:0", "[fd00::2]"),
             (&*format!("[{OUTSIDE6}]:0"), &*format!("[{OUTSIDE6}]")),
         ];
-        for (i, (listen, connect)) in cases.iter().enumerate() {
-            let seed = 100 + 10 * i as u64;
+        for ((listen, connect), i) in cases.iter().zip(0u64..) {
+            let seed = 100 + 10 * i;
             both_ways(
                 &format!("outbound to {connect}"),
                 seed,
@@ -232,18 +235,18 @@ impl Routed {
     /// address, which mid DNATs to the inner namespace; clients on outside
     /// addresses, over IPv4 and IPv6.
     fn inbound(&self, mode: &str, host_port: u16) {
-        for (i, (listen, connect)) in [
+        for ((listen, connect), i) in [
             ("0.0.0.0:0", OUTSIDE4),
             ("[::]:0", &*format!("[{OUTSIDE6}]")),
         ]
         .into_iter()
-        .enumerate()
+        .zip(0u16..)
         {
-            let seed = 200 + 10 * i as u64;
+            let seed = 200 + 10 * u64::from(i);
             let serve = |a: &[&str]| {
                 let (p, port) = self.inner.serve(a);
                 // A host port per family and direction.
-                let hp = host_port + 10 * i as u16 + u16::from(a[2].starts_with("source"));
+                let hp = host_port + 10 * i + u16::from(a[2].starts_with("source"));
                 let req = format!(
                     r#"{{"execute":"add_publish","arguments":{{"publish":["{hp}:{port}"],"mode":"{mode}"}}}}"#
                 );

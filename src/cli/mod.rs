@@ -14,6 +14,7 @@
 //!   [`crate::api::client::request`];
 //! - `network.rs`: `rlnet network|attach|detach`, as the request types of
 //!   [`crate::network::request`];
+//! - `completion.rs`: `rlnet completion bash|zsh|fish`, printed like help;
 //! - `help.rs`: the hand-written help texts.
 //!
 //! clap only tokenizes: option values arrive as strings and are converted here
@@ -33,6 +34,7 @@ use crate::forward::table::PortTable;
 use crate::network::request::{NetworkCommand, NetworkRun};
 
 mod compat;
+mod completion;
 mod help;
 mod network;
 mod port;
@@ -125,6 +127,7 @@ where
         Some("network") => network::parse(network::Which::Network, rest("rlnet network").collect()),
         Some("attach") => network::parse(network::Which::Attach, rest("rlnet attach").collect()),
         Some("detach") => network::parse(network::Which::Detach, rest("rlnet detach").collect()),
+        Some("completion") => Err(completion::parse(&args[2..]).map_or_else(|e| e, CliExit::Print)),
         _ => compat::parse(args),
     }
 }

@@ -394,9 +394,11 @@ mod tests {
         // SAFETY: ifreq is plain old data for which all-zero bytes are a valid value.
         let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
         for (d, s) in ifr.ifr_name.iter_mut().zip(TAP.bytes()) {
-            *d = s as libc::c_char;
+            *d = libc::c_char::from_ne_bytes([s]);
         }
-        ifr.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
+        #[allow(clippy::cast_possible_truncation)] // 0x1002 fits a short
+        let flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
+        ifr.ifr_ifru.ifru_flags = flags;
         // SAFETY: TUNSETIFF takes a pointer to an ifreq, valid for the whole call.
         if unsafe { libc::ioctl(f.as_raw_fd(), libc::TUNSETIFF, &mut ifr) } < 0 {
             return Err(std::io::Error::last_os_error());
