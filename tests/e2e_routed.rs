@@ -46,7 +46,7 @@ struct Routed {
     /// The namespace rlnet serves; it routes for `inner`.
     mid: Target,
     inner: Target,
-    _rlnet: Rlnet,
+    rlnet: Rlnet,
     sock: String,
     upstream: Option<(Proc, ChildStdin)>,
     _dir: TempDir,
@@ -56,7 +56,7 @@ struct Routed {
 /// forwarding to a fake upstream in the outer namespace), and `inner`
 /// behind two veth pairs: masqueraded out of tap0, and every new TCP
 /// connection into mid (a published port, either mode) DNATed to inner.
-fn setup(links: Links) -> Routed {
+fn setup(links: Links, extra: &[&str]) -> Routed {
     let outer = Outer::new();
     let mut up = outer.testkit();
     up.args([
@@ -79,20 +79,19 @@ fn setup(links: Links) -> Routed {
     let dir = TempDir::new("routed");
     let sock = dir.path("api.sock");
     let pid = mid.pid().to_string();
-    let rlnet = start_rlnet(
-        outer.rlnet_cmd(),
-        &[
-            "-c",
-            "--mtu",
-            "65520",
-            "--enable-ipv6",
-            "--dns-upstream",
-            UPSTREAM,
-            "--api-socket",
-            &sock,
-            &pid,
-        ],
-    );
+    let mut args = vec![
+        "-c",
+        "--mtu",
+        "65520",
+        "--enable-ipv6",
+        "--dns-upstream",
+        UPSTREAM,
+        "--api-socket",
+        &sock,
+    ];
+    args.extend_from_slice(extra);
+    args.push(&pid);
+    let rlnet = start_rlnet(outer.rlnet_cmd(), &args);
     let Links {
         veth4,
         veth6,
@@ -142,7 +141,7 @@ fn setup(links: Links) -> Routed {
         outer,
         mid,
         inner,
-        _rlnet: rlnet,
+        rlnet,
         sock,
         upstream: Some((upstream, stdin)),
         _dir: dir,
@@ -299,12 +298,15 @@ impl Routed {
 #[test]
 fn inner_namespace_behind_a_smaller_link() {
     require_userns!();
-    let r = setup(Links {
-        veth4: 1500,
-        veth6: 1280,
-        path4: None,
-        path6: None,
-    });
+    let r = setup(
+        Links {
+            veth4: 1500,
+            veth6: 1280,
+            path4: None,
+            path6: None,
+        },
+        &[],
+    );
     r.outbound();
     r.inbound("stack", 31000);
     r.inbound("splice", 31100);
@@ -318,12 +320,15 @@ fn inner_namespace_behind_a_smaller_link() {
 #[test]
 fn path_mtu_below_the_inner_mss() {
     require_userns!();
-    let r = setup(Links {
-        veth4: 1500,
-        veth6: 1500,
-        path4: Some(1400),
-        path6: Some(1280),
-    });
+    let r = setup(
+        Links {
+            veth4: 1500,
+            veth6: 1500,
+            path4: Some(1400),
+            path6: Some(1280),
+        },
+        &["--log-level", "debug"],
+    );
     // Check the premise: mid reports the smaller MTU for the inner address.
     let got = run_ok(r.mid.sh(&format!(
         "ip -o route get {INNER4}; ip -o -6 route get {INNER6}"
@@ -334,4 +339,18 @@ fn path_mtu_below_the_inner_mss() {
     );
     r.outbound();
     r.inbound("stack", 32000);
+    // And that it is the ICMP path that made them complete: rlnet lowered
+    // flows to those MTUs (it says so at debug level, once per flow).
+    let log = r.rlnet.proc.stderr();
+    for mtu in [1400, 1280] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("path MTU of the flow") && l.ends_with(&format!(" is {mtu}"))),
+            "no flow lowered to {mtu}: {}",
+            log.lines()
+                .filter(|l| l.contains("MTU"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
 }
