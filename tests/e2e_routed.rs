@@ -294,7 +294,8 @@ impl Routed {
 /// Acceptance 1 of issue 10: 4 MiB each way, byte-exact, between the inner
 /// namespace (behind a 1500-byte IPv4 and a 1280-byte IPv6 veth) and
 /// servers outside, through published ports in both modes, and the DNS
-/// stub's TCP answers larger than one segment.
+/// stub's answers larger than one segment (TCP) or than the inner link
+/// (UDP over IPv4, which mid fragments).
 #[test]
 fn inner_namespace_behind_a_smaller_link() {
     require_userns!();
