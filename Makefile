@@ -135,7 +135,7 @@ check:
 # Debian autopkgtest: make test-installed RLNET_BIN=/usr/bin/rlnet).
 RLNET_BIN ?= /usr/bin/rlnet
 # Selecting test targets stops cargo from building the examples, so the
-# traffic helper (examples/testkit.rs) is built first.
+# traffic helper (examples/testkit/) is built first.
 test-installed:
 	$(CARGO) build --locked $(OFFLINE) --example testkit
 	RLNET_BIN=$(RLNET_BIN) RLNET_REQUIRE_USERNS=1 $(CARGO) test --locked $(OFFLINE) --no-fail-fast \

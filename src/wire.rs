@@ -170,15 +170,7 @@ pub fn finish_frame_limited(
         if proto == IpProtocol::Tcp {
             let tcp_hl = usize::from(ip.get(l4_start + 12)? >> 4) * 4;
             let hdrs = l4_start + tcp_hl;
-            let payload = ip_len.checked_sub(hdrs)?;
-            let mtu = limit.path_mtu.map_or(mtu, |p| mtu.min(usize::from(p)));
-            let mut seg = mtu.saturating_sub(hdrs);
-            if let Some(mss) = limit.mss {
-                seg = seg.min(mss);
-            }
-            if payload > seg {
-                // A zero-sized cut would loop in the kernel; never emit one.
-                let seg = u16::try_from(seg).ok().filter(|s| *s > 0)?;
+            if let Some(seg) = tcp_cut(ip_len.checked_sub(hdrs)?, hdrs, mtu, limit)? {
                 vnet.gso_type = if version == EthernetProtocol::Ipv4 {
                     VNET_GSO_TCPV4
                 } else {
@@ -198,6 +190,22 @@ pub fn finish_frame_limited(
     };
     repr.emit(&mut EthernetFrame::new_unchecked(eth));
     Some(total)
+}
+
+/// Where the kernel must cut a TCP segment of `payload` bytes behind `hdrs`
+/// bytes of IP and TCP headers: `Some(None)` when it goes whole,
+/// `Some(Some(size))` for a GSO frame of `size`-byte segments, None when it
+/// cannot be cut (a zero size would loop in the kernel: never emit one).
+fn tcp_cut(payload: usize, hdrs: usize, mtu: usize, limit: SegLimit) -> Option<Option<u16>> {
+    let mtu = limit.path_mtu.map_or(mtu, |p| mtu.min(usize::from(p)));
+    let mut seg = mtu.saturating_sub(hdrs);
+    if let Some(mss) = limit.mss {
+        seg = seg.min(mss);
+    }
+    if payload <= seg {
+        return Some(None);
+    }
+    u16::try_from(seg).ok().filter(|s| *s > 0).map(Some)
 }
 
 /// Write a zeroed virtio-net header and an Ethernet header in front of a
