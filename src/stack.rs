@@ -19,7 +19,7 @@ use smoltcp::wire::{EthernetAddress, EthernetProtocol, HardwareAddress, IpAddres
 
 use crate::config::AddrPlan;
 use crate::wire::{
-    FRAME_BUF, HEADROOM, SegLimit, finish_frame, finish_frame_limited, finish_l2_frame,
+    FRAME_BUF, HEADROOM, SegLimit, finish_frame, finish_frame_limited, finish_l2_frame, frag,
 };
 
 /// The gateway's MAC: locally administered, fixed, like slirp's.
@@ -54,8 +54,11 @@ pub struct TapOut {
     pending: VecDeque<Box<[u8]>>,
     pub gw_mac: EthernetAddress,
     pub ns_mac: Option<EthernetAddress>,
-    /// The namespace link's MTU: larger TCP segments are sent as GSO frames.
+    /// The namespace link's MTU: larger TCP segments are sent as GSO frames,
+    /// larger UDP and ICMP packets as fragments.
     mtu: usize,
+    /// Identification of the last datagram sent in fragments.
+    frag_id: u32,
     pub stats: TxStats,
 }
 
@@ -68,6 +71,8 @@ impl TapOut {
             gw_mac: GATEWAY_MAC,
             ns_mac,
             mtu: mtu as usize,
+            // Unpredictable from the start (RFC 7739), then a counter.
+            frag_id: u32::try_from(RandomState::new().hash_one(mtu) >> 32).unwrap_or(0),
             stats: TxStats::default(),
         }
     }
@@ -98,6 +103,9 @@ impl TapOut {
             self.stats.dropped += 1;
             return;
         };
+        if self.send_fragments(ip_len, dst) {
+            return;
+        }
         match finish_frame(&mut self.buf, ip_len, dst, self.gw_mac, self.mtu) {
             Some(len) => self.write(len),
             None => self.stats.dropped += 1,
@@ -116,6 +124,43 @@ impl TapOut {
             Some(len) => self.write(len),
             None => self.stats.dropped += 1,
         }
+    }
+
+    /// A UDP or ICMP packet larger than the link MTU goes out in
+    /// fragments (what a router on a real link would do); true if it was
+    /// one (sent, or dropped when it cannot be cut).
+    fn send_fragments(&mut self, ip_len: usize, dst: EthernetAddress) -> bool {
+        let Some(pkt) = self.buf.get(HEADROOM..HEADROOM + ip_len) else {
+            return false;
+        };
+        if !frag::needs_fragments(pkt, self.mtu) {
+            return false;
+        }
+        // Copied out: queueing a fragment reuses `buf`.
+        let mut pkt = pkt.to_vec();
+        let ethertype = if pkt.first().is_some_and(|b| b >> 4 == 6) {
+            EthernetProtocol::Ipv6
+        } else {
+            EthernetProtocol::Ipv4
+        };
+        self.frag_id = self.frag_id.wrapping_add(1);
+        let mut frame = vec![0u8; HEADROOM + self.mtu];
+        let (gw, mtu, id) = (self.gw_mac, self.mtu, self.frag_id);
+        let cut = frag::complete_checksum(&mut pkt).and_then(|()| {
+            frag::fragment(&pkt, mtu, id, |f| {
+                let Some(room) = frame.get_mut(HEADROOM..HEADROOM + f.len()) else {
+                    return;
+                };
+                room.copy_from_slice(f);
+                if let Some(len) = finish_l2_frame(&mut frame, f.len(), dst, gw, ethertype) {
+                    self.send_raw(&frame[..len]);
+                }
+            })
+        });
+        if cut.is_none() {
+            self.stats.dropped += 1;
+        }
+        true
     }
 
     /// Send the IP packet in [`Self::ip_buf`] to an explicit MAC (a DHCP

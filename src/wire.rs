@@ -4,6 +4,9 @@
 //! rlnet answers itself (ARP, NDP, ICMP echo and errors, UDP replies).
 //! Pure: no I/O.
 
+pub mod frag;
+pub mod ndp;
+
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

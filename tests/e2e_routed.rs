@@ -295,7 +295,8 @@ impl Routed {
 /// namespace (behind a 1500-byte IPv4 and a 1280-byte IPv6 veth) and
 /// servers outside, through published ports in both modes, and the DNS
 /// stub's answers larger than one segment (TCP) or than the inner link
-/// (UDP over IPv4, which mid fragments).
+/// (UDP over IPv4, which mid fragments), and echo replies larger than the
+/// inner link.
 #[test]
 fn inner_namespace_behind_a_smaller_link() {
     require_userns!();
@@ -312,6 +313,12 @@ fn inner_namespace_behind_a_smaller_link() {
     r.inbound("stack", 31000);
     r.inbound("splice", 31100);
     r.dns();
+    // Echo replies larger than the inner link (mid fragments the requests,
+    // rlnet reassembles them; mid fragments the replies).
+    for dst in ["10.0.2.2", OUTSIDE4] {
+        let out = run_ok(r.inner.sh(&format!("ping -c 2 -W 10 -s 3000 {dst}")));
+        assert!(out.contains("2 received"), "{dst}: {out}");
+    }
 }
 
 /// The path is smaller than the MSS the inner namespace advertised (mid's
