@@ -81,6 +81,7 @@ const PURE: &[&str] = &[
     "forward::spec",
     "forward::table",
     "nat::policy",
+    "nat::pmtu",
     "network::request",
     "api::request",
     "api::reply",

@@ -1,8 +1,9 @@
 //! One frame from a namespace, taken apart: L2 (the switch of a named
 //! network, ARP, DHCP), then IPv4/IPv6 (neighbour discovery, router
-//! advertisements, ICMP echo) and the transport, which goes to the flows
-//! (`nat/`), a published port's client or the DNS stub. Anything malformed
-//! is dropped here, before it can reach smoltcp or a host socket.
+//! advertisements, ICMP echo, "packet too big" about rlnet's TCP segments)
+//! and the transport, which goes to the flows (`nat/`), a published port's
+//! client or the DNS stub. Anything malformed is dropped here, before it can
+//! reach smoltcp or a host socket.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -17,6 +18,7 @@ use super::Dp;
 use super::switch::Verdict;
 use crate::nat::FlowKey;
 use crate::nat::icmp::EchoRequest;
+use crate::nat::pmtu;
 use crate::nat::policy::Decision;
 use crate::stack::GATEWAY_MAC;
 use crate::wire::VNET_HDR_LEN;
@@ -201,6 +203,11 @@ impl Dp {
         };
         match repr.next_header {
             IpProtocol::Icmp => {
+                if let Some(err) = pmtu::parse_v4(ip4.body, repr.dst_addr) {
+                    let (mut ctx, nat, _) = self.split(registry);
+                    nat.too_big(port, err, &mut ctx);
+                    return;
+                }
                 let Ok(icmp) = Icmpv4Packet::new_checked(ip4.body) else {
                     return;
                 };
@@ -300,6 +307,11 @@ impl Dp {
         };
         match repr.next_header {
             IpProtocol::Icmpv6 => {
+                if let Some(err) = pmtu::parse_v6(body, repr.src_addr, repr.dst_addr) {
+                    let (mut ctx, nat, _) = self.split(registry);
+                    nat.too_big(port, err, &mut ctx);
+                    return;
+                }
                 let Ok(icmp) = Icmpv6Packet::new_checked(body) else {
                     return;
                 };
