@@ -14,6 +14,8 @@
 #   make srpm                 source RPM in build/rpm/ (packaging/rpm/rlnet.spec)
 #   make dist                 release and vendored-crates tarballs in build/dist/
 #   make packaging-check      CI: build the .deb, lint, install, smoke-test, remove
+#   make fuzz-ci              CI: fuzz seed checks and a short run of each fuzz
+#                             target (fuzz/ci.sh; FUZZ_SECONDS per target)
 
 VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -n 1)
 
@@ -66,7 +68,7 @@ SELINUXTYPE ?= targeted
 SELINUX_DEVEL_MAKEFILE ?= /usr/share/selinux/devel/Makefile
 
 .PHONY: all build completions install uninstall vendor test check test-installed \
-	selinux install-selinux deb srpm dist packaging-check clean
+	selinux install-selinux deb srpm dist packaging-check fuzz-ci clean
 
 all: build completions
 
@@ -179,6 +181,12 @@ srpm: dist
 
 packaging-check:
 	bash packaging/ci/check.sh
+
+# The fuzz targets (fuzz/, a crate of its own built into fuzz/target):
+# seed checks, then each target briefly from its seeds. Campaigns are run by
+# hand (fuzz/README.md).
+fuzz-ci:
+	bash fuzz/ci.sh
 
 clean:
 	$(CARGO) clean
