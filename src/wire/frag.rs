@@ -653,6 +653,11 @@ pub fn fragment(pkt: &[u8], mtu: usize, id: u32, mut emit: impl FnMut(&[u8])) ->
             pkt.get(IPV4_HDR_LEN..usize::from(p.total_len()))?,
         )
     };
+    // No payload, no fragment to carry it: "cut" into nothing, the packet
+    // would vanish without being counted as dropped.
+    if payload.is_empty() {
+        return None;
+    }
     let room = mtu.checked_sub(hl + if v6 { FRAG_HDR_LEN } else { 0 })?;
     let chunk = room / 8 * 8;
     if chunk == 0 {
@@ -1124,6 +1129,34 @@ mod tests {
             assert_eq!(r.ipv6(0, &atomic, 0), Push::Dropped(Drop::Malformed));
         }
         assert!(r.is_empty());
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/frag.rs): an atomic IPv6
+    /// fragment with no data comes back as a header-only packet, which
+    /// `fragment` "cut" into zero fragments (Some(0)): the packet was lost
+    /// without being counted as dropped. Now it cannot be cut (None).
+    #[test]
+    fn fuzz_header_only_packet_is_not_cut_into_nothing() {
+        let mut r = Reassembler::default();
+        let Push::Complete(empty6) = r.ipv6(0, &v6(5, 0, false, &[]), 0) else {
+            panic!("atomic fragment not passed through");
+        };
+        assert_eq!(empty6.len(), IPV6_HDR_LEN);
+        let empty4 = v4(5, 0, false, &[]);
+        assert_eq!(empty4.len(), IPV4_HDR_LEN);
+        for (pkt, mtu) in [
+            (&empty6, 1280),
+            (&empty6, 48),
+            (&empty4, 576),
+            (&empty4, 28),
+        ] {
+            let mut emitted = 0;
+            assert_eq!(fragment(pkt, mtu, 1, |_| emitted += 1), None, "MTU {mtu}");
+            assert_eq!(emitted, 0);
+        }
+        // One byte of payload is still cut into one fragment.
+        let one = v4(5, 0, false, &[7]);
+        assert_eq!(fragment(&one, 576, 1, |_| {}), Some(1));
     }
 
     /// Found by fuzzing (fuzz/fuzz_targets/frag.rs): a fragment whose
