@@ -557,7 +557,7 @@ fn podman_bad_pasta_option_fails_run() {
     assert!(left.is_empty(), "helpers left: {left:#?}");
 }
 
-/// 2. RootlessKit 2 `--net=pasta --pasta-binary=HELPER --port-driver=implicit`: its child
+/// Acceptance 2: RootlessKit 2 `--net=pasta --pasta-binary=HELPER --port-driver=implicit`: its child
 /// downloads and uploads 1 MiB byte-exact to the internet namespace, then listens on a
 /// port that the helper publishes by itself (`-t auto`): a client on the host's loopback
 /// gets 1 MiB echoed byte-exact. The helper is the pasta under test, a child of

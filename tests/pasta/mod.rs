@@ -843,16 +843,21 @@ exec -a "$0" {inside} "$@"
         assert!(left.is_empty(), "pasta left after podman rm: {left:#?}");
     }
 
-    fn kill_quietly(&self, what: &str, pids: &[PInfo]) {
+    /// SIGKILL each (if still the same process). Podman's pause process stays by design;
+    /// anything else is reported once.
+    fn kill_left(&self, pids: &[PInfo], reported: &mut std::collections::HashSet<u32>) {
         for p in pids {
-            // Same process (start time), not a PID reused since.
-            if alive(p) {
-                eprintln!("cleanup: killing {what} {} {:?}", p.pid, p.argv);
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(p.pid as i32),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
+            if !alive(p) {
+                continue;
             }
+            let pause = p.comm == "catatonit" && p.has("-P");
+            if !pause && reported.insert(p.pid) {
+                eprintln!("cleanup: killing leftover {} {:?}", p.pid, p.argv);
+            }
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p.pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
     }
 
@@ -927,6 +932,7 @@ impl Drop for Lab {
             // namespace (but its holder, which goes last).
             let holder = self.host_pid();
             let deadline = Instant::now() + Duration::from_secs(20);
+            let mut reported = std::collections::HashSet::new();
             loop {
                 let mut left = self.podman_userns_procs();
                 left.extend(self.lab_procs().into_iter().filter(|p| p.pid != holder));
@@ -940,7 +946,7 @@ impl Drop for Lab {
                 if left.is_empty() || Instant::now() >= deadline {
                     break;
                 }
-                self.kill_quietly("leftover", &left);
+                self.kill_left(&left, &mut reported);
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
