@@ -46,7 +46,10 @@ command -v debootstrap >/dev/null || {
 start=$(date +%s)
 new=$ROOT.new
 mkdir -p "$(dirname "$ROOT")"
-# A root is plain files: nothing is mounted in it outside a test's own mount namespace.
+# An interrupted debootstrap may leave its /proc and /sys mounts in the new root (the tests
+# mount nothing here: their mounts live in their own mount namespaces).
+awk -v p="$new/" 'index($2, p) == 1 { print $2 }' /proc/mounts | sort -r |
+	while read -r m; do umount -l "$m"; done
 rm -rf --one-file-system "$new"
 log=$(dirname "$ROOT")/debootstrap.log
 echo "make-root.sh: debootstrap trixie into $new (log: $log)" >&2

@@ -477,7 +477,8 @@ impl Lab {
 
         // Podman's user configuration: the helper directory first (then Podman's own
         // defaults, where netavark and aardvark-dns live). runc: crun refuses this
-        // machine's hybrid cgroup layout; no systemd: cgroupfs and a file event log.
+        // machine's hybrid cgroup layout (and the root has no crun); no systemd: cgroupfs.
+        // Everything else is Podman's default (Debian 13's /usr/share/containers).
         let helpers = [
             self.bin.display().to_string(),
             "/usr/local/libexec/podman".into(),
@@ -491,7 +492,7 @@ impl Lab {
             &conf.join("containers.conf"),
             &format!(
                 "[engine]\nhelper_binaries_dir = [{helpers}]\nruntime = \"runc\"\n\
-                 cgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n"
+                 cgroup_manager = \"cgroupfs\"\n"
             ),
             0o644,
         );
