@@ -1,6 +1,9 @@
 //! One run of rlnet, start to finish: find or create the namespace, get its
 //! TAP from an agent inside it, start the data plane, signal readiness, and
-//! turn the way the loop ended into an exit code.
+//! turn the way the loop ended into an exit code. rlnet as pasta has its
+//! own process model ([`pasta`]) built from the same steps.
+
+pub mod pasta;
 
 use std::net::IpAddr;
 use std::os::fd::{AsFd, OwnedFd, RawFd};
