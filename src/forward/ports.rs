@@ -337,6 +337,34 @@ impl PortList {
     }
 }
 
+/// pasta's forwarding options, for the forwarder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PastaPorts {
+    /// `-t`, `-u`: host ports into the namespace.
+    pub tcp: PortForwards,
+    pub udp: PortForwards,
+    /// `-T`, `-U`: the namespace's loopback ports to the host's loopback.
+    pub tcp_ns: PortForwards,
+    pub udp_ns: PortForwards,
+    /// `net.ipv4.ip_local_port_range`: never part of `all` or `auto`.
+    pub ephemeral: PortRange,
+    /// Loopback clients of `-t/-u` take the splice path (not with
+    /// `--no-splice`).
+    pub splice: bool,
+}
+
+impl PastaPorts {
+    /// The option of a direction and protocol.
+    pub fn get(&self, way: Way, proto: Proto) -> &PortForwards {
+        match (way, proto) {
+            (Way::In, Proto::Tcp) => &self.tcp,
+            (Way::In, Proto::Udp) => &self.udp,
+            (Way::Out, Proto::Tcp) => &self.tcp_ns,
+            (Way::Out, Proto::Udp) => &self.udp_ns,
+        }
+    }
+}
+
 impl PortList {
     /// This list as published-port specs, with the interface to bind to.
     pub fn specs(&self, proto: Proto, ephemeral: PortRange) -> Vec<(PublishSpec, Option<String>)> {
