@@ -8,6 +8,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::io;
 use std::num::NonZeroUsize;
+use std::os::fd::AsRawFd;
 
 use smoltcp::iface::{Config as IfaceConfig, Interface};
 use smoltcp::phy::{Checksum, ChecksumCapabilities, Device, DeviceCapabilities, Medium};
@@ -15,7 +16,6 @@ use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, EthernetProtocol, HardwareAddress, IpAddress, IpCidr};
 
 use crate::config::AddrPlan;
-use crate::sys::tap::Tap;
 use crate::wire::{FRAME_BUF, HEADROOM, finish_frame, finish_l2_frame};
 
 /// The gateway's MAC: locally administered, fixed, like slirp's.
@@ -31,10 +31,21 @@ pub struct TxStats {
     pub dropped: u64,
 }
 
+/// A port's wire: where its frames are read from and written to, each with
+/// the virtio-net header first. A TAP in rlnet (the engine supplies it); any
+/// frame-preserving fd (a datagram socketpair) in tests. Non-blocking:
+/// `WouldBlock` when empty or full.
+pub trait Link: AsRawFd {
+    fn read(&self, buf: &mut [u8]) -> io::Result<usize>;
+    fn write(&self, frame: &[u8]) -> io::Result<usize>;
+    /// The interface's name inside the namespace.
+    fn name(&self) -> &str;
+}
+
 /// Writes frames to the TAP. One reusable buffer with headroom for the
 /// virtio-net and Ethernet headers, so smoltcp builds each IP packet in place.
 pub struct TapOut {
-    tap: Tap,
+    link: Box<dyn Link>,
     buf: Box<[u8]>,
     pending: VecDeque<Box<[u8]>>,
     pub gw_mac: EthernetAddress,
@@ -45,9 +56,9 @@ pub struct TapOut {
 }
 
 impl TapOut {
-    pub fn new(tap: Tap, ns_mac: Option<EthernetAddress>, mtu: u32) -> Self {
+    pub fn new(link: Box<dyn Link>, ns_mac: Option<EthernetAddress>, mtu: u32) -> Self {
         TapOut {
-            tap,
+            link,
             buf: vec![0u8; FRAME_BUF].into_boxed_slice(),
             pending: VecDeque::new(),
             gw_mac: GATEWAY_MAC,
@@ -57,8 +68,8 @@ impl TapOut {
         }
     }
 
-    pub fn tap(&self) -> &Tap {
-        &self.tap
+    pub fn link(&self) -> &dyn Link {
+        &*self.link
     }
 
     /// True while earlier frames wait for the TAP to accept writes.
@@ -110,7 +121,7 @@ impl TapOut {
             self.enqueue(len);
             return;
         }
-        match self.tap.write(frame) {
+        match self.link.write(frame) {
             Ok(_) => {
                 self.stats.frames += 1;
                 self.stats.bytes += frame.len() as u64;
@@ -129,7 +140,7 @@ impl TapOut {
             self.enqueue(len);
             return;
         }
-        match self.tap.write(frame) {
+        match self.link.write(frame) {
             Ok(_) => {
                 self.stats.frames += 1;
                 self.stats.bytes += len as u64;
@@ -156,7 +167,7 @@ impl TapOut {
     /// Write queued frames; true when the queue is empty afterwards.
     pub fn flush(&mut self) -> bool {
         while let Some(frame) = self.pending.front() {
-            match self.tap.write(frame) {
+            match self.link.write(frame) {
                 Ok(_) => {
                     self.stats.frames += 1;
                     self.stats.bytes += frame.len() as u64;

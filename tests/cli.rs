@@ -2,24 +2,10 @@
 //! its output. No namespaces or privileges needed: every case here exits
 //! during argument parsing.
 
-use std::process::{Command, Output};
+mod common;
 
+use common::cli::{rlnet, stderr, stdout};
 use rlnet::cli::CALLER_OPTIONS;
-
-fn rlnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rlnet"))
-        .args(args)
-        .output()
-        .expect("run rlnet")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// Asserts exit status 1 and exactly one stderr line containing `needle`.
 fn fails_with(args: &[&str], needle: &str) {

@@ -17,6 +17,23 @@ use compat::*;
 /// Tools the Podman tests need besides the user and busybox.
 const TOOLS: &[&str] = &["podman", "runc", "conmon"];
 
+/// A detached container `name` on `network` (with `extra` options, such as
+/// `-p`) running `sh -c script`; its ID.
+fn detached(env: &Env, name: &str, network: &str, extra: &[&str], script: &str) -> String {
+    let mut args = vec![
+        "run",
+        "-d",
+        "--pull=never",
+        "--name",
+        name,
+        "--network",
+        network,
+    ];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[IMAGE, "sh", "-c", script]);
+    env.podman(&args).trim().to_string()
+}
+
 /// A container command that stops cleanly on SIGTERM (as PID 1 a plain
 /// `sleep` would ignore it and make `podman stop` wait 10 s).
 fn idle() -> String {
@@ -77,22 +94,13 @@ fn podman_slirp4netns_network_is_rlnet_host_loopback_allowed_and_refused() {
         "--timeout",
         "120",
     ]);
-    let c1 = env
-        .podman(&[
-            "run",
-            "-d",
-            "--pull=never",
-            "--name",
-            "loopback-allowed",
-            "--network",
-            "slirp4netns:allow_host_loopback=true",
-            IMAGE,
-            "sh",
-            "-c",
-            &idle(),
-        ])
-        .trim()
-        .to_string();
+    let c1 = detached(
+        &env,
+        "loopback-allowed",
+        "slirp4netns:allow_host_loopback=true",
+        &[],
+        &idle(),
+    );
     let h1 = env.podman_helper(&c1);
     assert!(
         !h1.has("--disable-host-loopback") && h1.has("-c") && h1.has("tap0"),
@@ -121,22 +129,7 @@ fn podman_slirp4netns_network_is_rlnet_host_loopback_allowed_and_refused() {
 
     // Podman's default: host loopback refused.
     let (srv2, port2) = env.serve(&["serve-tcp", "127.0.0.1:0", "source:1k:22"]);
-    let c2 = env
-        .podman(&[
-            "run",
-            "-d",
-            "--pull=never",
-            "--name",
-            "loopback-default",
-            "--network",
-            "slirp4netns",
-            IMAGE,
-            "sh",
-            "-c",
-            &idle(),
-        ])
-        .trim()
-        .to_string();
+    let c2 = detached(&env, "loopback-default", "slirp4netns", &[], &idle());
     let h2 = env.podman_helper(&c2);
     assert!(h2.has("--disable-host-loopback"), "{h2:#?}");
     assert_ne!(h1.pid, h2.pid);
@@ -189,24 +182,13 @@ fn podman_published_ports_both_port_handlers_two_containers() {
 
     let mut ids = Vec::new();
     for (name, handler, port) in [("web-rk", "rootlesskit", p1), ("web-s4", "slirp4netns", p2)] {
-        let id = env
-            .podman(&[
-                "run",
-                "-d",
-                "--pull=never",
-                "--name",
-                name,
-                "--network",
-                &format!("slirp4netns:port_handler={handler}"),
-                "-p",
-                &format!("127.0.0.1:{port}:80"),
-                IMAGE,
-                "sh",
-                "-c",
-                &web(name),
-            ])
-            .trim()
-            .to_string();
+        let id = detached(
+            &env,
+            name,
+            &format!("slirp4netns:port_handler={handler}"),
+            &["-p", &format!("127.0.0.1:{port}:80")],
+            &web(name),
+        );
         ids.push(id);
     }
     let h1 = env.podman_helper(&ids[0]);

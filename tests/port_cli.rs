@@ -4,43 +4,20 @@
 //! that it and `rlnet network` use (replies, errors, deadline). No
 //! namespaces needed: the server is a unix socket in a temporary directory.
 
+mod common;
+
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
+use std::process::Output;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use rlnet::api::client::{self, ClientError};
 use rlnet::api::{ClientRequest, encode};
 
-/// A fresh directory per test, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "rlnet-port-cli-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    fn sock(&self) -> PathBuf {
-        self.0.join("api.sock")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use common::TempDir;
+use common::cli::{rlnet, stderr, stdout};
 
 /// A server for one connection: it reads the request to EOF, answers
 /// `reply` and closes. Joining gives the request bytes, or `None` if no
@@ -91,26 +68,11 @@ impl FakeServer {
     }
 }
 
-fn rlnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rlnet"))
-        .args(args)
-        .output()
-        .expect("run rlnet")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 /// Runs `rlnet port ARGS` (with `-a SOCK` added) against a server answering
 /// `reply`; returns the request it sent and its output.
 fn exchange(args: &[&str], reply: &str) -> (String, Output) {
-    let dir = TempDir::new();
-    let sock = dir.sock();
+    let dir = TempDir::new("port-cli");
+    let sock = dir.0.join("api.sock");
     let server = FakeServer::start(&sock, reply);
     let mut argv = vec!["port"];
     argv.extend_from_slice(args);
@@ -239,8 +201,8 @@ fn an_api_error_is_its_desc() {
 
 #[test]
 fn no_server_is_one_line() {
-    let dir = TempDir::new();
-    let sock = dir.sock();
+    let dir = TempDir::new("port-cli");
+    let sock = dir.0.join("api.sock");
     let path = sock.to_str().unwrap();
     let hint = format!("(is rlnet running with --api-socket {path}?)");
     // Missing, then a socket file nobody listens on.
@@ -289,34 +251,39 @@ fn bad_arguments_fail_before_connecting() {
 
 #[test]
 fn client_round_trip() {
-    let dir = TempDir::new();
-    let server = FakeServer::start(&dir.sock(), r#"{"return":{"ids":[3]}}"#);
+    let dir = TempDir::new("port-cli");
+    let server = FakeServer::start(&dir.0.join("api.sock"), r#"{"return":{"ids":[3]}}"#);
     let req = ClientRequest::AddPublish {
         specs: vec!["8080:80".parse().unwrap()],
         mode: None,
         to: None,
     };
-    let reply = client::request(&dir.sock(), &req, client::TIMEOUT).unwrap();
+    let reply = client::request(&dir.0.join("api.sock"), &req, client::TIMEOUT).unwrap();
     assert_eq!(reply, serde_json::json!({"ids": [3]}));
     assert_eq!(server.request().into_bytes(), encode(&req));
 }
 
 #[test]
 fn client_error_reply_is_its_desc() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("port-cli");
     let server = FakeServer::start(
-        &dir.sock(),
+        &dir.0.join("api.sock"),
         r#"{"error":{"desc":"bad request: unknown execute"}}"#,
     );
-    let e = client::request(&dir.sock(), &ClientRequest::Status, client::TIMEOUT).unwrap_err();
+    let e = client::request(
+        &dir.0.join("api.sock"),
+        &ClientRequest::Status,
+        client::TIMEOUT,
+    )
+    .unwrap_err();
     assert_eq!(e.to_string(), "bad request: unknown execute");
     server.request();
 }
 
 #[test]
 fn client_missing_and_refused_sockets() {
-    let dir = TempDir::new();
-    let path = dir.sock();
+    let dir = TempDir::new("port-cli");
+    let path = dir.0.join("api.sock");
     let e = client::request(&path, &ClientRequest::ListHostfwd, client::TIMEOUT).unwrap_err();
     let text = e.to_string();
     assert!(matches!(e, ClientError::Connect { .. }), "{e:?}");
@@ -343,8 +310,8 @@ fn client_missing_and_refused_sockets() {
 
 #[test]
 fn client_silent_server_times_out() {
-    let dir = TempDir::new();
-    let l = UnixListener::bind(dir.sock()).unwrap();
+    let dir = TempDir::new("port-cli");
+    let l = UnixListener::bind(dir.0.join("api.sock")).unwrap();
     let (done, wait) = std::sync::mpsc::channel::<()>();
     // Holds the connection open, answering nothing, until the client gave up.
     let server = thread::spawn(move || {
@@ -354,7 +321,7 @@ fn client_silent_server_times_out() {
     });
     let start = Instant::now();
     let e = client::request(
-        &dir.sock(),
+        &dir.0.join("api.sock"),
         &ClientRequest::ListHostfwd,
         Duration::from_millis(200),
     )
@@ -365,7 +332,7 @@ fn client_silent_server_times_out() {
         e.to_string(),
         format!(
             "no answer from the API socket {} within 0.2 s",
-            dir.sock().display()
+            dir.0.join("api.sock").display()
         )
     );
     server.join().unwrap();
@@ -373,9 +340,14 @@ fn client_silent_server_times_out() {
 
 #[test]
 fn client_closed_without_answer() {
-    let dir = TempDir::new();
-    let server = FakeServer::start(&dir.sock(), "");
-    let e = client::request(&dir.sock(), &ClientRequest::ListHostfwd, client::TIMEOUT).unwrap_err();
+    let dir = TempDir::new("port-cli");
+    let server = FakeServer::start(&dir.0.join("api.sock"), "");
+    let e = client::request(
+        &dir.0.join("api.sock"),
+        &ClientRequest::ListHostfwd,
+        client::TIMEOUT,
+    )
+    .unwrap_err();
     assert!(matches!(e, ClientError::NoAnswer { .. }), "{e:?}");
     server.request();
     let junk = dir.0.join("b.sock");

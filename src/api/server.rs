@@ -47,6 +47,10 @@ struct Client {
     /// Reply bytes not yet written (a full socket buffer).
     out: Vec<u8>,
     answered: bool,
+    /// The request is being carried out (an attach waits for its agent):
+    /// nothing more is read, and the deadline no longer applies; the
+    /// engine's own deadline bounds the wait.
+    held: bool,
 }
 
 pub struct ApiServer {
@@ -151,6 +155,7 @@ impl ApiServer {
                 deadline: now + CLIENT_DEADLINE_US,
                 out: Vec::new(),
                 answered: false,
+                held: false,
             };
             if registry
                 .register(
@@ -170,6 +175,9 @@ impl ApiServer {
         let Some(c) = self.clients.get_mut(idx) else {
             return ApiEvent::Nothing;
         };
+        if c.held {
+            return ApiEvent::Nothing;
+        }
         if c.answered {
             if flush(c) {
                 self.close(idx, registry);
@@ -208,11 +216,20 @@ impl ApiServer {
         }
     }
 
+    /// The request of client `idx` will be answered later, with
+    /// [`Self::reply`]; until then the client is kept (and its slot with it).
+    pub fn hold(&mut self, idx: usize) {
+        if let Some(c) = self.clients.get_mut(idx) {
+            c.held = true;
+        }
+    }
+
     /// Send the reply and close (once written).
     pub fn reply(&mut self, idx: usize, body: Vec<u8>, registry: &Registry) {
         let Some(c) = self.clients.get_mut(idx) else {
             return;
         };
+        c.held = false;
         c.answered = true;
         c.out = body;
         if flush(c) {
@@ -228,7 +245,11 @@ impl ApiServer {
     }
 
     pub fn next_deadline(&self) -> Option<i64> {
-        self.clients.iter().map(|(_, c)| c.deadline).min()
+        self.clients
+            .iter()
+            .filter(|(_, c)| !c.held)
+            .map(|(_, c)| c.deadline)
+            .min()
     }
 
     /// Disconnect clients past their deadline (a 1 byte/s trickler, an idle
@@ -237,7 +258,7 @@ impl ApiServer {
         let late: Vec<usize> = self
             .clients
             .iter()
-            .filter(|(_, c)| c.deadline <= now)
+            .filter(|(_, c)| c.deadline <= now && !c.held)
             .map(|(i, _)| i)
             .collect();
         for i in late {

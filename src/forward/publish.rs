@@ -34,7 +34,8 @@ use super::spec::{Mode, Proto, PublishSpec};
 use super::splice::{End, Outcome, PipePool, SpliceConn};
 use super::table::{PortTable, RuleId, TableError};
 use crate::config::AddrPlan;
-use crate::nat::{Ctx, FlowKey, Kind, Nat, token};
+use crate::event::{Ctx, Kind, token};
+use crate::nat::{FlowKey, Nat};
 use crate::sys::ns::{Factory, FactoryOptions, NsError, NsHandles, SocketKind};
 use crate::wire;
 
@@ -47,8 +48,10 @@ const ACCEPT_BATCH: usize = 64;
 /// Limits on what clients of published ports may hold.
 const MAX_SPLICE: usize = 16384;
 const MAX_UDP_CLIENTS: usize = 4096;
-/// Namespace sockets fetched from the factory per round trip.
-const POOL_BATCH: usize = 32;
+/// Namespace sockets fetched from the factory per round trip; at most this
+/// many per address family wait unused (tests/e2e_publish.rs bounds rlnet's
+/// fds by it).
+pub const POOL_BATCH: usize = 32;
 
 #[derive(Debug, Error)]
 pub enum ForwardError {

@@ -17,7 +17,9 @@ const PIPE_SIZE: usize = 256 * 1024;
 /// Bytes moved per splice call.
 const CHUNK: usize = PIPE_SIZE;
 /// Empty pipes kept for reuse (saves two syscalls per direction per connection).
-const POOL_MAX: usize = 64;
+/// With no spliced connection open, rlnet holds at most this many pipes
+/// (2 fds each); tests/e2e_publish.rs bounds its fds by it.
+pub const POOL_MAX: usize = 64;
 
 pub struct Pipe {
     r: OwnedFd,

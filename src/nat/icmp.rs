@@ -2,18 +2,19 @@
 //! the caller's group is in `net.ipv4.ping_group_range`). The kernel picks
 //! the echo identifier; replies are rewritten back to the namespace's.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use mio::Interest;
+use mio::event::Source;
 use mio::net::UdpSocket;
-use slab::Slab;
 use smoltcp::wire::{Icmpv4Repr, Icmpv6Repr};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::{Ctx, Kind, MAX_ICMP_FLOWS, bind_outbound, token};
+use super::table::{Flow, FlowTable};
+use super::{MAX_ICMP_FLOWS, bind_outbound};
+use crate::event::{Ctx, Kind, token};
 use crate::wire;
 
 /// pasta's ICMP_ECHO_TIMEOUT.
@@ -43,21 +44,38 @@ struct PingFlow {
     last: i64,
 }
 
-#[derive(Default)]
+impl Flow for PingFlow {
+    type Key = Key;
+    fn key(&self) -> Key {
+        self.key
+    }
+    fn port(&self) -> usize {
+        self.port
+    }
+    fn source(&mut self) -> &mut dyn Source {
+        &mut self.sock
+    }
+}
+
 pub struct PingTable {
-    flows: Slab<PingFlow>,
-    per_port: super::PortCount,
-    index: HashMap<Key, usize>,
+    flows: FlowTable<PingFlow>,
     buf: Vec<u8>,
+}
+
+impl Default for PingTable {
+    fn default() -> Self {
+        PingTable {
+            flows: FlowTable::new(MAX_ICMP_FLOWS),
+            buf: Vec::new(),
+        }
+    }
 }
 
 static WARNED: AtomicBool = AtomicBool::new(false);
 
 impl PingTable {
     fn open(&mut self, port: usize, key: Key, host: IpAddr, ctx: &Ctx<'_>) -> io::Result<usize> {
-        if self.flows.len() >= MAX_ICMP_FLOWS
-            || self.per_port.full(port, MAX_ICMP_FLOWS, ctx.outs.len())
-        {
+        if self.flows.full(port, ctx.outs.len()) {
             return Err(io::Error::from_raw_os_error(libc::ENOBUFS));
         }
         let (domain, proto) = match host {
@@ -69,19 +87,15 @@ impl PingTable {
         bind_outbound(&sock, addr, ctx.outbound)?;
         sock.connect(&addr.into())?;
         let mut sock = UdpSocket::from_std(sock.into());
-        let entry = self.flows.vacant_entry();
-        let idx = entry.key();
+        let idx = self.flows.next_index();
         ctx.registry
             .register(&mut sock, token(Kind::Icmp, idx), Interest::READABLE)?;
-        self.per_port.add(port);
-        entry.insert(PingFlow {
+        Ok(self.flows.insert(PingFlow {
             key,
             port,
             sock,
             last: ctx.now.total_micros(),
-        });
-        self.index.insert(key, idx);
-        Ok(idx)
+        }))
     }
 
     /// Forward an echo request; returns a timer to arm for a new flow.
@@ -97,8 +111,8 @@ impl PingTable {
             dst: req.dst,
             ident: req.ident,
         };
-        let (idx, created) = match self.index.get(&key) {
-            Some(&i) => (i, false),
+        let (idx, created) = match self.flows.find(&key) {
+            Some(i) => (i, false),
             None => match self.open(port, key, host, ctx) {
                 Ok(i) => (i, true),
                 Err(e) => {
@@ -176,24 +190,7 @@ impl PingTable {
 
     /// Close every flow of a port (its namespace is gone).
     pub fn drop_port(&mut self, port: usize, registry: &mio::Registry) {
-        let gone: Vec<usize> = self
-            .flows
-            .iter()
-            .filter(|(_, f)| f.port == port)
-            .map(|(i, _)| i)
-            .collect();
-        for idx in gone {
-            self.remove(idx, registry);
-        }
-    }
-
-    /// Forget flow `idx`: its slot, its share of the port's quota, its
-    /// epoll registration and its key (the socket closes on drop).
-    fn remove(&mut self, idx: usize, registry: &mio::Registry) {
-        let mut flow = self.flows.remove(idx);
-        self.per_port.sub(flow.port);
-        let _ = registry.deregister(&mut flow.sock);
-        self.index.remove(&flow.key);
+        self.flows.drop_port(port, registry);
     }
 
     pub fn expire(&mut self, idx: usize, _fired: i64, ctx: &mut Ctx<'_>) -> Option<(i64, usize)> {
@@ -202,7 +199,7 @@ impl PingTable {
         if deadline > ctx.now.total_micros() {
             return Some((deadline, token(Kind::Icmp, idx).0));
         }
-        self.remove(idx, ctx.registry);
+        self.flows.remove(idx, ctx.registry);
         None
     }
 }

@@ -3,46 +3,26 @@
 
 pub mod icmp;
 pub mod policy;
+pub mod table;
 pub mod tcp;
 pub mod udp;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 
 use mio::{Interest, Registry, Token};
-use slab::Slab;
-use smoltcp::iface::{Interface, SocketSet};
-use smoltcp::phy::DeviceCapabilities;
-use smoltcp::time::Instant;
+use smoltcp::iface::SocketSet;
 use socket2::Socket;
 
-use crate::stack::{Dev, TapOut};
+use crate::event::{Ctx, Kind, from_token, token};
+use crate::stack::Dev;
 use crate::wire::{self, Unreachable};
-use policy::{Decision, Policy};
+use policy::Decision;
+pub use policy::Outbound;
+use table::FlowTable;
 use tcp::{After, RingPool, TcpFlow};
-
-/// Tokens below this belong to the engine (TAP, signals, ...).
-pub const FLOW_TOKEN_BASE: usize = 16;
-const KINDS: usize = 16;
-
-/// Remove every flow of a port (its namespace left the network).
-impl Nat {
-    pub fn drop_port(&mut self, port: usize, registry: &Registry) {
-        let gone: Vec<usize> = self
-            .tcp
-            .iter()
-            .filter(|(_, f)| f.port == port)
-            .map(|(i, _)| i)
-            .collect();
-        for idx in gone {
-            self.remove_tcp(idx, registry);
-        }
-        self.udp.drop_port(port, registry);
-        self.icmp.drop_port(port, registry);
-    }
-}
 
 /// Limits on what one namespace may hold open: untrusted flows must not
 /// exhaust rlnet's memory or fds.
@@ -51,127 +31,12 @@ pub const MAX_TCP_CONNECTING: usize = 4096;
 pub const MAX_UDP_FLOWS: usize = 16384;
 pub const MAX_ICMP_FLOWS: usize = 1024;
 
-/// Flows per port (namespace). With several namespaces (a named network) no
-/// one of them may hold more than half of a table, so a member that opens
-/// flows without end cannot starve the others.
-#[derive(Debug, Default)]
-pub(crate) struct PortCount(HashMap<usize, usize>);
-
-impl PortCount {
-    /// `port` has its share of a table of `max` when `ports` share it.
-    pub(crate) fn full(&self, port: usize, max: usize, ports: usize) -> bool {
-        let cap = if ports > 1 { max / 2 } else { max };
-        self.0.get(&port).is_some_and(|&n| n >= cap)
-    }
-
-    pub(crate) fn add(&mut self, port: usize) {
-        *self.0.entry(port).or_default() += 1;
-    }
-
-    pub(crate) fn sub(&mut self, port: usize) {
-        if let Some(n) = self.0.get_mut(&port) {
-            *n -= 1;
-            if *n == 0 {
-                self.0.remove(&port);
-            }
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// Host socket of a TCP flow (either direction).
-    Tcp = 0,
-    /// Host socket of an outbound UDP flow.
-    Udp = 1,
-    /// Ping socket.
-    Icmp = 2,
-    /// Published-port listener (TCP or UDP).
-    Listener = 3,
-    /// Spliced connection, host side / namespace side.
-    SpliceHost = 4,
-    SpliceNs = 5,
-    /// Splice-mode UDP socket inside the namespace.
-    UdpNs = 6,
-    /// A client of the API socket.
-    ApiClient = 7,
-    /// A socket of the DNS stub.
-    Dns = 8,
-    /// A namespace's TAP ("port").
-    Tap = 9,
-    /// A named-network member's pidfd (its process exited).
-    Member = 10,
-}
-
-pub fn token(kind: Kind, idx: usize) -> Token {
-    Token(FLOW_TOKEN_BASE + idx * KINDS + kind as usize)
-}
-
-pub fn from_token(t: Token) -> Option<(Kind, usize)> {
-    let v = t.0.checked_sub(FLOW_TOKEN_BASE)?;
-    let kind = match v % KINDS {
-        0 => Kind::Tcp,
-        1 => Kind::Udp,
-        2 => Kind::Icmp,
-        3 => Kind::Listener,
-        4 => Kind::SpliceHost,
-        5 => Kind::SpliceNs,
-        6 => Kind::UdpNs,
-        7 => Kind::ApiClient,
-        8 => Kind::Dns,
-        9 => Kind::Tap,
-        10 => Kind::Member,
-        _ => return None,
-    };
-    Some((kind, v / KINDS))
-}
-
 /// A flow as the namespace sees it: its own address and the destination it
 /// addressed (before any translation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     pub src: SocketAddr,
     pub dst: SocketAddr,
-}
-
-/// Outbound source addresses (`--outbound-addr[6]`, already resolved).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Outbound {
-    pub v4: Option<IpAddr>,
-    pub v6: Option<IpAddr>,
-}
-
-/// Everything a flow needs from the engine while it is being serviced.
-pub struct Ctx<'a> {
-    pub iface: &'a mut Interface,
-    /// One TAP per namespace on this link ("port"); flows know theirs.
-    pub outs: &'a mut Slab<TapOut>,
-    pub caps: &'a DeviceCapabilities,
-    pub registry: &'a Registry,
-    pub policy: &'a Policy,
-    pub outbound: Outbound,
-    pub now: Instant,
-    /// Which port owns a namespace-side address (members of a network).
-    pub ports_by_ip: &'a HashMap<IpAddr, usize>,
-    /// The port for everything else (the one namespace of the slirp4netns
-    /// form); None on a named network.
-    pub default_port: Option<usize>,
-}
-
-impl Ctx<'_> {
-    pub fn out(&mut self, port: usize) -> Option<&mut TapOut> {
-        self.outs.get_mut(port)
-    }
-
-    /// The port of the namespace that owns `ip`.
-    pub fn port_for(&self, ip: IpAddr) -> Option<usize> {
-        self.ports_by_ip.get(&ip).copied().or(self.default_port)
-    }
-
-    /// True when `port`'s TAP refuses writes for now.
-    pub fn blocked(&self, port: usize) -> bool {
-        self.outs.get(port).is_some_and(|o| o.blocked())
-    }
 }
 
 #[derive(Debug)]
@@ -258,10 +123,8 @@ pub fn send_unreachable(
 type TimerHeap = BinaryHeap<Reverse<(i64, usize)>>;
 
 pub struct Nat {
-    tcp: Slab<TcpFlow>,
-    tcp_index: HashMap<FlowKey, usize>,
+    tcp: FlowTable<TcpFlow>,
     connecting: usize,
-    tcp_per_port: PortCount,
     udp: udp::UdpTable,
     icmp: icmp::PingTable,
     timers: TimerHeap,
@@ -287,9 +150,7 @@ impl Default for Nat {
 impl Nat {
     pub fn new() -> Nat {
         Nat {
-            tcp: Slab::new(),
-            tcp_index: HashMap::new(),
-            tcp_per_port: PortCount::default(),
+            tcp: FlowTable::new(MAX_TCP_FLOWS),
             connecting: 0,
             udp: udp::UdpTable::default(),
             icmp: icmp::PingTable::default(),
@@ -310,6 +171,15 @@ impl Nat {
         self.udp.len()
     }
 
+    /// Remove every flow of a port (its namespace left the network).
+    pub fn drop_port(&mut self, port: usize, registry: &Registry) {
+        for idx in self.tcp.of_port(port) {
+            self.remove_tcp(idx, registry);
+        }
+        self.udp.drop_port(port, registry);
+        self.icmp.drop_port(port, registry);
+    }
+
     /// A TCP segment from the namespace (`pkt` is the whole IP packet).
     pub fn tcp_segment(
         &mut self,
@@ -320,7 +190,7 @@ impl Nat {
         rst: bool,
         ctx: &mut Ctx<'_>,
     ) {
-        if let Some(&idx) = self.tcp_index.get(&key) {
+        if let Some(idx) = self.tcp.find(&key) {
             if let Some(flow) = self.tcp.get_mut(idx) {
                 flow.ingress(pkt, ctx);
                 // Serviced once after the whole batch of frames: one host
@@ -365,10 +235,7 @@ impl Nat {
         addr: SocketAddr,
         ctx: &mut Ctx<'_>,
     ) {
-        if self.tcp.len() >= MAX_TCP_FLOWS
-            || self.connecting >= MAX_TCP_CONNECTING
-            || self.tcp_per_port.full(port, MAX_TCP_FLOWS, ctx.outs.len())
-        {
+        if self.connecting >= MAX_TCP_CONNECTING || self.tcp.full(port, ctx.outs.len()) {
             crate::limited!(
                 Warn,
                 "too many TCP flows; refusing a connection to {}",
@@ -390,8 +257,7 @@ impl Nat {
                 return;
             }
         };
-        let entry = self.tcp.vacant_entry();
-        let idx = entry.key();
+        let idx = self.tcp.next_index();
         if let Err(e) = ctx.registry.register(
             &mut flow.host,
             token(Kind::Tcp, idx),
@@ -402,9 +268,7 @@ impl Nat {
             return;
         }
         flow.ingress(pkt, ctx);
-        entry.insert(flow);
-        self.tcp_per_port.add(port);
-        self.tcp_index.insert(key, idx);
+        self.tcp.insert(flow);
         self.connecting += 1;
         self.service_tcp(idx, ctx);
     }
@@ -418,7 +282,7 @@ impl Nat {
         key: FlowKey,
         ctx: &mut Ctx<'_>,
     ) -> Option<mio::net::UnixStream> {
-        if let Some(&idx) = self.tcp_index.get(&key) {
+        if let Some(idx) = self.tcp.find(&key) {
             // A retransmitted SYN of a connection we already have.
             if let Some(flow) = self.tcp.get_mut(idx) {
                 flow.ingress(pkt, ctx);
@@ -426,7 +290,7 @@ impl Nat {
             }
             return None;
         }
-        if self.tcp.len() >= MAX_TCP_FLOWS {
+        if self.tcp.at_max() {
             self.reset(port, pkt, ctx);
             return None;
         }
@@ -439,8 +303,7 @@ impl Nat {
             self.reset(port, pkt, ctx);
             return None;
         };
-        let entry = self.tcp.vacant_entry();
-        let idx = entry.key();
+        let idx = self.tcp.next_index();
         if ctx
             .registry
             .register(
@@ -454,9 +317,7 @@ impl Nat {
             return None;
         }
         flow.ingress(pkt, ctx);
-        entry.insert(flow);
-        self.tcp_per_port.add(port);
-        self.tcp_index.insert(key, idx);
+        self.tcp.insert(flow);
         self.service_tcp(idx, ctx);
         Some(theirs)
     }
@@ -470,7 +331,7 @@ impl Nat {
         mut host: mio::net::TcpStream,
         ctx: &mut Ctx<'_>,
     ) {
-        if self.tcp.len() >= MAX_TCP_FLOWS {
+        if self.tcp.at_max() {
             crate::limited!(
                 Warn,
                 "too many TCP flows; refusing a published-port connection"
@@ -480,7 +341,7 @@ impl Nat {
         // Loopback clients all show as the gateway: give the presented port
         // another value if that 4-tuple is taken.
         let mut tries = 0u16;
-        while self.tcp_index.contains_key(&key) {
+        while self.tcp.contains(&key) {
             tries += 1;
             if tries > 64 {
                 return;
@@ -489,8 +350,7 @@ impl Nat {
             key.dst
                 .set_port(if p >= 65000 { 32768 + tries } else { p + 1 });
         }
-        let entry = self.tcp.vacant_entry();
-        let idx = entry.key();
+        let idx = self.tcp.next_index();
         if ctx
             .registry
             .register(
@@ -506,9 +366,7 @@ impl Nat {
         let Some(flow) = TcpFlow::inbound(key, port, host, rings, ctx) else {
             return;
         };
-        entry.insert(flow);
-        self.tcp_per_port.add(port);
-        self.tcp_index.insert(key, idx);
+        self.tcp.insert(flow);
         self.service_tcp(idx, ctx);
     }
 
@@ -539,9 +397,7 @@ impl Nat {
     }
 
     fn remove_tcp(&mut self, idx: usize, registry: &Registry) {
-        if let Some(flow) = self.tcp.try_remove(idx) {
-            self.tcp_index.remove(&flow.key);
-            self.tcp_per_port.sub(flow.port);
+        if let Some(flow) = self.tcp.take(idx) {
             let mut host = flow.finish(&mut self.rings);
             let _ = registry.deregister(&mut host);
         }
@@ -552,7 +408,6 @@ impl Nat {
                 .retain(|Reverse((_, t))| !matches!(from_token(Token(*t)), Some((Kind::Tcp, _))));
             // After a burst of connections, give the tables' memory back.
             self.tcp.shrink_to_fit();
-            self.tcp_index.shrink_to_fit();
             self.timers.shrink_to_fit();
         }
     }
@@ -692,28 +547,5 @@ impl Nat {
                 _ => {}
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn port_shares() {
-        let mut c = PortCount::default();
-        for _ in 0..4 {
-            c.add(1);
-        }
-        // Alone, a namespace may fill the table; with others, half of it.
-        assert!(!c.full(1, 8, 1));
-        assert!(c.full(1, 8, 2));
-        assert!(!c.full(2, 8, 2));
-        c.sub(1);
-        assert!(!c.full(1, 8, 3));
-        for _ in 0..3 {
-            c.sub(1);
-        }
-        assert!(c.0.is_empty());
     }
 }

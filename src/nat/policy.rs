@@ -12,7 +12,15 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::config::AddrPlan;
+use crate::model::ipam;
 use crate::wire::Unreachable;
+
+/// Outbound source addresses (`--outbound-addr[6]`, already resolved).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Outbound {
+    pub v4: Option<IpAddr>,
+    pub v6: Option<IpAddr>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -191,7 +199,7 @@ impl Policy {
         }
         // Never into another rlnet network (isolation between networks;
         // refused at once rather than left to time out).
-        if in_rlnet_pool(dst.ip()) {
+        if ipam::in_pool(dst.ip()) {
             return Decision::Refuse(Unreachable::Net);
         }
         Decision::Host(dst)
@@ -207,14 +215,6 @@ impl Policy {
         } else {
             Decision::Refuse(Unreachable::Net)
         }
-    }
-}
-
-/// Named networks take their subnets from 10.89.0.0/16 and fd00:89::/32.
-fn in_rlnet_pool(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(a) => crate::network::ipam::POOL4.contains(a),
-        IpAddr::V6(a) => a.segments()[..2] == [0xfd00, 0x89],
     }
 }
 

@@ -18,7 +18,9 @@ use smoltcp::time::Instant;
 use smoltcp::wire::IpListenEndpoint;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
-use super::{Ctx, FlowKey, HostConnectError, bind_outbound};
+use super::table::Flow;
+use super::{FlowKey, HostConnectError, bind_outbound};
+use crate::event::Ctx;
 use crate::stack::Dev;
 use crate::sys::os;
 
@@ -201,6 +203,21 @@ fn new_socket() -> tcp::Socket<'static> {
     // No smoltcp timeout: it would also abort connections that are merely
     // idle (it counts from the last segment received).
     socket
+}
+
+/// TCP flows leave the table through [`super::table::FlowTable::take`]:
+/// their rings go back to the pool before the socket is deregistered.
+impl Flow for TcpFlow {
+    type Key = FlowKey;
+    fn key(&self) -> FlowKey {
+        self.key
+    }
+    fn port(&self) -> usize {
+        self.port
+    }
+    fn source(&mut self) -> &mut dyn mio::event::Source {
+        &mut self.host
+    }
 }
 
 /// What the caller should do with the flow after servicing it.

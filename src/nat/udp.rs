@@ -3,16 +3,17 @@
 //! addressed peer can answer. Replies are rebuilt with the address the
 //! namespace sent to as their source.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 
 use mio::Interest;
+use mio::event::Source;
 use mio::net::UdpSocket;
-use slab::Slab;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::{Ctx, FlowKey, Kind, MAX_UDP_FLOWS, bind_outbound, send_unreachable, token};
+use super::table::{Flow, FlowTable};
+use super::{FlowKey, MAX_UDP_FLOWS, bind_outbound, send_unreachable};
+use crate::event::{Ctx, Kind, token};
 use crate::wire::{self, Unreachable};
 
 /// Idle timeout of a flow that never got an answer (DNS-style one-shots).
@@ -41,11 +42,29 @@ impl UdpFlow {
     }
 }
 
-#[derive(Default)]
+impl Flow for UdpFlow {
+    type Key = FlowKey;
+    fn key(&self) -> FlowKey {
+        self.key
+    }
+    fn port(&self) -> usize {
+        self.port
+    }
+    fn source(&mut self) -> &mut dyn Source {
+        &mut self.sock
+    }
+}
+
 pub struct UdpTable {
-    flows: Slab<UdpFlow>,
-    per_port: super::PortCount,
-    index: HashMap<FlowKey, usize>,
+    flows: FlowTable<UdpFlow>,
+}
+
+impl Default for UdpTable {
+    fn default() -> Self {
+        UdpTable {
+            flows: FlowTable::new(MAX_UDP_FLOWS),
+        }
+    }
 }
 
 impl UdpTable {
@@ -64,9 +83,7 @@ impl UdpTable {
         addr: SocketAddr,
         ctx: &Ctx<'_>,
     ) -> io::Result<usize> {
-        if self.flows.len() >= MAX_UDP_FLOWS
-            || self.per_port.full(port, MAX_UDP_FLOWS, ctx.outs.len())
-        {
+        if self.flows.full(port, ctx.outs.len()) {
             return Err(io::Error::from_raw_os_error(libc::ENOBUFS));
         }
         let sock = Socket::new(
@@ -77,20 +94,16 @@ impl UdpTable {
         bind_outbound(&sock, addr, ctx.outbound)?;
         sock.connect(&addr.into())?;
         let mut sock = UdpSocket::from_std(sock.into());
-        let entry = self.flows.vacant_entry();
-        let idx = entry.key();
+        let idx = self.flows.next_index();
         ctx.registry
             .register(&mut sock, token(Kind::Udp, idx), Interest::READABLE)?;
-        self.per_port.add(port);
-        entry.insert(UdpFlow {
+        Ok(self.flows.insert(UdpFlow {
             key,
             port,
             sock,
             last: ctx.now.total_micros(),
             replied: false,
-        });
-        self.index.insert(key, idx);
-        Ok(idx)
+        }))
     }
 
     /// Send one datagram; returns a timer to arm when a flow was created.
@@ -103,8 +116,8 @@ impl UdpTable {
         payload: &[u8],
         ctx: &mut Ctx<'_>,
     ) -> Option<(i64, usize)> {
-        let (idx, created) = match self.index.get(&key) {
-            Some(&idx) => (idx, false),
+        let (idx, created) = match self.flows.find(&key) {
+            Some(idx) => (idx, false),
             None => match self.open(port, key, addr, ctx) {
                 Ok(idx) => (idx, true),
                 Err(e) => {
@@ -191,24 +204,7 @@ impl UdpTable {
 
     /// Close every flow of a port (its namespace is gone).
     pub fn drop_port(&mut self, port: usize, registry: &mio::Registry) {
-        let gone: Vec<usize> = self
-            .flows
-            .iter()
-            .filter(|(_, f)| f.port == port)
-            .map(|(i, _)| i)
-            .collect();
-        for idx in gone {
-            self.remove(idx, registry);
-        }
-    }
-
-    /// Forget flow `idx`: its slot, its share of the port's quota, its
-    /// epoll registration and its key (the socket closes on drop).
-    fn remove(&mut self, idx: usize, registry: &mio::Registry) {
-        let mut flow = self.flows.remove(idx);
-        self.per_port.sub(flow.port);
-        let _ = registry.deregister(&mut flow.sock);
-        self.index.remove(&flow.key);
+        self.flows.drop_port(port, registry);
     }
 
     /// Timer for flow `idx` fired: close it if idle, else re-arm.
@@ -218,7 +214,7 @@ impl UdpTable {
         if deadline > ctx.now.total_micros() {
             return Some((deadline, token(Kind::Udp, idx).0));
         }
-        self.remove(idx, ctx.registry);
+        self.flows.remove(idx, ctx.registry);
         None
     }
 }

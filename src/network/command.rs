@@ -8,12 +8,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::daemon::{self, NetworkError};
-use super::ipam;
 use super::registry::{self, Record};
 use super::request::NetworkCommand;
 use crate::api::client::{self, ClientError};
 use crate::api::{ClientRequest, Entry, ReplyError, reply_entries};
 use crate::api::{MemberInfo, MemberRef};
+use crate::model::ipam;
 
 /// Attaching forks an agent into the namespace and configures a TAP;
 /// a loaded machine may take a while.

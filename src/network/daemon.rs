@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use super::ipam::{self, Ipam};
 use super::registry::{self, Record, RegistryError};
 use super::request::CreateSpec;
 use crate::api::ReplyError;
@@ -19,6 +18,7 @@ use crate::dns::DnsConfig;
 use crate::engine::{Engine, EngineError, NetworkSetup, Setup};
 use crate::forward::publish;
 use crate::forward::spec::Mode;
+use crate::model::ipam::{self, Ipam};
 use crate::nat::{Outbound, policy::Policy};
 use crate::sys::os;
 

@@ -11,10 +11,10 @@ use nix::sys::wait::{WaitStatus, waitpid};
 
 use super::command::{ATTACH_TIMEOUT, api_error, existing_record};
 use super::daemon::NetworkError;
-use super::ipam;
 use super::request::NetworkRun;
 use crate::api::ClientRequest;
 use crate::api::client;
+use crate::model::ipam;
 use crate::sys::{ns, os};
 
 /// Runs COMMAND on the network; returns its exit status (128+N if killed by

@@ -3,6 +3,8 @@
 //! why it is sound in a `// SAFETY:` comment.
 #![allow(unsafe_code)]
 
+pub mod helper;
+pub mod member_tap;
 pub mod netlink;
 pub mod ns;
 pub mod os;

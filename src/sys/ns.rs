@@ -23,6 +23,7 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, getegid, geteuid, pipe2};
 use thiserror::Error;
 
+use super::helper::Helper;
 use super::os;
 
 #[derive(Debug, Error)]
@@ -77,6 +78,15 @@ pub struct NsHandles {
     pub net: OwnedFd,
     /// PID mode: readable when the target exits.
     pub pidfd: Option<OwnedFd>,
+}
+
+impl NsHandles {
+    /// (st_dev, st_ino) of the network namespace: the same for every handle
+    /// on it, so one namespace is recognised however it was named.
+    pub fn net_id(&self) -> nix::Result<(u64, u64)> {
+        let st = fstat(self.net.as_fd())?;
+        Ok((st.st_dev, st.st_ino))
+    }
 }
 
 const NS_GET_NSTYPE: libc::c_ulong = 0xb703; // _IO(0xb7, 0x3)
@@ -187,9 +197,32 @@ fn fork_channel() -> Result<(OwnedFd, OwnedFd), NsError> {
 }
 
 /// Run `job` inside the target namespaces in a forked agent and return the
-/// fd and bytes it produced. The agent exits right after; an `Err(text)`
-/// from the job comes back as [`NsError::Agent`].
+/// fd and bytes it produced, waiting for it (for callers outside the event
+/// loop). The agent exits right after; an `Err(text)` from the job comes
+/// back as [`NsError::Agent`].
 pub fn run_in<F>(ns: &NsHandles, job: F) -> Result<(OwnedFd, Vec<u8>), NsError>
+where
+    F: FnOnce() -> Result<(OwnedFd, Vec<u8>), String>,
+{
+    spawn_in(ns, job)?.wait()
+}
+
+/// A forked agent at work inside a namespace, not waited for: the event
+/// loop watches [`Agent::pidfd`] and collects the answer with
+/// [`Agent::try_finish`] once it is readable (the agent has exited, its
+/// answer is queued on the socket).
+#[derive(Debug)]
+pub struct Agent {
+    helper: Helper,
+    sock: OwnedFd,
+}
+
+/// What an agent's job produced: an fd and bytes.
+pub type AgentAnswer = Result<(OwnedFd, Vec<u8>), NsError>;
+
+/// Start `job` inside the target namespaces in a forked agent and return at
+/// once. The agent sends `job`'s result and exits.
+pub fn spawn_in<F>(ns: &NsHandles, job: F) -> Result<Agent, NsError>
 where
     F: FnOnce() -> Result<(OwnedFd, Vec<u8>), String>,
 {
@@ -201,46 +234,89 @@ where
             drop(ours);
             os::die_with_parent();
             let result = enter(ns).and_then(|()| job());
-            let sent = match &result {
-                Ok((fd, data)) => {
-                    let mut msg = vec![0u8];
-                    msg.extend_from_slice(data);
-                    let fds = [fd.as_raw_fd()];
-                    sendmsg::<()>(
-                        theirs.as_raw_fd(),
-                        &[IoSlice::new(&msg)],
-                        &[ControlMessage::ScmRights(&fds)],
-                        MsgFlags::empty(),
-                        None,
-                    )
-                }
-                Err(text) => {
-                    let mut msg = vec![1u8];
-                    msg.extend_from_slice(text.as_bytes());
-                    sendmsg::<()>(
-                        theirs.as_raw_fd(),
-                        &[IoSlice::new(&msg)],
-                        &[],
-                        MsgFlags::empty(),
-                        None,
-                    )
-                }
-            };
-            os::exit_now(if sent.is_ok() { 0 } else { 1 })
+            os::exit_now(if send_answer(&theirs, &result).is_ok() {
+                0
+            } else {
+                1
+            })
         }
         ForkResult::Parent { child } => {
             drop(theirs);
-            let reply = receive(&ours);
-            let status = waitpid(child, None);
-            match reply {
-                Ok(Some(r)) => r,
-                Ok(None) | Err(_) => Err(NsError::AgentDied(match status {
-                    Ok(WaitStatus::Signaled(_, sig, _)) => format!("killed by {sig}"),
-                    Ok(WaitStatus::Exited(_, code)) => format!("exit status {code}"),
-                    other => format!("{other:?}"),
-                })),
+            match Helper::watch(child) {
+                Ok(helper) => Ok(Agent { helper, sock: ours }),
+                Err(e) => Err(NsError::Sys {
+                    what: "pidfd_open",
+                    err: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EINVAL)),
+                }),
             }
         }
+    }
+}
+
+/// In the agent: status byte 0 + data + the fd, or 1 + the error text.
+fn send_answer(sock: &OwnedFd, result: &Result<(OwnedFd, Vec<u8>), String>) -> nix::Result<usize> {
+    match result {
+        Ok((fd, data)) => {
+            let mut msg = vec![0u8];
+            msg.extend_from_slice(data);
+            let fds = [fd.as_raw_fd()];
+            sendmsg::<()>(
+                sock.as_raw_fd(),
+                &[IoSlice::new(&msg)],
+                &[ControlMessage::ScmRights(&fds)],
+                MsgFlags::empty(),
+                None,
+            )
+        }
+        Err(text) => {
+            let mut msg = vec![1u8];
+            msg.extend_from_slice(text.as_bytes());
+            sendmsg::<()>(
+                sock.as_raw_fd(),
+                &[IoSlice::new(&msg)],
+                &[],
+                MsgFlags::empty(),
+                None,
+            )
+        }
+    }
+}
+
+impl Agent {
+    /// Readable once the agent has exited.
+    pub fn pidfd(&self) -> &OwnedFd {
+        self.helper.pidfd()
+    }
+
+    /// The answer of an agent that has exited (its pidfd is readable), and
+    /// the agent reaped; None while it still runs. Never blocks.
+    pub fn try_finish(&mut self) -> Option<AgentAnswer> {
+        let status = self.helper.try_reap()?;
+        Some(answer(receive(&self.sock, MsgFlags::MSG_DONTWAIT), status))
+    }
+
+    /// Give up on it: SIGKILL. Its pidfd turns readable when it is gone;
+    /// [`Self::try_finish`] then reaps it.
+    pub fn kill(&self) {
+        self.helper.kill();
+    }
+
+    /// Wait for the answer and the agent's exit.
+    pub fn wait(mut self) -> AgentAnswer {
+        let reply = receive(&self.sock, MsgFlags::empty());
+        let status = self.helper.wait();
+        answer(reply, status)
+    }
+}
+
+fn answer(reply: nix::Result<Option<AgentAnswer>>, status: nix::Result<WaitStatus>) -> AgentAnswer {
+    match reply {
+        Ok(Some(r)) => r,
+        Ok(None) | Err(_) => Err(NsError::AgentDied(match status {
+            Ok(WaitStatus::Signaled(_, sig, _)) => format!("killed by {sig}"),
+            Ok(WaitStatus::Exited(_, code)) => format!("exit status {code}"),
+            other => format!("{other:?}"),
+        })),
     }
 }
 
@@ -254,9 +330,7 @@ fn enter(ns: &NsHandles) -> Result<(), String> {
     })
 }
 
-type AgentReply = Result<(OwnedFd, Vec<u8>), NsError>;
-
-fn receive(sock: &OwnedFd) -> nix::Result<Option<AgentReply>> {
+fn receive(sock: &OwnedFd, flags: MsgFlags) -> nix::Result<Option<AgentAnswer>> {
     let mut buf = vec![0u8; 4096];
     let mut cmsg = nix::cmsg_space!([RawFd; 1]);
     let (len, fd) = {
@@ -265,7 +339,7 @@ fn receive(sock: &OwnedFd) -> nix::Result<Option<AgentReply>> {
             sock.as_raw_fd(),
             &mut iov,
             Some(&mut cmsg),
-            MsgFlags::MSG_CMSG_CLOEXEC,
+            MsgFlags::MSG_CMSG_CLOEXEC | flags,
         )?;
         let mut fd = None;
         for c in msg.cmsgs()? {

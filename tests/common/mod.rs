@@ -11,6 +11,8 @@
 //!   lines, `--ready-fd`); every wait has a deadline.
 #![allow(dead_code, unsafe_code)]
 
+pub mod cli;
+
 use std::io::{BufRead, BufReader, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
@@ -33,7 +35,7 @@ pub fn rlnet_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_rlnet"))
 }
 
-/// The test helper built from `examples/testkit.rs` (cargo builds examples
+/// The test helper built from `examples/testkit/` (cargo builds examples
 /// for `cargo test`).
 pub fn testkit_bin() -> PathBuf {
     let mut p = std::env::current_exe().expect("current_exe");
@@ -275,6 +277,26 @@ pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
         .find_map(|kv| kv.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
 }
 
+/// A testkit result line says `ok=1`.
+pub fn ok(line: &str) {
+    assert_eq!(field(line, "ok"), Some("1"), "{line}");
+}
+
+/// `err` is exactly one line (blank lines aside) and it mentions `needle`.
+pub fn one_line_error(err: &str, needle: &str) {
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected one stderr line mentioning {needle:?}, got: {err:?}"
+    );
+    assert!(
+        lines[0].contains(needle),
+        "{:?} does not mention {needle:?}",
+        lines[0]
+    );
+}
+
 /// A namespace holder: `unshare -Urn` running `sleep`, reporting readiness.
 fn holder(mut cmd: Command) -> Proc {
     cmd.args(["-Urn", "--", "sh", "-c", "echo ready; exec sleep 3600"]);
@@ -346,6 +368,13 @@ impl Outer {
         self.cmd(testkit_bin())
     }
 
+    /// `testkit ARGS` here.
+    pub fn testkit_cmd(&self, args: &[&str]) -> Command {
+        let mut c = self.testkit();
+        c.args(args);
+        c
+    }
+
     /// A target namespace (nested in the outer user namespace, as a
     /// container's would be).
     pub fn target(&self) -> Target {
@@ -366,7 +395,9 @@ impl Default for Outer {
     }
 }
 
-fn serve(mut cmd: Command, args: &[&str]) -> (Proc, u16) {
+/// Start a testkit server from `cmd` with `args`; return it with its port
+/// once it prints `listening port=P`.
+pub fn serve(mut cmd: Command, args: &[&str]) -> (Proc, u16) {
     cmd.args(args);
     let p = Proc::spawn(cmd);
     let l = p.expect_line("listening");
@@ -399,6 +430,11 @@ impl Target {
         let mut c = self.cmd(testkit_bin());
         c.args(args);
         c
+    }
+
+    /// Start a testkit server here and return it with its port.
+    pub fn serve(&self, args: &[&str]) -> (Proc, u16) {
+        serve(self.testkit(&[]), args)
     }
 
     pub fn sh(&self, script: &str) -> Command {
@@ -502,28 +538,110 @@ pub fn start_rlnet(mut cmd: Command, args: &[&str]) -> Rlnet {
 
 /// Open fds and resident memory of a process.
 pub fn fds_and_rss(pid: u32) -> (usize, u64) {
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0);
+    (fds_of(pid).total(), rss_kib(pid))
+}
+
+/// Resident memory of a process, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss = status
+    status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    (fds, rss)
+        .unwrap_or(0)
 }
 
-/// Wait (bounded, 20 s) until a process's fd count is at most `want`
-/// (closing is asynchronous on the host side), then read fds and RSS.
-pub fn settle_fds(pid: u32, want: Option<usize>) -> (usize, u64) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let (fds, rss) = fds_and_rss(pid);
-        if want.is_none_or(|w| fds <= w) || std::time::Instant::now() > deadline {
-            return (fds, rss);
+/// A process's open fds: pipes (rlnet's splice pipes and their pool) and
+/// everything else (sockets, the TAP, pidfds, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fds {
+    pub pipes: usize,
+    pub other: usize,
+}
+
+impl Fds {
+    pub fn total(self) -> usize {
+        self.pipes + self.other
+    }
+}
+
+pub fn fds_of(pid: u32) -> Fds {
+    let mut f = Fds { pipes: 0, other: 0 };
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        match std::fs::read_link(e.path()) {
+            Ok(t) if t.to_string_lossy().starts_with("pipe:") => f.pipes += 1,
+            Ok(_) => f.other += 1,
+            Err(_) => {} // closed meanwhile
         }
-        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    f
+}
+
+/// Wait (bounded by [`WAIT`]) until `done` holds for a process's fds, and
+/// return the last reading whether it holds or not (the caller asserts).
+/// Closing is asynchronous: rlnet closes a flow's sockets once it has seen
+/// both sides finish, which load can delay; it never has to happen by a
+/// given time, only eventually.
+pub fn settle(pid: u32, done: impl Fn(Fds) -> bool) -> Fds {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let f = fds_of(pid);
+        if done(f) || Instant::now() > deadline {
+            return f;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Wait (bounded) until a process's fd count is at most `want`, then read
+/// fds and RSS.
+pub fn settle_fds(pid: u32, want: Option<usize>) -> (usize, u64) {
+    let f = settle(pid, |f| want.is_none_or(|w| f.total() <= w));
+    (f.total(), rss_kib(pid))
+}
+
+/// User + system CPU time of a process (all threads), in clock ticks
+/// (USER_HZ, 100 per second).
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// A world-writable scratch directory (rlnet and the namespaces run as
+/// `nobody`), removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        use std::os::unix::fs::PermissionsExt;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let p = PathBuf::from(format!(
+            "/tmp/rlnet-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777)).unwrap();
+        TempDir(p)
+    }
+
+    /// The path of `name` inside it.
+    pub fn path(&self, name: &str) -> String {
+        self.0.join(name).display().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

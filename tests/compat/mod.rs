@@ -26,7 +26,7 @@ use std::process::{Command, ExitStatus};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::common::{Proc, field, is_root, rlnet_bin, testkit_bin, userns_available};
+use crate::common::{Proc, is_root, rlnet_bin, testkit_bin, userns_available};
 
 /// The user CI creates for these tests (see `.ci/run`).
 pub const CI_USER: &str = "rlnet-ci";
@@ -388,14 +388,7 @@ impl Env {
     /// Start a testkit server as the user on the host; returns it and its
     /// port once it listens.
     pub fn serve(&self, args: &[&str]) -> (Proc, u16) {
-        let mut c = self.cmd(testkit_bin());
-        c.args(args);
-        let p = Proc::spawn(c);
-        let l = p.expect_line("listening");
-        let port = field(&l, "port")
-            .and_then(|p| p.parse().ok())
-            .expect("port");
-        (p, port)
+        crate::common::serve(self.cmd(testkit_bin()), args)
     }
 
     /// A rootfs of busybox-static with its applets as symlinks in /bin,
@@ -730,7 +723,4 @@ fn http_once(addr: SocketAddr, path: &str) -> std::io::Result<(String, String)> 
     }
 }
 
-/// `ok=1` on a testkit result line.
-pub fn ok(line: &str) {
-    assert_eq!(field(line, "ok"), Some("1"), "{line}");
-}
+pub use crate::common::ok;

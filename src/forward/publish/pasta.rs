@@ -6,10 +6,10 @@
 use std::net::SocketAddr;
 
 use super::{ForwardError, Forwarder, Role, Sock, listen_on};
+use crate::event::Ctx;
 use crate::forward::auto::{PastaState, Want, slot, wanted};
 use crate::forward::ports::{PastaPorts, PortForwards, PortList, Way, loopback};
 use crate::forward::spec::{Mode, PortRange, Proto, PublishSpec};
-use crate::nat::Ctx;
 
 const PROTOS: [Proto; 2] = [Proto::Tcp, Proto::Udp];
 

@@ -2,7 +2,7 @@
 //! subnets, and an address and MAC for every member, like Docker's IPAM.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::config::{AddrPlan, Ipv4Net};
 
@@ -12,11 +12,23 @@ pub const POOL4: Ipv4Net = Ipv4Net {
     prefix: 16,
 };
 
+/// The first two segments of every network's IPv6 prefix: fd00:89::/32.
+const POOL6: [u16; 2] = [0xfd00, 0x89];
+
 /// The IPv6 /64 that goes with an IPv4 network: fd00:89:<3rd>:<4th>::/64,
 /// so two networks never share one.
 pub fn v6_prefix_for(net4: Ipv4Net) -> Ipv6Addr {
     let [_, _, c, d] = net4.addr.octets();
-    Ipv6Addr::new(0xfd00, 0x89, u16::from(c), u16::from(d), 0, 0, 0, 0)
+    Ipv6Addr::new(POOL6[0], POOL6[1], u16::from(c), u16::from(d), 0, 0, 0, 0)
+}
+
+/// True for addresses of the pools named networks take their default
+/// subnets from (10.89.0.0/16 and fd00:89::/32).
+pub fn in_pool(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => POOL4.contains(a),
+        IpAddr::V6(a) => a.segments()[..2] == POOL6,
+    }
 }
 
 /// The plan of a named network: gateway N+2 (the host), DNS N+3, as in
@@ -143,6 +155,15 @@ mod tests {
         );
         assert!(overlaps(net("10.0.0.0/8"), net("10.89.5.0/24")));
         assert!(!overlaps(net("10.88.0.0/16"), net("10.89.5.0/24")));
+    }
+
+    #[test]
+    fn the_pool_covers_both_families() {
+        let v6 = v6_prefix_for(net("10.89.200.0/24"));
+        assert!(in_pool(IpAddr::V6(v6)));
+        assert!(in_pool("10.89.255.1".parse().unwrap()));
+        assert!(!in_pool("10.90.0.1".parse().unwrap()));
+        assert!(!in_pool("fd00:88::1".parse().unwrap()));
     }
 
     #[test]

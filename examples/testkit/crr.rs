@@ -1,0 +1,44 @@
+//! `crr ADDR N`: N connect/request/response/close cycles against an echo
+//! server, one after another.
+
+use std::io::{Read, Write};
+use std::time::Instant;
+
+use crate::Command;
+use crate::args::Args;
+use crate::fail::{Res, emit, ioerr};
+use crate::net::connect_tcp;
+use crate::stream::Stream;
+
+pub const COMMAND: Command = Command::new("crr", SYNTAX, HELP, 2..=2, run);
+
+const SYNTAX: &str = "crr ADDR N";
+
+const HELP: &str = "  crr ADDR N                        N x (connect, 64-byte echo, close) against
+        `serve-tcp ... echo --count N`; prints `ok=1 n= secs= per_s=`
+";
+
+fn run(a: &Args) -> Res<i32> {
+    let addr = a.addr(0)?;
+    let n: u64 = a.pos_num(1)?;
+    let t0 = Instant::now();
+    let (mut req, mut resp) = ([0u8; 64], [0u8; 64]);
+    for i in 0..n {
+        Stream::new(i).fill(&mut req);
+        let mut s = connect_tcp(addr, a.timeout)?;
+        s.set_nodelay(true).map_err(|e| ioerr("setsockopt", e))?;
+        s.write_all(&req).map_err(|e| ioerr("write", e))?;
+        s.read_exact(&mut resp)
+            .map_err(|e| ioerr(format!("read (cycle {i})"), e))?;
+        if req != resp {
+            emit(&format!("ok=0 n={i}"));
+            return Ok(1);
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    emit(&format!(
+        "ok=1 n={n} secs={secs:.3} per_s={:.1}",
+        n as f64 / secs.max(1e-9)
+    ));
+    Ok(0)
+}

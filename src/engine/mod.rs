@@ -1,0 +1,670 @@
+//! The data plane: one thread, one epoll set, no busy polling. It owns the
+//! TAP, the smoltcp interface and every flow; it sleeps in `epoll_wait`
+//! until a frame, a host socket, a signal or a flow timer needs it.
+//!
+//! The rooms: this file is the loop (set-up, `run`, one `turn`, signals and
+//! TAP reads); [`frame`] takes a frame from a namespace apart and hands it to
+//! ARP/DHCP/NDP, the flows or the DNS stub; [`switch`] is the L2 switch of a
+//! named network; [`control`] carries out API requests (publish, status,
+//! attach, detach, shutdown) and [`attach`] the part of attaching and
+//! detaching that happens beside the loop (namespace agents, TAPs closing);
+//! [`dns`] connects the stub to the ports. The token encoding and the
+//! flows' context live in [`crate::event`].
+
+mod attach;
+mod control;
+mod dns;
+mod frame;
+mod switch;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant as StdInstant};
+
+use mio::event::Event;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Registry, Token};
+use nix::sys::signal::Signal;
+use nix::sys::signalfd::SignalFd;
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+use slab::Slab;
+use smoltcp::iface::Interface;
+use smoltcp::phy::DeviceCapabilities;
+use smoltcp::time::Instant;
+use smoltcp::wire::EthernetAddress;
+use thiserror::Error;
+
+use crate::api::server::{ApiEvent, ApiServer};
+use crate::dhcp::{DhcpConfig, DhcpServer};
+use crate::dns::{DnsConfig, DnsError, DnsStub};
+use crate::event::{API, CHILD, Ctx, EXIT_FD, Kind, SIGNALS, TARGET, from_token, token};
+use crate::forward::publish::{ForwardError, Forwarder};
+use crate::forward::{Mode, PublishSpec};
+use crate::model::ipam::Ipam;
+use crate::nat::policy::Policy;
+use crate::nat::{Nat, Outbound};
+use crate::stack::{self, Link, TapOut};
+use crate::sys::ns::NsHandles;
+use crate::sys::tap::Tap;
+use crate::wire::FRAME_BUF;
+
+use attach::Jobs;
+use switch::Switch;
+
+/// Frames read per wake-up before other events get a turn.
+const TAP_BATCH: usize = 256;
+
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error("event loop: {0}")]
+    Poll(io::Error),
+    #[error("cannot watch {what}: {err}")]
+    Register { what: &'static str, err: io::Error },
+    #[error(transparent)]
+    Publish(#[from] ForwardError),
+    #[error(transparent)]
+    Dns(#[from] DnsError),
+}
+
+/// Why the loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// SIGTERM, SIGINT or SIGHUP.
+    Signal(i32),
+    /// The target process (PID mode) exited.
+    TargetGone,
+    /// The exit fd hung up (or was not open).
+    ExitFd,
+    /// `rlnet run`: COMMAND ended with this exit code.
+    Child(i32),
+    /// A named network was told to stop (`rlnet network rm`).
+    Shutdown,
+}
+
+/// A named network's state: its name and address allocation.
+pub struct NetworkSetup {
+    pub name: String,
+    pub ipam: Ipam,
+}
+
+/// What the engine serves and watches.
+pub struct Setup {
+    /// The namespace's TAP (the slirp4netns form); None for a named
+    /// network, whose members come and go through the API.
+    pub tap: Option<Tap>,
+    pub network: Option<NetworkSetup>,
+    pub ns_mac: Option<[u8; 6]>,
+    pub mtu: u32,
+    pub policy: Policy,
+    pub outbound: Outbound,
+    /// Signals to handle; None in in-process tests.
+    pub signals: Option<SignalFd>,
+    /// PID mode: exit when it becomes readable.
+    pub target: Option<OwnedFd>,
+    /// `-e`: the exit fd as it was when rlnet started; `Some(None)` when
+    /// the caller gave a number that was not open (exit at once).
+    pub exit_fd: Option<Option<OwnedFd>>,
+    /// `rlnet run`: the command's pid and pidfd.
+    pub child: Option<(Pid, OwnedFd)>,
+    /// Ports to publish at start, and the default mode for them.
+    pub publish: Vec<PublishSpec>,
+    pub publish_mode: Mode,
+    /// The namespace, for the socket factory (splice mode); None in tests.
+    pub ns: Option<NsHandles>,
+    /// `net.ipv4.ip_unprivileged_port_start` (0 when rlnet may bind any port).
+    pub unprivileged_start: u16,
+    /// The API socket, already listening.
+    pub api: Option<ApiServer>,
+    /// The DNS stub's configuration; None with `--disable-dns`.
+    pub dns: Option<DnsConfig>,
+}
+
+/// The TAP is a port's wire.
+impl Link for Tap {
+    fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        Tap::read(self, buf)
+    }
+    fn write(&self, frame: &[u8]) -> io::Result<usize> {
+        Tap::write(self, frame)
+    }
+    fn name(&self) -> &str {
+        Tap::name(self)
+    }
+}
+
+/// Packet-processing state, split from the receive buffer so a frame can be
+/// borrowed while everything else is mutated.
+struct Dp {
+    /// One TAP per namespace served ("ports"); port 0 in the slirp4netns form.
+    outs: Slab<TapOut>,
+    /// Namespace-side addresses → their port.
+    ports_by_ip: HashMap<IpAddr, usize>,
+    /// Where frames for unknown namespace addresses go (the one namespace).
+    default_port: Option<usize>,
+    iface: Interface,
+    caps: DeviceCapabilities,
+    policy: Policy,
+    outbound: Outbound,
+    nat: Nat,
+    fwd: Forwarder,
+    /// DHCPv4 for the namespace (slirp4netns serves one; callers without
+    /// `-c` rely on it).
+    dhcp: DhcpServer,
+    dns: Option<DnsStub>,
+    /// SLAAC: the port that solicited a router, and when to advertise again.
+    ra_port: Option<usize>,
+    ra_due: Option<i64>,
+    /// Named network: its members and their switch; None in the
+    /// slirp4netns form.
+    switch: Option<Switch>,
+    /// Attaches waiting for their namespace agent, TAPs being closed.
+    jobs: Jobs,
+    /// Answers to API clients, for the engine to send.
+    answers: Vec<(usize, Vec<u8>)>,
+    /// `shutdown` was accepted: the loop ends after the reply.
+    shutdown: bool,
+    now: Instant,
+    mtu: u32,
+    /// Frames and bytes read from the TAP.
+    frames_in: u64,
+    bytes_in: u64,
+}
+
+pub struct Engine {
+    poll: Poll,
+    rx: Box<[u8]>,
+    dp: Dp,
+    api: Option<ApiServer>,
+    start: StdInstant,
+    signals: Option<SignalFd>,
+    target: Option<OwnedFd>,
+    exit_fd: Option<OwnedFd>,
+    child: Option<(Pid, OwnedFd)>,
+    /// Ports whose TAP has frames to read.
+    readable_taps: Vec<usize>,
+    /// The exit fd was not open at start: exit at once (slirp4netns POLLNVAL).
+    exit_now: bool,
+}
+
+fn register(
+    registry: &Registry,
+    fd: RawFd,
+    token: Token,
+    interest: Interest,
+    what: &'static str,
+) -> Result<(), EngineError> {
+    registry
+        .register(&mut SourceFd(&fd), token, interest)
+        .map_err(|err| EngineError::Register { what, err })
+}
+
+/// Watch the process-level fds of `s`: signals, the target, the command
+/// and the exit fd. True when the exit fd says to exit at once.
+fn watch_process(registry: &Registry, s: &Setup) -> Result<bool, EngineError> {
+    let watched = [
+        (
+            s.signals.as_ref().map(AsRawFd::as_raw_fd),
+            SIGNALS,
+            "signals",
+        ),
+        (
+            s.target.as_ref().map(AsRawFd::as_raw_fd),
+            TARGET,
+            "the target process",
+        ),
+        (
+            s.child.as_ref().map(|(_, fd)| fd.as_raw_fd()),
+            CHILD,
+            "the command",
+        ),
+    ];
+    for (fd, token, what) in watched {
+        if let Some(fd) = fd {
+            register(registry, fd, token, Interest::READABLE, what)?;
+        }
+    }
+    let Some(exit_fd) = &s.exit_fd else {
+        return Ok(false);
+    };
+    let Some(fd) = exit_fd.as_ref().map(AsRawFd::as_raw_fd) else {
+        return Ok(true);
+    };
+    match registry.register(&mut SourceFd(&fd), EXIT_FD, Interest::READABLE) {
+        Ok(()) => Ok(false),
+        Err(e) if e.raw_os_error() == Some(libc::EBADF) => Ok(true),
+        // A regular file never hangs up: nothing to watch.
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            log::warn!("exit fd {fd} cannot be watched (not a pipe or socket); ignoring it");
+            Ok(false)
+        }
+        Err(err) => Err(EngineError::Register {
+            what: "the exit fd",
+            err,
+        }),
+    }
+}
+
+/// The DNS stub, answering the named network's names if there is one.
+fn dns_stub(
+    config: Option<DnsConfig>,
+    policy: &Policy,
+    named: bool,
+) -> Result<Option<DnsStub>, EngineError> {
+    let mut dns = config.map(DnsStub::new).transpose()?;
+    if let Some(stub) = dns.as_mut() {
+        // --internal: nothing leaves, not even queries.
+        stub.set_forwarding(!policy.internal);
+        if named {
+            dns::serve_network_names(stub, &policy.plan);
+        }
+    }
+    Ok(dns)
+}
+
+impl Dp {
+    /// The packet state for `s`, with the slirp4netns form's one port (the
+    /// TAP) if there is one.
+    fn new(s: &mut Setup, registry: &Registry) -> Result<Dp, EngineError> {
+        let now = Instant::from_micros(0);
+        let caps = stack::capabilities();
+        let iface = stack::interface(&s.policy.plan, &caps, now);
+        let dhcp = DhcpServer::new(DhcpConfig {
+            plan: s.policy.plan,
+            dns: s.policy.dns,
+            mtu: s.mtu,
+            lease_secs: crate::dhcp::DEFAULT_LEASE_SECS,
+        });
+        let fwd = Forwarder::new(
+            s.policy.plan,
+            s.unprivileged_start,
+            s.publish_mode,
+            s.ns.take(),
+        );
+        let dns = dns_stub(s.dns.take(), &s.policy, s.network.is_some())?;
+        let mut dp = Dp {
+            outs: Slab::new(),
+            ports_by_ip: HashMap::new(),
+            default_port: None,
+            iface,
+            caps,
+            policy: s.policy.clone(),
+            outbound: s.outbound,
+            nat: Nat::new(),
+            fwd,
+            dhcp,
+            dns,
+            ra_port: None,
+            ra_due: None,
+            switch: s.network.take().map(Switch::new),
+            jobs: Jobs::default(),
+            answers: Vec::new(),
+            shutdown: false,
+            now,
+            mtu: s.mtu,
+            frames_in: 0,
+            bytes_in: 0,
+        };
+        if let Some(tap) = s.tap.take() {
+            dp.single_port(tap, s.ns_mac.map(EthernetAddress), registry)?;
+        }
+        Ok(dp)
+    }
+
+    /// The slirp4netns form: one namespace gets everything.
+    fn single_port(
+        &mut self,
+        tap: Tap,
+        ns_mac: Option<EthernetAddress>,
+        registry: &Registry,
+    ) -> Result<(), EngineError> {
+        let port = self
+            .outs
+            .insert(TapOut::new(Box::new(tap), ns_mac, self.mtu));
+        register(
+            registry,
+            self.outs[port].link().as_raw_fd(),
+            token(Kind::Tap, port),
+            Interest::READABLE | Interest::WRITABLE,
+            "the TAP device",
+        )?;
+        let plan = &self.policy.plan;
+        self.ports_by_ip.insert(IpAddr::V4(plan.guest4), port);
+        if let Some(v6) = plan.v6 {
+            self.ports_by_ip.insert(IpAddr::V6(v6.guest6), port);
+        }
+        self.default_port = Some(port);
+        Ok(())
+    }
+
+    fn split<'a>(
+        &'a mut self,
+        registry: &'a Registry,
+    ) -> (Ctx<'a>, &'a mut Nat, &'a mut Forwarder) {
+        (
+            Ctx {
+                iface: &mut self.iface,
+                outs: &mut self.outs,
+                caps: &self.caps,
+                registry,
+                policy: &self.policy,
+                outbound: self.outbound,
+                now: self.now,
+                ports_by_ip: &self.ports_by_ip,
+                default_port: self.default_port,
+            },
+            &mut self.nat,
+            &mut self.fwd,
+        )
+    }
+
+    /// Earliest deadline of anything the loop must wake for.
+    fn next_deadline(&self) -> Option<i64> {
+        [
+            self.nat.next_deadline(),
+            self.fwd.next_deadline(),
+            self.dns.as_ref().and_then(DnsStub::next_deadline),
+            self.ra_due,
+            self.jobs.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+}
+
+impl Engine {
+    pub fn new(mut s: Setup) -> Result<Engine, EngineError> {
+        let poll = Poll::new().map_err(EngineError::Poll)?;
+        let start = StdInstant::now();
+        let registry = poll.registry();
+        let exit_now = watch_process(registry, &s)?;
+        let mut api = s.api.take();
+        if let Some(a) = api.as_mut() {
+            a.register(registry, API)
+                .map_err(|err| EngineError::Register {
+                    what: "the API socket",
+                    err,
+                })?;
+        }
+        let dp = Dp::new(&mut s, registry)?;
+        let mut engine = Engine {
+            poll,
+            rx: vec![0u8; FRAME_BUF].into_boxed_slice(),
+            readable_taps: dp.default_port.into_iter().collect(),
+            dp,
+            api,
+            start,
+            signals: s.signals,
+            target: s.target,
+            exit_fd: s.exit_fd.flatten(),
+            child: s.child,
+            exit_now,
+        };
+        if !s.publish.is_empty() {
+            let (ctx, _, fwd) = engine.dp.split(engine.poll.registry());
+            fwd.publish(&s.publish, s.publish_mode, None, &ctx)?;
+        }
+        Ok(engine)
+    }
+
+    /// Start now what is otherwise started on first use by entering the
+    /// namespace (the splice-mode socket factory): call before confining
+    /// rlnet.
+    pub fn prepare_confinement(&mut self) -> Result<(), EngineError> {
+        Ok(self.dp.fwd.start_factory()?)
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_micros(self.start.elapsed().as_micros() as i64)
+    }
+
+    /// Run until a signal, the target's exit or the exit fd ends it.
+    pub fn run(&mut self) -> Result<Exit, EngineError> {
+        if self.exit_now {
+            return Ok(Exit::ExitFd);
+        }
+        let mut events = Events::with_capacity(256);
+        loop {
+            if let Some(exit) = self.turn(&mut events, None)? {
+                return Ok(exit);
+            }
+        }
+    }
+
+    /// One round of the loop: wait (at most `max_wait`, or until the next
+    /// timer), handle what arrived, fire due timers.
+    pub fn turn(
+        &mut self,
+        events: &mut Events,
+        max_wait: Option<Duration>,
+    ) -> Result<Option<Exit>, EngineError> {
+        let timeout = self.timeout(max_wait);
+        match self.poll.poll(events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(None),
+            Err(e) => return Err(EngineError::Poll(e)),
+        }
+        self.dp.now = self.now();
+        for ev in events.iter() {
+            if let Some(exit) = self.dispatch(ev) {
+                return Ok(Some(exit));
+            }
+        }
+        if !self.readable_taps.is_empty() {
+            self.read_taps();
+        }
+        self.run_timers();
+        Ok(None)
+    }
+
+    /// How long the next wait may last: not at all with work left over,
+    /// else until the next deadline (capped by `max_wait`).
+    fn timeout(&self, max_wait: Option<Duration>) -> Option<Duration> {
+        let timeout = if !self.readable_taps.is_empty()
+            || self.dp.nat.has_backlog()
+            || self.dp.fwd.has_backlog()
+        {
+            Some(Duration::ZERO)
+        } else {
+            let api_deadline = self.api.as_ref().and_then(|a| a.next_deadline());
+            let next = self
+                .dp
+                .next_deadline()
+                .into_iter()
+                .chain(api_deadline)
+                .min();
+            next.map(|t| {
+                let now = self.now().total_micros();
+                Duration::from_micros(t.saturating_sub(now).max(0) as u64)
+            })
+        };
+        match max_wait {
+            Some(max) => Some(timeout.map_or(max, |t| t.min(max))),
+            None => timeout,
+        }
+    }
+
+    /// One event; Some when it ends the loop.
+    fn dispatch(&mut self, ev: &Event) -> Option<Exit> {
+        match ev.token() {
+            SIGNALS => self.read_signals(),
+            TARGET => Some(Exit::TargetGone),
+            CHILD => self.reap_child().map(Exit::Child),
+            API => {
+                if let Some(api) = self.api.as_mut() {
+                    let now = self.dp.now.total_micros();
+                    api.accept(self.poll.registry(), |i| token(Kind::ApiClient, i), now);
+                }
+                None
+            }
+            // Only a hang-up or error ends us; data written into the pipe
+            // does not (slirp4netns polls POLLHUP only).
+            EXIT_FD => (ev.is_read_closed() || ev.is_error() || ev.is_write_closed())
+                .then_some(Exit::ExitFd),
+            t => self.indexed(t, ev),
+        }
+    }
+
+    /// An event of something the engine holds many of (TAPs, flows,
+    /// clients, helper processes).
+    fn indexed(&mut self, t: Token, ev: &Event) -> Option<Exit> {
+        let registry = self.poll.registry();
+        let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+        let writable = ev.is_writable() || ev.is_error();
+        let (mut ctx, nat, fwd) = self.dp.split(registry);
+        match from_token(t)? {
+            (Kind::Tap, port) => {
+                if ev.is_readable() && !self.readable_taps.contains(&port) {
+                    self.readable_taps.push(port);
+                }
+                if ev.is_writable() && ctx.out(port).is_some_and(|o| o.flush()) {
+                    nat.tap_drained(&mut ctx);
+                }
+            }
+            (Kind::Tcp | Kind::Udp | Kind::Icmp, _) => {
+                nat.host_event(t, readable, writable, &mut ctx)
+            }
+            (Kind::ApiClient, idx) => {
+                self.api_event(idx);
+                if self.dp.shutdown {
+                    return Some(Exit::Shutdown);
+                }
+            }
+            (Kind::Member, port) => self.dp.detach(port, registry),
+            (Kind::Job, idx) => {
+                self.dp.job_done(idx, registry);
+                self.send_answers();
+            }
+            (Kind::Dns, idx) => self.dp.dns_event(idx, readable, writable, registry),
+            (kind, idx) => fwd.event(kind, idx, readable, writable, nat, &mut ctx),
+        }
+        None
+    }
+
+    /// Fire what is due: flows' timers, the DNS stub's, router
+    /// advertisements, slow API clients, late agents.
+    fn run_timers(&mut self) {
+        let registry = self.poll.registry();
+        let (mut ctx, nat, fwd) = self.dp.split(registry);
+        nat.run_backlog(&mut ctx);
+        fwd.run_backlog(nat, &mut ctx);
+        nat.run_timers(&mut ctx);
+        fwd.run_timers(&ctx);
+        self.dp.dns_timers(registry);
+        self.dp.ra_timer();
+        self.dp.attach_timers();
+        self.send_answers();
+        if let Some(api) = self.api.as_mut() {
+            api.expire(self.dp.now.total_micros(), self.poll.registry());
+        }
+    }
+
+    fn api_event(&mut self, idx: usize) {
+        let Some(api) = self.api.as_mut() else { return };
+        let registry = self.poll.registry();
+        if let ApiEvent::Request(client, req) =
+            api.client_event(idx, registry, &self.dp.policy.plan)
+        {
+            // Held until its answer is ready (at once, mostly).
+            api.hold(client);
+            self.dp.execute(client, req, registry);
+        }
+        self.send_answers();
+    }
+
+    /// Answer the clients whose requests finished after the fact.
+    fn send_answers(&mut self) {
+        let answers = std::mem::take(&mut self.dp.answers);
+        if let Some(api) = self.api.as_mut() {
+            for (client, body) in answers {
+                api.reply(client, body, self.poll.registry());
+            }
+        }
+    }
+
+    /// Read a batch of frames from every TAP that has some.
+    fn read_taps(&mut self) {
+        let ports = std::mem::take(&mut self.readable_taps);
+        for port in ports {
+            if self.read_tap(port) {
+                self.readable_taps.push(port);
+            }
+        }
+        let (mut ctx, nat, _) = self.dp.split(self.poll.registry());
+        nat.flush_dirty(&mut ctx);
+    }
+
+    /// True if frames may be left (the batch limit was reached).
+    fn read_tap(&mut self, port: usize) -> bool {
+        for _ in 0..TAP_BATCH {
+            let Some(out) = self.dp.outs.get(port) else {
+                return false;
+            };
+            match out.link().read(&mut self.rx) {
+                Ok(n) => {
+                    self.dp.frames_in += 1;
+                    self.dp.bytes_in += n as u64;
+                    let registry = self.poll.registry();
+                    self.dp.frame(port, &self.rx[..n], registry);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // EIO/EBADFD: the device went away with its namespace.
+                    crate::limited!(Debug, "TAP read: {e}");
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    fn read_signals(&mut self) -> Option<Exit> {
+        while let Some(Ok(Some(info))) = self.signals.as_ref().map(|s| s.read_signal()) {
+            let signo = info.ssi_signo as i32;
+            match Signal::try_from(signo) {
+                Ok(Signal::SIGCHLD) => {
+                    if let Some(code) = self.reap_child() {
+                        return Some(Exit::Child(code));
+                    }
+                }
+                Ok(sig) => {
+                    if let Some((pid, _)) = &self.child {
+                        // `rlnet run` behaves like a shell: the command decides.
+                        let _ = nix::sys::signal::kill(*pid, sig);
+                    } else {
+                        return Some(Exit::Signal(signo));
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+        None
+    }
+
+    /// The exit code of COMMAND once it has ended (128+signal if killed).
+    fn reap_child(&self) -> Option<i32> {
+        let (pid, _) = self.child.as_ref()?;
+        match waitpid(*pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => Some(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => Some(128 + sig as i32),
+            _ => None,
+        }
+    }
+
+    /// Counters for tests and `status`.
+    pub fn flows(&self) -> (usize, usize) {
+        (self.dp.nat.tcp_flows(), self.dp.nat.udp_flows())
+    }
+
+    pub fn exit_fd(&self) -> Option<RawFd> {
+        self.exit_fd.as_ref().map(AsRawFd::as_raw_fd)
+    }
+
+    pub fn target(&self) -> Option<&OwnedFd> {
+        self.target.as_ref()
+    }
+}
