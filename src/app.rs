@@ -320,6 +320,8 @@ pub fn run(cfg: Config) -> Result<i32, crate::Error> {
         unprivileged_start: publish::unprivileged_port_start(),
         api,
         dns: dns_config(&cfg),
+        watch: None,
+        pasta: None,
     })?;
     // Once confined, rlnet cannot enter the namespace any more: the splice
     // socket factory must exist before, if splice mode may be used at all
@@ -339,7 +341,7 @@ pub fn run(cfg: Config) -> Result<i32, crate::Error> {
     log::debug!("exiting: {exit:?}");
     Ok(match exit {
         Exit::Child(code) => code,
-        Exit::Signal(_) | Exit::TargetGone | Exit::ExitFd | Exit::Shutdown => 0,
+        Exit::Signal(_) | Exit::TargetGone | Exit::NetnsGone | Exit::ExitFd | Exit::Shutdown => 0,
     })
 }
 

@@ -25,8 +25,8 @@ use thiserror::Error;
 use super::{TapInfo, confine, confinement, dns_config, policy, resolve_outbound};
 use crate::config::pasta::{self as cp, PastaOptions, PastaPlan, PastaTarget, TemplateError};
 use crate::config::{Config, Configure, Target};
-use crate::engine::{Engine, Exit, Setup};
-use crate::forward::ports::ephemeral_range;
+use crate::engine::{Engine, Exit, PastaSetup, Setup};
+use crate::forward::ports::{PastaPorts, ephemeral_range};
 use crate::forward::publish;
 use crate::forward::spec::Mode;
 use crate::nat;
@@ -65,7 +65,7 @@ pub fn run(opts: PastaOptions) -> Result<i32, crate::Error> {
     let plan = discover(&opts)?;
     let command_form = matches!(opts.target, PastaTarget::Command(_));
     if opts.foreground || command_form {
-        return serve(&opts, &plan, None);
+        return serve(&opts, &plan, &mut None);
     }
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(PastaSetupError::Fork)?;
     match os::fork().map_err(PastaSetupError::Fork)? {
@@ -76,14 +76,18 @@ pub fn run(opts: PastaOptions) -> Result<i32, crate::Error> {
         None => {
             drop(r);
             os::new_session();
-            let report = Report(w);
-            match serve(&opts, &plan, Some(&report)) {
+            let mut report = Some(Report(w));
+            match serve(&opts, &plan, &mut report) {
                 Ok(code) => Ok(code),
-                Err(e) => {
+                Err(e) => match report {
                     // The caller hears it from the parent.
-                    report.failed(&e.to_string());
-                    Ok(1)
-                }
+                    Some(r) => {
+                        r.failed(&e.to_string());
+                        Ok(1)
+                    }
+                    // Ready was said: the caller is gone, the log has it.
+                    None => Err(e),
+                },
             }
         }
     }
@@ -121,18 +125,20 @@ fn discover(o: &PastaOptions) -> Result<PastaPlan, PastaSetupError> {
 struct Report(OwnedFd);
 
 impl Report {
-    fn ready(&self) {
+    /// Ready: the parent exits 0; the pipe closes here.
+    fn ready(self) {
         let _ = nix::unistd::write(&self.0, &[0]);
     }
 
-    fn failed(&self, text: &str) {
+    fn failed(self, text: &str) {
         let mut msg = vec![1u8];
         msg.extend_from_slice(text.as_bytes());
         let _ = nix::unistd::write(&self.0, &msg);
     }
 }
 
-/// The parent: the daemon's word, or EOF if it died first.
+/// The parent: the daemon's word, or EOF if it died first. (The daemon
+/// closes the pipe after its word; its children never had it.)
 fn await_daemon(r: OwnedFd) -> Result<i32, PastaSetupError> {
     let mut f = std::fs::File::from(r);
     let mut buf = Vec::new();
@@ -291,40 +297,87 @@ fn open_pid_file(path: &Path) -> Result<std::fs::File, PastaSetupError> {
         })
 }
 
-/// Everything from the namespace to a running loop; `report` tells a
-/// waiting parent (None in the foreground).
-fn serve(o: &PastaOptions, plan: &PastaPlan, report: Option<&Report>) -> Result<i32, crate::Error> {
-    let cfg = config(o, plan);
-    cfg.validate()?;
-    // Nothing of the caller's but stdio (and our report pipe) stays open.
-    os::close_all_except(&[report.map_or(-1, |r| r.0.as_raw_fd())]);
-    let mut pid_file = o.pid_file.as_deref().map(open_pid_file).transpose()?;
-    let stdio = DaemonStdio::open(o.log_file.as_deref()).map_err(PastaSetupError::Stdio)?;
-    os::raise_nofile_limit();
-    os::tune_allocator();
+/// The files the running daemon needs, opened while paths still resolve
+/// (before the sandbox): the PID file, /dev/null and the log file.
+struct Files {
+    pid: Option<std::fs::File>,
+    stdio: DaemonStdio,
+}
+
+impl Files {
+    fn open(o: &PastaOptions) -> Result<Files, PastaSetupError> {
+        Ok(Files {
+            pid: o.pid_file.as_deref().map(open_pid_file).transpose()?,
+            stdio: DaemonStdio::open(o.log_file.as_deref()).map_err(PastaSetupError::Stdio)?,
+        })
+    }
+
+    /// The PID file gets the daemon's PID (before the parent exits, as
+    /// pasta's); stdio leaves the caller's descriptors (a daemon) or just
+    /// goes to the log file (in the foreground).
+    fn finish(self, daemon: bool) {
+        if let Some(mut f) = self.pid {
+            let _ = writeln!(f, "{}", std::process::id());
+        }
+        if daemon {
+            self.stdio.apply();
+        } else {
+            self.stdio.apply_log();
+        }
+    }
+}
+
+/// pasta's side of the link for the engine.
+fn pasta_setup(o: &PastaOptions) -> PastaSetup {
+    let ephemeral = ephemeral_range(
+        &std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default(),
+    );
+    PastaSetup {
+        ports: PastaPorts {
+            tcp: o.tcp.clone(),
+            udp: o.udp.clone(),
+            tcp_ns: o.tcp_ns.clone(),
+            udp_ns: o.udp_ns.clone(),
+            ephemeral,
+            splice: o.splice,
+        },
+        mac: o.our_mac.unwrap_or(PASTA_MAC),
+        dhcp: !o.no_dhcp,
+        ndp: !o.no_ndp,
+        // With --config-net the namespace is configured: pasta sends no
+        // router advertisements then.
+        ra: !(o.no_ra || o.config_net),
+    }
+}
+
+/// The namespace, its TAP and the engine, with the socket factory started
+/// (it serves splice, -T/-U and `auto`; once confined, rlnet can no longer
+/// enter the namespace to start it). Returns what confinement needs and
+/// the command of the command form.
+fn start(
+    o: &PastaOptions,
+    plan: &PastaPlan,
+    cfg: &Config,
+) -> Result<(Engine, super::Confinement, Option<ns::RunChild>), crate::Error> {
     let outbound = nat::Outbound {
         v4: resolve_outbound(&cfg.outbound4, false)?,
         v6: resolve_outbound(&cfg.outbound6, true)?,
     };
     let signals = os::signal_fd().map_err(super::SetupError::Signals)?;
-    let (mut handles, mut child) = open_target(o, &cfg)?;
+    let (mut handles, mut child) = open_target(o, cfg)?;
     let watch = netns_watch(o).map_err(PastaSetupError::Watch)?;
     let (tap, info) = open_tap(o, plan, &handles)?;
-    let confinement = confinement(&cfg, &handles, child.as_ref(), None)?;
+    let confinement = confinement(cfg, &handles, child.as_ref(), None)?;
     let child_parts = match child.as_mut() {
         Some(c) => c.take_pidfd().map(|fd| (c.pid, fd)),
         None => None,
     };
-    let ephemeral = ephemeral_range(
-        &std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default(),
-    );
-    let _ = (&watch, ephemeral);
     let mut engine = Engine::new(Setup {
         tap: Some(tap),
         network: None,
         ns_mac: info.mac,
         mtu: cfg.mtu,
-        policy: policy(&cfg),
+        policy: policy(cfg),
         outbound,
         signals: Some(signals),
         target: handles.pidfd.take(),
@@ -339,31 +392,41 @@ fn serve(o: &PastaOptions, plan: &PastaPlan, report: Option<&Report>) -> Result<
         }),
         unprivileged_start: publish::unprivileged_port_start(),
         api: None,
-        dns: dns_config(&cfg),
+        dns: dns_config(cfg),
+        watch,
+        pasta: Some(pasta_setup(o)),
     })?;
-    // The socket factory serves splice, -T/-U and port scans; once
-    // confined, rlnet can no longer enter the namespace to start it.
     engine.prepare_confinement()?;
-    if let Some(f) = pid_file.as_mut() {
-        // The daemon's PID, before the parent exits (pasta's order).
-        let _ = writeln!(f, "{}", std::process::id());
-    }
-    drop(pid_file);
-    match report {
-        Some(_) => stdio.apply(),
-        None => stdio.apply_log(),
-    }
+    Ok((engine, confinement, child))
+}
+
+/// Everything from the namespace to a running loop; `report` tells a
+/// waiting parent (None in the foreground).
+fn serve(
+    o: &PastaOptions,
+    plan: &PastaPlan,
+    report: &mut Option<Report>,
+) -> Result<i32, crate::Error> {
+    let cfg = config(o, plan);
+    cfg.validate()?;
+    // Nothing of the caller's but stdio (and our report pipe) stays open.
+    os::close_all_except(&[report.as_ref().map_or(-1, |r| r.0.as_raw_fd())]);
+    let files = Files::open(o)?;
+    os::raise_nofile_limit();
+    os::tune_allocator();
+    let (mut engine, confinement, mut child) = start(o, plan, &cfg)?;
+    files.finish(report.is_some());
     confine(&cfg, confinement)?;
     if let Some(c) = child.as_mut() {
         c.go()?;
     }
-    if let Some(r) = report {
+    if let Some(r) = report.take() {
         r.ready();
     }
     let exit = engine.run()?;
     log::debug!("exiting: {exit:?}");
     Ok(match exit {
         Exit::Child(code) => code,
-        Exit::Signal(_) | Exit::TargetGone | Exit::ExitFd | Exit::Shutdown => 0,
+        Exit::Signal(_) | Exit::TargetGone | Exit::NetnsGone | Exit::ExitFd | Exit::Shutdown => 0,
     })
 }
