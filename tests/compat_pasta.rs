@@ -83,6 +83,55 @@ fn peer_ip(line: &str) -> String {
     ip.trim_start_matches('[').trim_end_matches(']').to_string()
 }
 
+/// Acceptance 5 (rlnet only: the oracle is not held to rlnet's promise): the helper
+/// and every process it keeps (its own subprocesses, such as the splice socket
+/// factory) run with no new privileges, a seccomp filter, and no capability but
+/// CAP_NET_BIND_SERVICE in any set.
+fn assert_confined(lab: &Lab, helper: &compat::PInfo) {
+    if !lab.pasta.is_rlnet {
+        return;
+    }
+    let mut all = vec![helper.clone()];
+    all.extend(
+        compat::procs()
+            .into_iter()
+            .filter(|p| p.ppid == helper.pid && p.state != 'Z' && lab.pasta.runs_in(p.pid)),
+    );
+    assert!(
+        all.len() >= 2,
+        "the helper keeps its socket factory: {all:#?}"
+    );
+    for p in &all {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", p.pid))
+            .unwrap_or_else(|e| panic!("/proc/{}/status: {e}", p.pid));
+        let value = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(str::trim)
+                .unwrap_or_else(|| panic!("no {key} in /proc/{}/status", p.pid))
+                .to_string()
+        };
+        assert_eq!(value("NoNewPrivs:"), "1", "{} {:?}", p.pid, p.argv);
+        assert_eq!(value("Seccomp:"), "2", "{} {:?}", p.pid, p.argv);
+        for set in ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"] {
+            let caps = u64::from_str_radix(&value(set), 16).expect("hex capabilities");
+            // CAP_NET_BIND_SERVICE is bit 10.
+            assert_eq!(
+                caps & !(1 << 10),
+                0,
+                "{} {set} {caps:#x}: {:?}",
+                p.pid,
+                p.argv
+            );
+        }
+    }
+    eprintln!(
+        "confined: {:?}",
+        all.iter().map(|p| p.pid).collect::<Vec<_>>()
+    );
+}
+
 /// Stop the container, require its helper to end, remove everything, require that no
 /// pasta of the lab is left.
 fn stop_and_check(lab: &Lab, id: &str, helper: &compat::PInfo) {
@@ -146,6 +195,7 @@ fn podman_default_network_copies_host_and_reaches_internet() {
     // Default network: no --network. NET_RAW for busybox ping (raw sockets).
     let id = run_detached(&lab, &["--name", "c1a", "--cap-add=NET_RAW"], IDLE);
     let helper = lab.helper_for(&id);
+    assert_confined(&lab, &helper);
 
     let addrs = lab.exec(
         &id,
@@ -253,6 +303,7 @@ fn podman_published_ports() {
     ports.sort();
     assert_eq!(ports, ["53", "80"], "{listening:?}");
     let helper = lab.helper_for("web");
+    assert_confined(&lab, &helper);
     eprintln!("published: {}", lab.podman(&["port", "web"]).trim());
 
     // TCP: each client's 1 MiB comes back byte-exact; the service reports each peer.
@@ -418,6 +469,7 @@ fn podman_bridge_network_rootless_netns() {
         "the helper was given --pid {pf}: {helper:#?}"
     );
     eprintln!("rootless netns helper {}: {:?}", helper.pid, helper.argv);
+    assert_confined(&lab, &helper);
 
     // By name, both ways: the name from the container's own resolver configuration.
     let fetch = |from: &str, to: &str, seed: u32| {
@@ -607,6 +659,7 @@ fn rootlesskit_pasta_outbound_and_implicit_port() {
             .ok_or_else(|| format!("children of {rk_pid}: none runs the pasta under test"))
     });
     eprintln!("network helper {}: {:?}", helper.pid, helper.argv);
+    assert_confined(&lab, &helper);
 
     // The helper forwards the port once it sees the listener (`-t auto` scans): retry
     // (bounded) while the host's port refuses.

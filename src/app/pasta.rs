@@ -53,6 +53,13 @@ pub enum PastaSetupError {
     Fork(nix::Error),
     #[error(transparent)]
     Watch(#[from] WatchError),
+    #[error(
+        "cannot open the network namespace {path}: {err}; give a namespace file (like \
+         /run/netns/NAME, or /proc/PID/ns/net) or a name in /run/netns"
+    )]
+    Netns { path: String, err: nix::Error },
+    #[error("cannot open the user namespace {path} given with --userns: {err}")]
+    Userns { path: String, err: nix::Error },
     /// The daemon's own error, as it reported it.
     #[error("{0}")]
     Daemon(String),
@@ -198,6 +205,22 @@ fn config(o: &PastaOptions, plan: &PastaPlan) -> Config {
 /// The namespace to serve, and in the command form its command (started,
 /// waiting). pasta keeps the host's resolv.conf for the command.
 fn open_target(
+    o: &PastaOptions,
+    cfg: &Config,
+) -> Result<(NsHandles, Option<ns::RunChild>), crate::Error> {
+    // pasta's words for the namespace files it was given (ns.rs speaks
+    // slirp4netns's).
+    let pasta_words = |e: NsError| -> crate::Error {
+        match e {
+            NsError::NetnsPath { path, err } => PastaSetupError::Netns { path, err }.into(),
+            NsError::UsernsPath { path, err } => PastaSetupError::Userns { path, err }.into(),
+            other => other.into(),
+        }
+    };
+    open_target_ns(o, cfg).map_err(pasta_words)
+}
+
+fn open_target_ns(
     o: &PastaOptions,
     cfg: &Config,
 ) -> Result<(NsHandles, Option<ns::RunChild>), NsError> {

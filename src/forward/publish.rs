@@ -137,6 +137,9 @@ fn udp_host_socket(target: SocketAddr) -> Result<UdpSocket, ForwardError> {
 struct UdpClient {
     listener: usize,
     client: SocketAddr,
+    /// The address the client sent to, when the listener is a wildcard:
+    /// answers leave from it.
+    via: Option<IpAddr>,
     /// Stack mode: the flow as the namespace sees it (service → presented
     /// client). Otherwise a connected socket carries the datagrams:
     /// inside the namespace to the service (splice mode), or on the host to
@@ -191,6 +194,11 @@ fn listen_on(s: Socket, proto: Proto, addr: SocketAddr, ifname: Option<&str>) ->
     if addr.is_ipv6() {
         // `[::]` means IPv6 only; IPv4 gets its own socket, as with Docker.
         s.set_only_v6(true)?;
+    }
+    if proto == Proto::Udp && addr.ip().is_unspecified() {
+        // Answers must leave from the address the client sent to, which
+        // the route back to the client need not pick.
+        want_destination(&s, addr.is_ipv6())?;
     }
     if proto == Proto::Tcp {
         // Rebind at once after a restart (TIME_WAIT), never over a listener.
@@ -531,8 +539,8 @@ impl Forwarder {
                     if self.scratch.is_empty() {
                         self.scratch = vec![0u8; 65536].into_boxed_slice();
                     }
-                    match s.recv_from(&mut self.scratch) {
-                        Ok((n, client)) => self.udp_in(idx, local, client, n, ctx),
+                    match recv_with_dst(s, &mut self.scratch) {
+                        Ok((n, client, via)) => self.udp_in(idx, local, (client, via), n, ctx),
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                         Err(_) => return false,
                     }
@@ -759,11 +767,11 @@ impl Forwarder {
         &mut self,
         idx: usize,
         local: SocketAddr,
-        client: SocketAddr,
+        (client, via): (SocketAddr, Option<IpAddr>),
         n: usize,
         ctx: &mut Ctx<'_>,
     ) {
-        let Some(cidx) = self.udp_client(idx, local, client, ctx) else {
+        let Some(cidx) = self.udp_client(idx, local, (client, via), ctx) else {
             return;
         };
         let Some(uc) = self.udp.get_mut(cidx) else {
@@ -823,7 +831,7 @@ impl Forwarder {
         &mut self,
         idx: usize,
         local: SocketAddr,
-        client: SocketAddr,
+        (client, via): (SocketAddr, Option<IpAddr>),
         ctx: &mut Ctx<'_>,
     ) -> Option<usize> {
         let route = self.udp_route(idx, local, client)?;
@@ -851,6 +859,7 @@ impl Forwarder {
         let uc = entry.insert(UdpClient {
             listener: idx,
             client,
+            via,
             path,
             last: now,
         });
@@ -902,7 +911,7 @@ impl Forwarder {
         for _ in 0..64 {
             match ns.recv(&mut self.scratch) {
                 Ok(n) => {
-                    let _ = l.send_to(&self.scratch[..n], uc.client);
+                    send_from(l, &self.scratch[..n], uc.client, uc.via);
                     uc.last = ctx.now.total_micros();
                 }
                 Err(_) => return,
@@ -924,7 +933,7 @@ impl Forwarder {
             sock: Sock::Udp(l), ..
         }) = self.listeners.get(uc.listener)
         {
-            let _ = l.send_to(payload, uc.client);
+            send_from(l, payload, uc.client, uc.via);
         }
         true
     }
@@ -962,6 +971,98 @@ impl Forwarder {
     pub fn counts(&self) -> (usize, usize, usize) {
         (self.listeners.len(), self.splices.len(), self.udp.len())
     }
+}
+
+/// Ask for each datagram's destination address (IP_PKTINFO).
+fn want_destination(s: &Socket, v6: bool) -> io::Result<()> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let r = if v6 {
+        setsockopt(s, sockopt::Ipv6RecvPacketInfo, &true)
+    } else {
+        setsockopt(s, sockopt::Ipv4PacketInfo, &true)
+    };
+    r.map_err(io::Error::from)
+}
+
+/// A datagram, its sender, and (on a wildcard listener) the address it
+/// was sent to.
+fn recv_with_dst(s: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize, SocketAddr, Option<IpAddr>)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg};
+    use std::os::fd::AsRawFd;
+    let mut cmsg = nix::cmsg_space!(libc::in6_pktinfo);
+    let mut iov = [io::IoSliceMut::new(buf)];
+    let msg =
+        recvmsg::<SockaddrStorage>(s.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty())
+            .map_err(io::Error::from)?;
+    let from = msg.address.and_then(|a| {
+        a.as_sockaddr_in()
+            .map(|v4| SocketAddr::from(*v4))
+            .or_else(|| a.as_sockaddr_in6().map(|v6| SocketAddr::from(*v6)))
+    });
+    let Some(from) = from else {
+        return Err(io::Error::from(io::ErrorKind::InvalidData));
+    };
+    let mut via = None;
+    for c in msg.cmsgs().map_err(io::Error::from)? {
+        match c {
+            ControlMessageOwned::Ipv4PacketInfo(i) => {
+                via = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                    i.ipi_spec_dst.s_addr,
+                ))))
+            }
+            ControlMessageOwned::Ipv6PacketInfo(i) => {
+                via = Some(IpAddr::V6(Ipv6Addr::from(i.ipi6_addr.s6_addr)))
+            }
+            _ => {}
+        }
+    }
+    Ok((msg.bytes, from, via))
+}
+
+/// Send `data` to `to` from the listener `l`, leaving from `via` if given.
+fn send_from(l: &UdpSocket, data: &[u8], to: SocketAddr, via: Option<IpAddr>) {
+    use nix::sys::socket::{ControlMessage, MsgFlags, SockaddrIn, SockaddrIn6, sendmsg};
+    use std::os::fd::AsRawFd;
+    let iov = [io::IoSlice::new(data)];
+    let fd = l.as_raw_fd();
+    let _ = match (to, via) {
+        (SocketAddr::V4(to), Some(IpAddr::V4(from))) => {
+            let info = libc::in_pktinfo {
+                ipi_ifindex: 0,
+                ipi_spec_dst: libc::in_addr {
+                    s_addr: u32::from(from).to_be(),
+                },
+                ipi_addr: libc::in_addr { s_addr: 0 },
+            };
+            let cmsg = [ControlMessage::Ipv4PacketInfo(&info)];
+            sendmsg(
+                fd,
+                &iov,
+                &cmsg,
+                MsgFlags::MSG_DONTWAIT,
+                Some(&SockaddrIn::from(to)),
+            )
+        }
+        (SocketAddr::V6(to), Some(IpAddr::V6(from))) => {
+            let info = libc::in6_pktinfo {
+                ipi6_addr: libc::in6_addr {
+                    s6_addr: from.octets(),
+                },
+                ipi6_ifindex: 0,
+            };
+            let cmsg = [ControlMessage::Ipv6PacketInfo(&info)];
+            sendmsg(
+                fd,
+                &iov,
+                &cmsg,
+                MsgFlags::MSG_DONTWAIT,
+                Some(&SockaddrIn6::from(to)),
+            )
+        }
+        _ => l
+            .send_to(data, to)
+            .map_err(|e| nix::Error::from_raw(e.raw_os_error().unwrap_or(0))),
+    };
 }
 
 fn too_many_splices() -> ForwardError {
