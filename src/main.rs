@@ -35,7 +35,7 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32, Error> {
         log::warn!("{w}");
     }
     match inv.command {
-        Command::Serve(config) => rlnet::app::run(config),
+        Command::Serve(config) => rlnet::app::run(*config),
         Command::Network(cmd) => Ok(print(&rlnet::network::command::execute(&cmd)?)),
         Command::RunOnNetwork(nr) => Ok(rlnet::network::run::run(&nr)?),
         Command::Port(port) => Ok(print(&port_command(&port)?)),

@@ -194,6 +194,39 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// From the target: 1 MiB TCP over IPv4 and IPv6, UDP and ping to the
+/// outer namespace's "outside" addresses.
+fn outbound_both_families(o: &Outer, t: &Target) {
+    let (down, p) = o.serve(&["serve-tcp", &format!("{OUTSIDE4}:0"), "source:1m:1"]);
+    same_stream(
+        &in_target(t, &["tcp", &format!("{OUTSIDE4}:{p}"), "recv:1m:1"]),
+        &down.expect_line("ok="),
+    );
+    let (echo6, p) = o.serve(&["serve-tcp", &format!("[{OUTSIDE6}]:0"), "echo"]);
+    same_stream(
+        &in_target(t, &["tcp", &format!("[{OUTSIDE6}]:{p}"), "echo:1m:2"]),
+        &echo6.expect_line("ok="),
+    );
+    let (_udp, p) = o.serve(&["serve-udp", &format!("{OUTSIDE4}:0"), "--count", "10"]);
+    let c = in_target(t, &["udp", &format!("{OUTSIDE4}:{p}"), "--count", "10"]);
+    assert_eq!(field(&c, "received"), Some("10"), "{c}");
+    let ping = run_ok(t.sh(&format!("ping -c 1 -W 10 {OUTSIDE4}")));
+    assert!(ping.contains("1 received"), "{ping}");
+}
+
+/// DNS to the forward address: the host's resolver answers (UDP, TCP).
+fn dns_is_forwarded(t: &Target) {
+    for extra in [&[][..], &["--tcp"]] {
+        let mut args = vec!["dig", DNS_FORWARD, "tag.test", "TXT"];
+        args.extend_from_slice(extra);
+        let out = run_ok(t.testkit(&args));
+        assert!(
+            out.contains("rcode=NOERROR") && out.contains("pasta"),
+            "{out}"
+        );
+    }
+}
+
 /// PID form, as RootlessKit runs it (rlnet without capabilities in its
 /// namespace): the copy of the host's interface, outbound TCP/UDP/ping
 /// over both families, --map-guest-addr, the gateway as the host's
@@ -254,21 +287,7 @@ fn pasta_copies_the_host_and_maps_addresses() {
         assert!(ip.contains(&want), "{want:?} not in:\n{ip}");
     }
 
-    let (down, p) = o.serve(&["serve-tcp", &format!("{OUTSIDE4}:0"), "source:1m:1"]);
-    same_stream(
-        &in_target(&t, &["tcp", &format!("{OUTSIDE4}:{p}"), "recv:1m:1"]),
-        &down.expect_line("ok="),
-    );
-    let (echo6, p) = o.serve(&["serve-tcp", &format!("[{OUTSIDE6}]:0"), "echo"]);
-    same_stream(
-        &in_target(&t, &["tcp", &format!("[{OUTSIDE6}]:{p}"), "echo:1m:2"]),
-        &echo6.expect_line("ok="),
-    );
-    let (_udp, p) = o.serve(&["serve-udp", &format!("{OUTSIDE4}:0"), "--count", "10"]);
-    let c = in_target(&t, &["udp", &format!("{OUTSIDE4}:{p}"), "--count", "10"]);
-    assert_eq!(field(&c, "received"), Some("10"), "{c}");
-    let ping = run_ok(t.sh(&format!("ping -c 1 -W 10 {OUTSIDE4}")));
-    assert!(ping.contains("1 received"), "{ping}");
+    outbound_both_families(&o, &t);
 
     // --map-guest-addr reaches the host's own address; the gateway (no
     // --no-map-gw) the host's loopback.
@@ -279,16 +298,7 @@ fn pasta_copies_the_host_and_maps_addresses() {
     let c = in_target(&t, &["tcp", &format!("{GW4}:{p}"), "echo:1m:4"]);
     same_stream(&c, &lo.expect_line("ok="));
 
-    // DNS to the forward address: the host's resolver answers (UDP, TCP).
-    for extra in [&[][..], &["--tcp"]] {
-        let mut args = vec!["dig", DNS_FORWARD, "tag.test", "TXT"];
-        args.extend_from_slice(extra);
-        let out = run_ok(t.testkit(&args));
-        assert!(
-            out.contains("rcode=NOERROR") && out.contains("pasta"),
-            "{out}"
-        );
-    }
+    dns_is_forwarded(&t);
     drop(dns);
 
     // The PID form ends with its process.

@@ -62,7 +62,7 @@ pub struct Invocation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Give a namespace a network (the slirp4netns form and `rlnet run`).
-    Serve(Config),
+    Serve(Box<Config>),
     /// `rlnet port add|rm|ls`: one request to a running instance.
     Port(PortCommand),
     /// `rlnet network ...`, `rlnet attach`, `rlnet detach`.
