@@ -136,7 +136,7 @@ pub fn finish_frame(
         field.copy_from_slice(&sum.to_be_bytes());
         vnet.flags = VNET_F_NEEDS_CSUM;
         vnet.csum_start = u16::try_from(ETH_HDR_LEN + l4_start).ok()?;
-        vnet.csum_offset = off as u16;
+        vnet.csum_offset = u16::try_from(off).ok()?;
         if proto == IpProtocol::Tcp && ip_len > mtu {
             let tcp_hl = usize::from(ip.get(l4_start + 12)? >> 4) * 4;
             let mss = u16::try_from(mtu.checked_sub(l4_start + tcp_hl)?).ok()?;

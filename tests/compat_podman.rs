@@ -439,7 +439,7 @@ impl FakeDns {
                             break;
                         };
                         seen.lock().unwrap().push(name);
-                        let mut msg = (reply.len() as u16).to_be_bytes().to_vec();
+                        let mut msg = u16::try_from(reply.len()).unwrap().to_be_bytes().to_vec();
                         msg.extend_from_slice(&reply);
                         if s.write_all(&msg).is_err() {
                             break;
@@ -503,7 +503,7 @@ fn dns_answer(q: &[u8]) -> Option<(String, Vec<u8>)> {
         r.extend_from_slice(&[0xc0, 0x0c]);
         r.extend_from_slice(&qtype.to_be_bytes());
         r.extend_from_slice(&[0, 1, 0, 0, 0, 60]);
-        r.extend_from_slice(&(d.len() as u16).to_be_bytes());
+        r.extend_from_slice(&u16::try_from(d.len()).unwrap().to_be_bytes());
         r.extend_from_slice(&d);
     }
     Some((labels.join("."), r))
@@ -517,7 +517,7 @@ fn fake_dns_upstream_answers_udp_and_tcp() {
     let dns = FakeDns::start();
     let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
     for label in ["compat", "rlnet", "test"] {
-        q.push(label.len() as u8);
+        q.push(u8::try_from(label.len()).unwrap());
         q.extend_from_slice(label.as_bytes());
     }
     q.extend_from_slice(&[0, 0, 1, 0, 1]);
@@ -538,7 +538,7 @@ fn fake_dns_upstream_answers_udp_and_tcp() {
     aaaa[l - 3] = 28;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", dns.port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut msg = (aaaa.len() as u16).to_be_bytes().to_vec();
+    let mut msg = u16::try_from(aaaa.len()).unwrap().to_be_bytes().to_vec();
     msg.extend_from_slice(&aaaa);
     s.write_all(&msg).unwrap();
     let mut len = [0u8; 2];

@@ -871,7 +871,7 @@ fn load_10k_qps_for_5s() {
     eprintln!(
         "p50 (better of two runs): direct {p50_direct} us, through the stub {p50_stub} us: \
          added {} us",
-        p50_stub as i64 - p50_direct as i64
+        i64::try_from(p50_stub).unwrap() - i64::try_from(p50_direct).unwrap()
     );
     // rlnet's CPU per answered query, in µs.
     let per_query = |runs: &[(u64, u64, u64, u64, u64)]| {

@@ -102,7 +102,7 @@ impl Lab {
     }
 
     fn daemon_pid(&self, net: &str) -> u32 {
-        self.inspect(net)["pid"].as_u64().expect("pid") as u32
+        u32::try_from(self.inspect(net)["pid"].as_u64().expect("pid")).expect("pid fits u32")
     }
 
     fn members(&self, net: &str) -> usize {
@@ -115,7 +115,7 @@ impl Lab {
     fn record_pid(&self, net: &str) -> Option<i32> {
         let text = std::fs::read_to_string(format!("{}/rlnet/{net}.json", self.xdg)).ok()?;
         let v: Value = serde_json::from_str(&text).ok()?;
-        v["pid"].as_i64().map(|p| p as i32)
+        v["pid"].as_i64().and_then(|p| i32::try_from(p).ok())
     }
 }
 

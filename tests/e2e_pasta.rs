@@ -113,7 +113,7 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         if self.alive() {
             let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(self.pid as i32),
+                nix::unistd::Pid::from_raw(self.pid.cast_signed()),
                 nix::sys::signal::Signal::SIGKILL,
             );
         }

@@ -257,7 +257,7 @@ fn arp_and_ping_are_answered() {
     sim.send(&arp_request(Ipv4Addr::new(10, 0, 2, 50)));
     assert!(sim.recv_within(Duration::from_secs(2)).is_none());
 
-    let data: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+    let data: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
     for dst in [GW_IP, Ipv4Addr::new(10, 0, 2, 3)] {
         sim.send(&echo_request(dst, &data));
         let reply = sim.recv().expect("echo reply");
@@ -420,7 +420,9 @@ fn direct_and_buffered_receive_keep_the_byte_stream() {
 
     const TOTAL: usize = 8 << 20;
     const SEG: usize = 16000;
-    let data: Vec<u8> = (0..TOTAL).map(|i| (i * 7 % 251) as u8).collect();
+    let data: Vec<u8> = (0..TOTAL)
+        .map(|i| u8::try_from(i * 7 % 251).unwrap())
+        .collect();
     let send_seg = |sim: &Sim, off: usize| {
         let end = (off + SEG).min(TOTAL);
         sim.send(&segment(
@@ -463,7 +465,7 @@ fn direct_and_buffered_receive_keep_the_byte_stream() {
         while let Ok(n) = nix::unistd::read(&sim.ns, &mut buf) {
             if let Some((_, ack, win)) = tcp_fields(&buf[..n]) {
                 // (Plain i32 arithmetic: smoltcp's `-` panics below zero.)
-                let a = ack.0.wrapping_sub(1001).max(0) as usize;
+                let a = usize::try_from(ack.0.wrapping_sub(1001).max(0)).unwrap();
                 if a >= acked {
                     acked = a;
                     window = (win as usize) << 7;

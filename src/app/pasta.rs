@@ -22,7 +22,7 @@ use std::path::Path;
 
 use thiserror::Error;
 
-use super::{TapInfo, confine, confinement, dns_config, policy, resolve_outbound};
+use super::{SetupError, TapInfo, confine, confinement, dns_config, policy, resolve_outbound};
 use crate::config::pasta::{self as cp, PastaOptions, PastaPlan, PastaTarget, TemplateError};
 use crate::config::{Config, Configure, Target};
 use crate::engine::{Engine, Exit, PastaSetup, Setup};
@@ -63,12 +63,34 @@ pub enum PastaSetupError {
     /// The daemon's own error, as it reported it.
     #[error("{0}")]
     Daemon(String),
+    /// The steps rlnet as pasta shares with a plain run.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
     #[error("the background rlnet ended before it was ready")]
     DaemonDied,
 }
 
+/// The errors of the steps shared with a plain run come through its
+/// [`SetupError`].
+macro_rules! through_setup {
+    ($($t:ty),*) => {$(
+        impl From<$t> for PastaSetupError {
+            fn from(e: $t) -> Self {
+                PastaSetupError::Setup(SetupError::from(e))
+            }
+        }
+    )*};
+}
+through_setup!(
+    NsError,
+    crate::engine::EngineError,
+    crate::config::ConfigError,
+    crate::sys::sandbox::SandboxError,
+    crate::sys::seccomp::SeccompError
+);
+
 /// Run as pasta; returns the exit code.
-pub fn run(opts: PastaOptions) -> Result<i32, crate::Error> {
+pub fn run(opts: PastaOptions) -> Result<i32, PastaSetupError> {
     let plan = discover(&opts)?;
     let command_form = matches!(opts.target, PastaTarget::Command(_));
     if opts.foreground || command_form {
@@ -78,7 +100,7 @@ pub fn run(opts: PastaOptions) -> Result<i32, crate::Error> {
     match os::fork().map_err(PastaSetupError::Fork)? {
         Some(_daemon) => {
             drop(w);
-            Ok(await_daemon(r)?)
+            await_daemon(r)
         }
         None => {
             drop(r);
@@ -102,7 +124,7 @@ pub fn run(opts: PastaOptions) -> Result<i32, crate::Error> {
 
 /// The host's template interfaces and the plan they give.
 fn discover(o: &PastaOptions) -> Result<PastaPlan, PastaSetupError> {
-    let host = netlink::host_net().map_err(PastaSetupError::HostNet)?;
+    let host = host_net(netlink::host_net().map_err(PastaSetupError::HostNet)?);
     fn named<'a>(
         i: &'a Option<String>,
         own: &'a Option<String>,
@@ -126,6 +148,34 @@ fn discover(o: &PastaOptions) -> Result<PastaPlan, PastaSetupError> {
     let plan = cp::resolve(o, t4.as_ref(), t6.as_ref());
     log::debug!("template: IPv4 {t4:?}, IPv6 {t6:?}; plan {plan:?}");
     Ok(plan)
+}
+
+/// rtnetlink's view of the host as pasta's template selection takes it.
+fn host_net(d: netlink::HostDump) -> cp::HostNet {
+    cp::HostNet {
+        links: d.links,
+        addrs: d
+            .addrs
+            .into_iter()
+            .map(|a| cp::HostAddr {
+                index: a.index,
+                addr: a.addr,
+                prefix: a.prefix,
+            })
+            .collect(),
+        routes: d
+            .routes
+            .into_iter()
+            .map(|r| cp::HostRoute {
+                dst: r.dst,
+                prefix: r.prefix,
+                gateway: r.gateway,
+                oif: r.oif,
+                metric: r.metric,
+                kernel: r.kernel,
+            })
+            .collect(),
+    }
 }
 
 /// The daemon's word to the parent, which waits in the caller's process.
@@ -207,13 +257,13 @@ fn config(o: &PastaOptions, plan: &PastaPlan) -> Config {
 fn open_target(
     o: &PastaOptions,
     cfg: &Config,
-) -> Result<(NsHandles, Option<ns::RunChild>), crate::Error> {
+) -> Result<(NsHandles, Option<ns::RunChild>), PastaSetupError> {
     // pasta's words for the namespace files it was given (ns.rs speaks
     // slirp4netns's).
-    let pasta_words = |e: NsError| -> crate::Error {
+    let pasta_words = |e: NsError| -> PastaSetupError {
         match e {
-            NsError::NetnsPath { path, err } => PastaSetupError::Netns { path, err }.into(),
-            NsError::UsernsPath { path, err } => PastaSetupError::Userns { path, err }.into(),
+            NsError::NetnsPath { path, err } => PastaSetupError::Netns { path, err },
+            NsError::UsernsPath { path, err } => PastaSetupError::Userns { path, err },
             other => other.into(),
         }
     };
@@ -381,12 +431,12 @@ fn start(
     o: &PastaOptions,
     plan: &PastaPlan,
     cfg: &Config,
-) -> Result<(Engine, super::Confinement, Option<ns::RunChild>), crate::Error> {
+) -> Result<(Engine, super::Confinement, Option<ns::RunChild>), PastaSetupError> {
     let outbound = nat::Outbound {
         v4: resolve_outbound(&cfg.outbound4, false)?,
         v6: resolve_outbound(&cfg.outbound6, true)?,
     };
-    let signals = os::signal_fd().map_err(super::SetupError::Signals)?;
+    let signals = os::signal_fd().map_err(SetupError::Signals)?;
     let (mut handles, mut child) = open_target(o, cfg)?;
     let watch = netns_watch(o).map_err(PastaSetupError::Watch)?;
     let (tap, info) = open_tap(o, plan, &handles)?;
@@ -429,7 +479,7 @@ fn serve(
     o: &PastaOptions,
     plan: &PastaPlan,
     report: &mut Option<Report>,
-) -> Result<i32, crate::Error> {
+) -> Result<i32, PastaSetupError> {
     let cfg = config(o, plan);
     cfg.validate()?;
     // Nothing of the caller's but stdio (and our report pipe) stays open.

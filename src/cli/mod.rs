@@ -16,6 +16,7 @@
 //!   [`crate::network::request`];
 //! - `pasta.rs`: pasta's command line, when rlnet runs as `pasta` (or
 //!   `rlnet pasta ...`);
+//! - `completion.rs`: `rlnet completion bash|zsh|fish`, printed like help;
 //! - `help.rs`: the hand-written help texts.
 //!
 //! clap only tokenizes: option values arrive as strings and are converted here
@@ -36,6 +37,7 @@ use crate::forward::table::PortTable;
 use crate::network::request::{NetworkCommand, NetworkRun};
 
 mod compat;
+mod completion;
 mod help;
 mod network;
 mod pasta;
@@ -136,6 +138,7 @@ where
         Some("network") => network::parse(network::Which::Network, rest("rlnet network").collect()),
         Some("attach") => network::parse(network::Which::Attach, rest("rlnet attach").collect()),
         Some("detach") => network::parse(network::Which::Detach, rest("rlnet detach").collect()),
+        Some("completion") => Err(completion::parse(&args[2..]).map_or_else(|e| e, CliExit::Print)),
         _ => compat::parse(args),
     }
 }

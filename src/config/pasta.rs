@@ -291,8 +291,11 @@ pub fn parse_address_cidr(s: &str) -> Result<(IpAddr, Option<u8>), PastaError> {
     };
     let ip = parse_address(addr).map_err(|_| bad())?;
     let max = if ip.is_ipv4() { 32 } else { 128 };
-    match decimal(len).filter(|&n| (1..=max).contains(&n)) {
-        Some(n) => Ok((ip, Some(n as u8))),
+    match decimal(len)
+        .filter(|&n| (1..=max).contains(&n))
+        .and_then(|n| u8::try_from(n).ok())
+    {
+        Some(n) => Ok((ip, Some(n))),
         None => Err(bad()),
     }
 }
@@ -314,10 +317,10 @@ pub fn parse_netmask(s: &str) -> Result<u8, PastaError> {
         if len == 0 || m.checked_shl(len).unwrap_or(0) != 0 {
             return Err(bad());
         }
-        return Ok(len as u8);
+        return u8::try_from(len).map_err(|_| bad());
     }
     match decimal(s) {
-        Some(n @ 1..=32) => Ok(n as u8),
+        Some(n @ 1..=32) => u8::try_from(n).map_err(|_| bad()),
         _ => Err(bad()),
     }
 }

@@ -295,14 +295,11 @@ impl DhcpServer {
         let plan = &cfg.plan;
         let start = u32::from(plan.dhcp_start4);
         // pasta's model: the namespace has the host's address, and only it.
-        let size = if plan.shared.is_some() {
-            1
-        } else {
-            POOL_SIZE as u32
-        };
+        let size = if plan.shared.is_some() { 1 } else { POOL_SIZE };
         // Skip anything a hand-made plan might put out of range or on top of
         // the gateway or DNS addresses (never the case for AddrPlan::new).
-        let slots = (0..size)
+        let slots = (0u32..)
+            .take(size)
             .filter_map(|i| start.checked_add(i).map(Ipv4Addr::from))
             .filter(|&a| {
                 plan.net4.contains(a)

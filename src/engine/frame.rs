@@ -127,7 +127,7 @@ impl Dp {
         {
             return;
         }
-        let now = (self.now.total_micros() / 1_000_000).max(0) as u64;
+        let now = u64::try_from(self.now.total_micros() / 1_000_000).unwrap_or(0);
         let Some(reply) = self.dhcp.handle(udp.payload(), src_mac.0, now) else {
             return;
         };

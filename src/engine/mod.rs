@@ -480,7 +480,7 @@ impl Engine {
     }
 
     fn now(&self) -> Instant {
-        Instant::from_micros(self.start.elapsed().as_micros() as i64)
+        Instant::from_micros(i64::try_from(self.start.elapsed().as_micros()).unwrap_or(i64::MAX))
     }
 
     /// Run until a signal, the target's exit or the exit fd ends it.
@@ -540,7 +540,7 @@ impl Engine {
                 .min();
             next.map(|t| {
                 let now = self.now().total_micros();
-                Duration::from_micros(t.saturating_sub(now).max(0) as u64)
+                Duration::from_micros(u64::try_from(t.saturating_sub(now)).unwrap_or(0))
             })
         };
         match max_wait {
@@ -691,7 +691,7 @@ impl Engine {
 
     fn read_signals(&mut self) -> Option<Exit> {
         while let Some(Ok(Some(info))) = self.signals.as_ref().map(|s| s.read_signal()) {
-            let signo = info.ssi_signo as i32;
+            let signo = info.ssi_signo.cast_signed();
             match Signal::try_from(signo) {
                 Ok(Signal::SIGCHLD) => {
                     if let Some(code) = self.reap_child() {

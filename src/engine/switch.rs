@@ -233,7 +233,7 @@ mod tests {
                     ip4: lease.ip4,
                     ip6: lease.ip6,
                     tap: "tap0".into(),
-                    pid: Some(1000 + i as u32),
+                    pid: Some(1000 + u32::try_from(i).unwrap()),
                     netns: (1, i as u64),
                 };
                 sw.add(port, member, None);

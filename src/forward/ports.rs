@@ -17,7 +17,18 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use thiserror::Error;
 
 use super::spec::{PortRange, Proto, PublishSpec};
-use crate::config::valid_ifname;
+
+/// An interface name: 1-15 bytes, no '/', ':', whitespace or NUL, not "."
+/// or ".." (config::valid_ifname's rule; this pure file stands below
+/// config, which imports it).
+fn valid_ifname(s: &str) -> bool {
+    (1..16).contains(&s.len())
+        && s != "."
+        && s != ".."
+        && !s
+            .bytes()
+            .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0)
+}
 
 /// The shape every message points back to.
 const SHAPE: &str = "none, auto, all or [ADDR[%IFNAME]/]PORTS, like 8080, 8080:80, 8000-8010,~8005 or 127.0.0.1/8080";

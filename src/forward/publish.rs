@@ -665,7 +665,9 @@ impl Forwarder {
     /// The socket factory's process, if it runs (tests check that it is
     /// confined).
     pub fn factory_pid(&self) -> Option<u32> {
-        self.factory.as_ref().map(|f| f.pid().as_raw() as u32)
+        self.factory
+            .as_ref()
+            .and_then(|f| u32::try_from(f.pid().as_raw()).ok())
     }
 
     /// A client connection into the namespace: a socket made inside it

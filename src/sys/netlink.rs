@@ -21,8 +21,6 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use nix::errno::Errno;
 
-use crate::config::pasta::{HostAddr, HostNet, HostRoute, NsRoute};
-
 /// Upper bounds so a confused or hostile peer cannot keep us looping.
 const MAX_RECVS: usize = 1024;
 const MAX_MESSAGES: usize = 16384;
@@ -429,8 +427,9 @@ pub struct CopySetup<'a> {
     pub mtu: Option<u32>,
     pub mac: Option<[u8; 6]>,
     pub addrs: &'a [(IpAddr, u8)],
-    /// Routes out of the interface; prefix 0 is the default route.
-    pub routes: &'a [NsRoute],
+    /// Routes out of the interface: (destination, prefix, gateway); prefix
+    /// 0 is the default route.
+    pub routes: &'a [(IpAddr, u8, Option<IpAddr>)],
     pub ipv6: bool,
 }
 
@@ -497,11 +496,41 @@ fn off_link(gw: IpAddr, addrs: &[(IpAddr, u8)]) -> bool {
     })
 }
 
+/// The host's links, addresses and main-table routes, as rtnetlink lists
+/// them (pasta mode's template, `config/pasta.rs`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostDump {
+    /// (index, name).
+    pub links: Vec<(u32, String)>,
+    pub addrs: Vec<HostAddr>,
+    pub routes: Vec<HostRoute>,
+}
+
+/// An address of the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostAddr {
+    pub index: u32,
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+/// A main-table unicast route of the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostRoute {
+    pub dst: IpAddr,
+    pub prefix: u8,
+    pub gateway: Option<IpAddr>,
+    pub oif: u32,
+    pub metric: u32,
+    /// Made by the kernel for an address.
+    pub kernel: bool,
+}
+
 /// The host's links, addresses and main-table unicast routes, in the
 /// current netns (pasta's template, read before joining the namespace).
-pub fn host_net() -> Result<HostNet, NetlinkError> {
+pub fn host_net() -> Result<HostDump, NetlinkError> {
     let mut nl = Rtnl::open()?;
-    let mut net = HostNet::default();
+    let mut net = HostDump::default();
     for m in nl.dump(
         RouteNetlinkMessage::GetLink(LinkMessage::default()),
         "links",
@@ -652,9 +681,11 @@ mod tests {
         // SAFETY: ifreq is plain old data for which all-zero bytes are a valid value.
         let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
         for (d, s) in ifr.ifr_name.iter_mut().zip(TAP.bytes()) {
-            *d = s as libc::c_char;
+            *d = libc::c_char::from_ne_bytes([s]);
         }
-        ifr.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
+        #[allow(clippy::cast_possible_truncation)] // 0x1002 fits a short
+        let flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
+        ifr.ifr_ifru.ifru_flags = flags;
         // SAFETY: TUNSETIFF takes a pointer to an ifreq, valid for the whole call.
         if unsafe { libc::ioctl(f.as_raw_fd(), libc::TUNSETIFF, &mut ifr) } < 0 {
             return Err(std::io::Error::last_os_error());

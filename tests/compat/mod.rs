@@ -335,7 +335,7 @@ impl Env {
             }
             None => {
                 let _ = nix::sys::signal::killpg(
-                    nix::unistd::Pid::from_raw(p.pid() as i32),
+                    nix::unistd::Pid::from_raw(p.pid().cast_signed()),
                     nix::sys::signal::Signal::SIGKILL,
                 );
                 let _ = p.wait_timeout(Duration::from_secs(10));
@@ -499,7 +499,7 @@ impl Drop for Env {
             let mut p = Proc::spawn(c);
             if p.wait_timeout(CALL).is_none() {
                 let _ = nix::sys::signal::killpg(
-                    nix::unistd::Pid::from_raw(p.pid() as i32),
+                    nix::unistd::Pid::from_raw(p.pid().cast_signed()),
                     nix::sys::signal::Signal::SIGKILL,
                 );
                 eprintln!("cleanup: {prog} {args:?} timed out");
@@ -533,7 +533,7 @@ impl Drop for Env {
         if let Some(pid) = std::fs::read_to_string(&pause)
             .ok()
             .and_then(|s| s.trim().parse::<i32>().ok())
-            && let Some(p) = procs().into_iter().find(|p| p.pid == pid as u32)
+            && let Some(p) = procs().into_iter().find(|p| p.pid == pid.cast_unsigned())
             && (p.comm == "catatonit" || p.comm == "podman")
         {
             let _ = nix::sys::signal::kill(
@@ -548,7 +548,7 @@ impl Drop for Env {
             if p.state != 'Z' && p.argv.iter().any(|a| a.contains(&d)) {
                 eprintln!("cleanup: killing leftover {} {:?}", p.pid, p.argv);
                 let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(p.pid as i32),
+                    nix::unistd::Pid::from_raw(p.pid.cast_signed()),
                     nix::sys::signal::Signal::SIGKILL,
                 );
             }

@@ -286,7 +286,7 @@ pub fn run_bounded(mut cmd: Command, limit: Duration) -> Out {
         }
         None => {
             let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(p.pid() as i32),
+                nix::unistd::Pid::from_raw(p.pid().cast_signed()),
                 nix::sys::signal::Signal::SIGKILL,
             );
             let _ = p.wait_timeout(Duration::from_secs(10));
@@ -856,7 +856,7 @@ exec -a "$0" {inside} "$@"
                 eprintln!("cleanup: killing leftover {} {:?}", p.pid, p.argv);
             }
             let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(p.pid as i32),
+                nix::unistd::Pid::from_raw(p.pid.cast_signed()),
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
@@ -869,7 +869,7 @@ exec -a "$0" {inside} "$@"
             let mut p = Proc::spawn(c);
             if p.wait_timeout(CALL).is_none() {
                 let _ = nix::sys::signal::killpg(
-                    nix::unistd::Pid::from_raw(p.pid() as i32),
+                    nix::unistd::Pid::from_raw(p.pid().cast_signed()),
                     nix::sys::signal::Signal::SIGKILL,
                 );
                 eprintln!("cleanup: podman {args:?} timed out");
