@@ -512,6 +512,42 @@ fn pasta_lifetime_follows_the_netns_file() {
         "rlnet still runs {:?} after its netns file was deleted",
         t0.elapsed()
     );
+
+    // A /proc/PID/ns/net path (procfs tells no deletion): rlnet ends with
+    // the process instead.
+    let mut t = o.target();
+    let pid_file = dir.path("pid2");
+    let (net, user) = (
+        format!("/proc/{}/ns/net", t.pid()),
+        format!("/proc/{}/ns/user", t.pid()),
+    );
+    pasta(
+        o.rlnet_cmd(),
+        &[
+            "--config-net",
+            "-q",
+            "-P",
+            &pid_file,
+            "-t",
+            "none",
+            "-u",
+            "none",
+            "-T",
+            "none",
+            "-U",
+            "none",
+            "--netns",
+            &net,
+            "--userns",
+            &user,
+        ],
+    );
+    let d = Daemon::from_file(&pid_file);
+    t.kill();
+    assert!(
+        d.gone_within(WAIT),
+        "rlnet outlived the process of its /proc netns"
+    );
 }
 
 /// The command form (like `rlnet run`: COMMAND's exit status, the copy of

@@ -53,6 +53,8 @@ pub enum PastaSetupError {
     Fork(nix::Error),
     #[error(transparent)]
     Watch(#[from] WatchError),
+    #[error("the network namespace file {0} was deleted while rlnet started")]
+    NetnsGone(String),
     #[error(
         "cannot open the network namespace {path}: {err}; give a namespace file (like \
          /run/netns/NAME, or /proc/PID/ns/net) or a name in /run/netns"
@@ -285,7 +287,18 @@ fn open_target_ns(
             }
             (h, None)
         }
-        (_, Target::Path { netns, userns }) => (ns::open_path(netns, userns.as_deref())?, None),
+        (_, Target::Path { netns, userns }) => {
+            let mut h = ns::open_path(netns, userns.as_deref())?;
+            // /proc/PID/ns/net: procfs tells no deletion; the PID's exit
+            // is the end (as with the PID form).
+            if let Some(pid) = proc_pid(netns) {
+                h.pidfd = Some(os::pidfd_open(pid).map_err(|e| NsError::Sys {
+                    what: "pidfd_open",
+                    err: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::ESRCH)),
+                })?);
+            }
+            (h, None)
+        }
         (_, Target::Run { argv }) => {
             let c = ns::spawn_run(argv, None)?;
             (c.handles()?, Some(c))
@@ -350,11 +363,25 @@ fn open_tap(
 /// The `--netns` file's watch: exit when it is deleted (not with
 /// `--no-netns-quit`; the PID form and the command form end with their
 /// process instead).
-fn netns_watch(o: &PastaOptions) -> Result<Option<FileWatch>, WatchError> {
-    match &o.target {
-        PastaTarget::Netns(path) if o.netns_quit => FileWatch::new(path).map(Some),
-        _ => Ok(None),
+fn netns_watch(o: &PastaOptions) -> Result<Option<FileWatch>, PastaSetupError> {
+    let path = match &o.target {
+        PastaTarget::Netns(path) if o.netns_quit && proc_pid(path).is_none() => path,
+        _ => return Ok(None),
+    };
+    let w = FileWatch::new(path)?;
+    if w.gone() {
+        return Err(PastaSetupError::NetnsGone(path.display().to_string()));
     }
+    Ok(Some(w))
+}
+
+/// The PID of a `/proc/PID/ns/...` path.
+fn proc_pid(path: &Path) -> Option<i32> {
+    let rest = path.strip_prefix("/proc").ok()?;
+    let mut parts = rest.components();
+    let pid = parts.next()?.as_os_str().to_str()?.parse().ok()?;
+    let ns_dir = parts.next()?.as_os_str() == "ns";
+    (ns_dir && parts.next().is_some()).then_some(pid)
 }
 
 /// The PID file, opened (and truncated) while its path still resolves.
@@ -438,7 +465,7 @@ fn start(
     };
     let signals = os::signal_fd().map_err(SetupError::Signals)?;
     let (mut handles, mut child) = open_target(o, cfg)?;
-    let watch = netns_watch(o).map_err(PastaSetupError::Watch)?;
+    let watch = netns_watch(o)?;
     let (tap, info) = open_tap(o, plan, &handles)?;
     let confinement = confinement(cfg, &handles, child.as_ref(), None)?;
     let child_parts = match child.as_mut() {
@@ -502,4 +529,34 @@ fn serve(
         Exit::Child(code) => code,
         Exit::Signal(_) | Exit::TargetGone | Exit::NetnsGone | Exit::ExitFd | Exit::Shutdown => 0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_paths_name_their_process() {
+        assert_eq!(proc_pid(Path::new("/proc/123/ns/net")), Some(123));
+        assert_eq!(proc_pid(Path::new("/proc/123/ns")), None);
+        assert_eq!(proc_pid(Path::new("/proc/self/ns/net")), None);
+        assert_eq!(proc_pid(Path::new("/run/netns/x")), None);
+        assert_eq!(proc_pid(Path::new("/proc/1/net")), None);
+    }
+
+    #[test]
+    fn report_bytes() {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        Report(w).failed("no such interface");
+        assert_eq!(
+            await_daemon(r).unwrap_err().to_string(),
+            "no such interface"
+        );
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        Report(w).ready();
+        assert_eq!(await_daemon(r).unwrap(), 0);
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        drop(w);
+        assert!(matches!(await_daemon(r), Err(PastaSetupError::DaemonDied)));
+    }
 }
