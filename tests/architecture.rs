@@ -83,6 +83,7 @@ const PURE: &[&str] = &[
     "forward::ports",
     "forward::table",
     "nat::policy",
+    "nat::pmtu",
     "network::request",
     "api::request",
     "api::reply",

@@ -1,8 +1,9 @@
 //! One frame from a namespace, taken apart: L2 (the switch of a named
 //! network, ARP, DHCP), then IPv4/IPv6 (neighbour discovery, router
-//! advertisements, ICMP echo) and the transport, which goes to the flows
-//! (`nat/`), a published port's client or the DNS stub. Anything malformed
-//! is dropped here, before it can reach smoltcp or a host socket.
+//! advertisements, ICMP echo, "packet too big" about rlnet's TCP segments)
+//! and the transport, which goes to the flows (`nat/`), a published port's
+//! client or the DNS stub. Anything malformed is dropped here, before it can
+//! reach smoltcp or a host socket.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -17,8 +18,10 @@ use super::Dp;
 use super::switch::Verdict;
 use crate::nat::FlowKey;
 use crate::nat::icmp::EchoRequest;
+use crate::nat::pmtu;
 use crate::nat::policy::Decision;
 use crate::wire::VNET_HDR_LEN;
+use crate::wire::frag::Push;
 use crate::wire::{self, VnetHdr};
 
 /// Router advertisements: the default route's lifetime, and how often it
@@ -165,7 +168,18 @@ impl Dp {
         let Ok(ip) = Ipv4Packet::new_checked(payload) else {
             return;
         };
-        // Header checksum checked; fragments refused (we never reassemble).
+        if ip.more_frags() || ip.frag_offset() != 0 {
+            // Only sources the namespace may use get reassembly memory.
+            if self.policy.valid_source(IpAddr::V4(ip.src_addr()))
+                && let Push::Complete(whole) =
+                    self.frag.ipv4(port, payload, self.now.total_micros())
+            {
+                // Rebuilt: full checksums, no offload state.
+                self.ipv4(port, &whole, VnetHdr::default(), registry);
+            }
+            return;
+        }
+        // Header checksum checked (fragments were taken care of above).
         let Ok(repr) = Ipv4Repr::parse(&ip, &wire::verify_caps()) else {
             return;
         };
@@ -186,6 +200,11 @@ impl Dp {
         };
         match repr.next_header {
             IpProtocol::Icmp => {
+                if let Some(err) = pmtu::parse_v4(ip4.body, repr.dst_addr) {
+                    let (mut ctx, nat, _) = self.split(registry);
+                    nat.too_big(port, err, &mut ctx);
+                    return;
+                }
                 let Ok(icmp) = Icmpv4Packet::new_checked(ip4.body) else {
                     return;
                 };
@@ -227,27 +246,69 @@ impl Dp {
         let Some(pkt) = payload.get(..wire::IPV6_HDR_LEN + repr.payload_len) else {
             return;
         };
-        let body = ip.payload();
-        if repr.next_header == IpProtocol::Icmpv6 && self.neighbour_discovery(port, &repr, body) {
+        if repr.next_header == IpProtocol::Icmpv6
+            && self.neighbour_discovery(port, &repr, ip.payload())
+        {
             return;
         }
         if dst_mac != self.l2.mac {
             return;
         }
-        let (src, dst) = (repr.src_addr.into(), repr.dst_addr.into());
-        if !self.policy.valid_source(src) {
+        if !self.policy.valid_source(IpAddr::V6(repr.src_addr)) {
             return;
         }
+        if repr.next_header == IpProtocol::Ipv6Frag {
+            match self.frag.ipv6(port, pkt, self.now.total_micros()) {
+                Push::Complete(whole) => self.ipv6_whole(port, &whole, registry),
+                // Not a fragment after all: a header rlnet does not handle.
+                Push::NotFragment | Push::Held | Push::Dropped(_) => {}
+            }
+            return;
+        }
+        self.ipv6_transport(port, pkt, &repr, vnet, registry);
+    }
+
+    /// A datagram rebuilt from fragments (or an atomic fragment): straight
+    /// to the transport, past neighbour discovery (which never comes
+    /// fragmented, RFC 6980).
+    fn ipv6_whole(&mut self, port: usize, pkt: &[u8], registry: &Registry) {
+        let Ok(ip) = Ipv6Packet::new_checked(pkt) else {
+            return;
+        };
+        let Ok(repr) = Ipv6Repr::parse(&ip) else {
+            return;
+        };
+        self.ipv6_transport(port, pkt, &repr, VnetHdr::default(), registry);
+    }
+
+    /// An IPv6 packet for the gateway from a valid source: echo, or on to
+    /// the transport.
+    fn ipv6_transport(
+        &mut self,
+        port: usize,
+        pkt: &[u8],
+        repr: &Ipv6Repr,
+        vnet: VnetHdr,
+        registry: &Registry,
+    ) {
+        let Some(body) = pkt.get(wire::IPV6_HDR_LEN..) else {
+            return;
+        };
         let ip6 = Ip {
             port,
             pkt,
             body,
-            src,
-            dst,
+            src: repr.src_addr.into(),
+            dst: repr.dst_addr.into(),
             vnet,
         };
         match repr.next_header {
             IpProtocol::Icmpv6 => {
+                if let Some(err) = pmtu::parse_v6(body, repr.src_addr, repr.dst_addr) {
+                    let (mut ctx, nat, _) = self.split(registry);
+                    nat.too_big(port, err, &mut ctx);
+                    return;
+                }
                 let Ok(icmp) = Icmpv6Packet::new_checked(body) else {
                     return;
                 };
@@ -313,8 +374,11 @@ impl Dp {
 
     /// An echo request: rlnet's own addresses (the gateway and DNS ones;
     /// pasta's mapped ones) answer ping themselves; other destinations get
-    /// a ping socket.
+    /// a ping socket. The DNS address with the stub off drops everything.
     fn echo(&mut self, ip: Ip<'_>, e: Echo<'_>, registry: &Registry) {
+        if self.policy.swallows(ip.dst) {
+            return;
+        }
         let local = self.policy.answers_ping(ip.dst);
         match (ip.src, ip.dst) {
             (IpAddr::V4(src), IpAddr::V4(dst)) if local => {

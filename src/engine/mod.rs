@@ -52,6 +52,7 @@ use crate::sys::ns::NsHandles;
 use crate::sys::tap::Tap;
 use crate::sys::watch::FileWatch;
 use crate::wire::FRAME_BUF;
+use crate::wire::frag::Reassembler;
 
 use attach::Jobs;
 use switch::Switch;
@@ -184,6 +185,8 @@ struct Dp {
     /// `-c` rely on it).
     dhcp: DhcpServer,
     dns: Option<DnsStub>,
+    /// IP fragments from the namespaces, being put back together.
+    frag: Reassembler,
     /// SLAAC: the port that solicited a router, and when to advertise again.
     ra_port: Option<usize>,
     ra_due: Option<i64>,
@@ -334,6 +337,7 @@ impl Dp {
             fwd,
             dhcp,
             dns,
+            frag: Reassembler::default(),
             ra_port: None,
             ra_due: None,
             switch: s.network.take().map(Switch::new),
@@ -419,6 +423,7 @@ impl Dp {
             self.nat.next_deadline(),
             self.fwd.next_deadline(),
             self.dns.as_ref().and_then(DnsStub::next_deadline),
+            self.frag.next_deadline(),
             self.ra_due,
             self.jobs.next_deadline(),
         ]
@@ -611,8 +616,8 @@ impl Engine {
         None
     }
 
-    /// Fire what is due: flows' timers, the DNS stub's, router
-    /// advertisements, slow API clients, late agents.
+    /// Fire what is due: flows' timers, the DNS stub's, incomplete
+    /// datagrams, router advertisements, slow API clients, late agents.
     fn run_timers(&mut self) {
         let registry = self.poll.registry();
         let (mut ctx, nat, fwd) = self.dp.split(registry);
@@ -621,6 +626,7 @@ impl Engine {
         nat.run_timers(&mut ctx);
         fwd.run_timers(&ctx);
         self.dp.dns_timers(registry);
+        self.dp.frag.expire(self.dp.now.total_micros());
         self.dp.ra_timer();
         self.dp.attach_timers();
         self.send_answers();

@@ -111,7 +111,10 @@ impl Policy {
         let plan = &self.plan;
         match plan.shared {
             Some(s) => s.ipv4 && ip != plan.guest4 && !ip.is_unspecified() && !ip.is_broadcast(),
-            None => ip == plan.gateway4 || (self.dns && ip == plan.dns4),
+            // The DNS address answers ARP even with the stub off (as
+            // libslirp does): traffic to it is then dropped silently and a
+            // client times out, rather than failing with "No route to host".
+            None => ip == plan.gateway4 || ip == plan.dns4,
         }
     }
 
@@ -125,9 +128,8 @@ impl Policy {
         match self.plan.shared {
             Some(_) => target != v6.guest6 && target != src && !target.is_multicast(),
             None => {
-                target == v6.gateway6
-                    || target == crate::wire::ROUTER_LL
-                    || (self.dns && target == v6.dns6)
+                // The DNS address too, stub or not (see `answers_arp`).
+                target == v6.gateway6 || target == crate::wire::ROUTER_LL || target == v6.dns6
             }
         }
     }
@@ -144,6 +146,13 @@ impl Policy {
                 IpAddr::V6(a) => plan.v6.is_some_and(|v6| a == v6.gateway6 || a == v6.dns6),
             },
         }
+    }
+
+    /// Is `dst` an address that swallows everything? slirp4netns's model
+    /// with `--disable-dns`: the DNS address answers ARP/NDP but drops
+    /// every packet, ping included. (pasta: it is then just an address.)
+    pub fn swallows(&self, dst: IpAddr) -> bool {
+        self.plan.shared.is_none() && !self.dns && self.plan.dns(dst.is_ipv6()) == Some(dst)
     }
 
     /// Decide where a TCP or UDP packet to `dst` goes.
@@ -210,6 +219,9 @@ impl Policy {
         let to_dns = self.plan.dns(dst.is_ipv6()) == Some(dst.ip());
         if to_dns && self.dns && dst.port() == 53 {
             Decision::DnsStub
+        } else if to_dns && !self.dns {
+            // --disable-dns: the address swallows everything.
+            Decision::Drop
         } else if !routable(dst.ip()) {
             Decision::Drop
         } else {
@@ -314,7 +326,14 @@ mod tests {
         assert_eq!(p.outbound(sa("10.0.2.50:80")), Decision::Drop);
         assert_eq!(p.outbound(sa("[fd00::50]:80")), Decision::Drop);
         let p = policy(true, false);
-        assert_eq!(p.outbound(sa("10.0.2.3:53")), Decision::Drop);
+        for d in [
+            "10.0.2.3:53",
+            "10.0.2.3:80",
+            "[fd00::3]:53",
+            "[fd00::3]:443",
+        ] {
+            assert_eq!(p.outbound(sa(d)), Decision::Drop, "{d}");
+        }
         assert_eq!(
             p.outbound(sa("198.18.0.1:53")),
             Decision::Host(sa("198.18.0.1:53"))
@@ -349,6 +368,13 @@ mod tests {
             Decision::Refuse(Unreachable::Net)
         );
         assert_eq!(internal.outbound(sa("10.0.2.3:53")), Decision::DnsStub);
+        let no_dns = Policy {
+            dns: false,
+            ..internal
+        };
+        for d in ["10.0.2.3:53", "10.0.2.3:80", "[fd00::3]:53"] {
+            assert_eq!(no_dns.outbound(sa(d)), Decision::Drop, "{d}");
+        }
     }
 
     #[test]

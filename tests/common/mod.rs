@@ -457,6 +457,14 @@ impl Target {
         c
     }
 
+    /// Another namespace nested in this one's user namespace: an endpoint
+    /// behind a veth of this namespace (as a container behind a bridge).
+    pub fn nested(&self) -> Target {
+        Target {
+            holder: holder(self.cmd("unshare")),
+        }
+    }
+
     pub fn kill(&mut self) {
         self.holder.kill(nix::sys::signal::Signal::SIGKILL);
         let _ = self.holder.wait_timeout(WAIT);

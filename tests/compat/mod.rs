@@ -284,12 +284,22 @@ impl Env {
     /// containers.conf for this machine (runc: crun fails on the hybrid
     /// cgroup layout; no systemd), with `network_cmd_path` when given.
     pub fn write_containers_conf(&self, network_cmd_path: Option<&Path>) {
+        self.write_containers_conf_with(network_cmd_path, &[]);
+    }
+
+    /// [`Self::write_containers_conf`] with `network_cmd_options` (Podman
+    /// passes them to its slirp4netns, the rootless-netns one included).
+    pub fn write_containers_conf_with(&self, network_cmd_path: Option<&Path>, options: &[&str]) {
         let mut text = String::from(
             "[containers]\n\n[engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\n\
              events_logger = \"file\"\n",
         );
         if let Some(p) = network_cmd_path {
             text.push_str(&format!("network_cmd_path = \"{}\"\n", p.display()));
+        }
+        if !options.is_empty() {
+            let list: Vec<String> = options.iter().map(|o| format!("\"{o}\"")).collect();
+            text.push_str(&format!("network_cmd_options = [{}]\n", list.join(", ")));
         }
         self.write_file(&self.containers_conf, &text, 0o644);
     }
