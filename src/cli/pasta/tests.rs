@@ -266,6 +266,28 @@ fn getopt_errors() {
         "option '--net' is ambiguous; possibilities: '--netmask' '--netns' '--netns-only'"
     );
     fails(&["--=x"], "unrecognized option '--=x'");
+    // Every option's getopt forms: a value option without its value (last
+    // word), a flag given a value.
+    for o in OPTIONS {
+        let long = format!("--{}", o.long);
+        if o.takes_value {
+            assert_eq!(
+                fails(&[&long], ""),
+                format!("option '{long}' requires an argument")
+            );
+            if let Some(c) = o.short {
+                assert_eq!(
+                    fails(&["-f", &format!("-{c}")], ""),
+                    format!("option requires an argument -- '{c}'")
+                );
+            }
+        } else {
+            assert_eq!(
+                fails(&[&format!("{long}=1")], ""),
+                format!("option '{long}' doesn't allow an argument")
+            );
+        }
+    }
     // Options of pasta that rlnet does not implement: refused, never
     // silently taken.
     for o in [
