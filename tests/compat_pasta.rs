@@ -135,6 +135,15 @@ fn assert_confined(lab: &Lab, helper: &compat::PInfo) {
 /// Stop the container, require its helper to end, remove everything, require that no
 /// pasta of the lab is left.
 fn stop_and_check(lab: &Lab, id: &str, helper: &compat::PInfo) {
+    if lab.pasta.is_rlnet {
+        // The check below sees every process of rlnet's, its socket factory (in the
+        // container's namespace) included.
+        let all = lab.helpers();
+        assert!(
+            all.iter().any(|p| p.ppid == helper.pid),
+            "the helper's socket factory is among the lab's helpers: {all:#?}"
+        );
+    }
     lab.podman(&["stop", "--time", "10", id]);
     let left = wait_gone(std::slice::from_ref(helper), SETTLE);
     assert!(
@@ -560,6 +569,11 @@ fn podman_helper_lifetime_follows_the_netns_file() {
     eprintln!(
         "helper ended {:?} after the netns file was deleted",
         t0.elapsed()
+    );
+    let left = lab.wait_no_helpers(SETTLE);
+    assert!(
+        left.is_empty(),
+        "the helper left processes behind: {left:#?}"
     );
 
     let id = run_detached(&lab, &["--name", "c1e"], IDLE);

@@ -62,6 +62,8 @@ fn pasta(mut cmd: Command, args: &[&str]) -> Proc {
 /// if it still runs.
 struct Daemon {
     pid: u32,
+    /// Its processes once it was ready (itself and its subprocesses).
+    all: Vec<u32>,
 }
 
 impl Daemon {
@@ -71,16 +73,14 @@ impl Daemon {
             .trim()
             .parse()
             .unwrap_or_else(|_| panic!("PID file: {text:?}"));
-        let d = Daemon { pid };
+        let mut d = Daemon { pid, all: vec![] };
         assert!(d.alive(), "the PID file names {pid}, which is not rlnet");
+        d.all = d.processes();
         d
     }
 
     fn alive(&self) -> bool {
-        std::fs::read_link(format!("/proc/{}/exe", self.pid)).is_ok_and(|e| e == rlnet_bin())
-            && !status(self.pid)
-                .get("State")
-                .is_some_and(|s| s.starts_with('Z'))
+        runs_rlnet(self.pid)
     }
 
     /// Its processes: itself and its subprocesses (the socket factory).
@@ -96,10 +96,11 @@ impl Daemon {
         v
     }
 
-    /// Wait (bounded) until it has exited; true if it did.
+    /// Wait (bounded) until it and its subprocesses have exited; true if
+    /// they did.
     fn gone_within(&self, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
-        while self.alive() {
+        while self.all.iter().any(|&p| runs_rlnet(p)) {
             if Instant::now() >= deadline {
                 return false;
             }
@@ -118,6 +119,12 @@ impl Drop for Daemon {
             );
         }
     }
+}
+
+/// Is `pid` a live (not zombie) rlnet?
+fn runs_rlnet(pid: u32) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == rlnet_bin())
+        && !status(pid).get("State").is_some_and(|s| s.starts_with('Z'))
 }
 
 /// The `Key:\tvalue` lines of /proc/PID/status.

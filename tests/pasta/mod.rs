@@ -768,11 +768,20 @@ exec -a "$0" {inside} "$@"
             .collect()
     }
 
-    /// Live processes of this lab running the pasta under test.
+    /// Live processes of this lab running the pasta under test: those in its host
+    /// network namespace and every other one of the lab's user (a helper's subprocess
+    /// lives in the container's namespace, such as rlnet's splice socket factory; an
+    /// orphan is no child of anything of the lab's). The compatibility tests run one
+    /// lab at a time and rlnet's other tests run it as `nobody`.
     pub fn helpers(&self) -> Vec<PInfo> {
-        self.lab_procs()
+        procs()
             .into_iter()
-            .filter(|p| self.pasta.runs_in(p.pid))
+            .filter(|p| {
+                p.state != 'Z'
+                    && self.pasta.runs_in(p.pid)
+                    && (netns_of(p.pid).as_deref() == Some(&self.host_netns)
+                        || real_uid(p.pid) == Some(self.user.uid))
+            })
             .collect()
     }
 
@@ -913,6 +922,18 @@ fn ns_link(pid: u32, ns: &str) -> Option<String> {
     std::fs::read_link(format!("/proc/{pid}/ns/{ns}"))
         .ok()
         .map(|p| p.display().to_string())
+}
+
+/// The real uid of `pid` (as this process's user namespace sees it).
+pub fn real_uid(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 pub fn netns_of(pid: u32) -> Option<String> {
