@@ -538,5 +538,19 @@ mod tests {
         assert!(!s.answers_ndp(ip6("fd00::50"), ip6("fd00::100")));
         assert!(s.answers_ping("10.0.2.2".parse().unwrap()));
         assert!(!s.answers_ping("198.18.0.1".parse().unwrap()));
+        assert!(!s.swallows("10.0.2.3".parse().unwrap()));
+        // --disable-dns: the DNS address still answers ARP/NDP (a client
+        // times out rather than failing at once) and swallows everything.
+        let off = policy(true, false);
+        assert!(off.answers_arp(ip4("10.0.2.3")));
+        assert!(off.answers_ndp(ip6("fd00::3"), ip6("fd00::100")));
+        for a in ["10.0.2.3", "fd00::3"] {
+            assert!(off.swallows(a.parse().unwrap()), "{a}");
+        }
+        assert!(!off.swallows("10.0.2.2".parse().unwrap()));
+        // pasta's model: with the stub off the address is just an address.
+        let mut pasta = podman();
+        pasta.dns = false;
+        assert!(!pasta.swallows("169.254.1.1".parse().unwrap()));
     }
 }
