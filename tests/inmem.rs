@@ -720,8 +720,10 @@ impl NsConn {
             };
             let acked = usize::try_from(ack.0.wrapping_sub(1001).max(0)).unwrap();
             last = Some((acked, usize::from(win) << 3));
-            if let Some((seq, data)) = tcp_payload(&buf[..n]) {
-                let at = usize::try_from((seq - self.peer).max(0)).unwrap();
+            if let Some((seq, data)) = tcp_payload(&buf[..n])
+                // (Plain i32 arithmetic: smoltcp's `-` panics below zero.)
+                && let Ok(at) = usize::try_from(seq.0.wrapping_sub(self.peer.0))
+            {
                 let have = self.got.len();
                 if at <= have && at + data.len() > have {
                     self.got.extend_from_slice(&data[have - at..]);
