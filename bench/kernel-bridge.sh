@@ -281,7 +281,14 @@ check() {
     return $fail
 }
 
-gbps() { jq -r '.end.sum_received.bits_per_second / 1e9'; }
+# "Gbit/s CPU-s/GB": CPU is iperf3's own getrusage of sender + receiver,
+# which includes the softirq work done in their context; it moves far less
+# with load than the throughput does.
+gbps() {
+    jq -r '.end | "\(.sum_received.bits_per_second / 1e9) \((.cpu_utilization_percent.host_total
+        + .cpu_utilization_percent.remote_total) / 100 * .sum_received.seconds
+        / (.sum_received.bytes / 1e9))"'
+}
 median() { sort -g | awk '{v[NR]=$1} END {print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
 wait_port() {
     for _ in $(seq 200); do
@@ -319,15 +326,17 @@ bench() {
         ipb=$(inn "$rb" ip -4 -br addr show tap0 | awk '{print $3}' | cut -d/ -f1)
     fi
     : >"$W/ratios"
+    : >"$W/cpu"
     for r in $(seq "$REPS"); do
-        lo=$(iperf - - 127.0.0.1)
-        kab=$(iperf "$b" "$a" 10.89.0.101)
-        kba=$(iperf "$b" "$a" 10.89.0.101 -R)
+        read -r lo lo_cpu <<<"$(iperf - - 127.0.0.1)"
+        read -r kab kab_cpu <<<"$(iperf "$b" "$a" 10.89.0.101)"
+        read -r kba kba_cpu <<<"$(iperf "$b" "$a" 10.89.0.101 -R)"
+        echo "$lo_cpu $kab_cpu $kba_cpu" >>"$W/cpu"
         line="rep $r load $(cut -d' ' -f1 /proc/loadavg): loopback $lo, bridge a->b $kab, b->a $kba"
         row="$(echo "$kab / $lo" | bc -l) $(echo "$kba / $lo" | bc -l)"
         if [ -n "$RLNET" ]; then
-            rab=$(iperf "$rb" "$ra" "$ipb")
-            rba=$(iperf "$rb" "$ra" "$ipb" -R)
+            read -r rab _ <<<"$(iperf "$rb" "$ra" "$ipb")"
+            read -r rba _ <<<"$(iperf "$rb" "$ra" "$ipb" -R)"
             line="$line, rlnet a->b $rab, b->a $rba"
             row="$row $(echo "$rab / $lo" | bc -l) $(echo "$rba / $lo" | bc -l)"
         fi
@@ -339,6 +348,9 @@ bench() {
     [ -n "$RLNET" ] && printf '; rlnet a->b %.2fx, b->a %.2fx' \
         "$(cut -d' ' -f3 "$W/ratios" | median)" "$(cut -d' ' -f4 "$W/ratios" | median)"
     echo
+    printf 'median CPU s/GB (iperf3 sender + receiver): loopback %.3f, bridge a->b %.3f, b->a %.3f\n' \
+        "$(cut -d' ' -f1 "$W/cpu" | median)" "$(cut -d' ' -f2 "$W/cpu" | median)" \
+        "$(cut -d' ' -f3 "$W/cpu" | median)"
 }
 
 case "$MODE" in
