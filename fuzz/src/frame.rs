@@ -148,6 +148,8 @@ pub fn setup(tap: Tap) -> Setup {
         ns: None,
         unprivileged_start: 1024,
         api: None,
+        watch: None,
+        pasta: None,
         dns: Some(DnsConfig {
             plan,
             resolv_conf: PathBuf::from("/nonexistent/resolv.conf"),

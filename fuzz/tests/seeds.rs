@@ -177,7 +177,18 @@ fn cli_seeds_parse() {
                 .into_iter()
                 .map(|w| String::from_utf8(w.to_vec()).unwrap()),
         );
+        let pasta = p
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("pasta");
         match rlnet::cli::parse_args(argv) {
+            Ok(inv) if pasta => assert!(
+                matches!(inv.command, rlnet::cli::Command::Pasta(_)),
+                "{}: {:?}",
+                p.display(),
+                inv.command
+            ),
             Ok(_) | Err(rlnet::cli::CliExit::Print(_)) => {}
             Err(e) => panic!("{}: {e:?}", p.display()),
         }
