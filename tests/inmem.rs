@@ -647,3 +647,212 @@ fn segments_fit_the_peer_mss_and_a_reported_path_mtu() {
     let (largest, _, _) = collect(&mut sim, 4 * CHUNK, CHUNK);
     assert_eq!(largest, 1360);
 }
+
+/// The payload of a TCP frame from the engine, with its sequence number.
+fn tcp_payload(f: &[u8]) -> Option<(TcpSeqNumber, Vec<u8>)> {
+    let eth = EthernetFrame::new_checked(&f[VNET_HDR_LEN..]).ok()?;
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
+    Some((tcp.seq_number(), tcp.payload().to_vec()))
+}
+
+/// The window scale a SYN-ACK from the engine offers.
+fn window_scale(f: &[u8]) -> Option<u8> {
+    let eth = EthernetFrame::new_checked(&f[VNET_HDR_LEN..]).ok()?;
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
+    let (s, d) = (IpAddress::Ipv4(GW_IP), IpAddress::Ipv4(NS_IP));
+    TcpRepr::parse(&tcp, &s, &d, &ChecksumCapabilities::ignored())
+        .ok()?
+        .window_scale
+}
+
+/// A deterministic byte stream of `len` bytes.
+fn pattern(len: usize, seed: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| u8::try_from((i * 7 + seed) % 251).unwrap())
+        .collect()
+}
+
+/// The namespace side of one connection in `elastic_buffers_*`: what it
+/// sent and acknowledged so far.
+struct NsConn {
+    ports: (u16, u16),
+    /// The engine's initial sequence number + 1.
+    peer: TcpSeqNumber,
+    sent: usize,
+    got: Vec<u8>,
+}
+
+impl NsConn {
+    fn seg(&self, sim: &Sim, off: usize, payload: &[u8]) {
+        sim.send(&segment(
+            GW_IP,
+            self.ports,
+            TcpRepr {
+                src_port: 0,
+                dst_port: 0,
+                control: TcpControl::None,
+                seq_number: TcpSeqNumber(1001) + off,
+                ack_number: Some(self.peer + self.got.len()),
+                window_len: 64240,
+                window_scale: None,
+                max_seg_size: None,
+                sack_permitted: false,
+                sack_ranges: [None, None, None],
+                timestamp: None,
+                payload,
+            },
+        ));
+    }
+
+    /// One engine turn; new in-order bytes from the engine are kept, the
+    /// last ACK and (scaled) window it sent are returned.
+    fn turn(&mut self, sim: &mut Sim) -> Option<(usize, usize)> {
+        sim.engine
+            .turn(&mut sim.events, Some(Duration::from_millis(5)))
+            .unwrap();
+        let mut last = None;
+        let mut buf = vec![0u8; 70000];
+        while let Ok(n) = nix::unistd::read(&sim.ns, &mut buf) {
+            let Some((_, ack, win)) = tcp_fields(&buf[..n]) else {
+                continue;
+            };
+            let acked = usize::try_from(ack.0.wrapping_sub(1001).max(0)).unwrap();
+            last = Some((acked, usize::from(win) << 3));
+            if let Some((seq, data)) = tcp_payload(&buf[..n])
+                // (Plain i32 arithmetic: smoltcp's `-` panics below zero.)
+                && let Ok(at) = usize::try_from(seq.0.wrapping_sub(self.peer.0))
+            {
+                let have = self.got.len();
+                if at <= have && at + data.len() > have {
+                    self.got.extend_from_slice(&data[have - at..]);
+                }
+            }
+        }
+        last
+    }
+}
+
+/// Issue 15: a flow's buffers hold storage only while data needs it. An
+/// idle flow holds none, while its window still offers the whole limit
+/// (window scale 3 for 256 KiB); the receive buffer grows to the limit when
+/// the host pushes back, the send buffer when the namespace does not
+/// acknowledge; once idle, both are given back. The byte streams arrive
+/// whole both ways.
+#[test]
+fn elastic_buffers_grow_with_the_data_and_are_given_back() {
+    use std::io::{Read, Write};
+    const LIMIT: usize = rlnet::nat::tcp::BUF_SIZE;
+    // Enough that the host side cannot absorb it all and pushes back.
+    const TOTAL: usize = 4 << 20;
+    const SEG: usize = 16000;
+    let mut sim = Sim::new(true);
+    // A small host receive buffer, so the host side pushes back early.
+    let listener =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    listener.set_recv_buffer_size(4096).unwrap();
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    listener.bind(&any.into()).unwrap();
+    listener.listen(1).unwrap();
+    let listener: TcpListener = listener.into();
+    let port = listener.local_addr().unwrap().port();
+    sim.send(&syn(GW_IP, 40002, port));
+    let f = sim.recv().expect("SYN-ACK");
+    assert_eq!(window_scale(&f), Some(3), "window not sized for the limit");
+    let (isn, _, _) = tcp_fields(&f).unwrap();
+    let (conn, _) = listener.accept().unwrap();
+    let mut ns = NsConn {
+        ports: (40002, port),
+        peer: isn + 1,
+        sent: 0,
+        got: Vec::new(),
+    };
+    ns.seg(&sim, 0, &[]);
+    for _ in 0..20 {
+        ns.turn(&mut sim);
+    }
+    assert_eq!(
+        sim.engine.tcp_buffer_bytes(),
+        0,
+        "an idle flow holds storage"
+    );
+
+    // Namespace -> host while the host does not read: the receive buffer
+    // grows until the window closes, then the host reads it all.
+    let data = pattern(TOTAL, 0);
+    let (mut acked, mut window, mut peak, mut idle) = (0usize, LIMIT, 0, 0);
+    let mut reader = None;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while acked < TOTAL {
+        assert!(Instant::now() < deadline, "stalled at {acked} of {TOTAL}");
+        let limit = (acked + window).min(TOTAL);
+        while ns.sent < limit {
+            let end = (ns.sent + SEG).min(limit);
+            ns.seg(&sim, ns.sent, &data[ns.sent..end]);
+            ns.sent = end;
+        }
+        let before = acked;
+        if let Some((a, w)) = ns.turn(&mut sim)
+            && a >= acked
+        {
+            (acked, window) = (a, w);
+        }
+        peak = peak.max(sim.engine.tcp_buffer_bytes());
+        if window < SEG && reader.is_none() {
+            let mut c = conn.try_clone().unwrap();
+            reader = Some(std::thread::spawn(move || {
+                let mut got = vec![0u8; TOTAL];
+                c.read_exact(&mut got).map(|()| got)
+            }));
+        }
+        // Nothing acknowledged for a while: resend from the last ACK.
+        idle = if acked == before { idle + 1 } else { 0 };
+        if idle > 20 {
+            (ns.sent, idle) = (acked, 0);
+        }
+    }
+    assert!(peak >= LIMIT, "receive buffer peaked at {peak}");
+    let got = reader.expect("the window never closed").join().unwrap();
+    assert!(got.unwrap() == data, "byte stream to the host differs");
+    wait_released(&mut sim, &mut ns);
+
+    // Host -> namespace: the namespace acknowledges only when the engine
+    // stops sending (its send buffer is full), so the buffer grows to the limit.
+    let back = pattern(TOTAL, 3);
+    let mut c = conn.try_clone().unwrap();
+    let back2 = back.clone();
+    let writer = std::thread::spawn(move || c.write_all(&back2));
+    let (mut peak, mut quiet, mut acked_back) = (0, 0, 0);
+    while ns.got.len() < TOTAL {
+        assert!(
+            Instant::now() < deadline,
+            "stalled at {} of {TOTAL}",
+            ns.got.len()
+        );
+        let before = ns.got.len();
+        ns.turn(&mut sim);
+        peak = peak.max(sim.engine.tcp_buffer_bytes());
+        quiet = if ns.got.len() == before { quiet + 1 } else { 0 };
+        // A full send buffer's worth unacknowledged, or the end.
+        let unacked = ns.got.len() - acked_back;
+        if unacked >= LIMIT || (unacked > 0 && quiet > 5 && writer.is_finished()) {
+            acked_back = ns.got.len();
+            ns.seg(&sim, TOTAL, &[]);
+        }
+    }
+    ns.seg(&sim, TOTAL, &[]);
+    writer.join().unwrap().unwrap();
+    assert!(peak >= LIMIT, "send buffer peaked at {peak}");
+    assert!(ns.got == back, "byte stream to the namespace differs");
+    wait_released(&mut sim, &mut ns);
+}
+
+/// Run the engine until the flows hold no buffer storage (bounded).
+fn wait_released(sim: &mut Sim, ns: &mut NsConn) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sim.engine.tcp_buffer_bytes() > 0 {
+        assert!(Instant::now() < deadline, "buffers never given back");
+        ns.turn(sim);
+    }
+}

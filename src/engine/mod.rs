@@ -736,6 +736,11 @@ impl Engine {
         (self.dp.nat.tcp_flows(), self.dp.nat.udp_flows())
     }
 
+    /// Bytes of buffer storage the TCP flows hold (tests).
+    pub fn tcp_buffer_bytes(&mut self) -> usize {
+        self.dp.nat.tcp_buffer_bytes()
+    }
+
     pub fn exit_fd(&self) -> Option<RawFd> {
         self.exit_fd.as_ref().map(AsRawFd::as_raw_fd)
     }

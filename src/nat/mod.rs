@@ -168,6 +168,11 @@ impl Nat {
         self.tcp.len()
     }
 
+    /// Bytes of buffer storage all TCP flows hold (for tests and status).
+    pub fn tcp_buffer_bytes(&mut self) -> usize {
+        self.tcp.iter_mut().map(TcpFlow::buffer_bytes).sum()
+    }
+
     pub fn udp_flows(&self) -> usize {
         self.udp.len()
     }

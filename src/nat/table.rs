@@ -146,6 +146,11 @@ impl<F: Flow> FlowTable<F> {
         }
     }
 
+    /// Every flow.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut F> {
+        self.flows.iter_mut().map(|(_, f)| f)
+    }
+
     /// After a burst, give the memory back.
     pub fn shrink_to_fit(&mut self) {
         self.flows.shrink_to_fit();

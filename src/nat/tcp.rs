@@ -14,7 +14,7 @@ use std::time::Duration as StdDuration;
 use mio::net::{TcpStream, UnixStream};
 use smoltcp::iface::{PollResult, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
-use smoltcp::time::Instant;
+use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{IpListenEndpoint, TcpSeqNumber};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
@@ -25,11 +25,16 @@ use crate::event::Ctx;
 use crate::stack::Dev;
 use crate::sys::os;
 
-/// Per-direction buffer of a flow. Large enough for a few 64 KB segments in
-/// flight on a local link (64 KiB held about one TSO segment and halved
-/// throughput; 1 MiB did not help); allocated lazily by the kernel (zero
-/// pages), returned on close.
+/// Per-direction buffer limit of a flow. Large enough for a few 64 KB
+/// segments in flight on a local link (64 KiB held about one TSO segment and
+/// halved throughput; 1 MiB did not help). The window offers all of it from
+/// the start, but the storage is elastic (smoltcp patch): allocated as data
+/// needs room, doubling from 4 KiB, so an idle flow holds none.
 pub const BUF_SIZE: usize = 256 * 1024;
+
+/// Storage a flow's buffers hold without data is given back after this
+/// long (once per period at most, so a busy flow re-grows rarely).
+const TRIM_AFTER: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -66,6 +71,8 @@ pub struct TcpFlow {
     /// The path MTU the namespace reported for this flow, below the link's
     /// (see [`super::pmtu`]); segments are cut to fit it.
     path_mtu: Option<u16>,
+    /// When empty buffers give their storage back (see [`TRIM_AFTER`]).
+    trim_at: Option<Instant>,
 }
 
 /// The host side of a flow: a real TCP connection, or (for services rlnet
@@ -158,17 +165,16 @@ pub struct Rings {
     handle: SocketHandle,
 }
 
-/// Finished flows' sockets, kept for the next flows: a socket and its two
-/// ring buffers cost two mmaps, page faults and two munmaps to make and
-/// free, which is most of a short connection's cost. smoltcp resets a
-/// socket completely on `listen`/`connect`, keeping only its settings.
+/// Finished flows' sockets, kept for the next flows (their buffers' storage
+/// given back): smoltcp resets a socket completely on `listen`/`connect`,
+/// keeping only its settings, so a short connection allocates nothing.
 #[derive(Default)]
 pub struct RingPool {
     free: Vec<Rings>,
 }
 
 impl RingPool {
-    /// At most this many are kept (each holds up to 2 x BUF_SIZE).
+    /// At most this many are kept.
     const MAX: usize = 4;
 
     pub fn take(&mut self) -> Rings {
@@ -181,7 +187,10 @@ impl RingPool {
 
     /// Return an unused or finished socket set.
     pub fn put(&mut self, mut r: Rings) {
-        let reusable = !r.set.get_mut::<tcp::Socket>(r.handle).is_open();
+        let socket = r.set.get_mut::<tcp::Socket>(r.handle);
+        let reusable = !socket.is_open();
+        // A closed socket gives all its storage back.
+        socket.release_idle_buffers();
         if reusable && self.free.len() < Self::MAX {
             self.free.push(r);
         }
@@ -198,9 +207,13 @@ impl RingPool {
 /// throughput at a window per 10 ms); the host side has its own TCP.
 fn new_socket() -> tcp::Socket<'static> {
     let mut socket = tcp::Socket::new(
-        tcp::SocketBuffer::new(vec![0u8; BUF_SIZE]),
-        tcp::SocketBuffer::new(vec![0u8; BUF_SIZE]),
+        tcp::SocketBuffer::new(Vec::new()),
+        tcp::SocketBuffer::new(Vec::new()),
     );
+    socket.set_elastic(Some(tcp::Elastic {
+        rx: BUF_SIZE,
+        tx: BUF_SIZE,
+    }));
     socket.set_congestion_control(tcp::CongestionControl::None);
     socket.set_nagle_enabled(false);
     socket.set_ack_delay(None);
@@ -345,6 +358,7 @@ impl TcpFlow {
             armed: None,
             dirty: false,
             path_mtu: None,
+            trim_at: None,
         }
     }
 
@@ -397,6 +411,10 @@ impl TcpFlow {
     /// Move whatever can move, emit what smoltcp wants to send, and say
     /// whether the flow is finished. Called after every event on the flow.
     pub fn service(&mut self, ctx: &mut Ctx<'_>) -> After {
+        if self.trim_at.is_some_and(|t| t <= ctx.now) {
+            self.trim_at = None;
+            self.socket().release_idle_buffers();
+        }
         if self.phase == Phase::Connecting && self.host_writable {
             match self.host.connected() {
                 Ok(true) => {
@@ -510,10 +528,20 @@ impl TcpFlow {
         // "Now" after a full egress means smoltcp has nothing it may send
         // yet (a held SYN-ACK, a full TAP queue, which has its own wake-up):
         // only future deadlines are timers.
-        self.timer = ctx
+        let poll_at = ctx
             .iface
             .poll_at(ctx.now, &self.set)
             .filter(|t| *t > ctx.now);
+        // Armed once and kept until it fires: one deadline per period.
+        if self.trim_at.is_none() && self.socket().has_idle_buffers() {
+            self.trim_at = Some(ctx.now + TRIM_AFTER);
+        }
+        self.timer = poll_at.into_iter().chain(self.trim_at).min();
+    }
+
+    /// Bytes of buffer storage the flow holds.
+    pub fn buffer_bytes(&mut self) -> usize {
+        self.socket().buffers_allocated()
     }
 
     fn connect_failed(&mut self, err: io::Error, ctx: &mut Ctx<'_>) -> After {

@@ -557,7 +557,25 @@ pub struct Socket<'a> {
     /// rlnet patch: consumer of in-order payload (see `set_rx_direct`).
     #[cfg(feature = "socket-tcp-rx-direct")]
     rx_direct: Option<RxDirect<'a>>,
+
+    /// rlnet patch: buffers that grow on demand (see `set_elastic`).
+    #[cfg(feature = "socket-tcp-elastic")]
+    elastic: Option<Elastic>,
 }
+
+/// rlnet patch: the sizes elastic buffers may grow to. The receive window
+/// and the room for sending follow these limits, while the storage behind
+/// them is allocated only as data needs it: an idle connection holds none.
+#[cfg(feature = "socket-tcp-elastic")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elastic {
+    pub rx: usize,
+    pub tx: usize,
+}
+
+/// rlnet patch: the first storage an elastic buffer gets.
+#[cfg(feature = "socket-tcp-elastic")]
+const ELASTIC_MIN: usize = 4096;
 
 /// rlnet patch: a consumer that takes in-order payload straight from the
 /// received segment, before it would be copied into the receive buffer.
@@ -649,7 +667,126 @@ impl<'a> Socket<'a> {
 
             #[cfg(feature = "socket-tcp-rx-direct")]
             rx_direct: None,
+
+            #[cfg(feature = "socket-tcp-elastic")]
+            elastic: None,
         }
+    }
+
+    /// rlnet patch: make both buffers elastic, growing up to `limits` as
+    /// data needs room (doubling, from 4 KiB), or fixed again (`None`).
+    /// The window scale of a closed socket is chosen for `limits.rx`.
+    /// Buffers must be owned (a `Vec`) to grow.
+    #[cfg(feature = "socket-tcp-elastic")]
+    pub fn set_elastic(&mut self, limits: Option<Elastic>) {
+        self.elastic = limits;
+        if self.state == State::Closed {
+            let rx_cap_log2 =
+                mem::size_of::<usize>() * 8 - self.rx_capacity().leading_zeros() as usize;
+            self.remote_win_shift = rx_cap_log2.saturating_sub(16) as u8;
+        }
+    }
+
+    /// rlnet patch: give back the storage of elastic buffers that hold
+    /// nothing (of both when the socket is closed: nothing can be read or
+    /// sent any more). Returns the bytes of storage still held.
+    #[cfg(feature = "socket-tcp-elastic")]
+    pub fn release_idle_buffers(&mut self) -> usize {
+        if self.elastic.is_some() {
+            if self.state == State::Closed {
+                self.rx_buffer.clear();
+                self.tx_buffer.clear();
+                self.assembler.clear();
+            }
+            if self.rx_idle() {
+                self.rx_buffer.set_capacity(0);
+            }
+            if self.tx_idle() {
+                self.tx_buffer.set_capacity(0);
+            }
+        }
+        self.buffers_allocated()
+    }
+
+    /// rlnet patch: bytes of storage the two buffers hold.
+    #[cfg(feature = "socket-tcp-elastic")]
+    pub fn buffers_allocated(&self) -> usize {
+        self.rx_buffer.capacity() + self.tx_buffer.capacity()
+    }
+
+    /// rlnet patch: an elastic buffer holds storage but no data, so
+    /// `release_idle_buffers` would free something.
+    #[cfg(feature = "socket-tcp-elastic")]
+    pub fn has_idle_buffers(&self) -> bool {
+        self.elastic.is_some() && (self.rx_idle() || self.tx_idle())
+    }
+
+    #[cfg(feature = "socket-tcp-elastic")]
+    fn rx_idle(&self) -> bool {
+        self.rx_buffer.capacity() > 0 && self.rx_buffer.is_empty() && self.assembler.is_empty()
+    }
+
+    #[cfg(feature = "socket-tcp-elastic")]
+    fn tx_idle(&self) -> bool {
+        self.tx_buffer.capacity() > 0 && self.tx_buffer.is_empty()
+    }
+
+    /// rlnet patch: room for `need` octets from the read position of the
+    /// receive buffer (allocated ones and those written ahead of them).
+    #[cfg(feature = "socket-tcp-elastic")]
+    fn rx_reserve(&mut self, need: usize) {
+        let Some(limits) = self.elastic else { return };
+        let cap = self.rx_buffer.capacity();
+        if need <= cap {
+            return;
+        }
+        let new = need
+            .next_power_of_two()
+            .max(cap * 2)
+            .max(ELASTIC_MIN)
+            .min(limits.rx.max(cap));
+        if new > cap {
+            self.rx_buffer.set_capacity(new);
+        }
+    }
+
+    /// rlnet patch: room to enqueue at least one more octet for sending,
+    /// when the limit allows it.
+    #[cfg(feature = "socket-tcp-elastic")]
+    fn tx_reserve(&mut self) {
+        let Some(limits) = self.elastic else { return };
+        let cap = self.tx_buffer.capacity();
+        if !self.tx_buffer.is_full() || cap >= limits.tx {
+            return;
+        }
+        self.tx_buffer
+            .set_capacity((cap * 2).max(ELASTIC_MIN).min(limits.tx));
+    }
+
+    /// The receive buffer's capacity as the window sees it.
+    #[inline]
+    fn rx_capacity(&self) -> usize {
+        #[cfg(feature = "socket-tcp-elastic")]
+        if let Some(limits) = self.elastic {
+            return limits.rx.max(self.rx_buffer.capacity());
+        }
+        self.rx_buffer.capacity()
+    }
+
+    /// The transmit buffer's capacity as senders see it.
+    #[inline]
+    fn tx_capacity(&self) -> usize {
+        #[cfg(feature = "socket-tcp-elastic")]
+        if let Some(limits) = self.elastic {
+            return limits.tx.max(self.tx_buffer.capacity());
+        }
+        self.tx_buffer.capacity()
+    }
+
+    /// The receive window: room left in the receive buffer.
+    #[inline]
+    fn rx_window(&self) -> usize {
+        self.rx_capacity() - self.rx_buffer.len()
     }
 
     /// rlnet patch: hand in-order payload to `consumer` before it is copied
@@ -793,7 +930,7 @@ impl<'a> Socket<'a> {
     /// Used in internal calculations as well as packet generation.
     #[inline]
     fn scaled_window(&self) -> u16 {
-        u16::try_from(self.rx_buffer.window() >> self.remote_win_shift).unwrap_or(u16::MAX)
+        u16::try_from(self.rx_window() >> self.remote_win_shift).unwrap_or(u16::MAX)
     }
 
     /// Return the last window field value, including scaling according to RFC 1323.
@@ -934,7 +1071,7 @@ impl<'a> Socket<'a> {
 
     fn reset(&mut self) {
         let rx_cap_log2 =
-            mem::size_of::<usize>() * 8 - self.rx_buffer.capacity().leading_zeros() as usize;
+            mem::size_of::<usize>() * 8 - self.rx_capacity().leading_zeros() as usize;
 
         self.state = State::Closed;
         self.timer = Timer::new();
@@ -1245,19 +1382,19 @@ impl<'a> Socket<'a> {
             return false;
         }
 
-        !self.tx_buffer.is_full()
+        self.tx_buffer.len() < self.tx_capacity()
     }
 
     /// Return the maximum number of bytes inside the recv buffer.
     #[inline]
     pub fn recv_capacity(&self) -> usize {
-        self.rx_buffer.capacity()
+        self.rx_capacity()
     }
 
     /// Return the maximum number of bytes inside the transmit buffer.
     #[inline]
     pub fn send_capacity(&self) -> usize {
-        self.tx_buffer.capacity()
+        self.tx_capacity()
     }
 
     /// Check whether the receive buffer is not empty.
@@ -1273,6 +1410,9 @@ impl<'a> Socket<'a> {
         if !self.may_send() {
             return Err(SendError::InvalidState);
         }
+
+        #[cfg(feature = "socket-tcp-elastic")]
+        self.tx_reserve();
 
         let old_length = self.tx_buffer.len();
         let (size, result) = f(&mut self.tx_buffer);
@@ -2282,6 +2422,8 @@ impl<'a> Socket<'a> {
             payload_len,
             payload_offset
         );
+        #[cfg(feature = "socket-tcp-elastic")]
+        self.rx_reserve(self.rx_buffer.len() + payload_offset + payload_len);
         let len_written = self.rx_buffer.write_unallocated(payload_offset, payload);
         debug_assert!(len_written == payload_len);
 
@@ -2654,7 +2796,7 @@ impl<'a> Socket<'a> {
                 repr.control = TcpControl::Syn;
                 repr.seq_number = self.local_seq_no;
                 // window len must NOT be scaled in SYNs.
-                repr.window_len = u16::try_from(self.rx_buffer.window()).unwrap_or(u16::MAX);
+                repr.window_len = u16::try_from(self.rx_window()).unwrap_or(u16::MAX);
                 if self.state == State::SynSent {
                     repr.ack_number = None;
                     repr.window_scale = Some(self.remote_win_shift);

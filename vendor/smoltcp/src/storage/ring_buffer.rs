@@ -401,6 +401,30 @@ impl<'a, T: 'a> RingBuffer<'a, T> {
     }
 }
 
+/// rlnet patch (feature "socket-tcp-elastic"): storage that can be swapped
+/// for a larger or smaller owned one.
+#[cfg(feature = "socket-tcp-elastic")]
+impl<'a, T: 'a + Copy + Default> RingBuffer<'a, T> {
+    /// Move to new owned storage of `capacity` elements (none at all for 0).
+    /// Every element keeps its offset from the read position, the
+    /// unallocated ones too (as far as the new capacity reaches), so state
+    /// kept relative to that position (a TCP reassembler's) stays valid.
+    ///
+    /// # Panics
+    /// Panics if `capacity` is smaller than the number of allocated elements.
+    pub fn set_capacity(&mut self, capacity: usize) {
+        assert!(capacity >= self.length);
+        let old = self.capacity();
+        let keep = old.min(capacity);
+        let mut storage = alloc::vec![T::default(); capacity];
+        let first = (old - self.read_at).min(keep);
+        storage[..first].copy_from_slice(&self.storage[self.read_at..self.read_at + first]);
+        storage[first..keep].copy_from_slice(&self.storage[..keep - first]);
+        self.storage = ManagedSlice::Owned(storage);
+        self.read_at = 0;
+    }
+}
+
 impl<'a, T: 'a> From<ManagedSlice<'a, T>> for RingBuffer<'a, T> {
     fn from(slice: ManagedSlice<'a, T>) -> RingBuffer<'a, T> {
         RingBuffer::new(slice)
@@ -768,6 +792,26 @@ mod test {
         let mut data = [0; 6];
         assert_eq!(ring.read_allocated(6, &mut data[..]), 3);
         assert_eq!(&data[..], b"mno\x00\x00\x00");
+    }
+
+    #[cfg(feature = "socket-tcp-elastic")]
+    #[test]
+    fn test_buffer_set_capacity_keeps_offsets() {
+        let mut ring = RingBuffer::new(vec![0u8; 8]);
+        let _ = ring.enqueue_slice(b"abcdef");
+        let _ = ring.dequeue_many(4);
+        // "ef" allocated (wrapped after this), "XY" unallocated beyond it
+        let _ = ring.enqueue_slice(b"gh");
+        assert_eq!(ring.write_unallocated(0, b"XY"), 2);
+        ring.set_capacity(16);
+        assert_eq!(ring.capacity(), 16);
+        assert_eq!(ring.len(), 4);
+        assert_eq!(ring.get_allocated(0, 4), b"efgh");
+        assert_eq!(ring.get_unallocated(0, 2), b"XY");
+        let _ = ring.dequeue_many(4);
+        ring.set_capacity(0);
+        assert_eq!(ring.capacity(), 0);
+        assert!(ring.is_empty());
     }
 
     #[test]
