@@ -611,7 +611,10 @@ impl Engine {
                 self.send_answers();
             }
             (Kind::Dns, idx) => self.dp.dns_event(idx, readable, writable, registry),
-            (kind, idx) => fwd.event(kind, idx, readable, writable, nat, &mut ctx),
+            (kind, idx) => {
+                let closed = ev.is_read_closed() || ev.is_error();
+                fwd.event(kind, idx, (readable, writable, closed), nat, &mut ctx)
+            }
         }
         None
     }

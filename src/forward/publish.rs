@@ -466,13 +466,13 @@ impl Forwarder {
         }
     }
 
-    /// Readiness on a listener or a spliced connection.
+    /// Readiness on a listener or a spliced connection: (readable, writable,
+    /// closed: a FIN or an error was reported).
     pub fn event(
         &mut self,
         kind: Kind,
         idx: usize,
-        readable: bool,
-        writable: bool,
+        (readable, writable, closed): (bool, bool, bool),
         nat: &mut Nat,
         ctx: &mut Ctx<'_>,
     ) {
@@ -487,7 +487,7 @@ impl Forwarder {
                     End::Ns
                 };
                 if let Some(c) = self.splices.get_mut(idx) {
-                    c.ready(end, readable, writable);
+                    c.ready(end, readable, writable, closed);
                     if c.service() == Outcome::Done {
                         self.end_splice(idx, ctx);
                     }
@@ -505,7 +505,7 @@ impl Forwarder {
 
     pub fn run_backlog(&mut self, nat: &mut Nat, ctx: &mut Ctx<'_>) {
         for idx in std::mem::take(&mut self.again) {
-            self.event(Kind::Listener, idx, true, false, nat, ctx);
+            self.event(Kind::Listener, idx, (true, false, false), nat, ctx);
         }
     }
 
