@@ -29,11 +29,12 @@ set -u -o pipefail
 : "${MODE:=udp}"         # udp | tcp | tcp-R
 : "${TXQLEN:=}"        # if set: the namespace's tap0 txqueuelen (an experiment; default rlnet's)
 : "${PERF_STAT:=}"     # e.g. "-e instructions,cycles": perf stat on rlnet during each run
+: "${KIND:=rlnet}"       # rlnet | pasta: RLNET is a pasta (rlnet's link or pasta itself), run as peers.sh runs it
 
 if [ "$(id -u)" -eq 0 ] && [ "${_INNER:-}" != 1 ]; then
     exec setpriv --reuid="$BENCH_USER" --regid="$BENCH_USER" --clear-groups \
         env _INNER=1 RLNET="$RLNET" RATE="$RATE" LEN="$LEN" DUR="$DUR" REPS="$REPS" \
-        UDP_ARGS="$UDP_ARGS" PERF_STAT="$PERF_STAT" TXQLEN="$TXQLEN" MODE="$MODE" PATH="$PATH" unshare -rn bash "$(readlink -f "$0")"
+        UDP_ARGS="$UDP_ARGS" PERF_STAT="$PERF_STAT" KIND="$KIND" TXQLEN="$TXQLEN" MODE="$MODE" PATH="$PATH" unshare -rn bash "$(readlink -f "$0")"
 fi
 if [ "${_INNER:-}" != 1 ]; then
     exec env _INNER=1 unshare -rn bash "$(readlink -f "$0")"
@@ -52,7 +53,7 @@ trap cleanup EXIT
 in_ns() { local p=$1; shift; nsenter -U -n -t "$p" --preserve-credentials "$@"; }
 # udp_mib FIELD: the Udp FIELD of this namespace's /proc/net/snmp
 udp_mib() { awk -v f="$1" '$1 == "Udp:" { if (!h) { for (i = 2; i <= NF; i++) c[$i] = i; h = 1 } else print $c[f] }' /proc/net/snmp; }
-tap_drops() { in_ns "$1" ip -j -s link show tap0 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["stats64"]["tx"]["dropped"])'; }
+tap_drops() { in_ns "$1" ip -j -s link show "$tapname" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["stats64"]["tx"]["dropped"])'; }
 
 unshare -Urn sleep 3600 & NS=$!; pids+=("$NS")
 for (( k = 0; k < 100; k++ )); do
@@ -60,11 +61,24 @@ for (( k = 0; k < 100; k++ )); do
     sleep 0.02
 done
 mkfifo "$D/ready"
-"$RLNET" --mtu 65520 --ready-fd 3 "$NS" 3> "$D/ready" > "$D/rlnet.log" 2>&1 & RL=$!; pids+=("$RL")
-read -r -t 20 -N 1 _ < "$D/ready" || { echo "rlnet not ready" >&2; cat "$D/rlnet.log" >&2; exit 1; }
+if [ "$KIND" = pasta ]; then
+    # As peers.sh runs pasta; ready once tap0 has its address (bounded wait).
+    "$RLNET" -f -4 --config-net -a 10.0.2.100 -n 24 -g 10.0.2.2 -m 65520 -t none -u none \
+        -T none -U none "$NS" > "$D/rlnet.log" 2>&1 & RL=$!; pids+=("$RL")
+    for (( k = 0; k < 500; k++ )); do
+        in_ns "$NS" ip -4 -o addr show 2>/dev/null | grep -q 10.0.2.100 && break
+        sleep 0.02
+    done
+    in_ns "$NS" ip -4 -o addr show | grep -q 10.0.2.100 || { echo "pasta not ready" >&2; cat "$D/rlnet.log" >&2; exit 1; }
+    tapname=$(in_ns "$NS" ip -o -4 addr show | awk '$4 ~ /^10.0.2.100/ {print $2}')
+else
+    "$RLNET" --mtu 65520 --ready-fd 3 "$NS" 3> "$D/ready" > "$D/rlnet.log" 2>&1 & RL=$!; pids+=("$RL")
+    read -r -t 20 -N 1 _ < "$D/ready" || { echo "rlnet not ready" >&2; cat "$D/rlnet.log" >&2; exit 1; }
+    tapname=tap0
+fi
 
-[ -n "$TXQLEN" ] && in_ns "$NS" ip link set tap0 txqueuelen "$TXQLEN"
-echo "# txqueuelen $(in_ns "$NS" cat /sys/class/net/tap0/tx_queue_len 2>/dev/null || in_ns "$NS" ip -j link show tap0 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0].get("txqlen"))')"
+[ -n "$TXQLEN" ] && in_ns "$NS" ip link set "$tapname" txqueuelen "$TXQLEN"
+echo "# $KIND, $tapname txqueuelen $(in_ns "$NS" ip -j link show "$tapname" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0].get("txqlen"))')"
 echo "# rate=$RATE len=$LEN dur=${DUR}s args=$UDP_ARGS rlnet_pid=$RL"
 echo "# rep loss_pct sent tap_tx_dropped host_sndbuf_err host_rcvbuf_err rlnet_cpu_ticks"
 for r in $(seq "$REPS"); do

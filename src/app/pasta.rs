@@ -322,7 +322,7 @@ fn pasta_tap(req: &PastaTap<'_>) -> Result<(OwnedFd, Vec<u8>), String> {
         .map_err(|e| e.to_string())?
         .is_some();
     let tap = Tap::open(req.name).map_err(|e| e.to_string())?;
-    netlink::prepare(req.name, req.ns_mac).map_err(|e| e.to_string())?;
+    netlink::prepare(req.name, req.ns_mac, !existed).map_err(|e| e.to_string())?;
     if req.config_net {
         netlink::configure_copy(&req.copy).map_err(|e| e.to_string())?;
     }

@@ -449,10 +449,19 @@ pub struct CopySetup<'a> {
 }
 
 /// `lo` up, and the interface's MAC if one is given: what pasta does in
-/// the namespace even without `--config-net`.
-pub fn prepare(ifname: &str, mac: Option<[u8; 6]>) -> Result<(), NetlinkError> {
+/// the namespace even without `--config-net`. A TAP rlnet made (`made`)
+/// also gets [`TAP_TXQUEUELEN`], as in slirp4netns mode: with the kernel's
+/// 1,000 a burst of UDP from the namespace overflows the queue while rlnet
+/// waits for the CPU (one made by the caller keeps its own).
+pub fn prepare(ifname: &str, mac: Option<[u8; 6]>, made: bool) -> Result<(), NetlinkError> {
     let mut nl = Rtnl::open()?;
     nl.set_link(0, "lo", "set link up", link_up)?;
+    if made {
+        let what = format!("set txqueuelen {TAP_TXQUEUELEN}");
+        nl.set_link(0, ifname, &what, |m| {
+            m.attributes.push(LinkAttribute::TxQueueLen(TAP_TXQUEUELEN))
+        })?;
+    }
     if let Some(mac) = mac {
         let [a, b, c, d, e, f] = mac;
         let what = format!("set MAC {a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}");
@@ -899,6 +908,22 @@ mod tests {
             let (tap, _, gws) = state(TAP);
             assert_eq!(mtu(&tap), Some(1500));
             assert_eq!(gws, [IpAddr::V4(GW4), IpAddr::V6(gw6)]);
+        });
+    }
+
+    /// pasta mode: a TAP rlnet made gets the long queue (UDP bursts from
+    /// the namespace), one the caller made keeps its length.
+    #[test]
+    fn prepare_sets_the_queue_only_on_a_tap_rlnet_made() {
+        in_netns("prepare_sets_the_queue_only_on_a_tap_rlnet_made", || {
+            let before = txqlen(&state(TAP).0);
+            assert_ne!(before, Some(TAP_TXQUEUELEN));
+            prepare(TAP, None, false).unwrap();
+            assert_eq!(txqlen(&state(TAP).0), before);
+            assert!(state("lo").0.header.flags.contains(LinkFlags::Up));
+            prepare(TAP, Some(MAC), true).unwrap();
+            assert_eq!(txqlen(&state(TAP).0), Some(TAP_TXQUEUELEN));
+            assert_eq!(link_mac(TAP).unwrap(), MAC);
         });
     }
 
