@@ -276,11 +276,9 @@ pub fn framing(buf: &[u8]) -> Framing {
     let mut values = serde_json::Deserializer::from_slice(rest).into_iter::<IgnoredAny>();
     match values.next() {
         None => Framing::NeedMore,
-        // A bare number at the end may still grow ("42" then "3"); objects,
-        // arrays and strings end with their closing byte.
-        Some(Ok(_)) if values.byte_offset() == rest.len() && !b"{[\"".contains(&rest[0]) => {
-            Framing::NeedMore
-        }
+        // A complete value. A bare number at the end may still grow ("42"
+        // then "3"), but it is not an object either way: the answer
+        // (`json_object() failed`) is the same, so it is given at once.
         Some(Ok(_)) => Framing::Ready,
         Some(Err(e)) if e.is_eof() => Framing::NeedMore,
         Some(Err(_)) => Framing::Ready,
@@ -1215,8 +1213,14 @@ mod tests {
             ("{\"execute\":\"list_hostfwd\"} trailing", Framing::Ready),
             ("\"str\"", Framing::Ready),
             ("[1]", Framing::Ready),
-            ("42", Framing::NeedMore),
+            // Complete values that are not objects: answered at once, even
+            // when the client keeps its write side open.
+            ("42", Framing::Ready),
             ("42\n", Framing::Ready),
+            ("null", Framing::Ready),
+            ("true", Framing::Ready),
+            ("-", Framing::NeedMore),
+            ("4.", Framing::NeedMore),
             ("tru", Framing::NeedMore),
             ("garbage", Framing::Ready),
             ("}", Framing::Ready),

@@ -29,6 +29,7 @@ use crate::config::AddrPlan;
 use crate::event::{Ctx, Kind, token};
 use crate::nat::{FlowKey, Nat};
 use crate::sys::ns::{Factory, NsError, NsHandles, SocketKind};
+use crate::sys::os::{self, FdReserve};
 use crate::wire;
 
 /// Idle timeout of a published UDP client flow (RootlessKit uses 90 s).
@@ -113,6 +114,8 @@ pub struct Forwarder {
     timers: Vec<(i64, usize)>,
     /// Datagrams from published UDP ports land here first.
     scratch: Box<[u8]>,
+    /// Lets a listener drain its queue when rlnet is out of descriptors.
+    reserve: FdReserve,
 }
 
 fn bind(proto: Proto, addr: SocketAddr) -> io::Result<Sock> {
@@ -182,6 +185,7 @@ impl Forwarder {
             again: Vec::new(),
             timers: Vec::new(),
             scratch: Box::default(),
+            reserve: FdReserve::new(),
         }
     }
 
@@ -356,9 +360,22 @@ impl Forwarder {
                 Sock::Tcp(s) => match s.accept() {
                     Ok((stream, client)) => self.accepted(local, stream, client, nat, ctx),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                    Err(e) if os::accept_retry(&e) => {}
+                    Err(e) if os::out_of_fds(&e) => {
+                        // Left queued, the connection would never be
+                        // taken (see FdReserve): close it now instead.
+                        crate::limited!(
+                            Warn,
+                            "published port {local}: {e}; closing new connections until \
+                             descriptors are free (raise the limit: ulimit -n)"
+                        );
+                        match self.reserve.shed(|| s.accept()) {
+                            Ok(()) => {}
+                            Err(e) if os::accept_retry(&e) => {}
+                            Err(_) => return false,
+                        }
+                    }
                     Err(e) => {
-                        // EMFILE and friends: drop this round, retry later
-                        // rather than spin (the connection waits in the backlog).
                         crate::limited!(Warn, "accept on {local}: {e}");
                         return false;
                     }
