@@ -294,7 +294,7 @@ fn api_non_object_request_is_answered_at_once() {
     let (outer, _target, _r, _dir, sock) = with_api(&[]);
     for req in ["42", "null", "true", "-7.5e3"] {
         let out =
-            run_ok(outer.testkit_cmd(&["api", &sock, req, "--no-shutdown", "--timeout", "60"]));
+            run_ok(outer.testkit_cmd(&["api", &sock, req, "--no-shutdown", "--timeout", "30"]));
         assert_eq!(out.lines().next(), Some(NOT_OBJECT), "{req}: {out}");
     }
 }
@@ -308,7 +308,7 @@ fn api_idle_clients_do_not_hold_up_a_new_client() {
     let (outer, _target, mut r, _dir, sock) = with_api(&["-p", "38301:7301"]);
     for _ in 0..3 {
         let out =
-            run_ok(outer.testkit_cmd(&["api", &sock, LIST, "--idle", "100", "--timeout", "60"]));
+            run_ok(outer.testkit_cmd(&["api", &sock, LIST, "--idle", "100", "--timeout", "30"]));
         let reply = out.lines().next().unwrap_or("");
         assert!(reply.contains(r#""host_port":38301"#), "{out}");
     }
@@ -332,7 +332,7 @@ fn api_serves_root() {
     }
     let (_outer, _target, _r, _dir, sock) = with_api(&["-p", "38302:7302"]);
     let mut c = std::process::Command::new(testkit_bin());
-    c.args(["api", &sock, LIST, "--timeout", "60"]);
+    c.args(["api", &sock, LIST, "--timeout", "30"]);
     let out = run_ok(c);
     assert!(out.contains(r#""host_port":38302"#), "root: {out}");
     use std::os::unix::fs::PermissionsExt;
@@ -340,7 +340,7 @@ fn api_serves_root() {
     let mut c = std::process::Command::new("setpriv");
     c.args(["--reuid=65533", "--regid=65533", "--clear-groups", "--"]);
     c.arg(testkit_bin());
-    c.args(["api", &sock, LIST, "--timeout", "60"]);
+    c.args(["api", &sock, LIST, "--timeout", "30"]);
     let (_, out, _) = run(c);
     assert!(!out.contains("entries"), "another user was served: {out}");
 }
@@ -395,7 +395,7 @@ fn published_port_recovers_after_fd_exhaustion() {
     assert!(after <= base, "fds {base} before the flood, {after} after");
     // A new connection through the same port.
     let (st, out, err) =
-        run(outer.testkit_cmd(&["tcp", &addr, "echo:100000:1", "--timeout", "60"]));
+        run(outer.testkit_cmd(&["tcp", &addr, "echo:100000:1", "--timeout", "30"]));
     assert!(
         st.success(),
         "published port dead after the flood: {out} {err}"
