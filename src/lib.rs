@@ -11,10 +11,12 @@
 //! - [`dns`] is the DNS stub at N+3; [`network`] runs named networks (one
 //!   engine per network, members switched at L2).
 //! - [`sys`] is the only module with `unsafe`: raw syscalls, ioctls, namespaces.
+//! - [`check`] judges what `rlnet check` finds out about the host.
 #![deny(unsafe_code)]
 
 pub mod api;
 pub mod app;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod dhcp;

@@ -150,6 +150,7 @@ fn man_page_documents_every_long_option_of_help() {
         &["network", "--help"],
         &["attach", "--help"],
         &["detach", "--help"],
+        &["check", "--help"],
     ] {
         let help = stdout(&rlnet(args));
         for opt in long_options(&help) {

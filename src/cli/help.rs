@@ -119,6 +119,7 @@ const DEFAULTS_HELP: &str = "Defaults (--cidr moves the IPv4 addresses; IPv6 is 
 const USAGE_HELP: &str = "Usage: rlnet [OPTION]... PID|PATH [TAPNAME]
        rlnet run [OPTION]... -- COMMAND [ARG]...
        rlnet port add|rm|ls -a PATH [ARG]...
+       rlnet check
 Give an unprivileged network namespace a network: outbound NAT through a
 userspace TCP/IP stack, published ports and a DNS stub. A drop-in for
 slirp4netns.
@@ -128,6 +129,7 @@ it exits. With --netns-type=path, PATH is a network namespace file such as
 /proc/PID/ns/net. TAPNAME is the interface inside it [tap0]. 'rlnet run'
 starts COMMAND in a new user and network namespace (see 'rlnet run --help').
 'rlnet port' publishes ports of a running rlnet (see 'rlnet port --help').
+'rlnet check' tells whether this host lets rlnet work, and what to change.
 ";
 
 const RUN_USAGE_HELP: &str = "Usage: rlnet run [OPTION]... [--] COMMAND [ARG]...
@@ -194,6 +196,25 @@ pub(super) fn run_help_text() -> String {
         "{RUN_USAGE_HELP}\nOptions:\n{NET_OPTIONS_HELP}{GENERAL_OPTIONS_HELP}\n{DEFAULTS_HELP}\nErrors exit with status 1; otherwise rlnet exits with COMMAND's status.\n"
     )
 }
+
+/// `rlnet check --help`.
+pub(super) const CHECK_HELP: &str = "\
+Usage: rlnet check
+
+Check whether this host lets rlnet work, for the user running the check:
+unprivileged user namespaces (kernel.unprivileged_userns_clone,
+user.max_user_namespaces, and creating one with a network namespace and a TAP
+in it), /dev/net/tun, AppArmor's restriction of user namespaces
+(kernel.apparmor_restrict_unprivileged_userns) and a profile for rlnet, ping
+sockets (net.ipv4.ping_group_range), privileged ports
+(net.ipv4.ip_unprivileged_port_start) and the open-files limit. One line per
+finding: ok, note, warn or FAIL, the finding, and its fix.
+
+Options:
+  -h, --help           show this help
+
+Exits with status 1 when rlnet cannot work here (a FAIL line), else 0.
+";
 
 /// `rlnet network --help`.
 pub(super) const NETWORK_HELP: &str = "\
@@ -266,6 +287,7 @@ Options:
 mod tests {
     use clap::CommandFactory;
 
+    use super::super::check::CheckCli;
     use super::super::compat::CompatCli;
     use super::super::network::{MemberCli, NetworkCli};
     use super::super::port::PortCli;
@@ -326,6 +348,7 @@ mod tests {
             (PortCli::command(), port_help_text()),
             (NetworkCli::command(), NETWORK_HELP.to_string()),
             (MemberCli::command(), ATTACH_HELP.to_string()),
+            (CheckCli::command(), CHECK_HELP.to_string()),
         ] {
             let mut longs = Vec::new();
             for arg in cmd.get_arguments() {

@@ -14,6 +14,7 @@
 //!   [`crate::api::client::request`];
 //! - `network.rs`: `rlnet network|attach|detach`, as the request types of
 //!   [`crate::network::request`];
+//! - `check.rs`: `rlnet check`, which diagnoses the host ([`crate::check`]);
 //! - `help.rs`: the hand-written help texts.
 //!
 //! clap only tokenizes: option values arrive as strings and are converted here
@@ -32,6 +33,7 @@ use crate::forward::spec::PublishSpec;
 use crate::forward::table::PortTable;
 use crate::network::request::{NetworkCommand, NetworkRun};
 
+mod check;
 mod compat;
 mod help;
 mod network;
@@ -64,6 +66,8 @@ pub enum Command {
     Network(NetworkCommand),
     /// `rlnet run --network NAME ... -- COMMAND`.
     RunOnNetwork(NetworkRun),
+    /// `rlnet check`: what the host lets rlnet do.
+    Check,
 }
 
 /// Why parsing did not produce an [`Invocation`].
@@ -81,6 +85,7 @@ enum Form {
     Compat,
     Run,
     Port,
+    Check,
 }
 
 impl Form {
@@ -89,6 +94,7 @@ impl Form {
             Form::Compat => "(see 'rlnet --help')",
             Form::Run => "(see 'rlnet run --help')",
             Form::Port => "(see 'rlnet port --help')",
+            Form::Check => "(see 'rlnet check --help')",
         }
     }
 
@@ -97,6 +103,7 @@ impl Form {
             Form::Compat => help::help_text(),
             Form::Run => help::run_help_text(),
             Form::Port => help::port_help_text(),
+            Form::Check => help::CHECK_HELP.to_string(),
         }
     }
 
@@ -105,6 +112,7 @@ impl Form {
             Form::Compat => compat::CompatCli::command(),
             Form::Run => run::RunCli::command(),
             Form::Port => port::PortCli::command(),
+            Form::Check => check::CheckCli::command(),
         }
     }
 }
@@ -122,6 +130,7 @@ where
     match args.get(1).and_then(|a| a.to_str()) {
         Some("run") => run::parse(rest("rlnet run")),
         Some("port") => port::parse(rest("rlnet port")),
+        Some("check") => check::parse(rest("rlnet check")),
         Some("network") => network::parse(network::Which::Network, rest("rlnet network").collect()),
         Some("attach") => network::parse(network::Which::Attach, rest("rlnet attach").collect()),
         Some("detach") => network::parse(network::Which::Detach, rest("rlnet detach").collect()),
