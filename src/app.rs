@@ -7,10 +7,10 @@ use std::os::fd::{AsFd, OwnedFd, RawFd};
 
 use thiserror::Error;
 
-use crate::api::server::ApiServer;
-use crate::config::{Config, Configure, Outbound, Target};
+use crate::api::server::{ApiServer, ApiSocketError};
+use crate::config::{Config, ConfigError, Configure, Outbound, Target};
 use crate::dns::DnsConfig;
-use crate::engine::{Engine, Exit, Setup};
+use crate::engine::{Engine, EngineError, Exit, Setup};
 use crate::forward::publish;
 use crate::forward::spec::Mode;
 use crate::nat::{self, policy::Policy};
@@ -31,6 +31,15 @@ pub enum SetupError {
     Sandbox(#[from] SandboxError),
     #[error(transparent)]
     Seccomp(#[from] SeccompError),
+    // The steps of a run that other parts carry out, with their own texts.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Namespace(#[from] NsError),
+    #[error(transparent)]
+    ApiSocket(#[from] ApiSocketError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
 }
 
 /// What the agent needs to prepare the TAP inside the namespace.
@@ -163,7 +172,7 @@ fn confine(cfg: &Config, c: Confinement) -> Result<(), SetupError> {
     // reported before anything changes.
     let filters = if cfg.enable_seccomp {
         Some(seccomp::compile(&seccomp::Scope {
-            own_pid: std::process::id() as i32,
+            own_pid: nix::unistd::getpid().as_raw(),
             child: c.child,
             api_dir: c.api_dir,
         })?)
@@ -264,7 +273,7 @@ fn dns_config(cfg: &Config) -> Option<DnsConfig> {
 }
 
 /// Serve the configured namespace until it ends; returns the exit code.
-pub fn run(cfg: Config) -> Result<i32, crate::Error> {
+pub fn run(cfg: Config) -> Result<i32, SetupError> {
     cfg.validate()?;
     // Whether the fds we were told about are open is decided now, before
     // rlnet opens anything: later, a closed number may be one of our own.

@@ -1,6 +1,8 @@
 //! Thin entry point: parse argv, set up logging, dispatch, and turn the one
 //! error type into a line on stderr and an exit code.
 
+#![cfg_attr(not(test), deny(clippy::too_many_lines))]
+
 use std::ffi::OsString;
 use std::io::Write;
 
@@ -31,7 +33,7 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32, Error> {
         log::warn!("{w}");
     }
     match inv.command {
-        Command::Serve(config) => rlnet::app::run(config),
+        Command::Serve(config) => Ok(rlnet::app::run(config)?),
         Command::Network(cmd) => Ok(print(&rlnet::network::command::execute(&cmd)?)),
         Command::RunOnNetwork(nr) => Ok(rlnet::network::run::run(&nr)?),
         Command::Port(port) => Ok(print(&port_command(&port)?)),

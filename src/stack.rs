@@ -11,12 +11,16 @@ use std::num::NonZeroUsize;
 use std::os::fd::AsRawFd;
 
 use smoltcp::iface::{Config as IfaceConfig, Interface};
-use smoltcp::phy::{Checksum, ChecksumCapabilities, Device, DeviceCapabilities, Medium};
+use smoltcp::phy::{
+    Checksum, ChecksumCapabilities, Device, DeviceCapabilities, Medium, PacketMeta,
+};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, EthernetProtocol, HardwareAddress, IpAddress, IpCidr};
 
 use crate::config::AddrPlan;
-use crate::wire::{FRAME_BUF, HEADROOM, finish_frame, finish_l2_frame};
+use crate::wire::{
+    FRAME_BUF, HEADROOM, SegLimit, finish_frame, finish_frame_limited, finish_l2_frame, frag,
+};
 
 /// The gateway's MAC: locally administered, fixed, like slirp's.
 pub const GATEWAY_MAC: EthernetAddress = EthernetAddress([0x52, 0x55, 0x0a, 0x00, 0x02, 0x02]);
@@ -50,8 +54,11 @@ pub struct TapOut {
     pending: VecDeque<Box<[u8]>>,
     pub gw_mac: EthernetAddress,
     pub ns_mac: Option<EthernetAddress>,
-    /// The namespace link's MTU: larger TCP segments are sent as GSO frames.
+    /// The namespace link's MTU: larger TCP segments are sent as GSO frames,
+    /// larger UDP and ICMP packets as fragments.
     mtu: usize,
+    /// Identification of the last datagram sent in fragments.
+    frag_id: u32,
     pub stats: TxStats,
 }
 
@@ -64,8 +71,15 @@ impl TapOut {
             gw_mac: GATEWAY_MAC,
             ns_mac,
             mtu: mtu as usize,
+            // Unpredictable from the start (RFC 7739), then a counter.
+            frag_id: u32::try_from(RandomState::new().hash_one(mtu) >> 32).unwrap_or(0),
             stats: TxStats::default(),
         }
+    }
+
+    /// The namespace link's MTU.
+    pub fn mtu(&self) -> usize {
+        self.mtu
     }
 
     pub fn link(&self) -> &dyn Link {
@@ -89,10 +103,64 @@ impl TapOut {
             self.stats.dropped += 1;
             return;
         };
+        if self.send_fragments(ip_len, dst) {
+            return;
+        }
         match finish_frame(&mut self.buf, ip_len, dst, self.gw_mac, self.mtu) {
             Some(len) => self.write(len),
             None => self.stats.dropped += 1,
         }
+    }
+
+    /// Send the TCP segment smoltcp built in [`Self::ip_buf`], cut (as a
+    /// GSO frame) to what `limit` and the link MTU allow.
+    pub fn send_segment(&mut self, ip_len: usize, limit: SegLimit) {
+        let Some(dst) = self.ns_mac else {
+            crate::limited!(Debug, "no MAC known for the namespace yet; frame dropped");
+            self.stats.dropped += 1;
+            return;
+        };
+        match finish_frame_limited(&mut self.buf, ip_len, dst, self.gw_mac, self.mtu, limit) {
+            Some(len) => self.write(len),
+            None => self.stats.dropped += 1,
+        }
+    }
+
+    /// A UDP or ICMP packet larger than the link MTU goes out in
+    /// fragments (what a router on a real link would do); true if it was
+    /// one (sent, or dropped when it cannot be cut).
+    fn send_fragments(&mut self, ip_len: usize, dst: EthernetAddress) -> bool {
+        let Some(pkt) = self.buf.get(HEADROOM..HEADROOM + ip_len) else {
+            return false;
+        };
+        if !frag::needs_fragments(pkt, self.mtu) {
+            return false;
+        }
+        // Copied out: queueing a fragment reuses `buf`.
+        let mut pkt = pkt.to_vec();
+        let ethertype = if pkt.first().is_some_and(|b| b >> 4 == 6) {
+            EthernetProtocol::Ipv6
+        } else {
+            EthernetProtocol::Ipv4
+        };
+        self.frag_id = self.frag_id.wrapping_add(1);
+        let mut frame = vec![0u8; HEADROOM + self.mtu];
+        let (gw, mtu, id) = (self.gw_mac, self.mtu, self.frag_id);
+        let cut = frag::complete_checksum(&mut pkt).and_then(|()| {
+            frag::fragment(&pkt, mtu, id, |f| {
+                let Some(room) = frame.get_mut(HEADROOM..HEADROOM + f.len()) else {
+                    return;
+                };
+                room.copy_from_slice(f);
+                if let Some(len) = finish_l2_frame(&mut frame, f.len(), dst, gw, ethertype) {
+                    self.send_raw(&frame[..len]);
+                }
+            })
+        });
+        if cut.is_none() {
+            self.stats.dropped += 1;
+        }
+        true
     }
 
     /// Send the IP packet in [`Self::ip_buf`] to an explicit MAC (a DHCP
@@ -187,11 +255,35 @@ pub struct Dev<'a> {
     rx: Option<&'a [u8]>,
     out: &'a mut TapOut,
     caps: &'a DeviceCapabilities,
+    /// The flow's path MTU, when the namespace reported one below the link's.
+    path_mtu: Option<u16>,
 }
 
 impl<'a> Dev<'a> {
     pub fn new(rx: Option<&'a [u8]>, out: &'a mut TapOut, caps: &'a DeviceCapabilities) -> Self {
-        Dev { rx, out, caps }
+        Dev {
+            rx,
+            out,
+            caps,
+            path_mtu: None,
+        }
+    }
+
+    /// Segments sent through this device fit `path_mtu` (a flow's, learnt
+    /// from ICMP; see `nat::pmtu`).
+    pub fn with_path_mtu(mut self, path_mtu: Option<u16>) -> Self {
+        self.path_mtu = path_mtu;
+        self
+    }
+
+    fn tx(&mut self) -> Tx<'_> {
+        Tx {
+            out: self.out,
+            limit: SegLimit {
+                mss: None,
+                path_mtu: self.path_mtu,
+            },
+        }
     }
 }
 
@@ -205,6 +297,7 @@ impl smoltcp::phy::RxToken for Rx<'_> {
 
 pub struct Tx<'a> {
     out: &'a mut TapOut,
+    limit: SegLimit,
 }
 
 impl smoltcp::phy::TxToken for Tx<'_> {
@@ -212,8 +305,16 @@ impl smoltcp::phy::TxToken for Tx<'_> {
         let buf = self.out.ip_buf();
         let len = len.min(buf.len());
         let r = f(&mut buf[..len]);
-        self.out.send_ip(len);
+        self.out.send_segment(len, self.limit);
         r
+    }
+
+    /// smoltcp builds TCP segments up to the device's segmentation size and
+    /// names the size they must be cut to: the effective MSS (the peer's,
+    /// less options). The endpoint may sit behind a smaller link than the
+    /// TAP (a bridge, a veth), so that size, not the TAP's MTU, decides.
+    fn set_meta(&mut self, meta: PacketMeta) {
+        self.limit.mss = meta.segmentation_offload_size.map(|s| usize::from(s.get()));
     }
 }
 
@@ -229,7 +330,7 @@ impl Device for Dev<'_> {
 
     fn receive(&mut self, _now: Instant) -> Option<(Rx<'_>, Tx<'_>)> {
         let pkt = self.rx.take()?;
-        Some((Rx(pkt), Tx { out: self.out }))
+        Some((Rx(pkt), self.tx()))
     }
 
     fn transmit(&mut self, _now: Instant) -> Option<Tx<'_>> {
@@ -238,7 +339,7 @@ impl Device for Dev<'_> {
         if self.out.blocked() {
             return None;
         }
-        Some(Tx { out: self.out })
+        Some(self.tx())
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
@@ -254,7 +355,8 @@ impl Device for Dev<'_> {
 /// smoltcp is told the IP MTU is 65535 whatever the link's is: its MSS comes
 /// from the namespace's SYN anyway, and smoltcp 0.14 drops IPv6 packets above
 /// its MTU even when they carry segmentation metadata. [`TapOut`] turns any
-/// TCP segment larger than the real MTU into a GSO frame.
+/// TCP segment larger than the peer's MSS, the real MTU or the flow's path
+/// MTU into a GSO frame cut at the smallest of them.
 pub fn capabilities() -> DeviceCapabilities {
     let mut checksum = ChecksumCapabilities::default();
     checksum.ipv4 = Checksum::Both;

@@ -4,7 +4,14 @@
 //! rlnet answers itself (ARP, NDP, ICMP echo and errors, UDP replies).
 //! Pure: no I/O.
 
+pub mod frag;
+pub mod ndp;
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU16, Ordering};
 
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
@@ -96,6 +103,32 @@ pub fn finish_frame(
     src_mac: EthernetAddress,
     mtu: usize,
 ) -> Option<usize> {
+    finish_frame_limited(frame, ip_len, dst_mac, src_mac, mtu, SegLimit::default())
+}
+
+/// What a TCP segment into the namespace must be cut to, besides the link
+/// MTU. The endpoint need not sit on the TAP: behind a bridge or veth of a
+/// smaller MTU the forwarding namespace drops (DF) what exceeds its link.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SegLimit {
+    /// Largest payload per segment (the effective MSS smoltcp computed from
+    /// the peer's MSS option).
+    pub mss: Option<usize>,
+    /// The flow's path MTU, learnt from an ICMP error of the namespace.
+    pub path_mtu: Option<u16>,
+}
+
+/// [`finish_frame`], with a TCP segment cut (as a GSO frame) at the smallest
+/// of `limit.mss` and the payload that the link MTU and `limit.path_mtu`
+/// leave room for, whenever its payload exceeds that.
+pub fn finish_frame_limited(
+    frame: &mut [u8],
+    ip_len: usize,
+    dst_mac: EthernetAddress,
+    src_mac: EthernetAddress,
+    mtu: usize,
+    limit: SegLimit,
+) -> Option<usize> {
     let total = HEADROOM.checked_add(ip_len)?;
     let frame = frame.get_mut(..total)?;
     let (hdrs, ip) = frame.split_at_mut(HEADROOM);
@@ -136,17 +169,19 @@ pub fn finish_frame(
         field.copy_from_slice(&sum.to_be_bytes());
         vnet.flags = VNET_F_NEEDS_CSUM;
         vnet.csum_start = u16::try_from(ETH_HDR_LEN + l4_start).ok()?;
-        vnet.csum_offset = off as u16;
-        if proto == IpProtocol::Tcp && ip_len > mtu {
+        vnet.csum_offset = u16::try_from(off).ok()?;
+        if proto == IpProtocol::Tcp {
             let tcp_hl = usize::from(ip.get(l4_start + 12)? >> 4) * 4;
-            let mss = u16::try_from(mtu.checked_sub(l4_start + tcp_hl)?).ok()?;
-            vnet.gso_type = if version == EthernetProtocol::Ipv4 {
-                VNET_GSO_TCPV4
-            } else {
-                VNET_GSO_TCPV6
-            };
-            vnet.gso_size = mss;
-            vnet.hdr_len = u16::try_from(ETH_HDR_LEN + l4_start + tcp_hl).ok()?;
+            let hdrs = l4_start + tcp_hl;
+            if let Some(seg) = tcp_cut(ip_len.checked_sub(hdrs)?, hdrs, mtu, limit)? {
+                vnet.gso_type = if version == EthernetProtocol::Ipv4 {
+                    VNET_GSO_TCPV4
+                } else {
+                    VNET_GSO_TCPV6
+                };
+                vnet.gso_size = seg;
+                vnet.hdr_len = u16::try_from(ETH_HDR_LEN + hdrs).ok()?;
+            }
         }
     }
     let (vnet_bytes, eth) = hdrs.split_at_mut(VNET_HDR_LEN);
@@ -158,6 +193,22 @@ pub fn finish_frame(
     };
     repr.emit(&mut EthernetFrame::new_unchecked(eth));
     Some(total)
+}
+
+/// Where the kernel must cut a TCP segment of `payload` bytes behind `hdrs`
+/// bytes of IP and TCP headers: `Some(None)` when it goes whole,
+/// `Some(Some(size))` for a GSO frame of `size`-byte segments, None when it
+/// cannot be cut (a zero size would loop in the kernel: never emit one).
+fn tcp_cut(payload: usize, hdrs: usize, mtu: usize, limit: SegLimit) -> Option<Option<u16>> {
+    let mtu = limit.path_mtu.map_or(mtu, |p| mtu.min(usize::from(p)));
+    let mut seg = mtu.saturating_sub(hdrs);
+    if let Some(mss) = limit.mss {
+        seg = seg.min(mss);
+    }
+    if payload <= seg {
+        return Some(None);
+    }
+    u16::try_from(seg).ok().filter(|s| *s > 0).map(Some)
 }
 
 /// Write a zeroed virtio-net header and an Ethernet header in front of a
@@ -220,6 +271,19 @@ pub fn arp_reply(
     Some((len, source_hardware_addr))
 }
 
+/// IPv4 identification for the next packet rlnet builds: a counter from
+/// an unpredictable start (RFC 7739), so nobody off the path can aim
+/// fragments at a datagram in reassembly.
+fn next_ident() -> u16 {
+    static START: OnceLock<u16> = OnceLock::new();
+    static COUNT: AtomicU16 = AtomicU16::new(0);
+    let start = *START.get_or_init(|| {
+        let h = RandomState::new().hash_one(0u8).to_le_bytes();
+        u16::from_le_bytes([h[0], h[1]])
+    });
+    start.wrapping_add(COUNT.fetch_add(1, Ordering::Relaxed))
+}
+
 fn emit_ipv4(
     ip: &mut [u8],
     src: Ipv4Addr,
@@ -235,10 +299,16 @@ fn emit_ipv4(
         hop_limit: HOP_LIMIT,
     };
     let buf = ip.get_mut(..IPV4_HDR_LEN + payload_len)?;
-    repr.emit(
-        &mut Ipv4Packet::new_unchecked(buf),
-        &ChecksumCapabilities::default(),
-    );
+    let mut packet = Ipv4Packet::new_unchecked(buf);
+    repr.emit(&mut packet, &ChecksumCapabilities::default());
+    // What rlnet builds itself (UDP, ICMP; TCP comes from smoltcp) may be
+    // fragmented on the way: the namespace may forward it over a smaller
+    // link than the TAP (a bridge, a veth) and would drop it with DF set, as
+    // smoltcp sets it. Fragmentable datagrams need distinct identifications
+    // (RFC 6864), or the receiver mixes up the pieces of two of them.
+    packet.set_dont_frag(false);
+    packet.set_ident(next_ident());
+    packet.fill_checksum();
     Some(())
 }
 
@@ -589,6 +659,38 @@ mod tests {
     }
 
     #[test]
+    fn udp_and_icmp_may_be_fragmented_on_the_way_with_distinct_idents() {
+        let src: SocketAddr = "10.0.2.3:53".parse().unwrap();
+        let dst: SocketAddr = "10.1.0.2:40000".parse().unwrap();
+        let mut idents = Vec::new();
+        for _ in 0..2 {
+            let mut ip = vec![0u8; 3000];
+            let len = udp_headers(&mut ip, src, dst, 2900).unwrap();
+            let p = Ipv4Packet::new_checked(&ip[..len]).unwrap();
+            assert!(!p.dont_frag() && !p.more_frags() && p.frag_offset() == 0);
+            assert!(p.verify_checksum());
+            idents.push(p.ident());
+        }
+        let mut ip = [0u8; 128];
+        let len = icmpv4(
+            &mut ip,
+            Ipv4Addr::new(10, 0, 2, 2),
+            Ipv4Addr::new(10, 1, 0, 2),
+            &Icmpv4Repr::EchoReply {
+                ident: 1,
+                seq_no: 1,
+                data: b"ping",
+            },
+        )
+        .unwrap();
+        let p = Ipv4Packet::new_checked(&ip[..len]).unwrap();
+        assert!(!p.dont_frag() && p.verify_checksum());
+        idents.push(p.ident());
+        idents.dedup();
+        assert_eq!(idents.len(), 3, "{idents:?}");
+    }
+
+    #[test]
     fn tcp_gso_fields() {
         // A minimal IPv6 + TCP packet with 2000 bytes of payload.
         let mut frame = vec![0u8; HEADROOM + 40 + 20 + 2000];
@@ -609,6 +711,68 @@ mod tests {
         assert_eq!(vnet.gso_size, 1500 - 40 - 20);
         assert_eq!(vnet.hdr_len, 14 + 40 + 20);
         assert_eq!(vnet.csum_offset, 16);
+    }
+
+    /// An IPv4 + TCP packet (20-byte header) with `payload` bytes in a frame.
+    fn tcp4_frame(payload: usize) -> (Vec<u8>, usize) {
+        let ip_len = 20 + 20 + payload;
+        let mut frame = vec![0u8; HEADROOM + ip_len];
+        emit_ipv4(
+            &mut frame[HEADROOM..],
+            Ipv4Addr::new(10, 0, 2, 2),
+            Ipv4Addr::new(10, 0, 2, 100),
+            IpProtocol::Tcp,
+            20 + payload,
+        )
+        .unwrap();
+        TcpPacket::new_unchecked(&mut frame[HEADROOM + 20..]).set_header_len(20);
+        (frame, ip_len)
+    }
+
+    #[test]
+    fn tcp_segments_are_cut_at_the_peer_mss_not_only_the_link_mtu() {
+        // Issue 10: a 3000-byte segment on a 65520 link to a peer whose MSS
+        // is 1460 (it sits behind a 1500 veth) is cut at 1460.
+        let (mut frame, ip_len) = tcp4_frame(3000);
+        let mss = SegLimit {
+            mss: Some(1460),
+            path_mtu: None,
+        };
+        let total = finish_frame_limited(&mut frame, ip_len, NS, GW, 65520, mss).unwrap();
+        let vnet = VnetHdr::parse(&frame[..total]).unwrap();
+        assert_eq!((vnet.gso_type, vnet.gso_size), (VNET_GSO_TCPV4, 1460));
+        assert_eq!(vnet.hdr_len, 14 + 20 + 20);
+        // Without the peer's MSS only the link MTU counts: one whole frame.
+        let (mut frame, ip_len) = tcp4_frame(3000);
+        let total = finish_frame(&mut frame, ip_len, NS, GW, 65520).unwrap();
+        let vnet = VnetHdr::parse(&frame[..total]).unwrap();
+        assert_eq!((vnet.gso_type, vnet.gso_size), (VNET_GSO_NONE, 0));
+        // A segment within the MSS is not cut.
+        let (mut frame, ip_len) = tcp4_frame(1460);
+        let total = finish_frame_limited(&mut frame, ip_len, NS, GW, 65520, mss).unwrap();
+        assert_eq!(
+            VnetHdr::parse(&frame[..total]).unwrap().gso_type,
+            VNET_GSO_NONE
+        );
+    }
+
+    #[test]
+    fn a_path_mtu_cuts_below_the_mss_and_the_link() {
+        let limit = |mss, path_mtu| SegLimit { mss, path_mtu };
+        let cut = |payload, mtu, l: SegLimit| {
+            let (mut frame, ip_len) = tcp4_frame(payload);
+            let total = finish_frame_limited(&mut frame, ip_len, NS, GW, mtu, l).unwrap();
+            VnetHdr::parse(&frame[..total]).unwrap().gso_size
+        };
+        // Path MTU 1400 under an MSS of 1460: 1360-byte segments, even for
+        // a segment the peer's MSS alone would let through whole.
+        assert_eq!(cut(3000, 65520, limit(Some(1460), Some(1400))), 1360);
+        assert_eq!(cut(1460, 65520, limit(Some(1460), Some(1400))), 1360);
+        assert_eq!(cut(1360, 65520, limit(Some(1460), Some(1400))), 0);
+        // Never above the MSS, whatever the path MTU says.
+        assert_eq!(cut(3000, 65520, limit(Some(1200), Some(9000))), 1200);
+        // Nor above the link MTU.
+        assert_eq!(cut(3000, 1500, limit(None, Some(9000))), 1460);
     }
 
     #[test]

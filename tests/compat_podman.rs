@@ -230,18 +230,63 @@ fn podman_published_ports_both_port_handlers_two_containers() {
     );
 }
 
+/// `BIG` bytes of `seq 1 700000` output: what a busybox container can make
+/// itself to compare with, and what the test expects.
+const BIG: usize = 4 << 20;
+const BIG_CMD: &str = "seq 1 700000 | head -c 4194304";
+
+fn big_body() -> Vec<u8> {
+    let mut b: Vec<u8> = (1..=700_000)
+        .flat_map(|i| format!("{i}\n").into_bytes())
+        .collect();
+    b.truncate(BIG);
+    b
+}
+
+/// A server on the host's 127.0.0.1 that sends `body` to the first client
+/// and closes; it gives up after [`SETTLE`] without one. Its port.
+fn serve_once(body: Vec<u8>) -> u16 {
+    use std::io::Write;
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let port = l.local_addr().unwrap().port();
+    l.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + SETTLE;
+        while std::time::Instant::now() < deadline {
+            match l.accept() {
+                Ok((mut s, _)) => {
+                    let _ = s.set_nonblocking(false);
+                    let _ = s.set_write_timeout(Some(SETTLE));
+                    let _ = s.write_all(&body);
+                    return;
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+    port
+}
+
 /// A user-defined bridge network: Podman 4.3 runs its helper for the shared
 /// "rootless-netns" (`-c -r 3 --netns-type=path .../rootless-netns-*`, no
 /// exit fd) and stops it with SIGTERM when the last container leaves. The
 /// helper is rlnet; a port published to a container on the bridge works;
 /// after `podman rm` the helper is gone.
+///
+/// The container sits behind the bridge (MTU 1500), not on rlnet's TAP
+/// (MTU 65520), and the rootless netns masquerades it out of the TAP (issue
+/// 10): it downloads 4 MiB byte-exact from a server on the host's loopback
+/// (`allow_host_loopback=true` through `network_cmd_options`), and serves 4
+/// MiB through its published port.
 #[test]
 fn podman_bridge_network_rootless_netns_is_rlnet() {
     let Some(user) = setup(&["podman", "runc", "conmon", "/usr/lib/podman/netavark"]) else {
         return;
     };
     let _serial = serial();
-    let env = podman_env(&user, None);
+    let env = Env::new(&user);
+    env.write_containers_conf_with(Some(&common::rlnet_bin()), &["allow_host_loopback=true"]);
+    env.import_image();
     // No aardvark-dns: nothing on the bridge may forward names anywhere.
     env.podman(&["network", "create", "--disable-dns", "rlnet-compat"]);
     let port = free_port();
@@ -257,7 +302,10 @@ fn podman_bridge_network_rootless_netns_is_rlnet() {
             IMAGE,
             "sh",
             "-c",
-            &web("bridged"),
+            &format!(
+                "mkdir -p /www && {BIG_CMD} > /www/big && {}",
+                web("bridged")
+            ),
         ])
         .trim()
         .to_string();
@@ -270,10 +318,38 @@ fn podman_bridge_network_rootless_netns_is_rlnet() {
     assert_rlnet(&helper);
     eprintln!("network helper {}: {:?}", helper.pid, helper.argv);
     assert!(
-        helper.has("-c") && helper.has("3") && !helper.has("-e"),
+        helper.has("-c")
+            && helper.has("3")
+            && !helper.has("-e")
+            && !helper.has("--disable-host-loopback"),
         "{helper:#?}"
     );
     assert_eq!(http_get(port, "/"), "bridged\n");
+    let link = env.podman(&["exec", &id, "ip", "link", "show", "eth0"]);
+    assert!(link.contains(" mtu 1500 "), "the bridge's MTU: {link}");
+
+    let body = big_body();
+    let host = serve_once(body.clone());
+    let out = env.podman(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        &format!(
+            "mkdir -p /tmp; timeout 60 nc 10.0.2.2 {host} </dev/null >/tmp/got; wc -c </tmp/got; \
+             {BIG_CMD} | cmp - /tmp/got && echo same"
+        ),
+    ]);
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    assert_eq!(
+        lines,
+        [&*BIG.to_string(), "same"],
+        "download through 10.0.2.2: {out}"
+    );
+    assert!(
+        http_get(port, "/big").as_bytes() == body,
+        "4 MiB through the published port differ"
+    );
     env.podman(&["rm", "--force", "--time", "10", &id]);
     let left = wait_gone(&[helper], SETTLE);
     assert!(left.is_empty(), "rootless-netns rlnet left: {left:#?}");
@@ -439,7 +515,7 @@ impl FakeDns {
                             break;
                         };
                         seen.lock().unwrap().push(name);
-                        let mut msg = (reply.len() as u16).to_be_bytes().to_vec();
+                        let mut msg = u16::try_from(reply.len()).unwrap().to_be_bytes().to_vec();
                         msg.extend_from_slice(&reply);
                         if s.write_all(&msg).is_err() {
                             break;
@@ -503,7 +579,7 @@ fn dns_answer(q: &[u8]) -> Option<(String, Vec<u8>)> {
         r.extend_from_slice(&[0xc0, 0x0c]);
         r.extend_from_slice(&qtype.to_be_bytes());
         r.extend_from_slice(&[0, 1, 0, 0, 0, 60]);
-        r.extend_from_slice(&(d.len() as u16).to_be_bytes());
+        r.extend_from_slice(&u16::try_from(d.len()).unwrap().to_be_bytes());
         r.extend_from_slice(&d);
     }
     Some((labels.join("."), r))
@@ -517,7 +593,7 @@ fn fake_dns_upstream_answers_udp_and_tcp() {
     let dns = FakeDns::start();
     let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
     for label in ["compat", "rlnet", "test"] {
-        q.push(label.len() as u8);
+        q.push(u8::try_from(label.len()).unwrap());
         q.extend_from_slice(label.as_bytes());
     }
     q.extend_from_slice(&[0, 0, 1, 0, 1]);
@@ -538,7 +614,7 @@ fn fake_dns_upstream_answers_udp_and_tcp() {
     aaaa[l - 3] = 28;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", dns.port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut msg = (aaaa.len() as u16).to_be_bytes().to_vec();
+    let mut msg = u16::try_from(aaaa.len()).unwrap().to_be_bytes().to_vec();
     msg.extend_from_slice(&aaaa);
     s.write_all(&msg).unwrap();
     let mut len = [0u8; 2];

@@ -102,7 +102,7 @@ impl Lab {
     }
 
     fn daemon_pid(&self, net: &str) -> u32 {
-        self.inspect(net)["pid"].as_u64().expect("pid") as u32
+        u32::try_from(self.inspect(net)["pid"].as_u64().expect("pid")).expect("pid fits u32")
     }
 
     fn members(&self, net: &str) -> usize {
@@ -115,7 +115,7 @@ impl Lab {
     fn record_pid(&self, net: &str) -> Option<i32> {
         let text = std::fs::read_to_string(format!("{}/rlnet/{net}.json", self.xdg)).ok()?;
         let v: Value = serde_json::from_str(&text).ok()?;
-        v["pid"].as_i64().map(|p| p as i32)
+        v["pid"].as_i64().and_then(|p| i32::try_from(p).ok())
     }
 }
 
@@ -789,6 +789,163 @@ fn spoofing_is_refused() {
     let got = sink.expect_line("ok=");
     ok(&got);
     assert_eq!(field(&got, "digest"), field(&sent, "digest"));
+}
+
+/// The link-local address the kernel derives from `mac` (EUI-64).
+fn eui64(mac: &str) -> String {
+    let b: Vec<u8> = mac
+        .split(':')
+        .map(|h| u8::from_str_radix(h, 16).unwrap())
+        .collect();
+    let ll = std::net::Ipv6Addr::from([
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        b[0] ^ 2,
+        b[1],
+        b[2],
+        0xff,
+        0xfe,
+        b[3],
+        b[4],
+        b[5],
+    ]);
+    ll.to_string()
+}
+
+/// The MAC `t`'s neighbour table holds for `ip` on tap0 ("" if none).
+fn neighbour_mac(t: &Target, ip: &str) -> String {
+    let out = run_ok(with(
+        t.cmd("ip"),
+        &["-6", "neigh", "show", ip, "dev", "tap0"],
+    ));
+    out.split_whitespace()
+        .skip_while(|w| *w != "lladdr")
+        .nth(1)
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Issue 13, finding 1: on a named network a member speaks only for its own
+/// IPv6 addresses (its global address and the link-local address of its
+/// MAC), as the source, as a neighbour advertisement's target, in duplicate
+/// address detection and in link-layer options; router advertisements and
+/// redirects from members go nowhere. None of m's forgeries reaches b, and
+/// b's neighbour table still maps a and the gateway to their own MACs.
+#[test]
+fn ipv6_neighbour_spoofing_on_named_networks() {
+    require_userns!();
+    let mut lab = Lab::new();
+    lab.create("nd", &[]);
+    let (ta, tb, tm) = (lab.outer.target(), lab.outer.target(), lab.outer.target());
+    let a = lab.attach("nd", "a", ta.pid(), &[]);
+    let b = lab.attach("nd", "b", tb.pid(), &[]);
+    let m = lab.attach("nd", "m", tm.pid(), &[]);
+    // Each member's link-local address is its MAC's EUI-64.
+    for (t, who) in [(&ta, &a), (&tb, &b), (&tm, &m)] {
+        let out = run_ok(with(
+            t.cmd("ip"),
+            &["-6", "-o", "addr", "show", "dev", "tap0", "scope", "link"],
+        ));
+        assert!(out.contains(&format!("{}/64", eui64(&who.mac))), "{out}");
+    }
+    let (a_ll, m_ll) = (eui64(&a.mac), eui64(&m.mac));
+    let route = run_ok(with(tb.cmd("ip"), &["-6", "route", "show", "default"]));
+    let gw6 = route
+        .split_whitespace()
+        .skip_while(|w| *w != "via")
+        .nth(1)
+        .expect("b's IPv6 default route")
+        .to_string();
+    // b learns a's and the gateway's MACs the honest way.
+    ping(&tb, &a.ip6);
+    ping(&tb, &gw6);
+    let gw_mac = neighbour_mac(&tb, &gw6);
+    assert_eq!(neighbour_mac(&tb, &a.ip6), a.mac);
+    assert!(!gw_mac.is_empty() && gw_mac != m.mac);
+    let spoof = |args: &[&str]| {
+        let mut all = vec!["spoof-ndp", "tap0"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--count", "3"]);
+        run_ok(tm.testkit(&all));
+    };
+    // The end marker: an honest frame from m, sent after the frames under
+    // test on the same TAP (so behind them).
+    let finish = |sniff: &Proc| -> String {
+        for _ in 0..60 {
+            run_ok(tm.testkit(&[
+                "spoof",
+                "tap0",
+                &m.ip4,
+                &b.ip4,
+                "--count",
+                "0",
+                "--final",
+                &m.ip4,
+                "--dst-mac",
+                &b.mac,
+            ]));
+            if let Some(l) = sniff.try_line(Duration::from_secs(1)) {
+                return l;
+            }
+        }
+        panic!("the end marker never reached b: {}", sniff.stderr());
+    };
+    // Control: what m may say about itself reaches b.
+    let sniff = Proc::spawn(tb.testkit(&["sniff", "tap0"]));
+    sniff.expect_line("listening");
+    spoof(&["na", &m.ip6, "--target", &m.ip6]);
+    spoof(&["ns", &m_ll, "--target", &b.ip6]);
+    spoof(&["udp", &m_ll]);
+    let control = finish(&sniff);
+    let seen: u32 = field(&control, "spoofed").unwrap().parse().unwrap();
+    assert!(
+        seen > 0,
+        "the sniffer saw none of m's honest frames: {control}"
+    );
+    // The forgeries.
+    let sniff = Proc::spawn(tb.testkit(&["sniff", "tap0"]));
+    sniff.expect_line("listening");
+    let forged: [&[&str]; 16] = [
+        // Advertisements for a's address and link-local, the gateway's
+        // addresses, with m's MAC; its own address with a's MAC; from a's.
+        &["na", &m.ip6, "--target", &a.ip6],
+        &["na", &m_ll, "--target", &a_ll],
+        &["na", &m.ip6, "--target", &gw6],
+        &["na", &m_ll, "--target", "fe80::2"],
+        &["na", &m.ip6, "--target", &m.ip6, "--lladdr", &a.mac],
+        &["na", &a.ip6, "--target", &a.ip6],
+        // Solicitations from a's addresses (b would take m's MAC for a's),
+        // naming a's MAC, and duplicate address detection for a's address.
+        &["ns", &a.ip6, "--target", &b.ip6],
+        &["ns", &a_ll, "--target", &b.ip6],
+        &["ns", &m_ll, "--target", &b.ip6, "--lladdr", &a.mac],
+        &["ns", "::", "--target", &a.ip6, "--lladdr", "none"],
+        // Any other source: another link-local, a's.
+        &["udp", "fe80::1234"],
+        &["udp", &a_ll],
+        // A router's messages.
+        &["ra", &m_ll],
+        &["redirect", &m_ll, "--target", &gw6],
+        // An advertisement in a fragment, and behind destination options.
+        &["na-frag", &m.ip6, "--target", &a.ip6],
+        &["na-dstopts", &m.ip6, "--target", &a.ip6],
+    ];
+    for args in forged {
+        spoof(args);
+    }
+    let got = finish(&sniff);
+    assert_eq!(got, "spoofed=0", "forged frames reached b");
+    // b's neighbour table was not poisoned.
+    assert_eq!(neighbour_mac(&tb, &a.ip6), a.mac, "a's entry at b");
+    assert_eq!(neighbour_mac(&tb, &gw6), gw_mac, "the gateway's entry at b");
+    // And IPv6 between the members still works.
+    udp_echo(&ta, &tb, &b.ip6);
 }
 
 /// Acceptance 7: bad input changes nothing.

@@ -82,7 +82,7 @@ fn tcp_1gib_each_way_both_modes() {
     {
         let (mut sink, sport) = p.serve(&["serve-tcp", "0.0.0.0:0", &format!("sink:{GIB}:21")]);
         let (mut source, qport) = p.serve(&["serve-tcp", "0.0.0.0:0", &format!("source:{GIB}:22")]);
-        let hp = 30000 + 10 * round as u16;
+        let hp = 30000 + 10 * u16::try_from(round).unwrap();
         let hq = hp + 1;
         let req = format!(
             r#"{{"execute":"add_publish","arguments":{{"publish":["{hp}:{sport}","{hq}:{qport}"],"mode":"{mode}"}}}}"#

@@ -214,6 +214,117 @@ fn thousand_connections_return_to_baseline() {
     srv.kill(nix::sys::signal::Signal::SIGKILL);
 }
 
+/// rlnet's bounds on reassembly memory (rlnet(1), LIMITS): per namespace
+/// and in total.
+const REASSEMBLY_PER_NS: u64 = 1 << 20;
+const REASSEMBLY_TOTAL: u64 = 8 << 20;
+
+/// Issue 13, finding 7, the bounds: fragments that never complete a
+/// datagram, IPv4 and IPv6, until six times the total bound has reached
+/// rlnet. What rlnet holds stays within the per-namespace bound (its status
+/// counters say so, and its memory does not grow with the flood);
+/// fragmented UDP, TCP and ping from the same namespace still work
+/// throughout; and what is held is dropped at the reassembly timeout
+/// (30 s), by timer.
+#[test]
+fn fragment_flood_stays_bounded() {
+    require_userns!();
+    let outer = Outer::new();
+    let target = outer.target();
+    let dir = TempDir::new("frag");
+    let sock = dir.path("api.sock");
+    let pid = target.pid().to_string();
+    let r = start_rlnet(
+        outer.rlnet_cmd(),
+        &["--mtu", "1500", "--api-socket", &sock, &pid],
+    );
+    let counter = |name: &str| -> u64 {
+        let out = run_ok(outer.testkit_cmd(&["api", &sock, r#"{"execute":"status"}"#]));
+        let v: serde_json::Value = serde_json::from_str(out.lines().next().unwrap_or(""))
+            .unwrap_or_else(|e| panic!("{e}: {out}"));
+        v["return"]["counters"][name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no counter {name}: {out}"))
+    };
+    let (_u4, p4) = outer.serve(&["serve-udp", &format!("{OUTSIDE4}:0")]);
+    let (_u6, p6) = outer.serve(&["serve-udp", &format!("[{OUTSIDE6}]:0")]);
+    let (_tcp, pt) = outer.serve(&[
+        "serve-tcp",
+        &format!("{OUTSIDE4}:0"),
+        "echo",
+        "--count",
+        "1000",
+    ]);
+    let others = || {
+        for addr in [format!("{OUTSIDE4}:{p4}"), format!("[{OUTSIDE6}]:{p6}")] {
+            ok(&run_ok(target.testkit(&[
+                "udp",
+                &addr,
+                "--size",
+                "3000",
+                "--count",
+                "3",
+                "--timeout",
+                "30",
+            ])));
+        }
+        let echo = run_ok(target.testkit(&["tcp", &format!("{OUTSIDE4}:{pt}"), "echo:100000:7"]));
+        ok(&echo);
+        let ping = run_ok(target.sh("ping -c 1 -W 10 10.0.2.2"));
+        assert!(ping.contains("1 received"), "{ping}");
+    };
+    // Warm up: what the first datagrams allocate, later ones reuse.
+    others();
+    let rss0 = rss_kib(r.proc.pid());
+    let in0 = counter("bytes_in");
+    let mut round = 0u32;
+    let mut most = 0;
+    loop {
+        let first = (round * 200).to_string();
+        let out = run_ok(target.testkit(&[
+            "frag-flood",
+            "tap0",
+            "--datagrams",
+            "200",
+            "--fragments",
+            "40",
+            "--first-id",
+            &first,
+        ]));
+        assert!(field(&out, "sent").is_some_and(|n| n != "0"), "{out}");
+        let held = counter("reassembly_bytes");
+        assert!(held <= REASSEMBLY_PER_NS, "{held} bytes held");
+        most = most.max(held);
+        others();
+        if counter("bytes_in") - in0 >= 6 * REASSEMBLY_TOTAL {
+            break;
+        }
+        round += 1;
+        assert!(round < 100, "the flood did not reach rlnet");
+    }
+    assert!(
+        most > REASSEMBLY_PER_NS / 2,
+        "the flood held only {most} bytes"
+    );
+    let rss1 = rss_kib(r.proc.pid());
+    eprintln!(
+        "fragment flood: {} rounds, at most {most} bytes held, RSS {rss0} -> {rss1} KiB",
+        round + 1
+    );
+    // The bound, plus room for the allocator's own slack.
+    assert!(
+        rss1 <= rss0 + REASSEMBLY_PER_NS / 1024 + 16 * 1024,
+        "RSS {rss0} KiB -> {rss1} KiB"
+    );
+    // Nothing completes them: the timer drops them all (bounded wait).
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while counter("reassembly_datagrams") > 0 {
+        assert!(Instant::now() < deadline, "fragments held past the timeout");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(counter("reassembly_bytes"), 0);
+}
+
 /// No busy polling: with no flows, rlnet sleeps in epoll_wait: no CPU and
 /// no timer wake-ups over 10 s (acceptance: "measure over 10 s").
 #[test]

@@ -255,7 +255,7 @@ fn arp_and_ping_are_answered() {
     sim.send(&arp_request(Ipv4Addr::new(10, 0, 2, 50)));
     assert!(sim.recv_within(Duration::from_secs(2)).is_none());
 
-    let data: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+    let data: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
     for dst in [GW_IP, Ipv4Addr::new(10, 0, 2, 3)] {
         sim.send(&echo_request(dst, &data));
         let reply = sim.recv().expect("echo reply");
@@ -418,7 +418,9 @@ fn direct_and_buffered_receive_keep_the_byte_stream() {
 
     const TOTAL: usize = 8 << 20;
     const SEG: usize = 16000;
-    let data: Vec<u8> = (0..TOTAL).map(|i| (i * 7 % 251) as u8).collect();
+    let data: Vec<u8> = (0..TOTAL)
+        .map(|i| u8::try_from(i * 7 % 251).unwrap())
+        .collect();
     let send_seg = |sim: &Sim, off: usize| {
         let end = (off + SEG).min(TOTAL);
         sim.send(&segment(
@@ -461,7 +463,7 @@ fn direct_and_buffered_receive_keep_the_byte_stream() {
         while let Ok(n) = nix::unistd::read(&sim.ns, &mut buf) {
             if let Some((_, ack, win)) = tcp_fields(&buf[..n]) {
                 // (Plain i32 arithmetic: smoltcp's `-` panics below zero.)
-                let a = ack.0.wrapping_sub(1001).max(0) as usize;
+                let a = usize::try_from(ack.0.wrapping_sub(1001).max(0)).unwrap();
                 if a >= acked {
                     acked = a;
                     window = (win as usize) << 7;
@@ -508,4 +510,138 @@ fn direct_and_buffered_receive_keep_the_byte_stream() {
     };
     assert_eq!(got.len(), TOTAL);
     assert!(got == data, "byte stream differs");
+}
+
+/// A TCP data frame from the engine: its sequence number, payload length
+/// and the largest segment the kernel will cut it into (the GSO size when
+/// it is a GSO frame, else the payload itself).
+fn data_frame(f: &[u8]) -> Option<(TcpSeqNumber, usize, usize)> {
+    let vnet = rlnet::wire::VnetHdr::parse(f)?;
+    let eth = EthernetFrame::new_checked(&f[VNET_HDR_LEN..]).ok()?;
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
+    let len = tcp.payload().len();
+    if len == 0 {
+        return None;
+    }
+    let cut = if vnet.gso_type == rlnet::wire::VNET_GSO_TCPV4 {
+        usize::from(vnet.gso_size)
+    } else {
+        len
+    };
+    Some((tcp.seq_number(), len, cut))
+}
+
+/// An ICMP "fragmentation needed" from the namespace quoting the first 28
+/// bytes (IP header and 8 bytes of TCP) of `ip`, a packet the engine sent.
+fn frag_needed(quoted: &[u8], mtu: u16) -> Vec<u8> {
+    let mut body = vec![3, 4, 0, 0, 0, 0];
+    body.extend_from_slice(&mtu.to_be_bytes());
+    body.extend_from_slice(&quoted[..28]);
+    Icmpv4Packet::new_unchecked(&mut body[..]).fill_checksum();
+    frame(
+        EthernetProtocol::Ipv4,
+        GATEWAY_MAC,
+        &ipv4(GW_IP, IpProtocol::Icmp, &body),
+    )
+}
+
+/// Issue 10: the namespace's endpoint may sit behind a smaller link than the
+/// TAP (65520 here). Segments never exceed the MSS it advertised (1460), as
+/// GSO frames when smoltcp builds them larger; an ICMP "fragmentation
+/// needed" lowers the flow's segments to the reported path MTU, but only
+/// when it quotes a segment of the flow that is in flight.
+#[test]
+fn segments_fit_the_peer_mss_and_a_reported_path_mtu() {
+    use std::io::Write;
+    let mut sim = Sim::new(true);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let ports = (40000, port);
+    sim.send(&syn(GW_IP, ports.0, ports.1));
+    let f = sim.recv().expect("SYN-ACK");
+    let (isn, _, _) = tcp_fields(&f).unwrap();
+    let (mut conn, _) = listener.accept().unwrap();
+    let ack = |sim: &Sim, n: usize| {
+        let repr = TcpRepr {
+            src_port: 0,
+            dst_port: 0,
+            control: TcpControl::None,
+            seq_number: TcpSeqNumber(1001),
+            ack_number: Some(isn + 1 + n),
+            window_len: 64240,
+            window_scale: None,
+            max_seg_size: None,
+            sack_permitted: false,
+            sack_ranges: [None, None, None],
+            timestamp: None,
+            payload: &[],
+        };
+        sim.send(&segment(GW_IP, ports, repr));
+    };
+    ack(&sim, 0);
+    const CHUNK: usize = 20000;
+    // Frames until `want` bytes from `from` (offset in the stream) were
+    // seen; returns the largest cut and the first frame's IP packet.
+    let collect = |sim: &mut Sim, from: usize, want: usize| {
+        let (mut seen, mut largest, mut big_frames, mut first) = (0, 0, 0, None);
+        while seen < want {
+            let f = sim.recv().expect("data");
+            let Some((seq, len, cut)) = data_frame(&f) else {
+                continue;
+            };
+            if seq < isn + 1 + from {
+                continue;
+            }
+            if first.is_none() {
+                first = Some(f[VNET_HDR_LEN + 14..].to_vec());
+            }
+            seen += len;
+            largest = largest.max(cut);
+            big_frames += usize::from(len > cut);
+        }
+        (largest, big_frames, first.unwrap())
+    };
+
+    // The MSS: 20,000 bytes come in segments of at most 1460 bytes, built
+    // larger by smoltcp and cut by the kernel (GSO).
+    conn.write_all(&[1u8; CHUNK]).unwrap();
+    let (largest, big, first) = collect(&mut sim, 0, CHUNK);
+    assert_eq!(largest, 1460);
+    assert!(big > 0, "no GSO frame");
+    // Forged errors change nothing: a sequence number not in flight, other
+    // ports, a path MTU below IPv4's minimum. The retransmission (the data
+    // is not acknowledged) is cut as before.
+    let mut forged = first.clone();
+    forged[24..28].copy_from_slice(&(isn + 1 + 100_000).0.to_be_bytes());
+    sim.send(&frag_needed(&forged, 1400));
+    let mut other_port = first.clone();
+    other_port[22..24].copy_from_slice(&(ports.0 + 1).to_be_bytes());
+    sim.send(&frag_needed(&other_port, 1400));
+    sim.send(&frag_needed(&first, 500));
+    let (largest, _, _) = collect(&mut sim, 0, CHUNK);
+    assert_eq!(largest, 1460, "a forged error lowered the segment size");
+    ack(&sim, CHUNK);
+
+    // A genuine error about a segment in flight: the retransmission and
+    // everything after it fits the path MTU of 1400 (1360 bytes of payload).
+    conn.write_all(&[2u8; CHUNK]).unwrap();
+    let (_, _, first) = collect(&mut sim, CHUNK, CHUNK);
+    sim.send(&frag_needed(&first, 1400));
+    let (largest, big, _) = collect(&mut sim, CHUNK, CHUNK);
+    assert_eq!(largest, 1360);
+    assert!(big > 0, "no GSO frame");
+    ack(&sim, 2 * CHUNK);
+    conn.write_all(&[3u8; CHUNK]).unwrap();
+    let (largest, _, _) = collect(&mut sim, 2 * CHUNK, CHUNK);
+    assert_eq!(largest, 1360);
+    // A larger MTU later does not raise it again.
+    ack(&sim, 3 * CHUNK);
+    conn.write_all(&[4u8; CHUNK]).unwrap();
+    let (_, _, first) = collect(&mut sim, 3 * CHUNK, CHUNK);
+    sim.send(&frag_needed(&first, 1500));
+    ack(&sim, 4 * CHUNK);
+    conn.write_all(&[5u8; CHUNK]).unwrap();
+    let (largest, _, _) = collect(&mut sim, 4 * CHUNK, CHUNK);
+    assert_eq!(largest, 1360);
 }

@@ -150,11 +150,13 @@ fn tcp_load(server: SocketAddr, ask: &Ask, count: u64, rate: f64, a: &Args) -> R
             std::thread::sleep(due.saturating_duration_since(Instant::now()));
         }
         let t = Instant::now();
-        let r = dns::tcp_exchange(&mut s, &ask.query(i as u16)?)?;
+        // Query ids wrap at 16 bits.
+        let id = (i & 0xFFFF) as u16;
+        let r = dns::tcp_exchange(&mut s, &ask.query(id)?)?;
         load.sent += 1;
-        if r.get(..2) == Some(&(i as u16).to_be_bytes()[..]) {
+        if r.get(..2) == Some(&id.to_be_bytes()[..]) {
             load.received += 1;
-            load.lat_us.push(t.elapsed().as_micros() as u64);
+            load.lat_us.push(micros(t.elapsed()));
         }
     }
     Ok(load)
@@ -183,7 +185,7 @@ fn udp_load(server: SocketAddr, ask: &Ask, count: u64, rate: f64, deadline: Inst
             if due > now || (rate <= 0.0 && load.sent - load.received >= 256) {
                 break;
             }
-            let id = (load.sent % 65536) as u16;
+            let id = (load.sent & 0xFFFF) as u16;
             let mut msg = queries[usize::from(id % 256)].clone();
             msg[..2].copy_from_slice(&id.to_be_bytes());
             match s.send(&msg) {
@@ -220,7 +222,7 @@ fn collect(s: &UdpSocket, inb: &mut [u8], out_at: &mut [Option<Instant>], load: 
                 let id = usize::from(u16::from_be_bytes([inb[0], inb[1]]));
                 if let Some(t) = out_at[id].take() {
                     load.received += 1;
-                    load.lat_us.push(t.elapsed().as_micros() as u64);
+                    load.lat_us.push(micros(t.elapsed()));
                 }
             }
             Ok(_) => {}
@@ -230,6 +232,12 @@ fn collect(s: &UdpSocket, inb: &mut [u8], out_at: &mut [Option<Instant>], load: 
     }
 }
 
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+// p is in 0..=1, so the rounded index is in 0..len.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;

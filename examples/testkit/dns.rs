@@ -141,7 +141,10 @@ pub fn parse_type(s: &str) -> Option<RecordType> {
 
 /// A message with its two-byte length prefix, as DNS over TCP sends it.
 pub fn tcp_frame(msg: &[u8]) -> Vec<u8> {
-    let mut v = (msg.len() as u16).to_be_bytes().to_vec();
+    let mut v = u16::try_from(msg.len())
+        .expect("DNS message over 64 KiB")
+        .to_be_bytes()
+        .to_vec();
     v.extend_from_slice(msg);
     v
 }

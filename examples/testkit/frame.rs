@@ -28,6 +28,7 @@ pub fn sum16(data: &[u8]) -> u64 {
     s
 }
 
+#[allow(clippy::cast_possible_truncation)] // the loop leaves s below 2^16
 pub fn fold(mut s: u64) -> u16 {
     while s >> 16 != 0 {
         s = (s & 0xffff) + (s >> 16);
@@ -101,8 +102,12 @@ pub fn fix_checksums(f: &mut [u8]) {
 /// Make the IP length field match the frame.
 pub fn set_ip_len(f: &mut [u8]) {
     match u16::from_be_bytes([f[12], f[13]]) {
-        0x0800 => put16(f, ETH + 2, (f.len() - ETH).min(65535) as u16),
-        0x86dd => put16(f, ETH + 4, (f.len() - V6L4).min(65535) as u16),
+        0x0800 => put16(f, ETH + 2, u16::try_from(f.len() - ETH).unwrap_or(u16::MAX)),
+        0x86dd => put16(
+            f,
+            ETH + 4,
+            u16::try_from(f.len() - V6L4).unwrap_or(u16::MAX),
+        ),
         _ => {}
     }
 }
@@ -178,7 +183,11 @@ pub fn tcp_syn(sport: u16, dport: u16) -> Vec<u8> {
 pub fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     let mut s = sport.to_be_bytes().to_vec();
     s.extend_from_slice(&dport.to_be_bytes());
-    s.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    s.extend_from_slice(
+        &u16::try_from(8 + payload.len())
+            .expect("UDP payload over 64 KiB")
+            .to_be_bytes(),
+    );
     s.extend_from_slice(&[0, 0]);
     s.extend_from_slice(payload);
     s

@@ -111,7 +111,9 @@ fn l4_mutations(f: &[u8], off: usize, proto: u8, out: &mut Vec<Vec<u8>>) {
         17 => {
             let real = f.len() - off;
             for len in [0, 7, 8, real - 1, real + 1, 65535] {
-                variant(out, f, true, |m| put16(m, off + 4, len as u16));
+                variant(out, f, true, |m| {
+                    put16(m, off + 4, u16::try_from(len).unwrap_or(u16::MAX))
+                });
             }
             variant(out, f, false, |m| {
                 fix_checksums(m);
@@ -188,7 +190,9 @@ fn v4_mutations(f: &[u8], out: &mut Vec<Vec<u8>>) {
     let real = f.len() - ETH;
     let proto = f[ETH + 9];
     for tl in [0, 1, 19, real - 1, real + 1, 65535] {
-        variant(out, f, true, |m| put16(m, ETH + 2, tl as u16));
+        variant(out, f, true, |m| {
+            put16(m, ETH + 2, u16::try_from(tl).unwrap_or(u16::MAX))
+        });
     }
     for b in [0x40u8, 0x44, 0x4f, 0x05, 0x65, 0xf5] {
         variant(out, f, true, |m| m[ETH] = b); // IHL 0/4/15; version 0/6/15
@@ -229,7 +233,9 @@ fn v6_mutations(f: &[u8], out: &mut Vec<Vec<u8>>) {
     let real = f.len() - V6L4;
     let next = f[ETH + 6];
     for pl in [0, real - 1, real + 1, 65535] {
-        variant(out, f, true, |m| put16(m, ETH + 4, pl as u16));
+        variant(out, f, true, |m| {
+            put16(m, ETH + 4, u16::try_from(pl).unwrap_or(u16::MAX))
+        });
     }
     for b in [0x40u8, 0x00, 0xf0] {
         variant(out, f, true, |m| m[ETH] = b);
@@ -413,7 +419,7 @@ fn oversize(link: &Link, t: &[Vec<u8>], out: &mut Vec<Vec<u8>>) {
             variant(out, base, true, |m| {
                 let l4 = if base[12] == 0x08 { V4L4 } else { V6L4 };
                 m.resize(size, 0xcd);
-                put16(m, l4 + 4, (size - l4).min(65535) as u16);
+                put16(m, l4 + 4, u16::try_from(size - l4).unwrap_or(u16::MAX));
                 set_ip_len(m);
             });
         }

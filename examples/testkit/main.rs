@@ -29,6 +29,7 @@ mod connect;
 mod crr;
 mod dig;
 mod dns_abuse;
+mod frag_flood;
 mod hold;
 mod inject;
 mod serve_dns;
@@ -36,6 +37,7 @@ mod serve_tcp;
 mod serve_udp;
 mod sniff;
 mod spoof;
+mod spoof_ndp;
 mod tcp;
 mod udp;
 
@@ -92,7 +94,7 @@ impl Command {
 }
 
 /// In the order `--help` lists them.
-const COMMANDS: [&Command; 14] = [
+const COMMANDS: [&Command; 16] = [
     &serve_tcp::COMMAND,
     &tcp::COMMAND,
     &connect::COMMAND,
@@ -102,7 +104,9 @@ const COMMANDS: [&Command; 14] = [
     &crr::COMMAND,
     &inject::COMMAND,
     &spoof::COMMAND,
+    &spoof_ndp::COMMAND,
     &sniff::COMMAND,
+    &frag_flood::COMMAND,
     &api::COMMAND,
     &serve_dns::COMMAND,
     &dig::COMMAND,

@@ -31,7 +31,7 @@ pub fn poll_for(fds: &mut [PollFd], left: Duration) -> Res<usize> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match poll(fds, poll_timeout(left)) {
-            Ok(n) => return Ok(n as usize),
+            Ok(n) => return Ok(usize::try_from(n).unwrap_or(0)),
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(Fail::Io(format!("poll: {e}"))),
         }
@@ -201,7 +201,7 @@ where
 pub fn send_stream(mut w: impl Write, bytes: u64, seed: u64, buf: &mut [u8]) -> Res<Digest> {
     let (mut st, mut d, mut left) = (Stream::new(seed), Digest::new(), bytes);
     while left > 0 {
-        let n = left.min(buf.len() as u64) as usize;
+        let n = usize::try_from(left).map_or(buf.len(), |l| l.min(buf.len()));
         st.fill(&mut buf[..n]);
         d.update(&buf[..n]);
         w.write_all(&buf[..n]).map_err(|e| ioerr("write", e))?;

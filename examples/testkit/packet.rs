@@ -27,10 +27,16 @@ pub fn packet_socket_proto(ifname: &str, t: Duration, proto: u16) -> Res<OwnedFd
         None,
     )
     .map_err(|e| Fail::Io(format!("AF_PACKET socket: {e}")))?;
+    let ifindex = i32::try_from(ifindex)
+        .map_err(|_| Fail::Io(format!("interface {ifname}: index {ifindex} out of range")))?;
+    #[allow(clippy::cast_possible_truncation)] // AF_PACKET (17) fits a u16
+    let family = libc::AF_PACKET as u16;
+    #[allow(clippy::cast_possible_truncation)] // a sockaddr_ll's size fits a socklen_t
+    let len = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
     let sll = libc::sockaddr_ll {
-        sll_family: libc::AF_PACKET as u16,
+        sll_family: family,
         sll_protocol: proto.to_be(),
-        sll_ifindex: ifindex as i32,
+        sll_ifindex: ifindex,
         sll_hatype: 0,
         sll_pkttype: 0,
         sll_halen: 0,
@@ -42,7 +48,7 @@ pub fn packet_socket_proto(ifname: &str, t: Duration, proto: u16) -> Res<OwnedFd
         libc::bind(
             fd.as_raw_fd(),
             (&raw const sll).cast::<libc::sockaddr>(),
-            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            len,
         )
     };
     if rc != 0 {
@@ -68,7 +74,7 @@ pub fn if_info(fd: &OwnedFd, ifname: &str) -> Res<([u8; 6], usize)> {
     // all-zero bytes are a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     for (d, s) in req.ifr_name.iter_mut().zip(ifname.as_bytes()) {
-        *d = *s as libc::c_char;
+        *d = libc::c_char::from_ne_bytes([*s]);
     }
     // SAFETY: SIOCGIFHWADDR reads the NUL-terminated ifr_name and writes
     // ifr_hwaddr, both inside `req`, which is ours and outlives the call.
@@ -77,14 +83,14 @@ pub fn if_info(fd: &OwnedFd, ifname: &str) -> Res<([u8; 6], usize)> {
     }
     // SAFETY: the ioctl succeeded, so the kernel initialised ifru_hwaddr.
     let hw = unsafe { req.ifr_ifru.ifru_hwaddr };
-    let mac: [u8; 6] = std::array::from_fn(|i| hw.sa_data[i] as u8);
+    let mac: [u8; 6] = std::array::from_fn(|i| hw.sa_data[i].to_ne_bytes()[0]);
     // SAFETY: as above; SIOCGIFMTU writes ifru_mtu inside `req`.
     if unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFMTU, &mut req) } != 0 {
         return Err(err("SIOCGIFMTU"));
     }
     // SAFETY: the ioctl succeeded, so the kernel initialised ifru_mtu.
     let mtu = unsafe { req.ifr_ifru.ifru_mtu };
-    Ok((mac, mtu.max(68) as usize))
+    Ok((mac, usize::try_from(mtu.max(68)).unwrap_or(68)))
 }
 
 /// Send one frame. Ok(None) when sent, Ok(Some(errno)) when the kernel

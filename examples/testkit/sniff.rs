@@ -29,6 +29,8 @@ impl nix::sys::socket::SetSockOpt for IgnoreOutgoing {
     type Val = bool;
     fn set<F: AsFd>(&self, fd: &F, val: &bool) -> nix::Result<()> {
         let v: libc::c_int = (*val).into();
+        #[allow(clippy::cast_possible_truncation)] // an int's size fits a socklen_t
+        let len = size_of::<libc::c_int>() as libc::socklen_t;
         // SAFETY: `v` is a c_int that outlives the call; its size is passed.
         let rc = unsafe {
             libc::setsockopt(
@@ -36,7 +38,7 @@ impl nix::sys::socket::SetSockOpt for IgnoreOutgoing {
                 libc::SOL_PACKET,
                 23, // PACKET_IGNORE_OUTGOING
                 (&raw const v).cast(),
-                size_of::<libc::c_int>() as libc::socklen_t,
+                len,
             )
         };
         nix::errno::Errno::result(rc).map(drop)
@@ -60,7 +62,9 @@ fn small_frames_only(fd: &OwnedFd) -> Res<()> {
 }
 
 fn run(a: &Args) -> Res<i32> {
-    let fd = packet_socket_proto(&a.pos[0], a.timeout, libc::ETH_P_ALL as u16)?;
+    #[allow(clippy::cast_possible_truncation)] // ETH_P_ALL (3) fits a u16
+    let proto = libc::ETH_P_ALL as u16;
+    let fd = packet_socket_proto(&a.pos[0], a.timeout, proto)?;
     SockRef::from(&fd)
         .set_read_timeout(Some(a.timeout))
         .map_err(|e| ioerr("setsockopt", e))?;

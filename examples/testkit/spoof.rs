@@ -66,7 +66,8 @@ fn run(a: &Args) -> Res<i32> {
         frames.push(if a.flag("--rst") {
             // Sweep the sequence space: a switch that let these through
             // would hand the victim in-window resets.
-            let seq = (u64::from(i) * (1u64 << 32) / u64::from(count.max(1))) as u32;
+            let seq = u32::try_from(u64::from(i) * (1u64 << 32) / u64::from(count.max(1)))
+                .unwrap_or(u32::MAX);
             ip_frame(&forged, src, dst, 6, &tcp_rst(sport, dport, seq))?
         } else {
             ip_frame(&forged, src, dst, 17, &udp(sport, dport, SPOOF_MARK))?

@@ -127,7 +127,8 @@ impl Verifier {
     pub fn feed(&mut self, data: &[u8]) {
         self.digest.update(data);
         if self.first_bad.is_none() {
-            let n = (self.want.saturating_sub(self.total)).min(data.len() as u64) as usize;
+            let n = usize::try_from(self.want.saturating_sub(self.total))
+                .map_or(data.len(), |l| l.min(data.len()));
             if self.scratch.len() < n {
                 self.scratch.resize(n, 0);
             }

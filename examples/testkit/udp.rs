@@ -45,7 +45,7 @@ fn run(a: &Args) -> Res<i32> {
         if Instant::now() > deadline {
             return Err(Fail::Timeout(format!("udp: {received} of {count} echoed")));
         }
-        out[..4].copy_from_slice(&(seq as u32).to_be_bytes());
+        out[..4].copy_from_slice(&((seq & 0xFFFF_FFFF) as u32).to_be_bytes());
         Stream::new(seq).fill(&mut out[4..]);
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {

@@ -243,6 +243,12 @@ pub struct Counters {
     pub bytes_out: u64,
     /// Frames dropped for any reason (malformed, policy, limits).
     pub drops: u64,
+    /// IP fragments from the namespace held now for reassembly: bytes
+    /// (with per-fragment overhead, as the limits count them) and datagrams.
+    #[serde(default)]
+    pub reassembly_bytes: u64,
+    #[serde(default)]
+    pub reassembly_datagrams: u64,
 }
 
 /// `{"return":{STATUS}}`.

@@ -362,12 +362,12 @@ fn parse_attach(args: Args<'_>) -> Result<Request, ApiError> {
 fn parse_detach(args: Args<'_>) -> Result<Request, ApiError> {
     match (
         args.get("name").and_then(Value::as_str),
-        args.get("pid").and_then(Value::as_u64),
+        args.get("pid")
+            .and_then(Value::as_u64)
+            .map(|p| u32::try_from(p).ok().filter(|&p| p > 0)),
     ) {
         (Some(n), None) => Ok(Request::Detach(Member::Name(n.to_string()))),
-        (None, Some(p)) if p > 0 && p <= u64::from(u32::MAX) => {
-            Ok(Request::Detach(Member::Pid(p as u32)))
-        }
+        (None, Some(Some(p))) => Ok(Request::Detach(Member::Pid(p))),
         _ => Err(ApiError::BadArg {
             verb: Verb::Detach,
             field: "name",
@@ -525,6 +525,8 @@ fn optional_addr(v: Option<&Value>) -> Result<Option<IpAddr>, ()> {
 
 /// A JSON number with an integral value in `1..=max`. slirp4netns truncates
 /// floats and wraps out-of-range values; rlnet refuses them instead.
+// The float is checked integral and within 1..=max before it is cast.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 fn integral(v: &Value, max: u64) -> Option<u64> {
     let Value::Number(n) = v else {
         return None;

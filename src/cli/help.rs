@@ -130,6 +130,7 @@ it exits. With --netns-type=path, PATH is a network namespace file such as
 starts COMMAND in a new user and network namespace (see 'rlnet run --help').
 'rlnet port' publishes ports of a running rlnet (see 'rlnet port --help').
 'rlnet check' tells whether this host lets rlnet work, and what to change.
+'rlnet completion bash|zsh|fish' prints a shell completion script.
 ";
 
 const RUN_USAGE_HELP: &str = "Usage: rlnet run [OPTION]... [--] COMMAND [ARG]...
@@ -186,6 +187,20 @@ Options:
 
 Errors exit with status 1.
 ";
+
+const COMPLETION_HELP: &str = "Usage: rlnet completion bash|zsh|fish
+Print the shell completion script for rlnet's commands and options.
+Packages install it; by hand, for example:
+  rlnet completion bash > ~/.local/share/bash-completion/completions/rlnet
+  rlnet completion zsh > \"${fpath[1]}/_rlnet\"
+  rlnet completion fish > ~/.config/fish/completions/rlnet.fish
+
+Errors exit with status 1.
+";
+
+pub(super) fn completion_help_text() -> String {
+    COMPLETION_HELP.to_string()
+}
 
 pub(super) fn port_help_text() -> String {
     PORT_HELP.to_string()

@@ -15,6 +15,7 @@
 //! - `network.rs`: `rlnet network|attach|detach`, as the request types of
 //!   [`crate::network::request`];
 //! - `check.rs`: `rlnet check`, which diagnoses the host ([`crate::check`]);
+//! - `completion.rs`: `rlnet completion bash|zsh|fish`, printed like help;
 //! - `help.rs`: the hand-written help texts.
 //!
 //! clap only tokenizes: option values arrive as strings and are converted here
@@ -35,6 +36,7 @@ use crate::network::request::{NetworkCommand, NetworkRun};
 
 mod check;
 mod compat;
+mod completion;
 mod help;
 mod network;
 mod port;
@@ -134,6 +136,7 @@ where
         Some("network") => network::parse(network::Which::Network, rest("rlnet network").collect()),
         Some("attach") => network::parse(network::Which::Attach, rest("rlnet attach").collect()),
         Some("detach") => network::parse(network::Which::Detach, rest("rlnet detach").collect()),
+        Some("completion") => Err(completion::parse(&args[2..]).map_or_else(|e| e, CliExit::Print)),
         _ => compat::parse(args),
     }
 }

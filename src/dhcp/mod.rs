@@ -296,7 +296,8 @@ impl DhcpServer {
         let start = u32::from(plan.dhcp_start4);
         // Skip anything a hand-made plan might put out of range or on top of
         // the gateway or DNS addresses (never the case for AddrPlan::new).
-        let slots = (0..POOL_SIZE as u32)
+        let slots = (0u32..)
+            .take(POOL_SIZE)
             .filter_map(|i| start.checked_add(i).map(Ipv4Addr::from))
             .filter(|&a| {
                 plan.net4.contains(a)

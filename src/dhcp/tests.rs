@@ -93,7 +93,7 @@ impl Msg {
         b.extend_from_slice(&[60, 12]);
         b.extend_from_slice(b"udhcp 1.36.1");
         if let Some(prl) = &self.prl {
-            b.extend_from_slice(&[55, prl.len() as u8]);
+            b.extend_from_slice(&[55, u8::try_from(prl.len()).unwrap()]);
             b.extend_from_slice(prl);
         }
         b.extend_from_slice(&self.extra);
@@ -205,8 +205,12 @@ impl Rng {
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
+    #[allow(clippy::cast_possible_truncation)] // the remainder is below n, a usize
     fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
+    }
+    fn byte(&mut self) -> u8 {
+        self.next().to_le_bytes()[0]
     }
     fn mac(&mut self) -> [u8; 6] {
         let b = self.next().to_be_bytes();
@@ -219,7 +223,7 @@ fn assert_bounded(s: &DhcpServer) {
     assert_eq!(s.slots.len(), POOL_SIZE);
     assert!(s.slots.capacity() <= POOL_SIZE);
     for (i, slot) in s.slots.iter().enumerate() {
-        assert_eq!(slot.addr, ip(15 + i as u8));
+        assert_eq!(slot.addr, ip(15 + u8::try_from(i).unwrap()));
     }
 }
 
@@ -824,7 +828,7 @@ fn random_inputs_never_panic_and_state_stays_bounded() {
             // Pure noise.
             0 => {
                 let len = rng.below(700);
-                (0..len).map(|_| rng.next() as u8).collect()
+                (0..len).map(|_| rng.byte()).collect()
             }
             // A valid header, random options.
             1 => {
@@ -833,9 +837,9 @@ fn random_inputs_never_panic_and_state_stays_bounded() {
                 b.extend((0..len).map(|_| match rng.below(8) {
                     0 => 255,
                     1 => 53,
-                    2 => 1 + rng.below(8) as u8,
+                    2 => 1 + u8::try_from(rng.below(8)).unwrap(),
                     3 => 4,
-                    _ => rng.next() as u8,
+                    _ => rng.byte(),
                 }));
                 b
             }
@@ -844,7 +848,7 @@ fn random_inputs_never_panic_and_state_stays_bounded() {
                 let mut b = templates[rng.below(templates.len())].clone();
                 for _ in 0..1 + rng.below(4) {
                     let i = rng.below(b.len());
-                    b[i] = rng.next() as u8;
+                    b[i] = rng.byte();
                 }
                 if rng.below(4) == 0 {
                     b.truncate(rng.below(b.len() + 1));

@@ -31,6 +31,9 @@ use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use super::records::{Lookup, NetworkId, Records, TTL};
 
 pub const HEADER_LEN: usize = 12;
+/// [`HEADER_LEN`] as a decoder offset and a compression pointer.
+#[allow(clippy::cast_possible_truncation)] // 12 fits in u16
+const HEADER_LEN16: u16 = HEADER_LEN as u16;
 /// Largest query the stub forwards (UDP or TCP). Real queries are a few
 /// hundred bytes even with EDNS padding; bigger ones get REFUSED (UDP) or
 /// close the connection (TCP, before the bytes are buffered).
@@ -285,7 +288,7 @@ fn question_at(msg: &[u8]) -> Result<(Query, usize), ()> {
             _ => return Err(()),
         }
     }
-    let mut decoder = BinDecoder::new(msg).clone(HEADER_LEN as u16);
+    let mut decoder = BinDecoder::new(msg).clone(HEADER_LEN16);
     let query = Query::read(&mut decoder).map_err(|_| ())?;
     let end = decoder.index();
     if end > msg.len() {
@@ -398,7 +401,7 @@ fn push_opt(out: &mut Vec<u8>, rcode: Rcode) {
     out.push(0);
     push16(out, TYPE_OPT);
     push16(out, STUB_UDP_SIZE);
-    out.push(((rcode as u16) >> 4) as u8);
+    out.push((((rcode as u16) >> 4) & 0xFF) as u8);
     out.extend_from_slice(&[0, 0, 0]);
     push16(out, 0);
 }
@@ -475,7 +478,7 @@ pub fn answer(
     let mut truncated = false;
     for addr in addrs {
         let mut buf = [0u8; 16];
-        let (rtype, len) = match addr {
+        let (rtype, len): (u16, u16) = match addr {
             IpAddr::V4(a) => {
                 buf[..4].copy_from_slice(&a.octets());
                 (TYPE_A, 4)
@@ -485,16 +488,16 @@ pub fn answer(
                 (TYPE_AAAA, 16)
             }
         };
-        let data = buf.get(..len).unwrap_or_default();
+        let data = buf.get(..usize::from(len)).unwrap_or_default();
         if out.len() + 12 + data.len() + opt_len > limit || count == u16::MAX {
             truncated = true;
             break;
         }
-        push16(&mut out, 0xC000 | HEADER_LEN as u16);
+        push16(&mut out, 0xC000 | HEADER_LEN16);
         push16(&mut out, rtype);
         push16(&mut out, CLASS_IN);
         out.extend_from_slice(&TTL.to_be_bytes());
-        push16(&mut out, data.len() as u16);
+        push16(&mut out, len);
         out.extend_from_slice(data);
         count += 1;
     }
@@ -537,7 +540,7 @@ pub fn check_reply(reply: &[u8], question: &Query) -> Result<usize, BadReply> {
     if qd != 1 {
         return Err(BadReply::QuestionCount);
     }
-    let mut decoder = BinDecoder::new(reply).clone(HEADER_LEN as u16);
+    let mut decoder = BinDecoder::new(reply).clone(HEADER_LEN16);
     let q = Query::read(&mut decoder).map_err(|_| BadReply::Question)?;
     if q.name() != question.name()
         || q.query_type() != question.query_type()

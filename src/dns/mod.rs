@@ -221,6 +221,7 @@ struct IdGen {
 }
 
 impl IdGen {
+    #[allow(clippy::cast_possible_truncation)] // any 16 bits of the hash will do
     fn next(&mut self) -> u16 {
         self.n = self.n.wrapping_add(1);
         self.keys.hash_one(self.n) as u16

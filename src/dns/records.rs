@@ -82,7 +82,7 @@ impl Key {
             }
             let dst = k.buf.get_mut(k.len..k.len + 1 + n)?;
             let (len_byte, rest) = dst.split_first_mut()?;
-            *len_byte = n as u8;
+            *len_byte = u8::try_from(n).ok()?;
             for (d, s) in rest.iter_mut().zip(label) {
                 *d = s.to_ascii_lowercase();
             }
@@ -498,8 +498,12 @@ mod tests {
         );
         assert!(r.insert(None, "x", ip("ff02::1")).is_err());
         for i in 0..MAX_ADDRS_PER_NAME {
-            r.insert(None, "many", IpAddr::V4(Ipv4Addr::from(i as u32 + 1)))
-                .unwrap();
+            r.insert(
+                None,
+                "many",
+                IpAddr::V4(Ipv4Addr::from(u32::try_from(i).unwrap() + 1)),
+            )
+            .unwrap();
         }
         assert!(matches!(
             r.insert(None, "many", ip("10.255.0.1")),

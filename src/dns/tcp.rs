@@ -75,10 +75,11 @@ impl TcpClient {
             self.out.clear();
             self.out_pos = 0;
         }
-        let len = reply.len().min(message::MAX_MESSAGE);
-        self.out.extend_from_slice(&(len as u16).to_be_bytes());
+        // MAX_MESSAGE is u16::MAX: the length prefix's limit.
+        let len = u16::try_from(reply.len()).unwrap_or(u16::MAX);
+        self.out.extend_from_slice(&len.to_be_bytes());
         self.out
-            .extend_from_slice(reply.get(..len).unwrap_or_default());
+            .extend_from_slice(reply.get(..usize::from(len)).unwrap_or_default());
     }
 
     /// Reads one chunk. Ok(true) if anything happened (bytes, EOF, an

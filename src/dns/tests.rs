@@ -197,7 +197,7 @@ fn fake(ip: &str, mode: Mode, tag: &str) -> Fake {
                             return;
                         };
                         sent.lock().unwrap().push(a.clone());
-                        let mut out = (a.len() as u16).to_be_bytes().to_vec();
+                        let mut out = u16::try_from(a.len()).unwrap().to_be_bytes().to_vec();
                         out.extend_from_slice(&a);
                         if conn.write_all(&out).is_err() {
                             return;
@@ -252,7 +252,7 @@ impl H {
     }
 
     fn now(&self) -> i64 {
-        self.t0.elapsed().as_micros() as i64 + self.skew
+        i64::try_from(self.t0.elapsed().as_micros()).unwrap() + self.skew
     }
 
     /// Moves the clock forward and runs what became due.
@@ -294,7 +294,9 @@ impl H {
     fn turn(&mut self, max: Duration) {
         let now = self.now();
         let timeout = match self.stub.next_deadline() {
-            Some(d) => max.min(Duration::from_micros((d - now).max(0) as u64)),
+            Some(d) => max.min(Duration::from_micros(
+                u64::try_from((d - now).max(0)).unwrap(),
+            )),
             None => max,
         };
         self.poll.poll(&mut self.events, Some(timeout)).unwrap();
@@ -395,7 +397,7 @@ fn parse(b: &[u8]) -> Message {
 }
 
 fn framed(msg: &[u8]) -> Vec<u8> {
-    let mut v = (msg.len() as u16).to_be_bytes().to_vec();
+    let mut v = u16::try_from(msg.len()).unwrap().to_be_bytes().to_vec();
     v.extend_from_slice(msg);
     v
 }
@@ -727,7 +729,12 @@ fn tcp_pipelined_local_and_forwarded() {
         } else {
             RecordType::A
         };
-        all.extend(framed(&query(name, t, 100 + i as u16, false)));
+        all.extend(framed(&query(
+            name,
+            t,
+            100 + u16::try_from(i).unwrap(),
+            false,
+        )));
     }
     // Written in awkward pieces.
     for chunk in all.chunks(7) {
@@ -861,7 +868,12 @@ fn pending_table_is_bounded() {
     let mut h = H::with_upstreams(&[silent.addr]);
     for i in 0..MAX_PENDING + 100 {
         assert_eq!(
-            h.udp(&query("a.test", RecordType::A, i as u16, false)),
+            h.udp(&query(
+                "a.test",
+                RecordType::A,
+                u16::try_from(i).unwrap(),
+                false
+            )),
             None
         );
     }
@@ -960,7 +972,10 @@ fn forwarding_cost() {
     while got < n && Instant::now() < end {
         while sent < n && sent - got < window {
             let q = &queries[sent % queries.len()];
-            let client = SocketAddr::new([10, 0, 2, 100].into(), 1024 + (sent / 256) as u16);
+            let client = SocketAddr::new(
+                [10, 0, 2, 100].into(),
+                1024 + u16::try_from(sent / 256).unwrap(),
+            );
             let t = Instant::now();
             assert_eq!(h.udp_from(client, q), None);
             in_stub += t.elapsed();

@@ -499,9 +499,14 @@ impl DnsStub {
             );
             return Err(message::servfail(msg, &pq));
         }
+        // Clients' queries are at most MAX_QUERY bytes; a longer one cannot be framed.
+        let Ok(len) = u16::try_from(msg.len()) else {
+            self.stats.servfail += 1;
+            return Err(message::servfail(msg, &pq));
+        };
         let our_id = self.ids.next();
         let mut buf = Vec::with_capacity(2 + msg.len());
-        buf.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+        buf.extend_from_slice(&len.to_be_bytes());
         buf.extend_from_slice(msg);
         if let Some(b) = buf.get_mut(2..) {
             message::set_id(b, our_id);

@@ -170,6 +170,7 @@ impl Dp {
             let _ = registry.deregister(&mut SourceFd(&fd.as_raw_fd()));
         }
         self.nat.drop_port(port, registry);
+        self.frag.drop_port(port);
         let (ctx, _, fwd) = self.split(registry);
         fwd.unpublish_guest(IpAddr::V4(member.ip4), &ctx);
         self.ports_by_ip.retain(|_, p| *p != port);
@@ -209,6 +210,8 @@ impl Dp {
                 bytes_in: self.bytes_in,
                 bytes_out: tx.bytes,
                 drops: tx.dropped,
+                reassembly_bytes: u64::try_from(self.frag.bytes()).unwrap_or(u64::MAX),
+                reassembly_datagrams: u64::try_from(self.frag.len()).unwrap_or(u64::MAX),
             },
             published: self.fwd.table.len() as u64,
         }

@@ -1,8 +1,9 @@
 //! One frame from a namespace, taken apart: L2 (the switch of a named
 //! network, ARP, DHCP), then IPv4/IPv6 (neighbour discovery, router
-//! advertisements, ICMP echo) and the transport, which goes to the flows
-//! (`nat/`), a published port's client or the DNS stub. Anything malformed
-//! is dropped here, before it can reach smoltcp or a host socket.
+//! advertisements, ICMP echo, "packet too big" about rlnet's TCP segments)
+//! and the transport, which goes to the flows (`nat/`), a published port's
+//! client or the DNS stub. Anything malformed is dropped here, before it can
+//! reach smoltcp or a host socket.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -17,9 +18,11 @@ use super::Dp;
 use super::switch::Verdict;
 use crate::nat::FlowKey;
 use crate::nat::icmp::EchoRequest;
+use crate::nat::pmtu;
 use crate::nat::policy::Decision;
 use crate::stack::GATEWAY_MAC;
 use crate::wire::VNET_HDR_LEN;
+use crate::wire::frag::Push;
 use crate::wire::{self, VnetHdr};
 
 /// Router advertisements: the default route's lifetime, and how often it
@@ -127,7 +130,7 @@ impl Dp {
         {
             return;
         }
-        let now = (self.now.total_micros() / 1_000_000).max(0) as u64;
+        let now = u64::try_from(self.now.total_micros() / 1_000_000).unwrap_or(0);
         let Some(reply) = self.dhcp.handle(udp.payload(), src_mac.0, now) else {
             return;
         };
@@ -152,8 +155,10 @@ impl Dp {
 
     fn arp(&mut self, port: usize, arp: &[u8]) {
         let plan = self.policy.plan;
-        let dns = self.policy.dns;
-        let ours = |ip| ip == plan.gateway4 || (dns && ip == plan.dns4);
+        // The DNS address answers ARP even with the stub off (as libslirp
+        // does): traffic to it is then dropped silently and a client times
+        // out, rather than failing with "No route to host".
+        let ours = |ip| ip == plan.gateway4 || ip == plan.dns4;
         let Some(out) = self.outs.get_mut(port) else {
             return;
         };
@@ -166,7 +171,18 @@ impl Dp {
         let Ok(ip) = Ipv4Packet::new_checked(payload) else {
             return;
         };
-        // Header checksum checked; fragments refused (we never reassemble).
+        if ip.more_frags() || ip.frag_offset() != 0 {
+            // Only sources the namespace may use get reassembly memory.
+            if self.policy.valid_source(IpAddr::V4(ip.src_addr()))
+                && let Push::Complete(whole) =
+                    self.frag.ipv4(port, payload, self.now.total_micros())
+            {
+                // Rebuilt: full checksums, no offload state.
+                self.ipv4(port, &whole, VnetHdr::default(), registry);
+            }
+            return;
+        }
+        // Header checksum checked (fragments were taken care of above).
         let Ok(repr) = Ipv4Repr::parse(&ip, &wire::verify_caps()) else {
             return;
         };
@@ -187,6 +203,11 @@ impl Dp {
         };
         match repr.next_header {
             IpProtocol::Icmp => {
+                if let Some(err) = pmtu::parse_v4(ip4.body, repr.dst_addr) {
+                    let (mut ctx, nat, _) = self.split(registry);
+                    nat.too_big(port, err, &mut ctx);
+                    return;
+                }
                 let Ok(icmp) = Icmpv4Packet::new_checked(ip4.body) else {
                     return;
                 };
@@ -228,27 +249,69 @@ impl Dp {
         let Some(pkt) = payload.get(..wire::IPV6_HDR_LEN + repr.payload_len) else {
             return;
         };
-        let body = ip.payload();
-        if repr.next_header == IpProtocol::Icmpv6 && self.neighbour_discovery(port, &repr, body) {
+        if repr.next_header == IpProtocol::Icmpv6
+            && self.neighbour_discovery(port, &repr, ip.payload())
+        {
             return;
         }
         if dst_mac != GATEWAY_MAC {
             return;
         }
-        let (src, dst) = (repr.src_addr.into(), repr.dst_addr.into());
-        if !self.policy.valid_source(src) {
+        if !self.policy.valid_source(IpAddr::V6(repr.src_addr)) {
             return;
         }
+        if repr.next_header == IpProtocol::Ipv6Frag {
+            match self.frag.ipv6(port, pkt, self.now.total_micros()) {
+                Push::Complete(whole) => self.ipv6_whole(port, &whole, registry),
+                // Not a fragment after all: a header rlnet does not handle.
+                Push::NotFragment | Push::Held | Push::Dropped(_) => {}
+            }
+            return;
+        }
+        self.ipv6_transport(port, pkt, &repr, vnet, registry);
+    }
+
+    /// A datagram rebuilt from fragments (or an atomic fragment): straight
+    /// to the transport, past neighbour discovery (which never comes
+    /// fragmented, RFC 6980).
+    fn ipv6_whole(&mut self, port: usize, pkt: &[u8], registry: &Registry) {
+        let Ok(ip) = Ipv6Packet::new_checked(pkt) else {
+            return;
+        };
+        let Ok(repr) = Ipv6Repr::parse(&ip) else {
+            return;
+        };
+        self.ipv6_transport(port, pkt, &repr, VnetHdr::default(), registry);
+    }
+
+    /// An IPv6 packet for the gateway from a valid source: echo, or on to
+    /// the transport.
+    fn ipv6_transport(
+        &mut self,
+        port: usize,
+        pkt: &[u8],
+        repr: &Ipv6Repr,
+        vnet: VnetHdr,
+        registry: &Registry,
+    ) {
+        let Some(body) = pkt.get(wire::IPV6_HDR_LEN..) else {
+            return;
+        };
         let ip6 = Ip {
             port,
             pkt,
             body,
-            src,
-            dst,
+            src: repr.src_addr.into(),
+            dst: repr.dst_addr.into(),
             vnet,
         };
         match repr.next_header {
             IpProtocol::Icmpv6 => {
+                if let Some(err) = pmtu::parse_v6(body, repr.src_addr, repr.dst_addr) {
+                    let (mut ctx, nat, _) = self.split(registry);
+                    nat.too_big(port, err, &mut ctx);
+                    return;
+                }
                 let Ok(icmp) = Icmpv6Packet::new_checked(body) else {
                     return;
                 };
@@ -281,10 +344,8 @@ impl Dp {
             wire::neighbor_solicit_target(body, repr.src_addr, repr.dst_addr, repr.hop_limit)
         {
             // Answer only for our own addresses; real neighbours answer for themselves.
-            if target == v6.gateway6
-                || target == wire::ROUTER_LL
-                || (self.policy.dns && target == v6.dns6)
-            {
+            // The DNS address too, stub or not (see `arp`).
+            if target == v6.gateway6 || target == wire::ROUTER_LL || target == v6.dns6 {
                 self.send_built(port, |b| {
                     wire::neighbor_advert(b, target, repr.src_addr, GATEWAY_MAC)
                 });
@@ -311,10 +372,19 @@ impl Dp {
         false
     }
 
-    /// An echo request: the gateway and DNS addresses always answer ping
-    /// themselves; other destinations get a ping socket.
+    /// An echo request: the gateway and DNS addresses answer ping
+    /// themselves (the DNS address only with the stub on: without it,
+    /// everything sent there is dropped silently); other destinations get
+    /// a ping socket.
     fn echo(&mut self, ip: Ip<'_>, e: Echo<'_>, registry: &Registry) {
         let plan = self.policy.plan;
+        let to_dns = match ip.dst {
+            IpAddr::V4(a) => a == plan.dns4,
+            IpAddr::V6(a) => plan.v6.is_some_and(|v6| a == v6.dns6),
+        };
+        if to_dns && !self.policy.dns {
+            return;
+        }
         match (ip.src, ip.dst) {
             (IpAddr::V4(src), IpAddr::V4(dst)) if dst == plan.gateway4 || dst == plan.dns4 => {
                 let reply = Icmpv4Repr::EchoReply {

@@ -50,6 +50,7 @@ use crate::stack::{self, Link, TapOut};
 use crate::sys::ns::NsHandles;
 use crate::sys::tap::Tap;
 use crate::wire::FRAME_BUF;
+use crate::wire::frag::Reassembler;
 
 use attach::Jobs;
 use switch::Switch;
@@ -154,6 +155,8 @@ struct Dp {
     /// `-c` rely on it).
     dhcp: DhcpServer,
     dns: Option<DnsStub>,
+    /// IP fragments from the namespaces, being put back together.
+    frag: Reassembler,
     /// SLAAC: the port that solicited a router, and when to advertise again.
     ra_port: Option<usize>,
     ra_due: Option<i64>,
@@ -296,6 +299,7 @@ impl Dp {
             fwd,
             dhcp,
             dns,
+            frag: Reassembler::default(),
             ra_port: None,
             ra_due: None,
             switch: s.network.take().map(Switch::new),
@@ -366,6 +370,7 @@ impl Dp {
             self.nat.next_deadline(),
             self.fwd.next_deadline(),
             self.dns.as_ref().and_then(DnsStub::next_deadline),
+            self.frag.next_deadline(),
             self.ra_due,
             self.jobs.next_deadline(),
         ]
@@ -418,7 +423,7 @@ impl Engine {
     }
 
     fn now(&self) -> Instant {
-        Instant::from_micros(self.start.elapsed().as_micros() as i64)
+        Instant::from_micros(i64::try_from(self.start.elapsed().as_micros()).unwrap_or(i64::MAX))
     }
 
     /// Run until a signal, the target's exit or the exit fd ends it.
@@ -479,7 +484,7 @@ impl Engine {
                 .min();
             next.map(|t| {
                 let now = self.now().total_micros();
-                Duration::from_micros(t.saturating_sub(now).max(0) as u64)
+                Duration::from_micros(u64::try_from(t.saturating_sub(now)).unwrap_or(0))
             })
         };
         match max_wait {
@@ -545,8 +550,8 @@ impl Engine {
         None
     }
 
-    /// Fire what is due: flows' timers, the DNS stub's, router
-    /// advertisements, slow API clients, late agents.
+    /// Fire what is due: flows' timers, the DNS stub's, incomplete
+    /// datagrams, router advertisements, slow API clients, late agents.
     fn run_timers(&mut self) {
         let registry = self.poll.registry();
         let (mut ctx, nat, fwd) = self.dp.split(registry);
@@ -555,6 +560,7 @@ impl Engine {
         nat.run_timers(&mut ctx);
         fwd.run_timers(&ctx);
         self.dp.dns_timers(registry);
+        self.dp.frag.expire(self.dp.now.total_micros());
         self.dp.ra_timer();
         self.dp.attach_timers();
         self.send_answers();
@@ -629,7 +635,7 @@ impl Engine {
 
     fn read_signals(&mut self) -> Option<Exit> {
         while let Some(Ok(Some(info))) = self.signals.as_ref().map(|s| s.read_signal()) {
-            let signo = info.ssi_signo as i32;
+            let signo = info.ssi_signo.cast_signed();
             match Signal::try_from(signo) {
                 Ok(Signal::SIGCHLD) => {
                     if let Some(code) = self.reap_child() {

@@ -5,18 +5,19 @@
 //! the engine's own L2/L3 handling.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::os::fd::OwnedFd;
 
 use slab::Slab;
+use smoltcp::wire::Ipv4Packet;
 use smoltcp::wire::{ArpPacket, EthernetAddress, EthernetFrame, EthernetProtocol};
-use smoltcp::wire::{Ipv4Packet, Ipv6Packet};
 
 use super::NetworkSetup;
 use crate::api::MemberRef;
 use crate::model::ipam::Ipam;
 use crate::model::member::Member;
 use crate::stack::{GATEWAY_MAC, TapOut};
+use crate::wire::ndp::{self, LinkAddrs, Msg};
 
 /// One member on its port.
 pub(super) struct Port {
@@ -50,14 +51,42 @@ fn source_ok(m: &Member, ethertype: EthernetProtocol, payload: &[u8]) -> bool {
         EthernetProtocol::Ipv4 => {
             Ipv4Packet::new_checked(payload).is_ok_and(|p| m.owns(IpAddr::V4(p.src_addr())))
         }
-        EthernetProtocol::Ipv6 => {
-            Ipv6Packet::new_checked(payload).is_ok_and(|p| m.owns(IpAddr::V6(p.src_addr())))
-        }
+        EthernetProtocol::Ipv6 => ipv6_ok(m, payload),
         EthernetProtocol::Arp => ArpPacket::new_checked(payload).is_ok_and(|p| {
             p.source_hardware_addr() == m.mac.as_bytes()
                 && p.source_protocol_addr() == m.ip4.octets()
         }),
         _ => false,
+    }
+}
+
+/// Does an IPv6 packet from member `m` speak only for `m`? The same rule as
+/// ARP: its own addresses (its IPv6 address and its own link-local) as the
+/// source, as a neighbour advertisement's target, as the target of duplicate
+/// address detection (a solicitation from `::`), and its own MAC in every
+/// link-layer option. Router advertisements and redirects come only from
+/// the gateway; neighbour discovery never comes in fragments (RFC 6980).
+fn ipv6_ok(m: &Member, payload: &[u8]) -> bool {
+    let Some(c) = ndp::claims(payload) else {
+        return false;
+    };
+    let own = |a: Ipv6Addr| m.owns(IpAddr::V6(a));
+    let unspecified = c.src.is_unspecified();
+    let own_lladdr = match c.lladdr {
+        LinkAddrs::None => true,
+        LinkAddrs::One(mac) => mac == m.mac,
+        LinkAddrs::Bad => false,
+    };
+    // From `::` a message may carry no link-layer option (RFC 4861 §4.3).
+    let bare = c.lladdr == LinkAddrs::None;
+    match c.msg {
+        Msg::RouterOnly | Msg::Invalid => false,
+        Msg::NeighborSolicit { target } if unspecified => own(target) && bare,
+        Msg::NeighborSolicit { .. } => own(c.src) && own_lladdr,
+        Msg::NeighborAdvert { target } => own(c.src) && own(target) && own_lladdr,
+        Msg::RouterSolicit => (own(c.src) && own_lladdr) || (unspecified && bare),
+        Msg::Mld => own(c.src) || unspecified,
+        Msg::Icmp | Msg::Data => own(c.src),
     }
 }
 
@@ -233,7 +262,7 @@ mod tests {
                     ip4: lease.ip4,
                     ip6: lease.ip6,
                     tap: "tap0".into(),
-                    pid: Some(1000 + i as u32),
+                    pid: Some(1000 + u32::try_from(i).unwrap()),
                     netns: (1, i as u64),
                 };
                 sw.add(port, member, None);
@@ -365,6 +394,324 @@ mod tests {
         assert!(lab.received(1).is_empty());
         assert_eq!(lab.send(1, &f), Verdict::NotAMember);
         assert!(lab.sw.remove(1).is_none());
+    }
+
+    /// Who a member is on IPv6: its MAC, global and link-local addresses.
+    #[derive(Clone, Copy)]
+    struct Id6 {
+        mac: EthernetAddress,
+        ip6: Ipv6Addr,
+        ll: Ipv6Addr,
+    }
+
+    impl Lab {
+        fn id6(&self, port: usize) -> Id6 {
+            let m = self.member(port);
+            // The kernel's EUI-64 link-local (spelled out here, not taken
+            // from `Member`, so the test says what the address is).
+            let [a, b, c, d, e, f] = m.mac.0;
+            let ll = [
+                0xfe,
+                0x80,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                a ^ 2,
+                b,
+                c,
+                0xff,
+                0xfe,
+                d,
+                e,
+                f,
+            ];
+            Id6 {
+                mac: m.mac,
+                ip6: m.ip6.unwrap(),
+                ll: Ipv6Addr::from(ll),
+            }
+        }
+    }
+
+    const ALL_NODES_MAC: EthernetAddress = EthernetAddress([0x33, 0x33, 0, 0, 0, 1]);
+
+    /// A frame from `mac` to `dst_mac` carrying an IPv6 packet from `src`
+    /// (hop limit 255, to all-nodes): `first` is the next header after the
+    /// fixed one, `rest` what follows it.
+    fn ipv6_frame(
+        mac: EthernetAddress,
+        dst_mac: EthernetAddress,
+        src: Ipv6Addr,
+        first: u8,
+        rest: &[u8],
+    ) -> Vec<u8> {
+        let mut f = vec![0u8; VNET_HDR_LEN];
+        f.extend_from_slice(dst_mac.as_bytes());
+        f.extend_from_slice(mac.as_bytes());
+        f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+        f.extend_from_slice(&u16::try_from(rest.len()).unwrap().to_be_bytes());
+        f.extend_from_slice(&[first, 255]);
+        f.extend_from_slice(&src.octets());
+        f.extend_from_slice(&Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1).octets());
+        f.extend_from_slice(rest);
+        f
+    }
+
+    /// An NDP message of type `ty` with `target` (if the type has one) and
+    /// one link-layer option (`opt` 1 source, 2 target) naming `ll`.
+    fn ndp(ty: u8, target: Option<Ipv6Addr>, opt: Option<(u8, EthernetAddress)>) -> Vec<u8> {
+        let mut b = vec![ty, 0, 0, 0, 0, 0, 0, 0];
+        if let Some(t) = target {
+            b.extend_from_slice(&t.octets());
+        }
+        if let Some((o, mac)) = opt {
+            b.extend_from_slice(&[o, 1]);
+            b.extend_from_slice(mac.as_bytes());
+        }
+        b
+    }
+
+    /// Issue 13, finding 1: a member speaks only for itself on IPv6 too.
+    #[test]
+    fn ipv6_neighbour_spoofing_on_named_networks() {
+        let mut lab = Lab::new(3);
+        let (a, m) = (lab.id6(0), lab.id6(2));
+        let net4: Ipv4Net = "10.89.9.0/24".parse().unwrap();
+        let gw6 = ipam::plan_for(net4, true).v6.unwrap().gateway6;
+        let (na, ns, rs, ra, redirect) = (136, 135, 133, 134, 137);
+        let udp = [0x9c, 0x40, 0, 9, 0, 8, 0, 0];
+        let frag_first = |body: &[u8]| [&[58u8, 0, 0, 1, 0, 0, 0, 7][..], body].concat();
+        let dest_opts = |body: &[u8]| [&[58u8, 0, 1, 4, 0, 0, 0, 0][..], body].concat();
+        let forged: Vec<(&str, Vec<u8>)> = vec![
+            (
+                "NA for a's address",
+                ipv6_frame(
+                    m.mac,
+                    ALL_NODES_MAC,
+                    m.ip6,
+                    58,
+                    &ndp(na, Some(a.ip6), Some((2, m.mac))),
+                ),
+            ),
+            (
+                "NA for a's link-local",
+                ipv6_frame(
+                    m.mac,
+                    ALL_NODES_MAC,
+                    m.ll,
+                    58,
+                    &ndp(na, Some(a.ll), Some((2, m.mac))),
+                ),
+            ),
+            (
+                "NA for the gateway",
+                ipv6_frame(
+                    m.mac,
+                    ALL_NODES_MAC,
+                    m.ip6,
+                    58,
+                    &ndp(na, Some(gw6), Some((2, m.mac))),
+                ),
+            ),
+            (
+                "NA for the router's link-local",
+                ipv6_frame(
+                    m.mac,
+                    ALL_NODES_MAC,
+                    m.ll,
+                    58,
+                    &ndp(na, Some(crate::wire::ROUTER_LL), None),
+                ),
+            ),
+            (
+                "NA for its own address with a's MAC",
+                ipv6_frame(
+                    m.mac,
+                    ALL_NODES_MAC,
+                    m.ip6,
+                    58,
+                    &ndp(na, Some(m.ip6), Some((2, a.mac))),
+                ),
+            ),
+            (
+                "NA from a's address",
+                ipv6_frame(
+                    m.mac,
+                    ALL_NODES_MAC,
+                    a.ip6,
+                    58,
+                    &ndp(na, Some(a.ip6), Some((2, m.mac))),
+                ),
+            ),
+            (
+                "NS from a's address",
+                ipv6_frame(
+                    m.mac,
+                    ALL_NODES_MAC,
+                    a.ip6,
+                    58,
+                    &ndp(ns, Some(gw6), Some((1, m.mac))),
+                ),
+            ),
+            (
+                "NS from a's link-local",
+                ipv6_frame(
+                    m.mac,
+                    ALL_NODES_MAC,
+                    a.ll,
+                    58,
+                    &ndp(ns, Some(gw6), Some((1, m.mac))),
+                ),
+            ),
+            (
+                "NS naming a's MAC",
+                ipv6_frame(
+                    m.mac,
+                    ALL_NODES_MAC,
+                    m.ll,
+                    58,
+                    &ndp(ns, Some(a.ip6), Some((1, a.mac))),
+                ),
+            ),
+            (
+                "DAD for a's address",
+                ipv6_frame(
+                    m.mac,
+                    ALL_NODES_MAC,
+                    Ipv6Addr::UNSPECIFIED,
+                    58,
+                    &ndp(ns, Some(a.ip6), None),
+                ),
+            ),
+            (
+                "DAD with a link-layer option",
+                ipv6_frame(
+                    m.mac,
+                    ALL_NODES_MAC,
+                    Ipv6Addr::UNSPECIFIED,
+                    58,
+                    &ndp(ns, Some(m.ip6), Some((1, m.mac))),
+                ),
+            ),
+            (
+                "UDP from another link-local",
+                ipv6_frame(m.mac, a.mac, "fe80::1234".parse().unwrap(), 17, &udp),
+            ),
+            (
+                "UDP from a's link-local",
+                ipv6_frame(m.mac, a.mac, a.ll, 17, &udp),
+            ),
+            (
+                "UDP from ::",
+                ipv6_frame(m.mac, a.mac, Ipv6Addr::UNSPECIFIED, 17, &udp),
+            ),
+            (
+                "router advertisement",
+                ipv6_frame(
+                    m.mac,
+                    ALL_NODES_MAC,
+                    m.ll,
+                    58,
+                    &ndp(ra, None, Some((1, m.mac))),
+                ),
+            ),
+            (
+                "redirect",
+                ipv6_frame(m.mac, a.mac, m.ll, 58, &ndp(redirect, Some(gw6), None)),
+            ),
+            (
+                "NA for a's address in a fragment",
+                ipv6_frame(
+                    m.mac,
+                    ALL_NODES_MAC,
+                    m.ip6,
+                    44,
+                    &frag_first(&ndp(na, Some(a.ip6), None)),
+                ),
+            ),
+            (
+                "NA for a's address behind destination options",
+                ipv6_frame(
+                    m.mac,
+                    ALL_NODES_MAC,
+                    m.ip6,
+                    60,
+                    &dest_opts(&ndp(na, Some(a.ip6), None)),
+                ),
+            ),
+        ];
+        for (what, f) in &forged {
+            assert_eq!(lab.send(2, f), Verdict::Done, "{what}");
+            assert!(
+                lab.received(0).is_empty() && lab.received(1).is_empty(),
+                "{what} was delivered"
+            );
+        }
+        // What m may say about itself still goes through.
+        let honest: Vec<(&str, Vec<u8>)> = vec![
+            (
+                "NA for its own address",
+                ipv6_frame(
+                    m.mac,
+                    ALL_NODES_MAC,
+                    m.ip6,
+                    58,
+                    &ndp(na, Some(m.ip6), Some((2, m.mac))),
+                ),
+            ),
+            (
+                "NA for its own link-local",
+                ipv6_frame(
+                    m.mac,
+                    ALL_NODES_MAC,
+                    m.ll,
+                    58,
+                    &ndp(na, Some(m.ll), Some((2, m.mac))),
+                ),
+            ),
+            (
+                "NS for a's address",
+                ipv6_frame(
+                    m.mac,
+                    ALL_NODES_MAC,
+                    m.ll,
+                    58,
+                    &ndp(ns, Some(a.ip6), Some((1, m.mac))),
+                ),
+            ),
+            (
+                "DAD for its own address",
+                ipv6_frame(
+                    m.mac,
+                    ALL_NODES_MAC,
+                    Ipv6Addr::UNSPECIFIED,
+                    58,
+                    &ndp(ns, Some(m.ip6), None),
+                ),
+            ),
+            (
+                "router solicitation",
+                ipv6_frame(
+                    m.mac,
+                    ALL_NODES_MAC,
+                    m.ll,
+                    58,
+                    &ndp(rs, None, Some((1, m.mac))),
+                ),
+            ),
+            (
+                "UDP from its link-local",
+                ipv6_frame(m.mac, ALL_NODES_MAC, m.ll, 17, &udp),
+            ),
+        ];
+        for (what, f) in &honest {
+            assert_eq!(lab.send(2, f), Verdict::Up, "{what}");
+            assert_eq!(lab.received(0), std::slice::from_ref(f), "{what}");
+            assert_eq!(lab.received(1), std::slice::from_ref(f), "{what}");
+        }
     }
 
     impl Member {

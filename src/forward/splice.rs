@@ -31,8 +31,11 @@ pub struct Pipe {
 impl Pipe {
     fn new() -> io::Result<Pipe> {
         let (r, w) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
+        // 256 KiB fits an int.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
+        let size = PIPE_SIZE as i32;
         // Best effort: the per-user pipe page budget may refuse it.
-        let _ = fcntl(&w, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE as i32));
+        let _ = fcntl(&w, FcntlArg::F_SETPIPE_SZ(size));
         Ok(Pipe { r, w, queued: 0 })
     }
 }

@@ -105,7 +105,7 @@ impl Ipam {
             let mut s = v6.prefix.segments();
             let host_part = u32::from(ip4) & !self.plan.net4.mask();
             s[6] = (host_part >> 16) as u16;
-            s[7] = host_part as u16;
+            s[7] = (host_part & 0xFFFF) as u16;
             Ipv6Addr::from(s)
         });
         Lease {

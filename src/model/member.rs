@@ -23,13 +23,39 @@ pub struct Member {
 }
 
 impl Member {
-    /// May this member send from `ip`? Its own addresses, and IPv6
-    /// link-local/unspecified (neighbour discovery).
+    /// Is `ip` this member's? Its IPv4 and IPv6 addresses, and its own
+    /// link-local address (never `::`, nor another link-local).
     pub fn owns(&self, ip: IpAddr) -> bool {
         match ip {
             IpAddr::V4(a) => a == self.ip4,
-            IpAddr::V6(a) => Some(a) == self.ip6 || a.is_unicast_link_local() || a.is_unspecified(),
+            IpAddr::V6(a) => Some(a) == self.ip6 || a == self.link_local(),
         }
+    }
+
+    /// The member's link-local address: fe80::/64 with the modified EUI-64
+    /// of its MAC (RFC 4291 appendix A), which the kernel derives itself
+    /// because rlnet sets the TAP's `addr_gen_mode` to 0 (EUI-64) when it
+    /// configures it.
+    pub fn link_local(&self) -> Ipv6Addr {
+        let [a, b, c, d, e, f] = self.mac.0;
+        Ipv6Addr::from([
+            0xfe,
+            0x80,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            a ^ 0x02,
+            b,
+            c,
+            0xff,
+            0xfe,
+            d,
+            e,
+            f,
+        ])
     }
 
     /// Names the DNS stub answers for this member.
@@ -65,9 +91,12 @@ mod tests {
         assert!(!m.owns("10.89.0.101".parse().unwrap()));
         assert!(m.owns("fd00:89::64".parse().unwrap()));
         assert!(!m.owns("fd00:89::65".parse().unwrap()));
-        // Neighbour discovery comes from these.
-        assert!(m.owns("fe80::1".parse().unwrap()));
-        assert!(m.owns("::".parse().unwrap()));
+        // Its own link-local only: not another, not the unspecified address.
+        assert_eq!(m.link_local().to_string(), "fe80::89:aff:fe59:64");
+        assert!(m.owns("fe80::89:aff:fe59:64".parse().unwrap()));
+        assert!(!m.owns("fe80::1".parse().unwrap()));
+        assert!(!m.owns("fe80::2".parse().unwrap()));
+        assert!(!m.owns("::".parse().unwrap()));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! protocol (slab + hash index), one timer heap, O(1) work per packet.
 
 pub mod icmp;
+pub mod pmtu;
 pub mod policy;
 pub mod table;
 pub mod tcp;
@@ -410,6 +411,33 @@ impl Nat {
             self.tcp.shrink_to_fit();
             self.timers.shrink_to_fit();
         }
+    }
+
+    /// An ICMP "fragmentation needed" / "packet too big" from the namespace
+    /// on `port`: the flow it quotes sends smaller segments from now on, if
+    /// that flow lives on this port and has the quoted segment in flight
+    /// (so a member of a named network cannot shrink another's flows, nor
+    /// anyone a flow whose sequence numbers they do not see).
+    pub fn too_big(&mut self, port: usize, err: pmtu::TooBig, ctx: &mut Ctx<'_>) {
+        let key = FlowKey {
+            src: err.to,
+            dst: err.from,
+        };
+        let Some(idx) = self.tcp.find(&key) else {
+            return;
+        };
+        let Some(link_mtu) = ctx.outs.get(port).map(|o| o.mtu()) else {
+            return;
+        };
+        let Some(flow) = self.tcp.get_mut(idx) else {
+            return;
+        };
+        if flow.port != port || !flow.too_big(err.seq, err.mtu, link_mtu) {
+            return;
+        }
+        // Send what is due with the new size; smoltcp retransmits the lost
+        // segment itself (duplicate ACKs or its timer).
+        self.service_tcp(idx, ctx);
     }
 
     /// A UDP datagram from the namespace.

@@ -71,10 +71,11 @@ impl Policy {
                 IpAddr::V4(a) => a == plan.dns4,
                 IpAddr::V6(a) => plan.v6.is_some_and(|v6| a == v6.dns6),
             };
-            return if to_dns && self.dns && dst.port() == 53 {
-                Decision::DnsStub
-            } else {
-                Decision::Refuse(Unreachable::Net)
+            return match (to_dns, self.dns, dst.port()) {
+                (true, true, 53) => Decision::DnsStub,
+                // --disable-dns: the address swallows everything.
+                (true, false, _) => Decision::Drop,
+                _ => Decision::Refuse(Unreachable::Net),
             };
         }
         let plan = &self.plan;
@@ -217,7 +218,14 @@ mod tests {
         assert_eq!(p.outbound(sa("10.0.2.50:80")), Decision::Drop);
         assert_eq!(p.outbound(sa("[fd00::50]:80")), Decision::Drop);
         let p = policy(true, false);
-        assert_eq!(p.outbound(sa("10.0.2.3:53")), Decision::Drop);
+        for d in [
+            "10.0.2.3:53",
+            "10.0.2.3:80",
+            "[fd00::3]:53",
+            "[fd00::3]:443",
+        ] {
+            assert_eq!(p.outbound(sa(d)), Decision::Drop, "{d}");
+        }
         assert_eq!(
             p.outbound(sa("198.18.0.1:53")),
             Decision::Host(sa("198.18.0.1:53"))
@@ -252,6 +260,13 @@ mod tests {
             Decision::Refuse(Unreachable::Net)
         );
         assert_eq!(internal.outbound(sa("10.0.2.3:53")), Decision::DnsStub);
+        let no_dns = Policy {
+            dns: false,
+            ..internal
+        };
+        for d in ["10.0.2.3:53", "10.0.2.3:80", "[fd00::3]:53"] {
+            assert_eq!(no_dns.outbound(sa(d)), Decision::Drop, "{d}");
+        }
     }
 
     #[test]

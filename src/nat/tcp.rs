@@ -15,9 +15,10 @@ use mio::net::{TcpStream, UnixStream};
 use smoltcp::iface::{PollResult, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
-use smoltcp::wire::IpListenEndpoint;
+use smoltcp::wire::{IpListenEndpoint, TcpSeqNumber};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
+use super::pmtu;
 use super::table::Flow;
 use super::{FlowKey, HostConnectError, bind_outbound};
 use crate::event::Ctx;
@@ -62,6 +63,9 @@ pub struct TcpFlow {
     pub armed: Option<Instant>,
     /// Received segments not yet serviced (see `Nat::flush_dirty`).
     pub dirty: bool,
+    /// The path MTU the namespace reported for this flow, below the link's
+    /// (see [`super::pmtu`]); segments are cut to fit it.
+    path_mtu: Option<u16>,
 }
 
 /// The host side of a flow: a real TCP connection, or (for services rlnet
@@ -340,6 +344,7 @@ impl TcpFlow {
             timer: None,
             armed: None,
             dirty: false,
+            path_mtu: None,
         }
     }
 
@@ -348,9 +353,35 @@ impl TcpFlow {
         let Some(out) = ctx.outs.get_mut(self.port) else {
             return;
         };
-        let mut dev = Dev::new(Some(pkt), out, ctx.caps);
+        let mut dev = Dev::new(Some(pkt), out, ctx.caps).with_path_mtu(self.path_mtu);
         ctx.iface
             .poll_ingress_single(ctx.now, &mut dev, &mut self.set);
+    }
+
+    /// The namespace could not forward a segment of this flow starting at
+    /// `seq` and says `mtu` fits: lower the flow's path MTU if `seq` is in
+    /// flight and `mtu` is believable ([`pmtu::lowered`]). True if lowered.
+    pub fn too_big(&mut self, seq: TcpSeqNumber, mtu: u32, link_mtu: usize) -> bool {
+        if !pmtu::in_flight(seq, self.socket().unacked()) {
+            crate::limited!(
+                Debug,
+                "ignored a path MTU of {mtu} for {}: sequence number not in flight",
+                self.key.src
+            );
+            return false;
+        }
+        let v6 = self.key.src.is_ipv6();
+        let Some(new) = pmtu::lowered(self.path_mtu, link_mtu, mtu, v6) else {
+            return false;
+        };
+        crate::limited!(
+            Debug,
+            "path MTU of the flow {} <-> {} is {new}",
+            self.key.src,
+            self.key.dst
+        );
+        self.path_mtu = Some(new);
+        true
     }
 
     /// Host socket readiness from epoll.
@@ -471,7 +502,7 @@ impl TcpFlow {
             let Some(out) = ctx.outs.get_mut(self.port) else {
                 break;
             };
-            let mut dev = Dev::new(None, out, ctx.caps);
+            let mut dev = Dev::new(None, out, ctx.caps).with_path_mtu(self.path_mtu);
             if ctx.iface.poll_egress(ctx.now, &mut dev, &mut self.set) == PollResult::None {
                 break;
             }

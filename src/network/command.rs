@@ -293,7 +293,9 @@ fn remove(name: &str, force: bool) -> Result<(), NetworkError> {
     let (sock, rec) = existing_record(name)?;
     let dir = registry::runtime_dir()?;
     // Held before asking, so the daemon cannot exit unseen.
-    let pidfd = crate::sys::os::pidfd_open(rec.pid as i32).ok();
+    let pidfd = i32::try_from(rec.pid)
+        .ok()
+        .and_then(|pid| crate::sys::os::pidfd_open(pid).ok());
     client::request(&sock, &ClientRequest::Shutdown { force }, client::TIMEOUT)
         .map_err(|e| api_error(name, e))?;
     if let Some(fd) = pidfd

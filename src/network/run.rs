@@ -40,7 +40,7 @@ pub fn run(nr: &NetworkRun) -> Result<i32, NetworkError> {
     let signals = os::signal_fd().map_err(|e| start(&e))?;
     let mut child = ns::spawn_run(&nr.argv, resolv.as_deref()).map_err(|e| start(&e))?;
     let mut request = nr.request.clone();
-    request.pid = Some(child.pid.as_raw() as u32);
+    request.pid = Some(child.pid.as_raw().cast_unsigned());
     // On failure `child` is dropped unstarted: it exits without running COMMAND.
     client::request(&sock, &ClientRequest::Attach(request), ATTACH_TIMEOUT)
         .map_err(|e| api_error(&nr.network, e))?;
@@ -60,7 +60,7 @@ pub fn run(nr: &NetworkRun) -> Result<i32, NetworkError> {
         }
         while let Ok(Some(info)) = signals.read_signal() {
             // Like a shell: COMMAND decides what a signal means.
-            if let Ok(sig) = Signal::try_from(info.ssi_signo as i32)
+            if let Ok(sig) = Signal::try_from(info.ssi_signo.cast_signed())
                 && sig != Signal::SIGCHLD
             {
                 let _ = nix::sys::signal::kill(child.pid, sig);

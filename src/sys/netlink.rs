@@ -319,6 +319,9 @@ pub fn configure_link(setup: &LinkSetup) -> Result<(), NetlinkError> {
     // never created at all.
     let no_v6 = setup.v6.is_none();
     ipv6_sysctl(name, "accept_dad", "0", no_v6)?;
+    // The link-local address from the MAC (EUI-64), whatever the namespace's
+    // default: the switch of a named network lets a member use only that one.
+    ipv6_sysctl(name, "addr_gen_mode", "0", no_v6)?;
     // Addresses and routes are static: no router solicitations, which would
     // also wake rlnet every few seconds for nothing.
     ipv6_sysctl(name, "accept_ra", "0", no_v6)?;
@@ -394,9 +397,11 @@ mod tests {
         // SAFETY: ifreq is plain old data for which all-zero bytes are a valid value.
         let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
         for (d, s) in ifr.ifr_name.iter_mut().zip(TAP.bytes()) {
-            *d = s as libc::c_char;
+            *d = libc::c_char::from_ne_bytes([s]);
         }
-        ifr.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
+        #[allow(clippy::cast_possible_truncation)] // 0x1002 fits a short
+        let flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
+        ifr.ifr_ifru.ifru_flags = flags;
         // SAFETY: TUNSETIFF takes a pointer to an ifreq, valid for the whole call.
         if unsafe { libc::ioctl(f.as_raw_fd(), libc::TUNSETIFF, &mut ifr) } < 0 {
             return Err(std::io::Error::last_os_error());
@@ -552,6 +557,29 @@ mod tests {
             assert!(v6.2.contains(AddressFlags::Nodad) && !v6.2.contains(AddressFlags::Tentative));
             assert_eq!(gws, [IpAddr::V4(GW4), IpAddr::V6(GW6)]);
             assert_eq!(sysctl("accept_dad"), "0\n");
+            // The link-local address is the MAC's EUI-64 (named networks
+            // hold members to it).
+            assert_eq!(sysctl("addr_gen_mode"), "0\n");
+            let [a, b, c, d, e, f] = MAC;
+            let ll = Ipv6Addr::from([
+                0xfe,
+                0x80,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                a ^ 2,
+                b,
+                c,
+                0xff,
+                0xfe,
+                d,
+                e,
+                f,
+            ]);
+            assert!(addrs.iter().any(|x| x.0 == IpAddr::V6(ll)), "{addrs:?}");
 
             // Re-running replaces rather than fails: new MTU, new (link-local) v6 gateway.
             let gw6 = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 2);

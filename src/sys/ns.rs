@@ -431,6 +431,7 @@ impl Factory {
 
     /// Up to `n` new non-blocking sockets created inside the namespace.
     pub fn sockets(&self, kind: SocketKind, n: usize) -> Result<Vec<OwnedFd>, NsError> {
+        #[allow(clippy::cast_possible_truncation)] // MAX_BATCH (64) fits a u8
         let n = n.clamp(1, MAX_BATCH) as u8;
         let req = [u8::from(kind.v6), u8::from(kind.udp), n];
         nix::unistd::write(&self.sock, &req).map_err(sys("socket factory"))?;
@@ -548,7 +549,7 @@ impl RunChild {
 
     /// Namespace handles of the child, for [`run_in`].
     pub fn handles(&self) -> Result<NsHandles, NsError> {
-        let pid = self.pid.as_raw() as u32;
+        let pid = self.pid.as_raw().cast_unsigned();
         let mut h = open_pid(pid)?;
         h.pidfd = None;
         Ok(h)

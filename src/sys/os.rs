@@ -54,8 +54,10 @@ pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
+    // The kernel returns an int-sized fd widened to a long.
+    let fd = RawFd::try_from(fd).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
     // SAFETY: `fd` is a fresh, valid descriptor owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// True when the process behind `pidfd` has exited.
@@ -187,8 +189,8 @@ fn close_range(first: RawFd, last: RawFd) {
     unsafe {
         libc::syscall(
             libc::SYS_close_range,
-            first as libc::c_uint,
-            last as libc::c_uint,
+            first.cast_unsigned(),
+            last.cast_unsigned(),
             0,
         );
     }

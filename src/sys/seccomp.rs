@@ -184,7 +184,8 @@ mod imp {
     fn allowlist(scope: &Scope) -> Result<BTreeMap<i64, Vec<SeccompRule>>, SeccompError> {
         let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
             plain().into_iter().map(|n| (n, vec![])).collect();
-        let families = [libc::AF_UNIX, libc::AF_INET, libc::AF_INET6].map(|f| f as u64);
+        let families =
+            [libc::AF_UNIX, libc::AF_INET, libc::AF_INET6].map(|f| u64::from(f.cast_unsigned()));
         rules.insert(libc::SYS_socket, one_of(0, &families)?);
         rules.insert(libc::SYS_socketpair, one_of(0, &[libc::AF_UNIX as u64])?);
         // Read-only opens: nothing is ever written or created after start.
@@ -212,17 +213,21 @@ mod imp {
             c
         });
         rules.insert(libc::SYS_ioctl, one_of(1, &ioctls)?);
-        // abort() signals its own process.
-        let me = scope.own_pid as u32 as u64;
+        // abort() signals its own process. The kernel compares an int
+        // argument as its 32-bit pattern, zero-extended.
+        let me = u64::from(scope.own_pid.cast_unsigned());
         rules.insert(libc::SYS_tgkill, one_of(0, &[me])?);
         rules.insert(libc::SYS_tkill, one_of(0, &[me])?);
         rules.insert(libc::SYS_kill, {
             let mut pids = vec![me];
-            pids.extend(scope.child.map(|c| c as u32 as u64));
+            pids.extend(scope.child.map(|c| u64::from(c.cast_unsigned())));
             one_of(0, &pids)?
         });
         if let Some(dir) = scope.api_dir {
-            rules.insert(libc::SYS_unlinkat, one_of(0, &[dir as u32 as u64])?);
+            rules.insert(
+                libc::SYS_unlinkat,
+                one_of(0, &[u64::from(dir.cast_unsigned())])?,
+            );
         }
         Ok(rules)
     }
@@ -366,6 +371,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::cast_possible_truncation)] // syscall returns -1 or 0 here
     fn forbidden_calls_kill_the_process() {
         // Each makes one raw call with integer or NULL arguments; the
         // filter stops it before the kernel acts.

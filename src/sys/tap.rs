@@ -70,6 +70,7 @@ impl Tap {
             e => TapError::TunOpen(e),
         })?;
 
+        #[allow(clippy::cast_possible_truncation)] // the flags (0x5002) fit a short
         let mut req = IfReqFlags {
             name: [0; libc::IFNAMSIZ],
             flags: (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short,
@@ -95,6 +96,7 @@ impl Tap {
         }
 
         // A persistent TAP may have been left with another header size.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)] // 10 fits an int
         let hdr: libc::c_int = VNET_HDR_LEN as libc::c_int;
         // SAFETY: TUNSETVNETHDRSZ reads one `int` through the pointer.
         let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETVNETHDRSZ, &hdr) };

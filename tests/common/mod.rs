@@ -31,8 +31,12 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
+/// The rlnet under test: the one cargo built, or an installed one named by
+/// `RLNET_BIN` (the Debian autopkgtest runs the suite against /usr/bin/rlnet).
 pub fn rlnet_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_rlnet"))
+    std::env::var_os("RLNET_BIN")
+        .filter(|p| !p.is_empty())
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_rlnet")), PathBuf::from)
 }
 
 /// The test helper built from `examples/testkit/` (cargo builds examples
@@ -242,7 +246,7 @@ impl Proc {
     }
 
     pub fn kill(&mut self, sig: nix::sys::signal::Signal) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), sig);
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid().cast_signed()), sig);
     }
 }
 
@@ -443,6 +447,14 @@ impl Target {
         c
     }
 
+    /// Another namespace nested in this one's user namespace: an endpoint
+    /// behind a veth of this namespace (as a container behind a bridge).
+    pub fn nested(&self) -> Target {
+        Target {
+            holder: holder(self.cmd("unshare")),
+        }
+    }
+
     pub fn kill(&mut self) {
         self.holder.kill(nix::sys::signal::Signal::SIGKILL);
         let _ = self.holder.wait_timeout(WAIT);
@@ -488,7 +500,7 @@ pub fn pass_fd(cmd: &mut Command, fd: &OwnedFd, target: i32) {
 /// None on timeout/EOF.
 pub fn read_fd(fd: &OwnedFd, timeout: Duration) -> Option<Vec<u8>> {
     use std::os::fd::AsFd;
-    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
     let mut fds = [nix::poll::PollFd::new(
         fd.as_fd(),
         nix::poll::PollFlags::POLLIN,

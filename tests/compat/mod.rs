@@ -284,12 +284,22 @@ impl Env {
     /// containers.conf for this machine (runc: crun fails on the hybrid
     /// cgroup layout; no systemd), with `network_cmd_path` when given.
     pub fn write_containers_conf(&self, network_cmd_path: Option<&Path>) {
+        self.write_containers_conf_with(network_cmd_path, &[]);
+    }
+
+    /// [`Self::write_containers_conf`] with `network_cmd_options` (Podman
+    /// passes them to its slirp4netns, the rootless-netns one included).
+    pub fn write_containers_conf_with(&self, network_cmd_path: Option<&Path>, options: &[&str]) {
         let mut text = String::from(
             "[containers]\n\n[engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\n\
              events_logger = \"file\"\n",
         );
         if let Some(p) = network_cmd_path {
             text.push_str(&format!("network_cmd_path = \"{}\"\n", p.display()));
+        }
+        if !options.is_empty() {
+            let list: Vec<String> = options.iter().map(|o| format!("\"{o}\"")).collect();
+            text.push_str(&format!("network_cmd_options = [{}]\n", list.join(", ")));
         }
         self.write_file(&self.containers_conf, &text, 0o644);
     }
@@ -335,7 +345,7 @@ impl Env {
             }
             None => {
                 let _ = nix::sys::signal::killpg(
-                    nix::unistd::Pid::from_raw(p.pid() as i32),
+                    nix::unistd::Pid::from_raw(p.pid().cast_signed()),
                     nix::sys::signal::Signal::SIGKILL,
                 );
                 let _ = p.wait_timeout(Duration::from_secs(10));
@@ -499,7 +509,7 @@ impl Drop for Env {
             let mut p = Proc::spawn(c);
             if p.wait_timeout(CALL).is_none() {
                 let _ = nix::sys::signal::killpg(
-                    nix::unistd::Pid::from_raw(p.pid() as i32),
+                    nix::unistd::Pid::from_raw(p.pid().cast_signed()),
                     nix::sys::signal::Signal::SIGKILL,
                 );
                 eprintln!("cleanup: {prog} {args:?} timed out");
@@ -533,7 +543,7 @@ impl Drop for Env {
         if let Some(pid) = std::fs::read_to_string(&pause)
             .ok()
             .and_then(|s| s.trim().parse::<i32>().ok())
-            && let Some(p) = procs().into_iter().find(|p| p.pid == pid as u32)
+            && let Some(p) = procs().into_iter().find(|p| p.pid == pid.cast_unsigned())
             && (p.comm == "catatonit" || p.comm == "podman")
         {
             let _ = nix::sys::signal::kill(
@@ -548,7 +558,7 @@ impl Drop for Env {
             if p.state != 'Z' && p.argv.iter().any(|a| a.contains(&d)) {
                 eprintln!("cleanup: killing leftover {} {:?}", p.pid, p.argv);
                 let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(p.pid as i32),
+                    nix::unistd::Pid::from_raw(p.pid.cast_signed()),
                     nix::sys::signal::Signal::SIGKILL,
                 );
             }

@@ -440,9 +440,9 @@ fn trailing_garbage_and_oversize() {
     // Padding to over MAX_QUERY bytes: REFUSED, the OPT echoed as ours.
     let pad = MAX_QUERY;
     let mut opt = OPT.to_vec();
-    opt[9..11].copy_from_slice(&((pad + 4) as u16).to_be_bytes());
+    opt[9..11].copy_from_slice(&u16::try_from(pad + 4).unwrap().to_be_bytes());
     opt.extend_from_slice(&[0, 12]);
-    opt.extend_from_slice(&(pad as u16).to_be_bytes());
+    opt.extend_from_slice(&u16::try_from(pad).unwrap().to_be_bytes());
     opt.extend_from_slice(&vec![0; pad]);
     let big = with_additional(&opt, 1);
     assert!(big.len() > MAX_QUERY);
@@ -571,6 +571,13 @@ impl Rng {
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     }
+    #[allow(clippy::cast_possible_truncation)] // the remainder is below n, a usize
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn byte(&mut self) -> u8 {
+        self.next().to_le_bytes()[0]
+    }
 }
 
 #[test]
@@ -592,14 +599,14 @@ fn mutated_queries_never_panic_and_replies_parse() {
         for _ in 0..(rng.next() % 4 + 1) {
             match rng.next() % 4 {
                 0 if !b.is_empty() => {
-                    let at = (rng.next() as usize) % b.len();
-                    b[at] = rng.next() as u8;
+                    let at = rng.below(b.len());
+                    b[at] = rng.byte();
                 }
-                1 => b.truncate((rng.next() as usize) % (b.len() + 1)),
-                2 => b.push(rng.next() as u8),
+                1 => b.truncate(rng.below(b.len() + 1)),
+                2 => b.push(rng.byte()),
                 _ if b.len() > 12 => {
-                    let at = 4 + (rng.next() as usize) % 8;
-                    b[at] = [0, 1, 2, 0xff][(rng.next() % 4) as usize];
+                    let at = 4 + rng.below(8);
+                    b[at] = [0, 1, 2, 0xff][rng.below(4)];
                 }
                 _ => {}
             }

@@ -1424,6 +1424,14 @@ impl<'a> Socket<'a> {
         self.tx_buffer.len()
     }
 
+    /// rlnet patch: the sequence space sent and not yet acknowledged,
+    /// `(SND.UNA, SND.NXT)`. An ICMP error about this connection quotes a
+    /// segment whose sequence number lies in `SND.UNA..SND.NXT` (RFC 5927
+    /// section 4.1 checks exactly this before acting on one).
+    pub fn unacked(&self) -> (TcpSeqNumber, TcpSeqNumber) {
+        (self.local_seq_no, self.remote_last_seq)
+    }
+
     /// Number of octets transmitted but not yet ACKed.
     fn flight_size(&self) -> usize {
         self.remote_last_seq - self.local_seq_no

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Prepare a Debian 12 machine for rlnet's full test suite, the way a
+# distribution would have it: install the tools the tests drive, make
+# /dev/net/tun usable by users and create the unprivileged user the
+# compatibility tests run Podman, RootlessKit and Buildah as.
+#
+# Run as root. `make test` runs this, then the suite; `.ci/run` runs
+# `make test`. Idempotent: a second run installs and changes nothing.
+set -euo pipefail
+
+if [ "$(id -u)" != 0 ]; then
+    echo "tests/prepare-machine.sh: must run as root (it installs packages and creates a user): sudo make test" >&2
+    exit 1
+fi
+
+# iproute2/util-linux/iputils-ping: namespaces, addresses and ping in the e2e
+# tests; the peers (slirp4netns, passt, rootlesskit, podman) and iperf3,
+# socat, ncat, jq for the compatibility and benchmark scripts; podman, runc,
+# catatonit, netavark, buildah, rootlesskit, uidmap and busybox-static for the
+# compatibility tests with real callers (tests/compat_*.rs; crun fails on this
+# machine's hybrid cgroup layout, so they use runc; catatonit and netavark are
+# only recommended by podman, and the tests need Podman's usual setup;
+# Debian 12's netavark drives iptables, which nothing else pulls in without
+# recommends: without it every bridge-network `podman run` fails).
+packages=(
+    iproute2 util-linux iputils-ping procps
+    iperf3 socat ncat jq busybox-static uidmap
+    slirp4netns passt rootlesskit podman runc catatonit netavark iptables buildah
+)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update
+    apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+# Distributions ship /dev/net/tun world read/write; some machines have 0600.
+chmod 0666 /dev/net/tun
+
+# The compatibility tests run Podman, RootlessKit and Buildah as this
+# unprivileged user, which needs subordinate uid/gid ranges (useradd adds them
+# on Debian; otherwise a range above SUB_UID_MAX, which useradd never hands out).
+if ! id rlnet-ci >/dev/null 2>&1; then
+    useradd --create-home --user-group --shell /bin/sh rlnet-ci
+fi
+for f in /etc/subuid /etc/subgid; do
+    grep -q '^rlnet-ci:' "$f" 2>/dev/null || echo 'rlnet-ci:700000000:65536' >> "$f"
+done
+echo "tests/prepare-machine.sh: machine ready (test tools installed, /dev/net/tun 0666, user rlnet-ci with subordinate ids)"
