@@ -513,3 +513,32 @@ fn published_port_recovers_after_fd_exhaustion() {
     );
     ok(&out);
 }
+
+/// Outbound churn: 10,000 connections one after the other (connect, echo,
+/// close) from the namespace; rlnet's fds return to where they were.
+#[test]
+fn outbound_churn_returns_to_baseline() {
+    require_userns!();
+    let outer = Outer::new();
+    let target = outer.target();
+    let r = start_rlnet(outer.rlnet_cmd(), &[&target.pid().to_string()]);
+    let pid = r.proc.pid();
+    let (_srv, port) = outer.serve(&[
+        "serve-tcp",
+        &format!("{OUTSIDE4}:0"),
+        "echo",
+        "--count",
+        "10100",
+        "--timeout",
+        "300",
+    ]);
+    let addr = format!("{OUTSIDE4}:{port}");
+    let idle = fds_of(pid).total();
+    ok(&run_ok(target.testkit(&["crr", &addr, "100"])));
+    let base = settle(pid, |f| f.total() <= idle).total();
+    let out = run_ok(target.testkit(&["crr", &addr, "10000", "--timeout", "120"]));
+    ok(&out);
+    let after = settle(pid, |f| f.total() <= base).total();
+    eprintln!("{out}; fds {idle} idle, {base} before, {after} after");
+    assert!(after <= base, "fds {base} before the churn, {after} after");
+}

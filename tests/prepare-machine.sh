@@ -21,11 +21,13 @@ fi
 # machine's hybrid cgroup layout, so they use runc; catatonit and netavark are
 # only recommended by podman, and the tests need Podman's usual setup;
 # Debian 12's netavark drives iptables, which nothing else pulls in without
-# recommends: without it every bridge-network `podman run` fails).
+# recommends: without it every bridge-network `podman run` fails); curl to
+# download slirp4netns's test scripts (below).
 packages=(
     iproute2 util-linux iputils-ping procps
     iperf3 socat ncat jq busybox-static uidmap
     slirp4netns passt rootlesskit podman runc catatonit netavark iptables buildah
+    curl ca-certificates
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -49,4 +51,15 @@ fi
 for f in /etc/subuid /etc/subgid; do
     grep -q '^rlnet-ci:' "$f" 2>/dev/null || echo 'rlnet-ci:700000000:65536' >> "$f"
 done
-echo "tests/prepare-machine.sh: machine ready (test tools installed, /dev/net/tun 0666, user rlnet-ci with subordinate ids)"
+# slirp4netns's own test scripts (tests/compat_slirp4netns_scripts.rs runs
+# them against rlnet): its tests/ at v1.3.2, checked file by file against the
+# SHA-256 sums that test holds.
+s4n_dir=/var/lib/rlnet-ci/slirp4netns-v1.3.2
+if [ ! -f "$s4n_dir/tests/common.sh" ]; then
+    mkdir -p "$s4n_dir"
+    curl -fsSL https://github.com/rootless-containers/slirp4netns/archive/refs/tags/v1.3.2.tar.gz \
+        | tar -xz -C "$s4n_dir" --strip-components=1 slirp4netns-1.3.2/tests
+    chmod -R a+rX "$s4n_dir"
+fi
+
+echo "tests/prepare-machine.sh: machine ready (test tools installed, /dev/net/tun 0666, user rlnet-ci with subordinate ids, slirp4netns's test scripts in $s4n_dir)"
