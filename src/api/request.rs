@@ -281,6 +281,9 @@ pub fn framing(buf: &[u8]) -> Framing {
         // (`json_object() failed`) is the same, so it is given at once.
         Some(Ok(_)) => Framing::Ready,
         Some(Err(e)) if e.is_eof() => Framing::NeedMore,
+        // serde_json calls an unfinished number ("-", "4.", "1e") invalid
+        // rather than cut short; more bytes may complete it.
+        Some(Err(_)) if rest.iter().all(|b| b"-+.eE0123456789".contains(b)) => Framing::NeedMore,
         Some(Err(_)) => Framing::Ready,
     }
 }
