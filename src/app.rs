@@ -1,6 +1,9 @@
 //! One run of rlnet, start to finish: find or create the namespace, get its
 //! TAP from an agent inside it, start the data plane, signal readiness, and
-//! turn the way the loop ended into an exit code.
+//! turn the way the loop ended into an exit code. rlnet as pasta has its
+//! own process model ([`pasta`]) built from the same steps.
+
+pub mod pasta;
 
 use std::net::IpAddr;
 use std::os::fd::{AsFd, OwnedFd, RawFd};
@@ -326,6 +329,8 @@ pub fn run(cfg: Config) -> Result<i32, SetupError> {
         unprivileged_start: publish::unprivileged_port_start(),
         api,
         dns: dns_config(&cfg),
+        watch: None,
+        pasta: None,
     })?;
     // Once confined, rlnet cannot enter the namespace any more: the splice
     // socket factory must exist before, if splice mode may be used at all
@@ -345,7 +350,7 @@ pub fn run(cfg: Config) -> Result<i32, SetupError> {
     log::debug!("exiting: {exit:?}");
     Ok(match exit {
         Exit::Child(code) => code,
-        Exit::Signal(_) | Exit::TargetGone | Exit::ExitFd | Exit::Shutdown => 0,
+        Exit::Signal(_) | Exit::TargetGone | Exit::NetnsGone | Exit::ExitFd | Exit::Shutdown => 0,
     })
 }
 

@@ -10,6 +10,8 @@ use thiserror::Error;
 
 use crate::forward::spec::{Mode, PublishSpec};
 
+pub mod pasta;
+
 /// Errors in option values. The texts that slirp4netns callers and tests grep
 /// for are kept word for word (docs/compat.md, "Options").
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -181,7 +183,9 @@ impl std::str::FromStr for Ipv4Net {
 
 /// The address plan of one virtual link (man/rlnet.1, "Addresses"). IPv6
 /// is fd00::/64 in the one-namespace form, a /64 of its own on each named
-/// network.
+/// network. In pasta mode ([`Shared`]) the link is a copy of the host's:
+/// the namespace has the host's address and gateway, and the DNS addresses
+/// are `--dns-forward`'s (unspecified when not given: no DNS address).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AddrPlan {
     pub net4: Ipv4Net,
@@ -191,6 +195,25 @@ pub struct AddrPlan {
     pub dhcp_start4: Ipv4Addr,
     /// None with `--disable-ipv6`.
     pub v6: Option<V6Plan>,
+    /// pasta's model; None for slirp4netns's (rlnet's own private subnet).
+    pub shared: Option<Shared>,
+}
+
+/// pasta's address model (docs/compat.md, "rlnet as pasta"): the subnet is
+/// the host's LAN, so its addresses are real hosts (reached through host
+/// sockets, not dropped), and a few addresses are translated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shared {
+    /// IPv4 in use (`-6/--ipv6-only` turns it off; the v4 fields of the
+    /// plan are then placeholders).
+    pub ipv4: bool,
+    /// `--map-host-loopback` (default: the gateway, unless `--no-map-gw`):
+    /// this address reaches the host's 127.0.0.1 / ::1.
+    pub loopback4: Option<Ipv4Addr>,
+    pub loopback6: Option<Ipv6Addr>,
+    /// `--map-guest-addr`: (this address, the host's own address it reaches).
+    pub host4: Option<(Ipv4Addr, Ipv4Addr)>,
+    pub host6: Option<(Ipv6Addr, Ipv6Addr)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,6 +259,35 @@ impl AddrPlan {
             guest4: net4.host(100),
             dhcp_start4: net4.host(15),
             v6,
+            shared: None,
+        }
+    }
+
+    /// Is IPv4 in use on this link?
+    pub fn ipv4(&self) -> bool {
+        self.shared.is_none_or(|s| s.ipv4)
+    }
+
+    /// The DNS stub's address of a family, if the link has one (pasta mode
+    /// has one only with `--dns-forward`).
+    pub fn dns(&self, v6: bool) -> Option<IpAddr> {
+        let ip = if v6 {
+            IpAddr::V6(self.v6?.dns6)
+        } else {
+            IpAddr::V4(self.dns4)
+        };
+        (!ip.is_unspecified()).then_some(ip)
+    }
+
+    /// What the host's names (`host.containers.internal`, ...) stand for:
+    /// the gateway, or in pasta mode the address that reaches the host's
+    /// own address (else its loopback), if any.
+    pub fn host_addr(&self, v6: bool) -> Option<IpAddr> {
+        match (self.shared, v6) {
+            (None, false) => Some(IpAddr::V4(self.gateway4)),
+            (None, true) => self.v6.map(|v6| IpAddr::V6(v6.gateway6)),
+            (Some(s), false) => s.host4.map(|h| h.0).or(s.loopback4).map(IpAddr::V4),
+            (Some(s), true) => s.host6.map(|h| h.0).or(s.loopback6).map(IpAddr::V6),
         }
     }
 

@@ -8,6 +8,7 @@ use crate::api::ReplyError;
 use crate::api::client::ClientError;
 use crate::api::server::ApiSocketError;
 use crate::app::SetupError;
+use crate::app::pasta::PastaSetupError;
 use crate::config::ConfigError;
 use crate::engine::EngineError;
 use crate::network::daemon::NetworkError;
@@ -27,6 +28,9 @@ pub enum Error {
     Engine(#[from] EngineError),
     #[error(transparent)]
     Setup(#[from] SetupError),
+    /// rlnet as pasta: the host's template, the daemon's start.
+    #[error(transparent)]
+    Pasta(#[from] PastaSetupError),
     #[error(transparent)]
     ApiSocket(#[from] ApiSocketError),
     /// `rlnet network|attach|detach` and `rlnet run --network`.

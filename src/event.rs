@@ -24,6 +24,8 @@ pub const TARGET: Token = Token(2);
 pub const EXIT_FD: Token = Token(3);
 pub const CHILD: Token = Token(4);
 pub const API: Token = Token(5);
+/// pasta mode: the `--netns` file's directory changed.
+pub const WATCH: Token = Token(6);
 
 /// Tokens below this belong to the engine (TAP, signals, ...).
 pub const FLOW_TOKEN_BASE: usize = 16;

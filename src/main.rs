@@ -11,10 +11,14 @@ use rlnet::api::client;
 use rlnet::cli::{CliExit, Command, PortCommand, PortTarget};
 
 fn main() {
-    let code = match run(std::env::args_os()) {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    // Errors are reported under the name rlnet runs as (pasta's callers
+    // expect getopt's "ARGV0: ..." lines).
+    let name = rlnet::cli::program_name(args.first().map(OsString::as_os_str));
+    let code = match run(args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("rlnet: {e}");
+            eprintln!("{name}: {e}");
             e.exit_code()
         }
     };
@@ -33,7 +37,7 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32, Error> {
         log::warn!("{w}");
     }
     match inv.command {
-        Command::Serve(config) => Ok(rlnet::app::run(config)?),
+        Command::Serve(config) => Ok(rlnet::app::run(*config)?),
         Command::Network(cmd) => Ok(print(&rlnet::network::command::execute(&cmd)?)),
         Command::RunOnNetwork(nr) => Ok(rlnet::network::run::run(&nr)?),
         Command::Port(port) => Ok(print(&port_command(&port)?)),
@@ -42,6 +46,7 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32, Error> {
             print(&rlnet::check::render(&findings));
             Ok(rlnet::check::exit_code(&findings))
         }
+        Command::Pasta(opts) => Ok(rlnet::app::pasta::run(*opts)?),
     }
 }
 
@@ -57,6 +62,10 @@ fn port_command(port: &PortCommand) -> Result<String, Error> {
 
 fn print(text: &str) -> i32 {
     // A closed stdout (`rlnet --help | head -1`) is not an error.
-    let _ = std::io::stdout().write_all(text.as_bytes());
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    // Flushed before exit(), whatever stdout is (Podman reads `pasta
+    // --version` from a pipe).
+    let _ = out.flush();
     0
 }

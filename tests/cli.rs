@@ -4,8 +4,10 @@
 
 mod common;
 
+use std::process::{Command, Output};
+
 use common::cli::{rlnet, stderr, stdout};
-use rlnet::cli::CALLER_OPTIONS;
+use rlnet::cli::{CALLER_OPTIONS, pasta_long_options};
 
 /// Asserts exit status 1 and exactly one stderr line containing `needle`.
 fn fails_with(args: &[&str], needle: &str) {
@@ -151,6 +153,7 @@ fn man_page_documents_every_long_option_of_help() {
         &["attach", "--help"],
         &["detach", "--help"],
         &["check", "--help"],
+        &["pasta", "--help"],
     ] {
         let help = stdout(&rlnet(args));
         for opt in long_options(&help) {
@@ -202,4 +205,77 @@ fn dns_options_are_documented_and_checked() {
     fails_with(&["--add-host", "db", "1"], "invalid value for --add-host");
     fails_with(&["--add-host=db:nowhere", "1"], "\"nowhere\"");
     fails_with(&["--resolv-conf=", "1"], "--resolv-conf");
+}
+
+/// rlnet as `pasta` (a symlink named so, in a private directory), run with
+/// `args` to completion; the link's path too.
+fn pasta(args: &[&str]) -> (Output, String) {
+    let dir = std::env::temp_dir().join(format!("rlnet-cli-pasta-{}", std::process::id()));
+    let _ = std::fs::create_dir(&dir);
+    let link = dir.join("pasta");
+    if std::fs::symlink_metadata(&link).is_err() {
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_rlnet"), &link).expect("symlink");
+    }
+    let o = Command::new(&link).args(args).output().expect("run pasta");
+    (o, link.display().to_string())
+}
+
+/// pasta's command line through the binary: help and version on stdout
+/// (exit 0; Podman reads `pasta --version` from a pipe), every error one
+/// line on stderr under the name as invoked (getopt's texts), exit 1.
+#[test]
+fn pasta_command_line() {
+    let (o, _) = pasta(&["--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    let help = stdout(&o);
+    assert!(help.starts_with("Usage: pasta [OPTION]..."), "{help}");
+    for opt in pasta_long_options() {
+        assert!(
+            help.contains(&format!("--{opt}")),
+            "pasta --help lacks --{opt}"
+        );
+    }
+    let (o, _) = pasta(&["--version"]);
+    assert_eq!(o.status.code(), Some(0));
+    let first = stdout(&o).lines().next().unwrap_or("").to_string();
+    assert_eq!(
+        first,
+        format!("pasta (rlnet) {}", env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(
+        stdout(&rlnet(&["pasta", "--version"])).lines().next(),
+        Some(first.as_str())
+    );
+    for (args, text) in [
+        (&["--bogus"][..], "unrecognized option '--bogus'"),
+        (
+            &["--map-guest-addr=1.2.3.4", "--stats=1"],
+            "unrecognized option '--stats=1'",
+        ),
+        (&["--netns"], "option '--netns' requires an argument"),
+        (&["-t"], "option requires an argument -- 't'"),
+        (&["-fX"], "invalid option -- 'X'"),
+        (&["-m", "70000"], "invalid MTU '70000'"),
+        (&["-t", "80-70"], "invalid port specifier '80-70'"),
+        (
+            &["--netns", "/x", "1234"],
+            "both --netns and a PID or command given",
+        ),
+    ] {
+        let (o, link) = pasta(args);
+        let one_line = |o: &Output, start: &str| {
+            let err = stderr(o);
+            assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+            assert_eq!(err.lines().count(), 1, "{args:?}: {err:?}");
+            assert!(
+                err.starts_with(start),
+                "{args:?}: {err:?} should start with {start:?}"
+            );
+            assert!(stdout(o).is_empty(), "{args:?}");
+        };
+        one_line(&o, &format!("{link}: {text}"));
+        let mut sub = vec!["pasta"];
+        sub.extend_from_slice(args);
+        one_line(&rlnet(&sub), &format!("rlnet: {text}"));
+    }
 }

@@ -59,6 +59,8 @@ impl Sim {
             unprivileged_start: 1024,
             api: None,
             dns: None,
+            watch: None,
+            pasta: None,
         })
         .unwrap();
         Sim {

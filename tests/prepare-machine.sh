@@ -51,6 +51,21 @@ fi
 for f in /etc/subuid /etc/subgid; do
     grep -q '^rlnet-ci:' "$f" 2>/dev/null || echo 'rlnet-ci:700000000:65536' >> "$f"
 done
+# The pasta compatibility tests (tests/compat_pasta.rs, issue 12): Podman 5.4 and
+# RootlessKit 2.0.2 run pasta the way current callers do; Debian 12 has neither, so
+# they come from a Debian 13 root that tests/pasta/make-root.sh makes with debootstrap
+# (about 3 minutes and 320 MB the first time, at /var/lib/rlnet-ci/trixie-root or
+# RLNET_TRIXIE_ROOT) and reuses while its package list is unchanged.
+for p in debootstrap debian-archive-keyring; do
+    if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update
+        apt-get install -y --no-install-recommends debootstrap debian-archive-keyring
+        break
+    fi
+done
+bash "$(dirname "$0")/pasta/make-root.sh"
+
 # slirp4netns's own test scripts (tests/compat_slirp4netns_scripts.rs runs
 # them against rlnet): its tests/ at v1.3.2, checked file by file against the
 # SHA-256 sums that test holds.
@@ -62,4 +77,4 @@ if [ ! -f "$s4n_dir/tests/common.sh" ]; then
     chmod -R a+rX "$s4n_dir"
 fi
 
-echo "tests/prepare-machine.sh: machine ready (test tools installed, /dev/net/tun 0666, user rlnet-ci with subordinate ids, slirp4netns's test scripts in $s4n_dir)"
+echo "tests/prepare-machine.sh: machine ready (test tools installed, /dev/net/tun 0666, user rlnet-ci with subordinate ids, the Debian 13 root, slirp4netns's test scripts in $s4n_dir)"

@@ -278,7 +278,7 @@ pub(super) fn finish(
     }
     config.validate().map_err(error)?;
     Ok(Invocation {
-        command: Command::Serve(config),
+        command: Command::Serve(Box::new(config)),
         log_level,
         warnings,
     })

@@ -231,6 +231,89 @@ Options:
 Exits with status 1 when rlnet cannot work here (a FAIL line), else 0.
 ";
 
+/// `pasta --version`: Podman shows it in `podman info` (first line).
+pub(super) fn pasta_version_text() -> String {
+    format!(
+        "pasta (rlnet) {}\nrlnet as pasta: a pasta-compatible network helper\n",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// `pasta --help` (docs/compat.md, "rlnet as pasta", says how each pasta
+/// option is taken).
+const PASTA_HELP: &str = "Usage: pasta [OPTION]... [COMMAND [ARG]...]
+       pasta [OPTION]... PID
+       pasta [OPTION]... --netns PATH|NAME
+       rlnet pasta [OPTION]... (the same)
+rlnet as pasta: without PID or --netns, run COMMAND (or $SHELL) in a new user
+and network namespace; with them, give that namespace a network. The
+namespace gets a copy of the host's default-route interface (name,
+addresses, gateway), MTU 65520. rlnet configures, forks and the parent
+exits once the namespace works (-f: no fork).
+
+Options:
+  -d, --debug                be verbose
+      --trace                be extra verbose
+  -q, --quiet                warnings and errors only
+  -f, --foreground           do not fork into the background
+  -e, --stderr               accepted, no effect (as in pasta)
+  -l, --log-file=PATH        once running, log to PATH
+  -P, --pid=FILE             write the PID of the running rlnet to FILE
+  -h, --help                 print this help and exit
+      --version              print the version and exit
+  -I, --ns-ifname=NAME       interface in the namespace [the template's, else
+                             tap0]
+  -m, --mtu=MTU              68-65521, 0: leave the interface's [65520]
+  -a, --address=ADDR[/LEN]   the namespace's IPv4 or IPv6 address [the
+                             template's]
+  -n, --netmask=MASK         IPv4 prefix length or dotted mask
+  -g, --gateway=ADDR         IPv4 or IPv6 gateway [the template's]
+  -M, --mac-addr=MAC         rlnet's MAC on the link [9a:55:9a:55:9a:55]
+      --ns-mac-addr=MAC      the namespace interface's MAC
+  -i, --interface=NAME       host interface to copy [the default route's]
+  -o, --outbound=ADDR        source address of outbound IPv4 or IPv6 sockets
+      --outbound-if4=NAME    IPv4 outbound from (and template) NAME
+      --outbound-if6=NAME    IPv6 outbound from (and template) NAME
+  -D, --dns=ADDR             accepted and checked; no effect (see
+                             docs/compat.md)
+  -S, --search=LIST          accepted and checked; no effect
+  -4, --ipv4-only            IPv4 only
+  -6, --ipv6-only            IPv6 only
+      --config-net           set addresses, routes and MTU, bring the
+                             interface up
+      --no-dhcp              no DHCP server
+      --no-dhcpv6            accepted; rlnet has no DHCPv6 server
+      --no-ndp               no neighbour or router advertisements
+      --no-ra                no router advertisements
+  -t, --tcp-ports=SPEC       host TCP ports into the namespace; SPEC is none,
+                             auto, all or [ADDR[%IF]/]PORTS: a list of
+                             FIRST[-LAST][:TOFIRST[-TOLAST]], ~EXCLUDED,
+                             all and auto [auto]
+  -u, --udp-ports=SPEC       host UDP ports into the namespace [auto]
+  -T, --tcp-ns=SPEC          the namespace's loopback TCP ports to the host's
+                             loopback [auto]
+  -U, --udp-ns=SPEC          the same for UDP [auto]
+      --no-splice            loopback clients of -t/-u go through the stack
+      --map-gw               the gateway reaches the host's loopback (default)
+      --no-map-gw            the gateway is only the gateway
+      --map-host-loopback=ADDR
+                             ADDR reaches the host's loopback; none: nothing
+      --map-guest-addr=ADDR  ADDR reaches the host's own address
+      --dns-forward=ADDR     DNS (port 53) to ADDR is answered by rlnet from
+                             the host's resolvers
+      --dns-host=ADDR        the resolver for --dns-forward [resolv.conf's]
+      --userns=PATH          user namespace of --netns
+      --netns=PATH|NAME      network namespace to serve (NAME: /run/netns)
+      --netns-only           join only the network namespace
+      --no-netns-quit        keep running when the --netns file is deleted
+
+Other pasta options are refused. Errors exit with status 1.
+";
+
+pub(super) fn pasta_help_text() -> String {
+    PASTA_HELP.to_string()
+}
+
 /// `rlnet network --help`.
 pub(super) const NETWORK_HELP: &str = "\
 Usage: rlnet network create [--subnet CIDR] [--internal] [--disable-ipv6] NAME

@@ -15,6 +15,8 @@
 //! - `network.rs`: `rlnet network|attach|detach`, as the request types of
 //!   [`crate::network::request`];
 //! - `check.rs`: `rlnet check`, which diagnoses the host ([`crate::check`]);
+//! - `pasta.rs`: pasta's command line, when rlnet runs as `pasta` (or
+//!   `rlnet pasta ...`);
 //! - `completion.rs`: `rlnet completion bash|zsh|fish`, printed like help;
 //! - `help.rs`: the hand-written help texts.
 //!
@@ -29,6 +31,7 @@ use std::path::PathBuf;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{CommandFactory, FromArgMatches};
 
+use crate::config::pasta::PastaOptions;
 use crate::config::{self, Config, ConfigError};
 use crate::forward::spec::PublishSpec;
 use crate::forward::table::PortTable;
@@ -39,12 +42,14 @@ mod compat;
 mod completion;
 mod help;
 mod network;
+mod pasta;
 mod port;
 mod run;
 #[cfg(test)]
 mod testing;
 
 pub use help::CALLER_OPTIONS;
+pub use pasta::{is_pasta_name, long_options as pasta_long_options};
 pub use port::{PortAction, PortCommand, PortTarget};
 
 /// A successfully parsed command line.
@@ -61,7 +66,7 @@ pub struct Invocation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Give a namespace a network (the slirp4netns form and `rlnet run`).
-    Serve(Config),
+    Serve(Box<Config>),
     /// `rlnet port add|rm|ls`: one request to a running instance.
     Port(PortCommand),
     /// `rlnet network ...`, `rlnet attach`, `rlnet detach`.
@@ -70,6 +75,8 @@ pub enum Command {
     RunOnNetwork(NetworkRun),
     /// `rlnet check`: what the host lets rlnet do.
     Check,
+    /// rlnet as pasta (`pasta ...`, `rlnet pasta ...`).
+    Pasta(Box<PastaOptions>),
 }
 
 /// Why parsing did not produce an [`Invocation`].
@@ -126,11 +133,15 @@ where
     T: Into<OsString> + Clone,
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    if args.first().is_some_and(|a| is_pasta_name(a)) {
+        return pasta::parse(args[1..].to_vec());
+    }
     // Subcommands are recognised only as the very first word, so a TAPNAME
     // or a relative netns path called "run" keeps working in the compat form.
     let rest = |name: &str| std::iter::once(OsString::from(name)).chain(args[2..].iter().cloned());
     match args.get(1).and_then(|a| a.to_str()) {
         Some("run") => run::parse(rest("rlnet run")),
+        Some("pasta") => pasta::parse(args[2..].to_vec()),
         Some("port") => port::parse(rest("rlnet port")),
         Some("check") => check::parse(rest("rlnet check")),
         Some("network") => network::parse(network::Which::Network, rest("rlnet network").collect()),
@@ -138,6 +149,15 @@ where
         Some("detach") => network::parse(network::Which::Detach, rest("rlnet detach").collect()),
         Some("completion") => Err(completion::parse(&args[2..]).map_or_else(|e| e, CliExit::Print)),
         _ => compat::parse(args),
+    }
+}
+
+/// The name errors are reported under: pasta's as getopt does (argv[0] as
+/// given), rlnet's otherwise.
+pub fn program_name(argv0: Option<&std::ffi::OsStr>) -> String {
+    match argv0 {
+        Some(a) if is_pasta_name(a) => a.to_string_lossy().into_owned(),
+        _ => "rlnet".to_string(),
     }
 }
 

@@ -294,10 +294,12 @@ impl DhcpServer {
     pub fn new(cfg: DhcpConfig) -> Self {
         let plan = &cfg.plan;
         let start = u32::from(plan.dhcp_start4);
+        // pasta's model: the namespace has the host's address, and only it.
+        let size = if plan.shared.is_some() { 1 } else { POOL_SIZE };
         // Skip anything a hand-made plan might put out of range or on top of
         // the gateway or DNS addresses (never the case for AddrPlan::new).
         let slots = (0u32..)
-            .take(POOL_SIZE)
+            .take(size)
             .filter_map(|i| start.checked_add(i).map(Ipv4Addr::from))
             .filter(|&a| {
                 plan.net4.contains(a)
@@ -606,7 +608,8 @@ impl DhcpServer {
             // The essentials go out whatever the client asked for.
             put(p, opt::SUBNET_MASK, &plan.net4.mask().to_be_bytes());
             put(p, opt::ROUTER, &plan.gateway4.octets());
-            if self.cfg.dns {
+            // pasta passes no DNS servers (it would need --dhcp-dns).
+            if self.cfg.dns && plan.shared.is_none() {
                 put(p, opt::DNS, &plan.dns4.octets());
             }
             if req.wants(opt::BROADCAST) {

@@ -174,13 +174,16 @@ pub struct Records {
 }
 
 impl Records {
-    /// The host aliases for `plan`'s gateway, plus `hosts` (`--add-host`).
+    /// The host aliases for `plan`'s host address (the gateway, or pasta's
+    /// mapped address), plus `hosts` (`--add-host`).
     pub fn new(plan: &AddrPlan, hosts: &[(String, IpAddr)]) -> Result<Records, RecordError> {
         let mut r = Records::empty();
         for alias in HOST_ALIASES {
-            r.insert(None, alias, IpAddr::V4(plan.gateway4))?;
-            if let Some(v6) = plan.v6 {
-                r.insert(None, alias, IpAddr::V6(v6.gateway6))?;
+            for addr in [plan.host_addr(false), plan.host_addr(true)]
+                .into_iter()
+                .flatten()
+            {
+                r.insert(None, alias, addr)?;
             }
         }
         for (name, addr) in hosts {

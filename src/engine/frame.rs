@@ -20,7 +20,6 @@ use crate::nat::FlowKey;
 use crate::nat::icmp::EchoRequest;
 use crate::nat::pmtu;
 use crate::nat::policy::Decision;
-use crate::stack::GATEWAY_MAC;
 use crate::wire::VNET_HDR_LEN;
 use crate::wire::frag::Push;
 use crate::wire::{self, VnetHdr};
@@ -73,7 +72,8 @@ impl Dp {
         };
         let src_mac = eth.src_addr();
         let dst_mac = eth.dst_addr();
-        if !src_mac.is_unicast() || src_mac == GATEWAY_MAC {
+        let ours = self.l2.mac;
+        if !src_mac.is_unicast() || src_mac == ours {
             return;
         }
         let verdict = match &self.switch {
@@ -84,7 +84,7 @@ impl Dp {
             Verdict::Done => return,
             Verdict::Up => {}
             Verdict::NotAMember => {
-                if dst_mac.is_unicast() && dst_mac != GATEWAY_MAC {
+                if dst_mac.is_unicast() && dst_mac != ours {
                     return;
                 }
                 let Some(out) = self.outs.get_mut(port) else {
@@ -97,13 +97,13 @@ impl Dp {
         }
         match eth.ethertype() {
             EthernetProtocol::Arp => self.arp(port, eth.payload()),
-            EthernetProtocol::Ipv4 if dst_mac == GATEWAY_MAC => {
+            EthernetProtocol::Ipv4 if dst_mac == ours => {
                 self.ipv4(port, eth.payload(), vnet, registry)
             }
             // DHCP discovers/requests are broadcast before the client has
             // an address; nothing else broadcast is for us. (Members of a
             // named network have static addresses.)
-            EthernetProtocol::Ipv4 if self.switch.is_none() => {
+            EthernetProtocol::Ipv4 if self.switch.is_none() && self.l2.dhcp => {
                 self.dhcp(port, eth.payload(), src_mac)
             }
             EthernetProtocol::Ipv6 => self.ipv6(port, eth.payload(), vnet, dst_mac, registry),
@@ -154,15 +154,12 @@ impl Dp {
     }
 
     fn arp(&mut self, port: usize, arp: &[u8]) {
-        let plan = self.policy.plan;
-        // The DNS address answers ARP even with the stub off (as libslirp
-        // does): traffic to it is then dropped silently and a client times
-        // out, rather than failing with "No route to host".
-        let ours = |ip| ip == plan.gateway4 || ip == plan.dns4;
+        let policy = &self.policy;
+        let ours = |ip| policy.answers_arp(ip);
         let Some(out) = self.outs.get_mut(port) else {
             return;
         };
-        if let Some((len, to)) = wire::arp_reply(arp, ours, GATEWAY_MAC, out.ip_buf()) {
+        if let Some((len, to)) = wire::arp_reply(arp, ours, self.l2.mac, out.ip_buf()) {
             out.send_l2(len, EthernetProtocol::Arp, to);
         }
     }
@@ -254,7 +251,7 @@ impl Dp {
         {
             return;
         }
-        if dst_mac != GATEWAY_MAC {
+        if dst_mac != self.l2.mac {
             return;
         }
         if !self.policy.valid_source(IpAddr::V6(repr.src_addr)) {
@@ -337,26 +334,29 @@ impl Dp {
     /// Neighbour solicitations for our addresses and router solicitations;
     /// true when `body` was one of those (and is dealt with).
     fn neighbour_discovery(&mut self, port: usize, repr: &Ipv6Repr, body: &[u8]) -> bool {
-        let Some(v6) = self.policy.plan.v6 else {
+        if self.policy.plan.v6.is_none() {
             return true;
-        };
+        }
+        let mac = self.l2.mac;
         if let Some(target) =
             wire::neighbor_solicit_target(body, repr.src_addr, repr.dst_addr, repr.hop_limit)
         {
-            // Answer only for our own addresses; real neighbours answer for themselves.
-            // The DNS address too, stub or not (see `arp`).
-            if target == v6.gateway6 || target == wire::ROUTER_LL || target == v6.dns6 {
+            // Answer only for our own addresses (pasta's model: every other
+            // one); real neighbours answer for themselves.
+            if self.l2.ndp && self.policy.answers_ndp(target, repr.src_addr) {
                 self.send_built(port, |b| {
-                    wire::neighbor_advert(b, target, repr.src_addr, GATEWAY_MAC)
+                    wire::neighbor_advert(b, target, repr.src_addr, mac)
                 });
             }
             return true;
         }
         // SLAAC (RootlessKit --ipv6 leaves tap0 to it), in the one-namespace
         // form: members of named networks have fixed addresses.
-        if self.switch.is_none()
-            && wire::is_router_solicit(body, repr.src_addr, repr.dst_addr, repr.hop_limit)
-        {
+        let is_rs = wire::is_router_solicit(body, repr.src_addr, repr.dst_addr, repr.hop_limit);
+        if is_rs && !(self.l2.ndp && self.l2.ra) {
+            return true;
+        }
+        if self.switch.is_none() && is_rs {
             let to = if repr.src_addr.is_unspecified() {
                 ALL_NODES
             } else {
@@ -372,21 +372,16 @@ impl Dp {
         false
     }
 
-    /// An echo request: the gateway and DNS addresses answer ping
-    /// themselves (the DNS address only with the stub on: without it,
-    /// everything sent there is dropped silently); other destinations get
-    /// a ping socket.
+    /// An echo request: rlnet's own addresses (the gateway and DNS ones;
+    /// pasta's mapped ones) answer ping themselves; other destinations get
+    /// a ping socket. The DNS address with the stub off drops everything.
     fn echo(&mut self, ip: Ip<'_>, e: Echo<'_>, registry: &Registry) {
-        let plan = self.policy.plan;
-        let to_dns = match ip.dst {
-            IpAddr::V4(a) => a == plan.dns4,
-            IpAddr::V6(a) => plan.v6.is_some_and(|v6| a == v6.dns6),
-        };
-        if to_dns && !self.policy.dns {
+        if self.policy.swallows(ip.dst) {
             return;
         }
+        let local = self.policy.answers_ping(ip.dst);
         match (ip.src, ip.dst) {
-            (IpAddr::V4(src), IpAddr::V4(dst)) if dst == plan.gateway4 || dst == plan.dns4 => {
+            (IpAddr::V4(src), IpAddr::V4(dst)) if local => {
                 let reply = Icmpv4Repr::EchoReply {
                     ident: e.ident,
                     seq_no: e.seq_no,
@@ -394,11 +389,7 @@ impl Dp {
                 };
                 self.send_built(ip.port, |b| wire::icmpv4(b, dst, src, &reply));
             }
-            (IpAddr::V6(src), IpAddr::V6(dst))
-                if plan
-                    .v6
-                    .is_some_and(|v6| dst == v6.gateway6 || dst == v6.dns6) =>
-            {
+            (IpAddr::V6(src), IpAddr::V6(dst)) if local => {
                 let reply = Icmpv6Repr::EchoReply {
                     ident: e.ident,
                     seq_no: e.seq_no,
@@ -496,9 +487,9 @@ impl Dp {
         let Some(v6) = self.policy.plan.v6 else {
             return;
         };
-        let mtu = self.mtu;
+        let (mtu, mac) = (self.mtu, self.l2.mac);
         self.send_built(port, |b| {
-            wire::router_advert(b, to, GATEWAY_MAC, v6.prefix, mtu, RA_ROUTER_LIFETIME_S)
+            wire::router_advert(b, to, mac, v6.prefix, mtu, RA_ROUTER_LIFETIME_S)
         });
     }
 

@@ -40,15 +40,17 @@ use thiserror::Error;
 use crate::api::server::{ApiEvent, ApiServer};
 use crate::dhcp::{DhcpConfig, DhcpServer};
 use crate::dns::{DnsConfig, DnsError, DnsStub};
-use crate::event::{API, CHILD, Ctx, EXIT_FD, Kind, SIGNALS, TARGET, from_token, token};
+use crate::event::{API, CHILD, Ctx, EXIT_FD, Kind, SIGNALS, TARGET, WATCH, from_token, token};
+use crate::forward::ports::PastaPorts;
 use crate::forward::publish::{ForwardError, Forwarder};
 use crate::forward::{Mode, PublishSpec};
 use crate::model::ipam::Ipam;
 use crate::nat::policy::Policy;
 use crate::nat::{Nat, Outbound};
-use crate::stack::{self, Link, TapOut};
+use crate::stack::{self, GATEWAY_MAC, Link, TapOut};
 use crate::sys::ns::NsHandles;
 use crate::sys::tap::Tap;
+use crate::sys::watch::FileWatch;
 use crate::wire::FRAME_BUF;
 use crate::wire::frag::Reassembler;
 
@@ -77,6 +79,8 @@ pub enum Exit {
     Signal(i32),
     /// The target process (PID mode) exited.
     TargetGone,
+    /// pasta mode: the `--netns` file was deleted.
+    NetnsGone,
     /// The exit fd hung up (or was not open).
     ExitFd,
     /// `rlnet run`: COMMAND ended with this exit code.
@@ -121,6 +125,32 @@ pub struct Setup {
     pub api: Option<ApiServer>,
     /// The DNS stub's configuration; None with `--disable-dns`.
     pub dns: Option<DnsConfig>,
+    /// pasta mode: exit when this file is deleted (`--netns`).
+    pub watch: Option<FileWatch>,
+    /// pasta mode's link and forwarding; None for slirp4netns's.
+    pub pasta: Option<PastaSetup>,
+}
+
+/// pasta mode's side of the link (docs/compat.md, "rlnet as pasta").
+pub struct PastaSetup {
+    /// `-t/-u/-T/-U` and their defaults.
+    pub ports: PastaPorts,
+    /// rlnet's MAC on the link (`-M`; pasta's 9a:55:9a:55:9a:55).
+    pub mac: [u8; 6],
+    /// Answer DHCP, neighbour and router solicitations (`--no-dhcp`,
+    /// `--no-ndp`, `--no-ra` turn them off).
+    pub dhcp: bool,
+    pub ndp: bool,
+    pub ra: bool,
+}
+
+/// What rlnet's side of the link does at L2.
+#[derive(Debug, Clone, Copy)]
+struct LinkL2 {
+    mac: EthernetAddress,
+    dhcp: bool,
+    ndp: bool,
+    ra: bool,
 }
 
 /// The TAP is a port's wire.
@@ -174,6 +204,8 @@ struct Dp {
     /// Frames and bytes read from the TAP.
     frames_in: u64,
     bytes_in: u64,
+    /// rlnet's MAC and what it answers at L2.
+    l2: LinkL2,
 }
 
 pub struct Engine {
@@ -186,6 +218,7 @@ pub struct Engine {
     target: Option<OwnedFd>,
     exit_fd: Option<OwnedFd>,
     child: Option<(Pid, OwnedFd)>,
+    watch: Option<FileWatch>,
     /// Ports whose TAP has frames to read.
     readable_taps: Vec<usize>,
     /// The exit fd was not open at start: exit at once (slirp4netns POLLNVAL).
@@ -222,6 +255,11 @@ fn watch_process(registry: &Registry, s: &Setup) -> Result<bool, EngineError> {
             s.child.as_ref().map(|(_, fd)| fd.as_raw_fd()),
             CHILD,
             "the command",
+        ),
+        (
+            s.watch.as_ref().map(AsRawFd::as_raw_fd),
+            WATCH,
+            "the --netns file",
         ),
     ];
     for (fd, token, what) in watched {
@@ -310,6 +348,20 @@ impl Dp {
             mtu: s.mtu,
             frames_in: 0,
             bytes_in: 0,
+            l2: match &s.pasta {
+                Some(p) => LinkL2 {
+                    mac: EthernetAddress(p.mac),
+                    dhcp: p.dhcp,
+                    ndp: p.ndp,
+                    ra: p.ra,
+                },
+                None => LinkL2 {
+                    mac: GATEWAY_MAC,
+                    dhcp: true,
+                    ndp: true,
+                    ra: true,
+                },
+            },
         };
         if let Some(tap) = s.tap.take() {
             dp.single_port(tap, s.ns_mac.map(EthernetAddress), registry)?;
@@ -327,6 +379,7 @@ impl Dp {
         let port = self
             .outs
             .insert(TapOut::new(Box::new(tap), ns_mac, self.mtu));
+        self.outs[port].gw_mac = self.l2.mac;
         register(
             registry,
             self.outs[port].link().as_raw_fd(),
@@ -406,11 +459,15 @@ impl Engine {
             target: s.target,
             exit_fd: s.exit_fd.flatten(),
             child: s.child,
+            watch: s.watch,
             exit_now,
         };
+        let (ctx, _, fwd) = engine.dp.split(engine.poll.registry());
         if !s.publish.is_empty() {
-            let (ctx, _, fwd) = engine.dp.split(engine.poll.registry());
             fwd.publish(&s.publish, s.publish_mode, None, &ctx)?;
+        }
+        if let Some(p) = s.pasta {
+            fwd.start_pasta(p.ports, &ctx)?;
         }
         Ok(engine)
     }
@@ -420,6 +477,11 @@ impl Engine {
     /// rlnet.
     pub fn prepare_confinement(&mut self) -> Result<(), EngineError> {
         Ok(self.dp.fwd.start_factory()?)
+    }
+
+    /// The socket factory's process, if one runs.
+    pub fn factory_pid(&self) -> Option<u32> {
+        self.dp.fwd.factory_pid()
     }
 
     fn now(&self) -> Instant {
@@ -498,6 +560,11 @@ impl Engine {
         match ev.token() {
             SIGNALS => self.read_signals(),
             TARGET => Some(Exit::TargetGone),
+            WATCH => self
+                .watch
+                .as_ref()
+                .is_some_and(FileWatch::gone)
+                .then_some(Exit::NetnsGone),
             CHILD => self.reap_child().map(Exit::Child),
             API => {
                 if let Some(api) = self.api.as_mut() {

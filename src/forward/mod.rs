@@ -3,6 +3,8 @@
 //! host-side listeners that feed connections and datagrams into the
 //! namespace ([`publish`], with [`splice`] for splice mode).
 
+pub mod auto;
+pub mod ports;
 pub mod publish;
 pub mod spec;
 pub mod splice;

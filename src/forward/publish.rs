@@ -10,6 +10,13 @@
 //!
 //! The target is the namespace's interface address, never its loopback: a
 //! service bound only to 127.0.0.1 inside is not exposed.
+//!
+//! pasta mode ([`Forwarder::start_pasta`], docs/compat.md "rlnet as pasta")
+//! adds: loopback clients of published ports take the splice path (as
+//! pasta's), other clients the stack from their real address; `-T/-U`
+//! listeners on the namespace's loopback whose connections and datagrams go
+//! to the host's loopback ("reverse" listeners, sockets from the factory);
+//! `all` bound best effort; and `auto` ([`super::auto`]).
 
 use std::collections::HashMap;
 use std::io;
@@ -22,15 +29,18 @@ use slab::Slab;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use thiserror::Error;
 
+use super::auto::PastaState;
 use super::spec::{Mode, Proto, PublishSpec};
 use super::splice::{End, Outcome, PipePool, SpliceConn};
 use super::table::{PortTable, RuleId, TableError};
 use crate::config::AddrPlan;
 use crate::event::{Ctx, Kind, token};
 use crate::nat::{FlowKey, Nat};
-use crate::sys::ns::{Factory, NsError, NsHandles, SocketKind};
+use crate::sys::ns::{Factory, FactoryOptions, NsError, NsHandles, SocketKind};
 use crate::sys::os::{self, FdReserve};
 use crate::wire;
+
+mod pasta;
 
 /// Idle timeout of a published UDP client flow (RootlessKit uses 90 s).
 const UDP_IDLE_US: i64 = 120_000_000;
@@ -67,6 +77,8 @@ pub enum ForwardError {
     },
     #[error(transparent)]
     Namespace(#[from] NsError),
+    #[error("no port of {option} all could be bound: they are all taken, or privileged")]
+    NoneBound { option: String },
 }
 
 enum Sock {
@@ -74,20 +86,66 @@ enum Sock {
     Udp(UdpSocket),
 }
 
+/// What a listener is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// A host port of a rule of the table, into the namespace.
+    Published(RuleId),
+    /// pasta's `-T/-U`: a port on the namespace's loopback, to `target`
+    /// on the host's loopback.
+    Reverse { target: SocketAddr },
+}
+
 struct Listener {
-    rule: RuleId,
+    role: Role,
     local: SocketAddr,
     sock: Sock,
+}
+
+/// How a UDP client's datagrams travel.
+enum UdpPath {
+    Stack(FlowKey),
+    Socket(UdpSocket),
+}
+
+/// What [`UdpPath`] a new client gets.
+enum UdpRoute {
+    Stack(FlowKey),
+    /// A socket inside the namespace, connected to this target.
+    Ns(SocketAddr),
+    /// A host socket, connected to this target (pasta's `-U`).
+    Host(SocketAddr),
+}
+
+/// pasta's `-U`: a host socket connected to `target` on the host's loopback.
+fn udp_host_socket(target: SocketAddr) -> Result<UdpSocket, ForwardError> {
+    let err = |err| ForwardError::Bind {
+        addr: target,
+        proto: Proto::Udp,
+        err,
+    };
+    let s = Socket::new(
+        Domain::for_address(target),
+        Type::DGRAM.nonblocking(),
+        Some(Protocol::UDP),
+    )
+    .map_err(err)?;
+    s.connect(&target.into()).map_err(err)?;
+    Ok(UdpSocket::from_std(s.into()))
 }
 
 /// A published UDP client: datagrams from `client` on listener `listener`.
 struct UdpClient {
     listener: usize,
     client: SocketAddr,
-    /// Stack mode: the flow as the namespace sees it (service → presented client).
-    key: FlowKey,
-    /// Splice mode: a socket inside the namespace connected to the service.
-    ns: Option<UdpSocket>,
+    /// The address the client sent to, when the listener is a wildcard:
+    /// answers leave from it.
+    via: Option<IpAddr>,
+    /// Stack mode: the flow as the namespace sees it (service → presented
+    /// client). Otherwise a connected socket carries the datagrams:
+    /// inside the namespace to the service (splice mode), or on the host to
+    /// its loopback (pasta's `-U`).
+    path: UdpPath,
     last: i64,
 }
 
@@ -116,17 +174,34 @@ pub struct Forwarder {
     scratch: Box<[u8]>,
     /// Lets a listener drain its queue when rlnet is out of descriptors.
     reserve: FdReserve,
+    /// pasta mode: loopback clients take the splice path.
+    splice_loopback: bool,
+    /// pasta mode: its options and `auto`'s state.
+    pasta: Option<Box<PastaState>>,
 }
 
-fn bind(proto: Proto, addr: SocketAddr) -> io::Result<Sock> {
+fn bind(proto: Proto, addr: SocketAddr, ifname: Option<&str>) -> io::Result<Sock> {
     let (ty, p) = match proto {
         Proto::Tcp => (Type::STREAM, Protocol::TCP),
         Proto::Udp => (Type::DGRAM, Protocol::UDP),
     };
     let s = Socket::new(Domain::for_address(addr), ty.nonblocking(), Some(p))?;
+    listen_on(s, proto, addr, ifname)
+}
+
+/// Bind `s` to `addr` (on `ifname` only, if given) and, for TCP, listen.
+fn listen_on(s: Socket, proto: Proto, addr: SocketAddr, ifname: Option<&str>) -> io::Result<Sock> {
+    if let Some(name) = ifname {
+        s.bind_device(Some(name.as_bytes()))?;
+    }
     if addr.is_ipv6() {
         // `[::]` means IPv6 only; IPv4 gets its own socket, as with Docker.
         s.set_only_v6(true)?;
+    }
+    if proto == Proto::Udp && addr.ip().is_unspecified() {
+        // Answers must leave from the address the client sent to, which
+        // the route back to the client need not pick.
+        want_destination(&s, addr.is_ipv6())?;
     }
     if proto == Proto::Tcp {
         // Rebind at once after a restart (TIME_WAIT), never over a listener.
@@ -186,6 +261,8 @@ impl Forwarder {
             timers: Vec::new(),
             scratch: Box::default(),
             reserve: FdReserve::new(),
+            splice_loopback: false,
+            pasta: None,
         }
     }
 
@@ -201,26 +278,24 @@ impl Forwarder {
         guest: Option<IpAddr>,
         ctx: &Ctx<'_>,
     ) -> Result<Vec<RuleId>, ForwardError> {
+        self.publish_on(specs, mode, guest, None, ctx)
+    }
+
+    /// [`Self::publish`], listening on interface `ifname` only if given.
+    fn publish_on(
+        &mut self,
+        specs: &[PublishSpec],
+        mode: Mode,
+        guest: Option<IpAddr>,
+        ifname: Option<&str>,
+        ctx: &Ctx<'_>,
+    ) -> Result<Vec<RuleId>, ForwardError> {
         self.table.check(specs, self.unprivileged_start)?;
         let mut bound: Vec<(usize, SocketAddr, Sock)> = Vec::new();
         for (i, spec) in specs.iter().enumerate() {
             for port in spec.host_ports.iter() {
-                for (addr, optional) in host_addrs(spec, port) {
-                    // Without IPv6 in the namespace the IPv6 wildcard has no target.
-                    if optional && self.plan.v6.is_none() {
-                        continue;
-                    }
-                    match bind(spec.proto, addr) {
-                        Ok(s) => bound.push((i, addr, s)),
-                        Err(e)
-                            if optional
-                                && matches!(
-                                    e.raw_os_error(),
-                                    Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL)
-                                ) => {}
-                        // Dropping `bound` closes everything bound so far.
-                        Err(e) => return Err(bind_error(addr, spec.proto, e)),
-                    }
+                for (addr, s) in self.bind_port(spec, port, ifname)? {
+                    bound.push((i, addr, s));
                 }
             }
         }
@@ -229,21 +304,7 @@ impl Forwarder {
             .map(|s| self.table.insert(*s, mode, guest))
             .collect();
         for (i, local, sock) in bound {
-            let entry = self.listeners.vacant_entry();
-            let t = token(Kind::Listener, entry.key());
-            let mut l = Listener {
-                rule: ids[i],
-                local,
-                sock,
-            };
-            let r = match &mut l.sock {
-                Sock::Tcp(s) => ctx.registry.register(s, t, Interest::READABLE),
-                Sock::Udp(s) => ctx.registry.register(s, t, Interest::READABLE),
-            };
-            if let Err(e) = r {
-                log::warn!("cannot watch listener {local}: {e}");
-            }
-            entry.insert(l);
+            self.add_listener(Role::Published(ids[i]), local, sock, ctx);
         }
         for id in &ids {
             if let Some(rule) = self.table.get(*id) {
@@ -253,22 +314,100 @@ impl Forwarder {
         Ok(ids)
     }
 
-    /// Unpublish: listeners close at once; established connections live on.
-    pub fn unpublish(&mut self, ids: &[RuleId], ctx: &Ctx<'_>) -> Result<(), ForwardError> {
-        let removed = self.table.remove_many(ids)?;
+    /// The host sockets of one port of `spec`: every address it stands
+    /// for (the IPv6 wildcard only with IPv6, and optional), or the error.
+    fn bind_port(
+        &self,
+        spec: &PublishSpec,
+        port: u16,
+        ifname: Option<&str>,
+    ) -> Result<Vec<(SocketAddr, Sock)>, ForwardError> {
+        let mut out = Vec::new();
+        for (addr, optional) in host_addrs(spec, port) {
+            // Without an address family in the namespace its wildcard has no target.
+            if optional && self.plan.v6.is_none()
+                || addr.is_ipv4() && !self.plan.ipv4() && spec.host_ip.is_none()
+            {
+                continue;
+            }
+            match bind(spec.proto, addr, ifname) {
+                Ok(s) => out.push((addr, s)),
+                Err(e)
+                    if optional
+                        && matches!(
+                            e.raw_os_error(),
+                            Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL)
+                        ) => {}
+                // Dropping `out` closes everything bound so far.
+                Err(e) => return Err(bind_error(addr, spec.proto, e)),
+            }
+        }
+        Ok(out)
+    }
+
+    fn add_listener(&mut self, role: Role, local: SocketAddr, sock: Sock, ctx: &Ctx<'_>) {
+        let entry = self.listeners.vacant_entry();
+        let t = token(Kind::Listener, entry.key());
+        let mut l = Listener { role, local, sock };
+        let r = match &mut l.sock {
+            Sock::Tcp(s) => ctx.registry.register(s, t, Interest::READABLE),
+            Sock::Udp(s) => ctx.registry.register(s, t, Interest::READABLE),
+        };
+        if let Err(e) = r {
+            log::warn!("cannot watch listener {local}: {e}");
+        }
+        entry.insert(l);
+    }
+
+    /// Close the listeners `gone` picks, and forget their UDP clients (the
+    /// slab may give a listener's index to a new one).
+    fn remove_listeners(&mut self, gone: impl Fn(&Listener) -> bool, ctx: &Ctx<'_>) {
         let gone: Vec<usize> = self
             .listeners
             .iter()
-            .filter(|(_, l)| removed.iter().any(|r| r.id == l.rule))
+            .filter(|(_, l)| gone(l))
             .map(|(i, _)| i)
             .collect();
-        for i in gone {
+        for &i in &gone {
             let mut l = self.listeners.remove(i);
             let _ = match &mut l.sock {
                 Sock::Tcp(s) => ctx.registry.deregister(s),
                 Sock::Udp(s) => ctx.registry.deregister(s),
             };
         }
+        let clients: Vec<usize> = self
+            .udp
+            .iter()
+            .filter(|(_, c)| gone.contains(&c.listener))
+            .map(|(i, _)| i)
+            .collect();
+        for c in clients {
+            self.drop_udp_client(c, ctx);
+        }
+    }
+
+    fn drop_udp_client(&mut self, c: usize, ctx: &Ctx<'_>) {
+        let Some(mut uc) = self.udp.try_remove(c) else {
+            return;
+        };
+        match &mut uc.path {
+            UdpPath::Socket(s) => {
+                let _ = ctx.registry.deregister(s);
+            }
+            UdpPath::Stack(key) => {
+                self.udp_by_key.remove(key);
+            }
+        }
+        self.udp_by_client.remove(&(uc.listener, uc.client));
+    }
+
+    /// Unpublish: listeners close at once; established connections live on.
+    pub fn unpublish(&mut self, ids: &[RuleId], ctx: &Ctx<'_>) -> Result<(), ForwardError> {
+        let removed = self.table.remove_many(ids)?;
+        self.remove_listeners(
+            |l| removed.iter().any(|r| l.role == Role::Published(r.id)),
+            ctx,
+        );
         Ok(())
     }
 
@@ -288,19 +427,44 @@ impl Forwarder {
 
     /// The source address the namespace sees for `client`: the real one,
     /// except host loopback (and anything that would be ambiguous inside the
-    /// namespace) shows as the gateway.
+    /// namespace) shows as the gateway. pasta's model: the host's own
+    /// address (which is the namespace's too) shows as the
+    /// `--map-guest-addr` address, loopback as the `--map-host-loopback`
+    /// one (else the gateway); the subnet is real, its clients show as
+    /// themselves.
     fn present(&self, client: IpAddr, target: IpAddr) -> IpAddr {
-        let gw = match (target, self.plan.v6) {
+        let plan = &self.plan;
+        let gw = match (target, plan.v6) {
             (IpAddr::V6(_), Some(v6)) => IpAddr::V6(v6.gateway6),
-            _ => IpAddr::V4(self.plan.gateway4),
+            _ => IpAddr::V4(plan.gateway4),
         };
         let same_family = client.is_ipv4() == target.is_ipv4();
-        if !same_family
-            || client.is_loopback()
-            || client.is_unspecified()
-            || self.plan.in_subnet(client)
-        {
-            gw
+        if !same_family || client.is_unspecified() {
+            return gw;
+        }
+        let Some(shared) = plan.shared else {
+            return if client.is_loopback() || plan.in_subnet(client) {
+                gw
+            } else {
+                client
+            };
+        };
+        let (own, host_map, lo_map) = match client {
+            IpAddr::V4(a) => (
+                a == plan.guest4,
+                shared.host4.map(|h| IpAddr::V4(h.0)),
+                shared.loopback4.map(IpAddr::V4),
+            ),
+            IpAddr::V6(a) => (
+                plan.v6.is_some_and(|v6| a == v6.guest6),
+                shared.host6.map(|h| IpAddr::V6(h.0)),
+                shared.loopback6.map(IpAddr::V6),
+            ),
+        };
+        if client.is_loopback() {
+            lo_map.unwrap_or(gw)
+        } else if own {
+            host_map.unwrap_or(gw)
         } else {
             client
         }
@@ -355,10 +519,18 @@ impl Forwarder {
             let Some(l) = self.listeners.get(idx) else {
                 return false;
             };
-            let local = l.local;
+            let (local, role) = (l.local, l.role);
             match &l.sock {
                 Sock::Tcp(s) => match s.accept() {
-                    Ok((stream, client)) => self.accepted(local, stream, client, nat, ctx),
+                    Ok((stream, client)) => match role {
+                        Role::Published(_) => self.accepted(local, stream, client, nat, ctx),
+                        Role::Reverse { target } => {
+                            let _ = stream.set_nodelay(true);
+                            if let Err(e) = self.splice_out(stream, target, ctx) {
+                                crate::limited!(Warn, "forwarded port {local}: {e}");
+                            }
+                        }
+                    },
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                     Err(e) if os::accept_retry(&e) => {}
                     Err(e) if os::out_of_fds(&e) => {
@@ -384,8 +556,8 @@ impl Forwarder {
                     if self.scratch.is_empty() {
                         self.scratch = vec![0u8; 65536].into_boxed_slice();
                     }
-                    match s.recv_from(&mut self.scratch) {
-                        Ok((n, client)) => self.udp_in(idx, local, client, n, ctx),
+                    match recv_with_dst(s, &mut self.scratch) {
+                        Ok((n, client, via)) => self.udp_in(idx, local, (client, via), n, ctx),
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                         Err(_) => return false,
                     }
@@ -414,7 +586,7 @@ impl Forwarder {
             return;
         };
         let _ = stream.set_nodelay(true);
-        match rule.mode {
+        match self.mode_for(rule.mode, client.ip()) {
             Mode::Stack => {
                 let presented = self.present(client.ip(), target);
                 let key = FlowKey {
@@ -432,6 +604,17 @@ impl Forwarder {
                     crate::limited!(Warn, "published port {local}: {e}");
                 }
             }
+        }
+    }
+
+    /// How a client's connection enters: pasta's loopback clients take the
+    /// splice path (the namespace socket connects from the namespace's own
+    /// address, as pasta's does), every other client the rule's.
+    fn mode_for(&self, mode: Mode, client: IpAddr) -> Mode {
+        if self.splice_loopback && client.is_loopback() {
+            Mode::Splice
+        } else {
+            mode
         }
     }
 
@@ -459,11 +642,26 @@ impl Forwarder {
     }
 
     /// Start the socket factory now rather than on first use: once rlnet
-    /// is confined (--enable-sandbox/--enable-seccomp) it can no longer
-    /// fork into the namespace. Nothing to do without namespace handles.
+    /// is confined (--enable-sandbox/--enable-seccomp, pasta mode) it can
+    /// no longer fork into the namespace; the factory is confined too.
+    /// Nothing to do without namespace handles.
     pub fn start_factory(&mut self) -> Result<(), ForwardError> {
-        if self.ns.is_some() {
-            self.factory()?;
+        let Some(ns) = self.ns.as_ref() else {
+            return Ok(());
+        };
+        if self.factory.is_none() {
+            let tables = self.pasta.as_ref().is_some_and(|p| p.scans_ns());
+            let mut f = Factory::spawn(
+                ns,
+                FactoryOptions {
+                    confine: true,
+                    tables,
+                },
+            )?;
+            if let Some(p) = self.pasta.as_mut() {
+                p.set_ns_tables(f.take_tables());
+            }
+            self.factory = Some(f);
         }
         Ok(())
     }
@@ -474,13 +672,23 @@ impl Forwarder {
                 .ns
                 .as_ref()
                 .ok_or_else(|| NsError::Agent("splice mode needs the namespace".into()))?;
-            self.factory = Some(Factory::spawn(ns)?);
+            self.factory = Some(Factory::spawn(ns, FactoryOptions::default())?);
         }
         self.factory
             .as_ref()
             .ok_or_else(|| ForwardError::Namespace(NsError::Agent("no socket factory".into())))
     }
 
+    /// The socket factory's process, if it runs (tests check that it is
+    /// confined).
+    pub fn factory_pid(&self) -> Option<u32> {
+        self.factory
+            .as_ref()
+            .and_then(|f| u32::try_from(f.pid().as_raw()).ok())
+    }
+
+    /// A client connection into the namespace: a socket made inside it
+    /// connects to `target`, splice(2) joins the two.
     fn splice_to(
         &mut self,
         host: TcpStream,
@@ -488,12 +696,45 @@ impl Forwarder {
         ctx: &Ctx<'_>,
     ) -> Result<(), ForwardError> {
         if self.splices.len() >= MAX_SPLICE {
-            return Err(ForwardError::Namespace(NsError::Agent(
-                "too many spliced connections".into(),
-            )));
+            return Err(too_many_splices());
         }
-        let fd = self.ns_socket(target.is_ipv6(), false)?;
-        let sock = Socket::from(fd);
+        let sock = Socket::from(self.ns_socket(target.is_ipv6(), false)?);
+        self.splice(host, sock, target, ctx)
+    }
+
+    /// pasta's `-T`: a client in the namespace, to `target` on the host's
+    /// loopback from a host socket.
+    fn splice_out(
+        &mut self,
+        client: TcpStream,
+        target: SocketAddr,
+        ctx: &Ctx<'_>,
+    ) -> Result<(), ForwardError> {
+        if self.splices.len() >= MAX_SPLICE {
+            return Err(too_many_splices());
+        }
+        let sock = Socket::new(
+            Domain::for_address(target),
+            Type::STREAM.nonblocking(),
+            Some(Protocol::TCP),
+        )
+        .map_err(|err| ForwardError::Bind {
+            addr: target,
+            proto: Proto::Tcp,
+            err,
+        })?;
+        self.splice(client, sock, target, ctx)
+    }
+
+    /// Connect `sock` to `target` and splice it with the accepted `client`.
+    fn splice(
+        &mut self,
+        client: TcpStream,
+        sock: Socket,
+        target: SocketAddr,
+        ctx: &Ctx<'_>,
+    ) -> Result<(), ForwardError> {
+        let host = client;
         let _ = sock.set_tcp_nodelay(true);
         match sock.connect(&target.into()) {
             Ok(()) => {}
@@ -545,11 +786,11 @@ impl Forwarder {
         &mut self,
         idx: usize,
         local: SocketAddr,
-        client: SocketAddr,
+        (client, via): (SocketAddr, Option<IpAddr>),
         n: usize,
         ctx: &mut Ctx<'_>,
     ) {
-        let Some(cidx) = self.udp_client(idx, local, client, ctx) else {
+        let Some(cidx) = self.udp_client(idx, local, (client, via), ctx) else {
             return;
         };
         let Some(uc) = self.udp.get_mut(cidx) else {
@@ -559,65 +800,77 @@ impl Forwarder {
         let Some(payload) = self.scratch.get(..n) else {
             return;
         };
-        match uc.ns.as_ref() {
-            Some(ns) => {
-                let _ = ns.send(payload);
+        match &uc.path {
+            UdpPath::Socket(sock) => {
+                let _ = sock.send(payload);
             }
-            None => {
+            UdpPath::Stack(key) => {
                 // Synthesise the datagram from the presented client.
-                let Some(port) = ctx.port_for(uc.key.src.ip()) else {
+                let Some(port) = ctx.port_for(key.src.ip()) else {
                     return;
                 };
                 let Some(out) = ctx.out(port) else { return };
-                let off = wire::udp_payload_offset(uc.key.src.is_ipv6());
+                let off = wire::udp_payload_offset(key.src.is_ipv6());
                 let buf = out.ip_buf();
                 let Some(room) = buf.get_mut(off..off + n) else {
                     return;
                 };
                 room.copy_from_slice(payload);
-                if let Some(len) = wire::udp_headers(buf, uc.key.dst, uc.key.src, n) {
+                if let Some(len) = wire::udp_headers(buf, key.dst, key.src, n) {
                     out.send_ip(len);
                 }
             }
         }
     }
 
+    /// How datagrams of `client` on listener `idx` (at `local`) travel,
+    /// before any socket exists: None when the port is not published (any
+    /// more) or the target has no address.
+    fn udp_route(&self, idx: usize, local: SocketAddr, client: SocketAddr) -> Option<UdpRoute> {
+        if let Role::Reverse { target } = self.listeners.get(idx)?.role {
+            return Some(UdpRoute::Host(target));
+        }
+        let (r, ns_port) = self.table.lookup(Proto::Udp, local)?;
+        let target = r.target(local.ip(), &self.plan)?;
+        Some(match self.mode_for(r.mode, client.ip()) {
+            Mode::Stack => UdpRoute::Stack(FlowKey {
+                src: SocketAddr::new(target, ns_port),
+                dst: SocketAddr::new(self.present(client.ip(), target), client.port()),
+            }),
+            Mode::Splice => UdpRoute::Ns(SocketAddr::new(target, ns_port)),
+        })
+    }
+
     /// The UDP client `client` of listener `idx` (published at `local`):
-    /// the one known, or a new one (with its namespace socket in splice
-    /// mode). `None` when the port is not published (any more), the target
-    /// has no address, the clients are at their cap, or the socket fails.
+    /// the one known, or a new one (with its connected socket, unless the
+    /// stack carries it). `None` when the port is not published (any more),
+    /// the target has no address, the clients are at their cap, or the
+    /// socket fails.
     fn udp_client(
         &mut self,
         idx: usize,
         local: SocketAddr,
-        client: SocketAddr,
+        (client, via): (SocketAddr, Option<IpAddr>),
         ctx: &mut Ctx<'_>,
     ) -> Option<usize> {
-        let (r, ns_port) = self
-            .table
-            .lookup(Proto::Udp, local)
-            .map(|(r, p)| (r.clone(), p))?;
-        let target = r.target(local.ip(), &self.plan)?;
+        let route = self.udp_route(idx, local, client)?;
         if let Some(&c) = self.udp_by_client.get(&(idx, client)) {
             return Some(c);
         }
         if self.udp.len() >= MAX_UDP_CLIENTS {
             return None;
         }
-        let presented = self.present(client.ip(), target);
-        let key = FlowKey {
-            src: SocketAddr::new(target, ns_port),
-            dst: SocketAddr::new(presented, client.port()),
+        let socket = match route {
+            UdpRoute::Stack(key) => Ok(UdpPath::Stack(key)),
+            UdpRoute::Ns(target) => self.udp_ns_socket(target).map(UdpPath::Socket),
+            UdpRoute::Host(target) => udp_host_socket(target).map(UdpPath::Socket),
         };
-        let ns = match r.mode {
-            Mode::Stack => None,
-            Mode::Splice => match self.udp_ns_socket(SocketAddr::new(target, ns_port)) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    crate::limited!(Warn, "published UDP port {local}: {e}");
-                    return None;
-                }
-            },
+        let path = match socket {
+            Ok(p) => p,
+            Err(e) => {
+                crate::limited!(Warn, "forwarded UDP port {local}: {e}");
+                return None;
+            }
         };
         let now = ctx.now.total_micros();
         let entry = self.udp.vacant_entry();
@@ -625,19 +878,21 @@ impl Forwarder {
         let uc = entry.insert(UdpClient {
             listener: idx,
             client,
-            key,
-            ns,
+            via,
+            path,
             last: now,
         });
-        if let Some(s) = uc.ns.as_mut() {
-            let _ = ctx
-                .registry
-                .register(s, token(Kind::UdpNs, c), Interest::READABLE);
+        match &mut uc.path {
+            UdpPath::Socket(s) => {
+                let _ = ctx
+                    .registry
+                    .register(s, token(Kind::UdpNs, c), Interest::READABLE);
+            }
+            UdpPath::Stack(key) => {
+                self.udp_by_key.insert(*key, c);
+            }
         }
         self.udp_by_client.insert((idx, client), c);
-        if uc.ns.is_none() {
-            self.udp_by_key.insert(key, c);
-        }
         self.timers.push((now + UDP_IDLE_US, c));
         Some(c)
     }
@@ -660,7 +915,9 @@ impl Forwarder {
         let Some(uc) = self.udp.get_mut(cidx) else {
             return;
         };
-        let Some(ns) = uc.ns.as_ref() else { return };
+        let UdpPath::Socket(ns) = &uc.path else {
+            return;
+        };
         let Some(Listener {
             sock: Sock::Udp(l), ..
         }) = self.listeners.get(uc.listener)
@@ -673,7 +930,7 @@ impl Forwarder {
         for _ in 0..64 {
             match ns.recv(&mut self.scratch) {
                 Ok(n) => {
-                    let _ = l.send_to(&self.scratch[..n], uc.client);
+                    send_from(l, &self.scratch[..n], uc.client, uc.via);
                     uc.last = ctx.now.total_micros();
                 }
                 Err(_) => return,
@@ -695,17 +952,19 @@ impl Forwarder {
             sock: Sock::Udp(l), ..
         }) = self.listeners.get(uc.listener)
         {
-            let _ = l.send_to(payload, uc.client);
+            send_from(l, payload, uc.client, uc.via);
         }
         true
     }
 
     pub fn next_deadline(&self) -> Option<i64> {
-        self.timers.iter().map(|(t, _)| *t).min()
+        let auto = self.pasta.as_ref().and_then(|p| p.next_deadline());
+        self.timers.iter().map(|(t, _)| *t).chain(auto).min()
     }
 
-    /// Expire idle UDP clients.
+    /// Expire idle UDP clients; pasta's `auto` scan when due.
     pub fn run_timers(&mut self, ctx: &Ctx<'_>) {
+        self.rescan(ctx);
         let now = ctx.now.total_micros();
         if self.timers.iter().all(|(t, _)| *t > now) {
             return;
@@ -722,12 +981,7 @@ impl Forwarder {
                 keep.push((deadline, c));
                 continue;
             }
-            let mut uc = self.udp.remove(c);
-            if let Some(s) = uc.ns.as_mut() {
-                let _ = ctx.registry.deregister(s);
-            }
-            self.udp_by_client.remove(&(uc.listener, uc.client));
-            self.udp_by_key.remove(&uc.key);
+            self.drop_udp_client(c, ctx);
         }
         self.timers = keep;
     }
@@ -736,6 +990,102 @@ impl Forwarder {
     pub fn counts(&self) -> (usize, usize, usize) {
         (self.listeners.len(), self.splices.len(), self.udp.len())
     }
+}
+
+/// Ask for each datagram's destination address (IP_PKTINFO).
+fn want_destination(s: &Socket, v6: bool) -> io::Result<()> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let r = if v6 {
+        setsockopt(s, sockopt::Ipv6RecvPacketInfo, &true)
+    } else {
+        setsockopt(s, sockopt::Ipv4PacketInfo, &true)
+    };
+    r.map_err(io::Error::from)
+}
+
+/// A datagram, its sender, and (on a wildcard listener) the address it
+/// was sent to.
+fn recv_with_dst(s: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize, SocketAddr, Option<IpAddr>)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg};
+    use std::os::fd::AsRawFd;
+    let mut cmsg = nix::cmsg_space!(libc::in6_pktinfo);
+    let mut iov = [io::IoSliceMut::new(buf)];
+    let msg =
+        recvmsg::<SockaddrStorage>(s.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty())
+            .map_err(io::Error::from)?;
+    let from = msg.address.and_then(|a| {
+        a.as_sockaddr_in()
+            .map(|v4| SocketAddr::from(*v4))
+            .or_else(|| a.as_sockaddr_in6().map(|v6| SocketAddr::from(*v6)))
+    });
+    let Some(from) = from else {
+        return Err(io::Error::from(io::ErrorKind::InvalidData));
+    };
+    let mut via = None;
+    for c in msg.cmsgs().map_err(io::Error::from)? {
+        match c {
+            ControlMessageOwned::Ipv4PacketInfo(i) => {
+                via = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                    i.ipi_spec_dst.s_addr,
+                ))))
+            }
+            ControlMessageOwned::Ipv6PacketInfo(i) => {
+                via = Some(IpAddr::V6(Ipv6Addr::from(i.ipi6_addr.s6_addr)))
+            }
+            _ => {}
+        }
+    }
+    Ok((msg.bytes, from, via))
+}
+
+/// Send `data` to `to` from the listener `l`, leaving from `via` if given.
+fn send_from(l: &UdpSocket, data: &[u8], to: SocketAddr, via: Option<IpAddr>) {
+    use nix::sys::socket::{ControlMessage, MsgFlags, SockaddrIn, SockaddrIn6, sendmsg};
+    use std::os::fd::AsRawFd;
+    let iov = [io::IoSlice::new(data)];
+    let fd = l.as_raw_fd();
+    let _ = match (to, via) {
+        (SocketAddr::V4(to), Some(IpAddr::V4(from))) => {
+            let info = libc::in_pktinfo {
+                ipi_ifindex: 0,
+                ipi_spec_dst: libc::in_addr {
+                    s_addr: u32::from(from).to_be(),
+                },
+                ipi_addr: libc::in_addr { s_addr: 0 },
+            };
+            let cmsg = [ControlMessage::Ipv4PacketInfo(&info)];
+            sendmsg(
+                fd,
+                &iov,
+                &cmsg,
+                MsgFlags::MSG_DONTWAIT,
+                Some(&SockaddrIn::from(to)),
+            )
+        }
+        (SocketAddr::V6(to), Some(IpAddr::V6(from))) => {
+            let info = libc::in6_pktinfo {
+                ipi6_addr: libc::in6_addr {
+                    s6_addr: from.octets(),
+                },
+                ipi6_ifindex: 0,
+            };
+            let cmsg = [ControlMessage::Ipv6PacketInfo(&info)];
+            sendmsg(
+                fd,
+                &iov,
+                &cmsg,
+                MsgFlags::MSG_DONTWAIT,
+                Some(&SockaddrIn6::from(to)),
+            )
+        }
+        _ => l
+            .send_to(data, to)
+            .map_err(|e| nix::Error::from_raw(e.raw_os_error().unwrap_or(0))),
+    };
+}
+
+fn too_many_splices() -> ForwardError {
+    ForwardError::Namespace(NsError::Agent("too many spliced connections".into()))
 }
 
 fn bind_error(addr: SocketAddr, proto: Proto, err: io::Error) -> ForwardError {

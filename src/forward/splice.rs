@@ -173,8 +173,10 @@ fn reset(sock: &TcpStream) {
 }
 
 impl SpliceConn {
-    /// `ns` is a socket created inside the namespace with a non-blocking
-    /// connect to the service already started.
+    /// `host` is the accepted client connection; `ns` the socket with a
+    /// non-blocking connect to the service already started: created inside
+    /// the namespace (published ports), or on the host for pasta's `-T`
+    /// (the client is then in the namespace).
     pub fn new(host: TcpStream, ns: TcpStream, pool: &mut PipePool) -> io::Result<SpliceConn> {
         let up = pool.get()?;
         let down = match pool.get() {

@@ -215,6 +215,8 @@ fn daemon_main(
         unprivileged_start: publish::unprivileged_port_start(),
         api: Some(api),
         dns: Some(DnsConfig::new(plan)),
+        watch: None,
+        pasta: None,
     })?;
     record.pid = std::process::id();
     registry::write(dir, record).map_err(|err| DaemonError::Record {

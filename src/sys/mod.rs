@@ -12,3 +12,4 @@ pub mod os;
 pub mod sandbox;
 pub mod seccomp;
 pub mod tap;
+pub mod watch;

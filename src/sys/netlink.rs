@@ -1,17 +1,21 @@
-//! Configure the link inside the current network namespace over rtnetlink,
-//! synchronously: one NETLINK_ROUTE socket, one request at a time, each ACKed.
-//! No `ip` processes, threads or async runtime: this is on the start-up path.
+//! rtnetlink, synchronously: configure the link inside the current network
+//! namespace ([`configure_link`]; pasta mode's copy of the host's interface,
+//! [`configure_copy`]), and read the host's links, addresses and routes
+//! ([`host_net`], pasta's template). One NETLINK_ROUTE socket, one request
+//! at a time, each ACKed. No `ip` processes, threads or async runtime: this
+//! is on the start-up path.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader,
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader,
     NetlinkMessage, NetlinkPayload, NlasIterator,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::route::{
-    RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
+    RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
@@ -218,13 +222,35 @@ impl Rtnl {
         gw: IpAddr,
         keep_default: bool,
     ) -> Result<(), NetlinkError> {
-        let family = if addr.is_ipv4() {
-            AddressFamily::Inet
-        } else {
-            AddressFamily::Inet6
+        self.add_addr(index, name, addr, prefix)?;
+        let route = Route {
+            dst: unspecified(gw),
+            prefix: 0,
+            gateway: Some(gw),
+            onlink: false,
         };
+        if keep_default {
+            return match self.add_route(index, name, &route, NLM_F_CREATE | NLM_F_EXCL) {
+                Err(NetlinkError::Kernel {
+                    errno: nix::errno::Errno::EEXIST,
+                    ..
+                }) => Ok(()),
+                other => other,
+            };
+        }
+        self.add_route(index, name, &route, NLM_F_CREATE | NLM_F_REPLACE)
+    }
+
+    /// Address `addr/prefix` on `index` (IPv6 without DAD).
+    fn add_addr(
+        &mut self,
+        index: u32,
+        name: &str,
+        addr: IpAddr,
+        prefix: u8,
+    ) -> Result<(), NetlinkError> {
         let mut msg = AddressMessage::default();
-        msg.header.family = family;
+        msg.header.family = family_of(addr);
         msg.header.index = index;
         msg.header.prefix_len = prefix;
         msg.attributes.push(AddressAttribute::Local(addr));
@@ -242,31 +268,77 @@ impl Rtnl {
         // REPLACE: configuring twice (e.g. a restart) updates instead of failing with EEXIST.
         let flags = NLM_F_CREATE | NLM_F_REPLACE;
         let op = || format!("add address {addr}/{prefix} to {name}");
-        self.ack(RouteNetlinkMessage::NewAddress(msg), flags, op)?;
+        self.ack(RouteNetlinkMessage::NewAddress(msg), flags, op)
+    }
 
+    /// A main-table route out of `index`.
+    fn add_route(
+        &mut self,
+        index: u32,
+        name: &str,
+        r: &Route,
+        flags: u16,
+    ) -> Result<(), NetlinkError> {
         let mut msg = RouteMessage::default();
-        msg.header.address_family = family;
+        msg.header.address_family = family_of(r.dst);
+        msg.header.destination_prefix_length = r.prefix;
         msg.header.table = RouteHeader::RT_TABLE_MAIN;
         msg.header.protocol = RouteProtocol::Boot; // what `ip route add` uses
-        msg.header.scope = RouteScope::Universe;
         msg.header.kind = RouteType::Unicast;
-        msg.attributes.push(RouteAttribute::Gateway(gw.into()));
-        msg.attributes.push(RouteAttribute::Oif(index));
-        let op = || format!("add default route via {gw} dev {name}");
-        if keep_default {
-            return match self.ack(
-                RouteNetlinkMessage::NewRoute(msg),
-                NLM_F_CREATE | NLM_F_EXCL,
-                op,
-            ) {
-                Err(NetlinkError::Kernel {
-                    errno: nix::errno::Errno::EEXIST,
-                    ..
-                }) => Ok(()),
-                other => other,
-            };
+        msg.header.scope = match r.gateway {
+            Some(_) => RouteScope::Universe,
+            None => RouteScope::Link,
+        };
+        if r.onlink {
+            msg.header.flags = RouteFlags::Onlink;
         }
+        if r.prefix != 0 {
+            msg.attributes
+                .push(RouteAttribute::Destination(RouteAddress::from(r.dst)));
+        }
+        if let Some(gw) = r.gateway {
+            msg.attributes.push(RouteAttribute::Gateway(gw.into()));
+        }
+        msg.attributes.push(RouteAttribute::Oif(index));
+        let op = || match r.gateway {
+            Some(gw) if r.prefix == 0 => format!("add default route via {gw} dev {name}"),
+            Some(gw) => format!("add route {}/{} via {gw} dev {name}", r.dst, r.prefix),
+            None => format!("add route {}/{} dev {name}", r.dst, r.prefix),
+        };
         self.ack(RouteNetlinkMessage::NewRoute(msg), flags, op)
+    }
+
+    /// Every message of a dump request.
+    fn dump(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        what: &str,
+    ) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
+        self.request(msg, NLM_F_DUMP, || format!("list the host's {what}"))
+    }
+}
+
+/// One route to add.
+struct Route {
+    dst: IpAddr,
+    prefix: u8,
+    gateway: Option<IpAddr>,
+    /// The gateway is outside every subnet of the link: take it as on-link.
+    onlink: bool,
+}
+
+fn family_of(ip: IpAddr) -> AddressFamily {
+    if ip.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    }
+}
+
+fn unspecified(like: IpAddr) -> IpAddr {
+    match like {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
     }
 }
 
@@ -349,6 +421,221 @@ pub fn configure_link(setup: &LinkSetup) -> Result<(), NetlinkError> {
         )?;
     }
     Ok(())
+}
+
+/// pasta mode's interface in the current netns: what `--config-net` sets.
+pub struct CopySetup<'a> {
+    pub ifname: &'a str,
+    /// None: leave the interface's MTU (`-m 0`).
+    pub mtu: Option<u32>,
+    pub mac: Option<[u8; 6]>,
+    pub addrs: &'a [(IpAddr, u8)],
+    /// Routes out of the interface: (destination, prefix, gateway); prefix
+    /// 0 is the default route.
+    pub routes: &'a [(IpAddr, u8, Option<IpAddr>)],
+    pub ipv6: bool,
+}
+
+/// `lo` up, and the interface's MAC if one is given: what pasta does in
+/// the namespace even without `--config-net`.
+pub fn prepare(ifname: &str, mac: Option<[u8; 6]>) -> Result<(), NetlinkError> {
+    let mut nl = Rtnl::open()?;
+    nl.set_link(0, "lo", "set link up", link_up)?;
+    if let Some(mac) = mac {
+        let [a, b, c, d, e, f] = mac;
+        let what = format!("set MAC {a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}");
+        nl.set_link(0, ifname, &what, |m| {
+            m.attributes.push(LinkAttribute::Address(mac.into()))
+        })?;
+    }
+    Ok(())
+}
+
+/// In the current netns, pasta's `--config-net`: MTU, IPv6 sysctls, link
+/// up, every address, then every route (a gateway outside the link's
+/// subnets is taken as on-link, as `-g` may name one).
+pub fn configure_copy(setup: &CopySetup) -> Result<(), NetlinkError> {
+    let name = setup.ifname;
+    let mut nl = Rtnl::open()?;
+    let index = match nl.get_link(name)? {
+        Some(l) if l.header.index != 0 => l.header.index,
+        _ => return Err(NetlinkError::NoSuchLink(name.into())),
+    };
+    if let Some(mtu) = setup.mtu {
+        nl.set_link(index, name, &format!("set MTU {mtu}"), |m| {
+            m.attributes.push(LinkAttribute::Mtu(mtu))
+        })?;
+    }
+    let no_v6 = !setup.ipv6;
+    ipv6_sysctl(name, "accept_dad", "0", no_v6)?;
+    ipv6_sysctl(name, "accept_ra", "0", no_v6)?;
+    ipv6_sysctl(name, "disable_ipv6", if no_v6 { "1" } else { "0" }, no_v6)?;
+    nl.set_link(index, name, "set link up", link_up)?;
+    for &(addr, prefix) in setup.addrs {
+        nl.add_addr(index, name, addr, prefix)?;
+    }
+    for &(dst, prefix, gateway) in setup.routes {
+        let route = Route {
+            dst,
+            prefix,
+            gateway,
+            onlink: gateway.is_some_and(|g| off_link(g, setup.addrs)),
+        };
+        nl.add_route(index, name, &route, NLM_F_CREATE | NLM_F_REPLACE)?;
+    }
+    Ok(())
+}
+
+/// An IPv4 gateway in none of the subnets of `addrs` (IPv6 gateways are
+/// link-local or in the prefix, and the kernel takes link-local ones).
+fn off_link(gw: IpAddr, addrs: &[(IpAddr, u8)]) -> bool {
+    let IpAddr::V4(g) = gw else { return false };
+    !addrs.iter().any(|&(a, prefix)| match a {
+        IpAddr::V4(a) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            u32::from(a) & mask == u32::from(g) & mask
+        }
+        IpAddr::V6(_) => false,
+    })
+}
+
+/// The host's links, addresses and main-table routes, as rtnetlink lists
+/// them (pasta mode's template, `config/pasta.rs`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostDump {
+    /// (index, name).
+    pub links: Vec<(u32, String)>,
+    pub addrs: Vec<HostAddr>,
+    pub routes: Vec<HostRoute>,
+}
+
+/// An address of the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostAddr {
+    pub index: u32,
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+/// A main-table unicast route of the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostRoute {
+    pub dst: IpAddr,
+    pub prefix: u8,
+    pub gateway: Option<IpAddr>,
+    pub oif: u32,
+    pub metric: u32,
+    /// Made by the kernel for an address.
+    pub kernel: bool,
+}
+
+/// The host's links, addresses and main-table unicast routes, in the
+/// current netns (pasta's template, read before joining the namespace).
+pub fn host_net() -> Result<HostDump, NetlinkError> {
+    let mut nl = Rtnl::open()?;
+    let mut net = HostDump::default();
+    for m in nl.dump(
+        RouteNetlinkMessage::GetLink(LinkMessage::default()),
+        "links",
+    )? {
+        if let RouteNetlinkMessage::NewLink(l) = m {
+            let name = l.attributes.iter().find_map(|a| match a {
+                LinkAttribute::IfName(n) => Some(n.clone()),
+                _ => None,
+            });
+            net.links.extend(name.map(|n| (l.header.index, n)));
+        }
+    }
+    for m in nl.dump(
+        RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+        "addresses",
+    )? {
+        if let RouteNetlinkMessage::NewAddress(a) = m {
+            // IFA_LOCAL is the address itself (IFA_ADDRESS the peer's on
+            // point-to-point links).
+            let local = a.attributes.iter().find_map(|x| match x {
+                AddressAttribute::Local(ip) => Some(*ip),
+                _ => None,
+            });
+            let addr = local.or_else(|| {
+                a.attributes.iter().find_map(|x| match x {
+                    AddressAttribute::Address(ip) => Some(*ip),
+                    _ => None,
+                })
+            });
+            net.addrs.extend(addr.map(|addr| HostAddr {
+                index: a.header.index,
+                addr,
+                prefix: a.header.prefix_len,
+            }));
+        }
+    }
+    for m in nl.dump(
+        RouteNetlinkMessage::GetRoute(RouteMessage::default()),
+        "routes",
+    )? {
+        if let RouteNetlinkMessage::NewRoute(r) = m {
+            net.routes.extend(host_route(&r));
+        }
+    }
+    Ok(net)
+}
+
+/// A main-table unicast route as pasta's template needs it (the first
+/// next hop of a multipath route).
+fn host_route(r: &RouteMessage) -> Option<HostRoute> {
+    let table = r.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Table(t) => Some(*t),
+        _ => None,
+    });
+    let main = u32::from(RouteHeader::RT_TABLE_MAIN);
+    if table.unwrap_or(u32::from(r.header.table)) != main || r.header.kind != RouteType::Unicast {
+        return None;
+    }
+    let ip = |a: &RouteAddress| match a {
+        RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
+        RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        _ => None,
+    };
+    let mut gateway = None;
+    let mut oif = 0;
+    let mut dst = None;
+    let mut metric = 0;
+    for a in &r.attributes {
+        match a {
+            RouteAttribute::Destination(d) => dst = ip(d),
+            RouteAttribute::Gateway(g) => gateway = ip(g),
+            RouteAttribute::Oif(i) => oif = *i,
+            RouteAttribute::Priority(p) => metric = *p,
+            RouteAttribute::MultiPath(hops) if oif == 0 => {
+                if let Some(h) = hops.first() {
+                    oif = h.interface_index;
+                    gateway = h.attributes.iter().find_map(|x| match x {
+                        RouteAttribute::Gateway(g) => ip(g),
+                        _ => None,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    let v6 = r.header.address_family == AddressFamily::Inet6;
+    let dst = dst.unwrap_or(if v6 {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    });
+    if dst.is_ipv6() != v6 {
+        return None;
+    }
+    Some(HostRoute {
+        dst,
+        prefix: r.header.destination_prefix_length,
+        gateway,
+        oif,
+        metric,
+        kernel: r.header.protocol == RouteProtocol::Kernel,
+    })
 }
 
 /// Interface index by name in the current netns, `None` if it does not exist.

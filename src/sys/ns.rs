@@ -368,12 +368,142 @@ fn receive(sock: &OwnedFd, flags: MsgFlags) -> nix::Result<Option<AgentAnswer>> 
 
 /// A process parked in the target namespaces that creates sockets there on
 /// request (published ports in splice mode need sockets that live inside
-/// the namespace). It is single-threaded, holds nothing but its socketpair,
-/// and exits when rlnet closes it or dies.
+/// the namespace). It is single-threaded, holds nothing but its socketpair
+/// (stdio is /dev/null), and exits when rlnet closes it or dies. Confined
+/// ([`FactoryOptions::confine`]), it has no capability, no new privileges
+/// and a seccomp filter that allows little more than making sockets.
 #[derive(Debug)]
 pub struct Factory {
     sock: OwnedFd,
     pid: Pid,
+    /// The namespace's /proc/net tables it opened, if asked.
+    tables: Tables,
+}
+
+/// How to start the factory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FactoryOptions {
+    /// Confine it (pasta mode, --enable-sandbox/--enable-seccomp).
+    pub confine: bool,
+    /// Open the namespace's /proc/net/{tcp,tcp6,udp,udp6} for port scans
+    /// (pasta's `auto`).
+    pub tables: bool,
+}
+
+/// The /proc/net tables of a network namespace, in [`TABLES`] order
+/// (None: not there, such as tcp6 without IPv6).
+pub type Tables = [Option<OwnedFd>; 4];
+
+/// /proc/net's tables of bound sockets, in the order of [`Tables`].
+pub const TABLES: [&str; 4] = ["tcp", "tcp6", "udp", "udp6"];
+
+/// Open the tables of the calling task's network namespace (through
+/// /proc/self: opened files stay bound to this namespace).
+pub fn open_tables() -> Tables {
+    TABLES.map(|t| {
+        open(
+            format!("/proc/self/net/{t}").as_str(),
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()
+    })
+}
+
+/// What is reachable to the socket factory once confined.
+fn confine_factory() -> Result<(), String> {
+    let filters = super::seccomp::compile_factory().map_err(|e| e.to_string())?;
+    nix::sys::prctl::set_no_new_privs().map_err(|e| format!("PR_SET_NO_NEW_PRIVS: {e}"))?;
+    super::sandbox::drop_capabilities_but(None).map_err(|e| e.to_string())?;
+    filters.apply().map_err(|e| e.to_string())
+}
+
+/// In the factory: stdio from and to /dev/null (a caller waits for EOF on
+/// the pipes it gave rlnet).
+fn null_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        let _ = nix::unistd::dup2_stdin(&null);
+        let _ = nix::unistd::dup2_stdout(&null);
+        let _ = nix::unistd::dup2_stderr(&null);
+    }
+}
+
+/// The factory's set-up after fork, inside the namespaces: "ok" and the
+/// tables on `sock`, or the error text.
+fn factory_start(ns: &NsHandles, sock: &OwnedFd, opts: FactoryOptions) -> Result<(), String> {
+    enter(ns)?;
+    // Keep nothing of the parent's but our socketpair end.
+    os::close_all_except(&[sock.as_raw_fd()]);
+    null_stdio();
+    let tables = if opts.tables {
+        open_tables()
+    } else {
+        Default::default()
+    };
+    if opts.confine {
+        confine_factory()?;
+    }
+    let mask: u8 = (0..4)
+        .filter(|&i| tables[i].is_some())
+        .map(|i| 1 << i)
+        .sum();
+    let raw: Vec<RawFd> = tables.iter().flatten().map(|f| f.as_raw_fd()).collect();
+    let cmsgs = if raw.is_empty() {
+        vec![]
+    } else {
+        vec![ControlMessage::ScmRights(&raw)]
+    };
+    sendmsg::<()>(
+        sock.as_raw_fd(),
+        &[IoSlice::new(&[b'o', b'k', mask])],
+        &cmsgs,
+        MsgFlags::empty(),
+        None,
+    )
+    .map(drop)
+    .map_err(|e| e.to_string())
+}
+
+/// The parent's side of the start: the factory's "ok" and tables, or its
+/// error.
+fn factory_started(sock: &OwnedFd) -> Result<Tables, NsError> {
+    let mut buf = [0u8; 512];
+    let mut cmsg = nix::cmsg_space!([RawFd; 4]);
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(sys("socket factory"))?;
+    let mut fds = Vec::new();
+    for c in msg.cmsgs().map_err(sys("socket factory"))? {
+        if let ControlMessageOwned::ScmRights(raw) = c {
+            // SAFETY: SCM_RIGHTS just installed these fds; we own them.
+            fds.extend(
+                raw.into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
+        }
+    }
+    let n = msg.bytes;
+    let data = &buf[..n];
+    if n != 3 || &data[..2] != b"ok" {
+        return Err(NsError::Agent(String::from_utf8_lossy(data).into_owned()));
+    }
+    let mut tables: Tables = Default::default();
+    let mut fds = fds.into_iter();
+    for (i, t) in tables.iter_mut().enumerate() {
+        if data[2] & (1 << i) != 0 {
+            *t = fds.next();
+        }
+    }
+    Ok(tables)
 }
 
 /// What to create: a TCP or UDP socket of the given family.
@@ -388,7 +518,7 @@ pub const MAX_BATCH: usize = 64;
 
 impl Factory {
     /// Start the factory process inside `ns`.
-    pub fn spawn(ns: &NsHandles) -> Result<Factory, NsError> {
+    pub fn spawn(ns: &NsHandles, opts: FactoryOptions) -> Result<Factory, NsError> {
         let (ours, theirs) = fork_channel()?;
         // SAFETY: single-threaded (fork_channel checked); the child never
         // returns from this branch.
@@ -396,11 +526,8 @@ impl Factory {
             ForkResult::Child => {
                 drop(ours);
                 os::die_with_parent();
-                let status = match enter(ns) {
+                let status = match factory_start(ns, &theirs, opts) {
                     Ok(()) => {
-                        // Keep nothing of the parent's but our socketpair end.
-                        os::close_all_except(&[theirs.as_raw_fd()]);
-                        let _ = nix::unistd::write(&theirs, b"ok");
                         serve_sockets(&theirs);
                         0
                     }
@@ -413,20 +540,29 @@ impl Factory {
             }
             ForkResult::Parent { child } => {
                 drop(theirs);
-                let mut buf = [0u8; 512];
-                let n = nix::unistd::read(ours.as_fd(), &mut buf).unwrap_or(0);
-                if &buf[..n] != b"ok" {
-                    let _ = waitpid(child, None);
-                    return Err(NsError::Agent(
-                        String::from_utf8_lossy(&buf[..n]).into_owned(),
-                    ));
+                match factory_started(&ours) {
+                    Ok(tables) => Ok(Factory {
+                        sock: ours,
+                        pid: child,
+                        tables,
+                    }),
+                    Err(e) => {
+                        let _ = waitpid(child, None);
+                        Err(e)
+                    }
                 }
-                Ok(Factory {
-                    sock: ours,
-                    pid: child,
-                })
             }
         }
+    }
+
+    /// The factory's process.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// The namespace's /proc/net tables it opened (once).
+    pub fn take_tables(&mut self) -> Tables {
+        std::mem::take(&mut self.tables)
     }
 
     /// Up to `n` new non-blocking sockets created inside the namespace.

@@ -228,6 +228,58 @@ pub fn redirect_stdio(log: &std::path::Path) {
     }
 }
 
+/// A daemon's stdio, opened while the filesystem is still visible (before
+/// the sandbox): /dev/null, and the log file if there is one.
+#[derive(Debug)]
+pub struct DaemonStdio {
+    null: std::fs::File,
+    log: Option<std::fs::File>,
+}
+
+impl DaemonStdio {
+    /// `log` is appended to (created 0600).
+    pub fn open(log: Option<&std::path::Path>) -> io::Result<DaemonStdio> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let null = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")?;
+        let log = match log {
+            Some(p) => Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .mode(0o600)
+                    .open(p)?,
+            ),
+            None => None,
+        };
+        Ok(DaemonStdio { null, log })
+    }
+
+    /// stdin from /dev/null, stdout and stderr to the log file (else
+    /// /dev/null): no descriptor of the caller's stays open.
+    pub fn apply(self) {
+        let _ = nix::unistd::dup2_stdin(&self.null);
+        let out = self.log.as_ref().unwrap_or(&self.null);
+        let _ = nix::unistd::dup2_stdout(out);
+        let _ = nix::unistd::dup2_stderr(out);
+    }
+
+    /// Only the log file (a foreground rlnet keeps its stdin and stdout).
+    pub fn apply_log(self) {
+        if let Some(log) = &self.log {
+            let _ = nix::unistd::dup2_stderr(log);
+        }
+    }
+}
+
+/// Leave the caller's session and process group (a daemon must not get
+/// the caller's terminal signals or be killed with its process group).
+pub fn new_session() {
+    let _ = nix::unistd::setsid();
+}
+
 /// Exit immediately without running destructors or atexit handlers (used in
 /// forked children that must not touch the parent's state).
 pub fn exit_now(code: i32) -> ! {

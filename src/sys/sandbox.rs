@@ -516,6 +516,13 @@ fn drop_privileges(userns: Userns) -> Result<(), SandboxError> {
 /// That one is kept so that published ports below
 /// net.ipv4.ip_unprivileged_port_start still work for a root caller.
 pub fn drop_capabilities() -> Result<(), SandboxError> {
+    drop_capabilities_but(Some(Capability::CAP_NET_BIND_SERVICE))
+}
+
+/// Clears the ambient set, drops every capability but `keep` from the
+/// bounding set, and sets effective = permitted = inheritable = {`keep`}
+/// (if it was permitted; with None, nothing).
+pub fn drop_capabilities_but(keep_cap: Option<Capability>) -> Result<(), SandboxError> {
     let caps_err = |what: String| move |err| SandboxError::Caps { what, err };
     // A kernel without ambient capabilities (< 4.3) has nothing to clear.
     if caps::runtime::ambient_set_supported().is_ok() {
@@ -527,16 +534,16 @@ pub fn drop_capabilities() -> Result<(), SandboxError> {
     // would stay in the bounding set only, which grants nothing: permitted is
     // set whole below, and no_new_privs stops exec from adding to it.
     for cap in caps::runtime::thread_all_supported() {
-        if cap != Capability::CAP_NET_BIND_SERVICE {
+        if Some(cap) != keep_cap {
             caps::drop(None, CapSet::Bounding, cap)
                 .map_err(caps_err(format!("drop {cap} from the bounding set")))?;
         }
     }
     let mut keep = CapsHashSet::new();
-    if caps::has_cap(None, CapSet::Permitted, Capability::CAP_NET_BIND_SERVICE)
-        .map_err(caps_err("capget".into()))?
+    if let Some(cap) = keep_cap
+        && caps::has_cap(None, CapSet::Permitted, cap).map_err(caps_err("capget".into()))?
     {
-        keep.insert(Capability::CAP_NET_BIND_SERVICE);
+        keep.insert(cap);
     }
     // Effective first: it must stay within permitted at every step.
     for set in [CapSet::Effective, CapSet::Inheritable, CapSet::Permitted] {

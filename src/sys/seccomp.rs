@@ -237,8 +237,57 @@ mod imp {
     }
 
     pub fn compile(scope: &Scope) -> Result<Filters, SeccompError> {
+        finish(allowlist(scope)?)
+    }
+
+    /// The socket factory's filter: make sockets, pass them on, nothing
+    /// else (and what the allocator and an abort need).
+    pub fn compile_factory() -> Result<Filters, SeccompError> {
+        let mut rules: BTreeMap<i64, Vec<SeccompRule>> = [
+            libc::SYS_read,
+            libc::SYS_write,
+            libc::SYS_sendmsg,
+            libc::SYS_close,
+            libc::SYS_munmap,
+            libc::SYS_mremap,
+            libc::SYS_madvise,
+            libc::SYS_brk,
+            libc::SYS_futex,
+            libc::SYS_getpid,
+            libc::SYS_gettid,
+            libc::SYS_rt_sigprocmask,
+            libc::SYS_rt_sigaction,
+            libc::SYS_rt_sigreturn,
+            libc::SYS_sigaltstack,
+            libc::SYS_restart_syscall,
+            libc::SYS_exit,
+            libc::SYS_exit_group,
+            libc::SYS_clone,
+            libc::SYS_clone3,
+        ]
+        .into_iter()
+        .map(|n| (n, vec![]))
+        .collect();
+        let families = [libc::AF_INET, libc::AF_INET6].map(|f| u64::from(f.cast_unsigned()));
+        rules.insert(libc::SYS_socket, one_of(0, &families)?);
+        let exec = libc::PROT_EXEC as u64;
+        rules.insert(libc::SYS_mmap, none_of(2, exec)?);
+        rules.insert(libc::SYS_mprotect, none_of(2, exec)?);
+        // std checks that an fd it closes is open (debug builds).
+        rules.insert(
+            libc::SYS_fcntl,
+            one_of(1, &[u64::from(libc::F_GETFD.cast_unsigned())])?,
+        );
+        let me = std::process::id() as u64;
+        rules.insert(libc::SYS_tgkill, one_of(0, &[me])?);
+        rules.insert(libc::SYS_kill, one_of(0, &[me])?);
+        finish(rules)
+    }
+
+    /// Both filters: `rules` allowed, anything else kills; forks fail.
+    fn finish(rules: BTreeMap<i64, Vec<SeccompRule>>) -> Result<Filters, SeccompError> {
         let allow = SeccompFilter::new(
-            allowlist(scope)?,
+            rules,
             SeccompAction::KillProcess,
             SeccompAction::Allow,
             arch()?,
@@ -288,6 +337,10 @@ mod imp {
         Err(SeccompError::Arch(std::env::consts::ARCH))
     }
 
+    pub fn compile_factory() -> Result<Filters, SeccompError> {
+        Err(SeccompError::Arch(std::env::consts::ARCH))
+    }
+
     impl Filters {
         pub fn apply(&self) -> Result<(), SeccompError> {
             Err(SeccompError::Arch(std::env::consts::ARCH))
@@ -295,7 +348,7 @@ mod imp {
     }
 }
 
-pub use imp::{Filters, compile};
+pub use imp::{Filters, compile, compile_factory};
 
 #[cfg(all(
     test,

@@ -181,6 +181,16 @@ impl Proc {
         }
     }
 
+    /// After exit: did both output pipes reach EOF within `timeout`? (No
+    /// process left holding them: pasta's callers wait for that EOF.)
+    pub fn closed_within(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        (0..2).all(|_| {
+            let left = deadline.saturating_duration_since(Instant::now());
+            self.eof.recv_timeout(left).is_ok()
+        })
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -733,4 +733,6 @@ fn http_once(addr: SocketAddr, path: &str) -> std::io::Result<(String, String)> 
     }
 }
 
+// Not every test binary that includes this module uses it.
+#[allow(unused_imports)]
 pub use crate::common::ok;
