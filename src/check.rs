@@ -1,81 +1,12 @@
 //! `rlnet check`: whether this host lets rlnet work, one finding per line
 //! with its fix. Pure: [`evaluate`] judges the [`Facts`] that
 //! [`crate::sys::host::gather`] collects, so every verdict is unit-tested
-//! with made-up hosts.
+//! with made-up hosts. The facts' types live with the code that gathers
+//! them (sys may not import this part; docs/architecture.md).
 
 use std::fmt;
 
-/// What was found out about the host, for the user running `rlnet check`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Facts {
-    pub euid: u32,
-    /// The gid and the supplementary groups (ping sockets go by group).
-    pub groups: Vec<u32>,
-    /// kernel.unprivileged_userns_clone (Debian's and Ubuntu's kernels);
-    /// None when the kernel has no such switch.
-    pub userns_clone: Option<u64>,
-    /// user.max_user_namespaces.
-    pub max_user_namespaces: Option<u64>,
-    /// Creating what `rlnet run` creates: a user namespace, a network
-    /// namespace in it, and a TAP in that.
-    pub probe: Probe,
-    pub tun: Tun,
-    pub apparmor: AppArmor,
-    /// net.ipv4.ping_group_range.
-    pub ping_group_range: Option<(u32, u32)>,
-    /// net.ipv4.ip_unprivileged_port_start.
-    pub unprivileged_port_start: Option<u32>,
-    /// RLIMIT_NOFILE (soft, hard).
-    pub nofile: Option<(u64, u64)>,
-}
-
-/// How the namespace probe went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Probe {
-    Ok,
-    /// The step that failed, with its errno.
-    Failed(Step, i32),
-    /// The probe itself could not run (no process for it); the errno.
-    NotRun(i32),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    /// unshare(CLONE_NEWUSER).
-    UserNs,
-    /// Writing the new namespace's uid and gid maps.
-    MapIds,
-    /// unshare(CLONE_NEWNET) in the new user namespace.
-    NetNs,
-    /// Opening /dev/net/tun and creating a TAP in the new namespace.
-    Tap,
-}
-
-/// /dev/net/tun as the user sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Tun {
-    pub exists: bool,
-    /// A character device 10:200, the TUN/TAP device.
-    pub is_tun: bool,
-    /// Permission bits.
-    pub mode: u32,
-    /// Opening it for reading and writing: Ok, or the errno.
-    pub open: Result<(), i32>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AppArmor {
-    /// Whether AppArmor is enabled; None when unknown.
-    pub enabled: Option<bool>,
-    /// kernel.apparmor_restrict_unprivileged_userns; None when absent.
-    pub restrict_userns: Option<u64>,
-    /// A loaded profile named `rlnet` or `.../rlnet`; None when the list of
-    /// profiles cannot be read.
-    pub rlnet_profile: Option<bool>,
-    /// The AppArmor label `rlnet check` runs under ("unconfined" or a
-    /// profile name).
-    pub label: Option<String>,
-}
+pub use crate::sys::host::{AppArmor, Facts, Probe, Step, Tun};
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
