@@ -52,14 +52,18 @@ const NET_OPTIONS_HELP: &str =
                              refuse connections to the gateway address, which
                              otherwise reach the host's 127.0.0.1 and ::1
       --no-host-loopback     deprecated spelling of --disable-host-loopback
-      --enable-sandbox       once set up, confine rlnet: a private read-only
-                             root with only /etc, /run and resolv.conf's
-                             directory, no capability but
-                             CAP_NET_BIND_SERVICE, not dumpable (off by
-                             default)
+      --disable-sandbox      do not confine rlnet once set up (by default it
+                             keeps a private read-only root with only /etc,
+                             /run and resolv.conf's directory, and no
+                             capability but CAP_NET_BIND_SERVICE)
+      --disable-seccomp      do not filter system calls once set up (by
+                             default only those rlnet needs are allowed; any
+                             other kills it)
+      --enable-sandbox       accepted (slirp4netns's flag); the sandbox is on
+                             by default
       --create-sandbox       deprecated spelling of --enable-sandbox
-      --enable-seccomp       once set up, allow only the system calls rlnet
-                             needs; any other kills it (off by default)
+      --enable-seccomp       accepted (slirp4netns's flag); the filter is on
+                             by default
       --outbound-addr=ADDR   send outbound IPv4 from ADDR (an IPv4 address or
                              an interface name)
       --outbound-addr6=ADDR  send outbound IPv6 from ADDR (an IPv6 address or
