@@ -178,6 +178,7 @@ fn confine(cfg: &Config, c: Confinement) -> Result<(), SetupError> {
             own_pid: nix::unistd::getpid().as_raw(),
             child: c.child,
             api_dir: c.api_dir,
+            other_dir: None,
         })?)
     } else {
         None

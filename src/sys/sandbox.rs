@@ -1,5 +1,6 @@
-//! `--enable-sandbox`: once set up, rlnet confines itself, as slirp4netns
-//! does (and a little more):
+//! The sandbox, on by default (`--disable-sandbox` turns it off;
+//! slirp4netns's `--enable-sandbox` is accepted): once set up, rlnet
+//! confines itself, as slirp4netns does (and a little more):
 //!
 //! 1. Privilege over a new mount namespace without using any outside it:
 //!    as root with CAP_SYS_ADMIN (Podman runs us as root in its rootless
@@ -54,34 +55,33 @@ const MAX_LINKS: usize = 40;
 
 #[derive(Debug, Error)]
 pub enum SandboxError {
-    #[error(
-        "--enable-sandbox: rlnet must be single-threaded to enter a user namespace (internal error)"
-    )]
+    #[error("sandbox: rlnet must be single-threaded to enter a user namespace (internal error)")]
     Threads,
     #[error(
-        "--enable-sandbox: cannot join the target's user namespace: {0}; run rlnet as the user \
+        "sandbox: cannot join the target's user namespace: {0}; run rlnet as the user \
          that owns the namespace"
     )]
     JoinUserns(nix::Error),
     #[error(
-        "--enable-sandbox: rlnet's uid is {seen} in the target's user namespace, not 0; run \
+        "sandbox: rlnet's uid is {seen} in the target's user namespace, not 0; run \
          rlnet as the user the namespace maps to root"
     )]
     NotRootThere { seen: u32 },
     #[error(
-        "--enable-sandbox: cannot create a user namespace ({0}); give the target's with \
+        "sandbox: cannot create a user namespace ({0}); give the target's with \
          --userns-path, run rlnet as root in the namespace's user namespace (as Podman does), or \
-         allow unprivileged user namespaces (sysctl user.max_user_namespaces)"
+         allow unprivileged user namespaces (sysctl user.max_user_namespaces); --disable-sandbox \
+         turns the sandbox off"
     )]
     NewUserns(String),
     #[error(
-        "--enable-sandbox: the directory of --resolv-conf {path} does not exist; create it or \
+        "sandbox: the directory of --resolv-conf {path} does not exist; create it or \
          point --resolv-conf at an existing directory"
     )]
     ResolvDir { path: String },
-    #[error("--enable-sandbox: {what}: {err}")]
+    #[error("sandbox: {what}: {err}")]
     Sys { what: String, err: nix::Error },
-    #[error("--enable-sandbox: {what}: {err}")]
+    #[error("sandbox: {what}: {err}")]
     Caps {
         what: String,
         err: caps::errors::CapsError,
@@ -160,9 +160,9 @@ fn gain_mount_privilege(userns: Option<BorrowedFd<'_>>) -> Result<Userns, Sandbo
             Err(e) if userns.is_none() => {
                 return Err(SandboxError::NewUserns(e.desc().to_string()));
             }
-            Err(e) => log::debug!(
-                "--enable-sandbox: cannot create a user namespace ({e}); joining the target's"
-            ),
+            Err(e) => {
+                log::debug!("sandbox: cannot create a user namespace ({e}); joining the target's")
+            }
         }
     }
     let Some(fd) = userns else {
@@ -238,7 +238,7 @@ impl Layout {
                     // replacement by rename is then not seen.
                     if file.exists() {
                         log::warn!(
-                            "--enable-sandbox: {} is in /: later replacements of it are not seen",
+                            "sandbox: {} is in /: later replacements of it are not seen",
                             file.display()
                         );
                         l.binds.push(file.clone());
@@ -251,7 +251,7 @@ impl Layout {
                     });
                 } else {
                     log::warn!(
-                        "--enable-sandbox: {} does not exist; DNS keeps the servers it has",
+                        "sandbox: {} does not exist; DNS keeps the servers it has",
                         dir.display()
                     );
                 }
@@ -523,6 +523,12 @@ pub fn drop_capabilities() -> Result<(), SandboxError> {
 /// bounding set, and sets effective = permitted = inheritable = {`keep`}
 /// (if it was permitted; with None, nothing).
 pub fn drop_capabilities_but(keep_cap: Option<Capability>) -> Result<(), SandboxError> {
+    drop_capabilities_except(keep_cap.as_slice())
+}
+
+/// [`drop_capabilities_but`] for several: every set holds at most `keeps`
+/// (those that were permitted).
+pub fn drop_capabilities_except(keeps: &[Capability]) -> Result<(), SandboxError> {
     let caps_err = |what: String| move |err| SandboxError::Caps { what, err };
     // A kernel without ambient capabilities (< 4.3) has nothing to clear.
     if caps::runtime::ambient_set_supported().is_ok() {
@@ -533,17 +539,22 @@ pub fn drop_capabilities_but(keep_cap: Option<Capability>) -> Result<(), Sandbox
     // CAP_CHECKPOINT_RESTORE, the last one as of Linux 6.x). Anything newer
     // would stay in the bounding set only, which grants nothing: permitted is
     // set whole below, and no_new_privs stops exec from adding to it.
+    // Shrinking it takes CAP_SETPCAP; a process without it (an ordinary
+    // user's named-network daemon) keeps its bounding set, which grants
+    // nothing either.
+    let may_shrink = caps::has_cap(None, CapSet::Effective, Capability::CAP_SETPCAP)
+        .map_err(caps_err("capget".into()))?;
     for cap in caps::runtime::thread_all_supported() {
-        if Some(cap) != keep_cap {
+        if may_shrink && !keeps.contains(&cap) {
             caps::drop(None, CapSet::Bounding, cap)
                 .map_err(caps_err(format!("drop {cap} from the bounding set")))?;
         }
     }
     let mut keep = CapsHashSet::new();
-    if let Some(cap) = keep_cap
-        && caps::has_cap(None, CapSet::Permitted, cap).map_err(caps_err("capget".into()))?
-    {
-        keep.insert(cap);
+    for &cap in keeps {
+        if caps::has_cap(None, CapSet::Permitted, cap).map_err(caps_err("capget".into()))? {
+            keep.insert(cap);
+        }
     }
     // Effective first: it must stay within permitted at every step.
     for set in [CapSet::Effective, CapSet::Inheritable, CapSet::Permitted] {
