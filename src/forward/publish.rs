@@ -672,7 +672,13 @@ impl Forwarder {
                 .ns
                 .as_ref()
                 .ok_or_else(|| NsError::Agent("splice mode needs the namespace".into()))?;
-            self.factory = Some(Factory::spawn(ns, FactoryOptions::default())?);
+            // Started late (rlnet itself is not confined): confined anyway,
+            // it needs nothing but socket(2).
+            let opts = FactoryOptions {
+                confine: true,
+                tables: false,
+            };
+            self.factory = Some(Factory::spawn(ns, opts)?);
         }
         self.factory
             .as_ref()
