@@ -158,7 +158,7 @@ fn stub_resolv_conf(cfg: &Config) -> String {
     text
 }
 
-/// What `--enable-sandbox`/`--enable-seccomp` need to know, gathered
+/// What the sandbox and the seccomp filter need to know, gathered
 /// before the parts move into the engine.
 struct Confinement {
     /// A handle of its own on the target's user namespace (the engine keeps

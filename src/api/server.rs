@@ -12,7 +12,7 @@
 //! served at once, and when all slots are taken the client that has waited
 //! longest without a complete request is dropped for the new one.
 //!
-//! Both keep working inside `--enable-sandbox`: the socket's directory is
+//! Both keep working inside the sandbox: the socket's directory is
 //! held open from bind time (the path no longer resolves after pivot_root),
 //! and peers are compared with our uid as seen *now* (SO_PEERCRED reports
 //! uids as seen from the reader's current user namespace, which the

@@ -642,7 +642,7 @@ impl Forwarder {
     }
 
     /// Start the socket factory now rather than on first use: once rlnet
-    /// is confined (--enable-sandbox/--enable-seccomp, pasta mode) it can
+    /// is confined (by default; pasta mode always) it can
     /// no longer fork into the namespace; the factory is confined too.
     /// Nothing to do without namespace handles.
     pub fn start_factory(&mut self) -> Result<(), ForwardError> {

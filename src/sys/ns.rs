@@ -384,7 +384,7 @@ pub struct Factory {
 /// How to start the factory.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FactoryOptions {
-    /// Confine it (pasta mode, --enable-sandbox/--enable-seccomp).
+    /// Confine it (always, in every mode).
     pub confine: bool,
     /// Open the namespace's /proc/net/{tcp,tcp6,udp,udp6} for port scans
     /// (pasta's `auto`).
