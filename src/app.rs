@@ -158,7 +158,7 @@ fn stub_resolv_conf(cfg: &Config) -> String {
     text
 }
 
-/// What `--enable-sandbox`/`--enable-seccomp` need to know, gathered
+/// What the sandbox and the seccomp filter need to know, gathered
 /// before the parts move into the engine.
 struct Confinement {
     /// A handle of its own on the target's user namespace (the engine keeps
@@ -178,6 +178,7 @@ fn confine(cfg: &Config, c: Confinement) -> Result<(), SetupError> {
             own_pid: nix::unistd::getpid().as_raw(),
             child: c.child,
             api_dir: c.api_dir,
+            other_dir: None,
         })?)
     } else {
         None

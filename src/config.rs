@@ -75,6 +75,13 @@ pub const DEFAULT_MTU: u32 = 65520;
 pub const MAX_MTU: u32 = 65521;
 pub const MIN_MTU: u32 = 68;
 pub const MIN_MTU_IPV6: u32 = 1280;
+/// Whether rlnet has seccomp filters for this architecture (on by default
+/// there; elsewhere only an explicit `--enable-seccomp` asks, and fails).
+pub const SECCOMP_ARCH: bool = cfg!(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "riscv64"
+));
 
 /// Which namespace to serve.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -336,7 +343,10 @@ pub struct Config {
     pub ready_fd: Option<RawFd>,
     pub exit_fd: Option<RawFd>,
     pub api_socket: Option<PathBuf>,
+    /// Sandbox (mount namespace, capabilities) after setup; on unless
+    /// `--disable-sandbox`.
     pub enable_sandbox: bool,
+    /// Seccomp filter after setup; on unless `--disable-seccomp`.
     pub enable_seccomp: bool,
     /// `-p/--publish`: host ports forwarded into the namespace at start-up.
     pub publish: Vec<PublishSpec>,
@@ -368,8 +378,10 @@ impl Config {
             ready_fd: None,
             exit_fd: None,
             api_socket: None,
-            enable_sandbox: false,
-            enable_seccomp: false,
+            // Confined by default (issue 13 finding 2); the filter where
+            // rlnet has one (sys/seccomp.rs).
+            enable_sandbox: true,
+            enable_seccomp: SECCOMP_ARCH,
             publish: Vec::new(),
             publish_mode: Mode::Stack,
             dns_upstream: Vec::new(),

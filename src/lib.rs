@@ -11,6 +11,7 @@
 //! - [`dns`] is the DNS stub at N+3; [`network`] runs named networks (one
 //!   engine per network, members switched at L2).
 //! - [`sys`] is the only module with `unsafe`: raw syscalls, ioctls, namespaces.
+//! - [`check`] judges what `rlnet check` finds out about the host.
 //!
 //! docs/architecture.md has the parts, their import rules (checked by
 //! tests/architecture.rs) and one packet's path through them.
@@ -21,6 +22,7 @@
 
 pub mod api;
 pub mod app;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod dhcp;

@@ -41,6 +41,11 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<i32, Error> {
         Command::Network(cmd) => Ok(print(&rlnet::network::command::execute(&cmd)?)),
         Command::RunOnNetwork(nr) => Ok(rlnet::network::run::run(&nr)?),
         Command::Port(port) => Ok(print(&port_command(&port)?)),
+        Command::Check => {
+            let findings = rlnet::check::evaluate(&rlnet::sys::host::gather());
+            print(&rlnet::check::render(&findings));
+            Ok(rlnet::check::exit_code(&findings))
+        }
         Command::Pasta(opts) => Ok(rlnet::app::pasta::run(*opts)?),
     }
 }

@@ -33,6 +33,7 @@ const PARTS: &[(&str, Part)] = &[
     ("stack", Part::Packet),
     ("config", Part::Model),
     ("model", Part::Model),
+    ("check", Part::Control),
     ("sys", Part::Sys),
     ("log", Part::Log),
 ];
@@ -63,7 +64,8 @@ impl Part {
             Engine => &[Api, Event, Flows, Services, Packet, Model, Sys, Log],
             Flows => &[Event, Packet, Model, Sys, Log],
             Event => &[Packet, Model],
-            Api => &[Model, Log],
+            // The API server sheds connections with sys::os's fd reserve.
+            Api => &[Model, Sys, Log],
             Services => &[Model, Log],
             Packet => &[Model, Log],
             Model => &[Packet],

@@ -152,6 +152,7 @@ fn man_page_documents_every_long_option_of_help() {
         &["network", "--help"],
         &["attach", "--help"],
         &["detach", "--help"],
+        &["check", "--help"],
         &["pasta", "--help"],
     ] {
         let help = stdout(&rlnet(args));

@@ -21,11 +21,13 @@ fi
 # machine's hybrid cgroup layout, so they use runc; catatonit and netavark are
 # only recommended by podman, and the tests need Podman's usual setup;
 # Debian 12's netavark drives iptables, which nothing else pulls in without
-# recommends: without it every bridge-network `podman run` fails).
+# recommends: without it every bridge-network `podman run` fails); curl to
+# download slirp4netns's test scripts (below).
 packages=(
     iproute2 util-linux iputils-ping procps
     iperf3 socat ncat jq busybox-static uidmap
     slirp4netns passt rootlesskit podman runc catatonit netavark iptables buildah
+    curl ca-certificates
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -64,4 +66,23 @@ for p in debootstrap debian-archive-keyring; do
 done
 bash "$(dirname "$0")/pasta/make-root.sh"
 
-echo "tests/prepare-machine.sh: machine ready (test tools installed, /dev/net/tun 0666, user rlnet-ci with subordinate ids)"
+# slirp4netns's own test scripts (tests/compat_slirp4netns_scripts.rs runs
+# them against rlnet): upstream's tests/ at v1.3.2, checked file by file
+# against the SHA-256 sums that test holds. They come from Debian's archive
+# (CI reaches the package registries only, not GitHub): the source tarball of
+# Debian's slirp4netns 1.3.3, whose tests/ is v1.3.2's unchanged, checked
+# against its own SHA-256 first.
+s4n_dir=/var/lib/rlnet-ci/slirp4netns-v1.3.2
+s4n_tar=slirp4netns_1.3.3.orig.tar.gz
+s4n_sum=2422cd6869da0374943ba8f01425fe50a49a29138ddead0e0fedbe3aa22aa483
+if [ ! -f "$s4n_dir/tests/common.sh" ]; then
+    tmp=$(mktemp -d)
+    curl -fsSL --retry 3 -o "$tmp/$s4n_tar" "http://deb.debian.org/debian/pool/main/s/slirp4netns/$s4n_tar"
+    echo "$s4n_sum  $tmp/$s4n_tar" | sha256sum -c --quiet -
+    mkdir -p "$s4n_dir"
+    tar -xzf "$tmp/$s4n_tar" -C "$s4n_dir" --strip-components=1 --wildcards '*/tests/*'
+    rm -rf "$tmp"
+    chmod -R a+rX "$s4n_dir"
+fi
+
+echo "tests/prepare-machine.sh: machine ready (test tools installed, /dev/net/tun 0666, user rlnet-ci with subordinate ids, the Debian 13 root, slirp4netns's test scripts in $s4n_dir)"

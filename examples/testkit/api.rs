@@ -12,17 +12,22 @@ use crate::args::Args;
 use crate::fail::{Res, emit, ioerr, ms_since};
 
 pub const COMMAND: Command = Command::new("api", SYNTAX, HELP, 2..=2, run)
-    .options(&["--trickle", "--repeat"], &["--no-shutdown"]);
+    .options(&["--trickle", "--repeat", "--idle"], &["--no-shutdown"]);
 
-const SYNTAX: &str = "api PATH REQUEST [--trickle MS] [--repeat N] [--no-shutdown]";
+const SYNTAX: &str = "api PATH REQUEST [--trickle MS] [--repeat N] [--no-shutdown] [--idle N]";
 
-const HELP: &str = "  api PATH REQUEST [--trickle MS] [--repeat N] [--no-shutdown]
+const HELP: &str = "  api PATH REQUEST [--trickle MS] [--repeat N] [--no-shutdown] [--idle N]
         send REQUEST to a unix socket (--repeat: that many copies; --trickle:
         one byte every MS ms), shut down the write side (unless
-        --no-shutdown), print the reply verbatim (one line) and `ms=`
+        --no-shutdown), print the reply verbatim (one line) and `ms=`;
+        --idle: first open N connections that send nothing, held to the end
 ";
 
 fn run(a: &Args) -> Res<i32> {
+    let idle: usize = a.num("--idle", 0usize)?;
+    let _idle: Vec<UnixStream> = (0..idle)
+        .map(|i| UnixStream::connect(&a.pos[0]).map_err(|e| ioerr(format!("idle #{i}"), e)))
+        .collect::<Res<_>>()?;
     let t0 = Instant::now();
     let mut s = UnixStream::connect(&a.pos[0]).map_err(|e| ioerr("connect", e))?;
     s.set_read_timeout(Some(a.timeout))

@@ -10,12 +10,15 @@ use crate::fail::{Res, emit, ioerr};
 use crate::net::connect_tcp;
 use crate::stream::Stream;
 
-pub const COMMAND: Command = Command::new("crr", SYNTAX, HELP, 2..=2, run);
+pub const COMMAND: Command =
+    Command::new("crr", SYNTAX, HELP, 2..=2, run).options(&[], &["--keep-going"]);
 
-const SYNTAX: &str = "crr ADDR N";
+const SYNTAX: &str = "crr ADDR N [--keep-going]";
 
-const HELP: &str = "  crr ADDR N                        N x (connect, 64-byte echo, close) against
-        `serve-tcp ... echo --count N`; prints `ok=1 n= secs= per_s=`
+const HELP: &str = "  crr ADDR N [--keep-going]         N x (connect, 64-byte echo, close) against
+        `serve-tcp ... echo --count N`; prints `ok=1 n= secs= per_s=`;
+        --keep-going: a failed cycle (each bounded by --timeout) is counted
+        and the next one tried; prints `ok= n= failed= secs= per_s=`
 ";
 
 fn run(a: &Args) -> Res<i32> {
@@ -23,19 +26,39 @@ fn run(a: &Args) -> Res<i32> {
     let n: u64 = a.pos_num(1)?;
     let t0 = Instant::now();
     let (mut req, mut resp) = ([0u8; 64], [0u8; 64]);
+    let keep_going = a.flag("--keep-going");
+    let mut failed = 0u64;
     for i in 0..n {
         Stream::new(i).fill(&mut req);
-        let mut s = connect_tcp(addr, a.timeout)?;
-        s.set_nodelay(true).map_err(|e| ioerr("setsockopt", e))?;
-        s.write_all(&req).map_err(|e| ioerr("write", e))?;
-        s.read_exact(&mut resp)
-            .map_err(|e| ioerr(format!("read (cycle {i})"), e))?;
-        if req != resp {
-            emit(&format!("ok=0 n={i}"));
-            return Ok(1);
+        let mut cycle = || -> Res<bool> {
+            let mut s = connect_tcp(addr, a.timeout)?;
+            s.set_nodelay(true).map_err(|e| ioerr("setsockopt", e))?;
+            s.set_read_timeout(Some(a.timeout))
+                .map_err(|e| ioerr("setsockopt", e))?;
+            s.write_all(&req).map_err(|e| ioerr("write", e))?;
+            s.read_exact(&mut resp)
+                .map_err(|e| ioerr(format!("read (cycle {i})"), e))?;
+            Ok(req == resp)
+        };
+        match cycle() {
+            Ok(true) => {}
+            Ok(false) if !keep_going => {
+                emit(&format!("ok=0 n={i}"));
+                return Ok(1);
+            }
+            Err(e) if !keep_going => return Err(e),
+            Ok(false) | Err(_) => failed += 1,
         }
     }
     let secs = t0.elapsed().as_secs_f64();
+    if keep_going {
+        emit(&format!(
+            "ok={} n={n} failed={failed} secs={secs:.3} per_s={:.1}",
+            u8::from(failed == 0),
+            n as f64 / secs.max(1e-9)
+        ));
+        return Ok(0);
+    }
     emit(&format!(
         "ok=1 n={n} secs={secs:.3} per_s={:.1}",
         n as f64 / secs.max(1e-9)

@@ -7,7 +7,7 @@ use std::os::fd::OwnedFd;
 use crate::Command;
 use crate::args::{Args, mac_opt, parse_ip};
 use crate::fail::{Fail, Res, emit};
-use crate::frame::{BCAST, Link, ip_frame, udp};
+use crate::frame::{BCAST, Link, ip_frame, tcp_syn, udp};
 use crate::packet::{if_info, packet_socket, send_frame};
 
 pub const COMMAND: Command = Command::new("spoof", SYNTAX, HELP, 3..=3, run).options(
@@ -19,17 +19,23 @@ pub const COMMAND: Command = Command::new("spoof", SYNTAX, HELP, 3..=3, run).opt
         "--dport",
         "--count",
     ],
-    &["--rst"],
+    &["--rst", "--syn"],
 );
 
-const SYNTAX: &str = "spoof IFNAME SRC_IP DST_IP [--dst-mac MAC] [--src-mac MAC] [--rst] [--sport P] [--dport P] [--count N] [--final OWN_IP]";
+const SYNTAX: &str = "spoof IFNAME SRC_IP DST_IP [--dst-mac MAC] [--src-mac MAC] [--rst|--syn] [--sport P] [--dport P] [--count N] [--final OWN_IP]";
 
-const HELP: &str = "  spoof IFNAME SRC_IP DST_IP [--dst-mac MAC] [--src-mac MAC] [--rst]
+const HELP: &str = "  spoof IFNAME SRC_IP DST_IP [--dst-mac MAC] [--src-mac MAC] [--rst|--syn]
         [--sport P] [--dport P] [--count N] [--final OWN_IP]
         N (100) UDP datagrams (--rst: RST segments sweeping the sequence
-        space) from a forged SRC_IP/--src-mac carrying a marker; --final: then
-        one honest UDP datagram from OWN_IP marking the end; prints `sent=`
+        space; --syn: SYNs, a flood, from source ports counting up from
+        --sport and wrapping below 32768, the kernel's ephemeral ports) from
+        a forged SRC_IP/--src-mac carrying a marker; --final: then one honest
+        UDP datagram from OWN_IP marking the end; prints `sent=`
 ";
+
+/// --syn source ports stay below the usual ephemeral range (32768-60999),
+/// so a flood never takes the 4-tuple of a real client's connection.
+const SYN_PORTS: std::ops::Range<u32> = 1024..32768;
 
 /// In every forged frame.
 pub const SPOOF_MARK: &[u8] = b"rlnet-spoofed-frame";
@@ -62,6 +68,9 @@ fn run(a: &Args) -> Res<i32> {
         mtu,
     };
     let mut frames = Vec::new();
+    if a.flag("--syn") {
+        return syn_flood(a, &fd, &forged, (src, dst), (sport, dport), count);
+    }
     for i in 0..count {
         frames.push(if a.flag("--rst") {
             // Sweep the sequence space: a switch that let these through
@@ -88,6 +97,39 @@ fn run(a: &Args) -> Res<i32> {
         )?);
     }
     emit(&format!("sent={}", send_all(&fd, &frames)?));
+    Ok(0)
+}
+
+/// `--syn`: SYNs made and sent one by one, until `count` or `--timeout`;
+/// `flooding` is printed first. A frame the TAP has no room for is dropped,
+/// as a wire would.
+fn syn_flood(
+    a: &Args,
+    fd: &OwnedFd,
+    link: &Link,
+    (src, dst): (std::net::IpAddr, std::net::IpAddr),
+    (sport, dport): (u16, u16),
+    count: u32,
+) -> Res<i32> {
+    let t0 = std::time::Instant::now();
+    let span = SYN_PORTS.end - SYN_PORTS.start;
+    emit("flooding");
+    let mut sent = 0u64;
+    for i in 0..count {
+        if t0.elapsed() > a.timeout {
+            break;
+        }
+        let p = SYN_PORTS.start + (u32::from(sport) + i) % span;
+        let mut syn = tcp_syn(u16::try_from(p).unwrap_or(u16::MAX), dport);
+        // A fresh initial sequence number per SYN.
+        syn[4..8].copy_from_slice(&i.wrapping_mul(2_654_435_761).to_be_bytes());
+        match send_frame(fd, &ip_frame(link, src, dst, 6, &syn)?, "spoof") {
+            Ok(None) => sent += 1,
+            Ok(Some(_)) | Err(Fail::Timeout(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    emit(&format!("sent={sent}"));
     Ok(0)
 }
 

@@ -276,13 +276,14 @@ pub fn framing(buf: &[u8]) -> Framing {
     let mut values = serde_json::Deserializer::from_slice(rest).into_iter::<IgnoredAny>();
     match values.next() {
         None => Framing::NeedMore,
-        // A bare number at the end may still grow ("42" then "3"); objects,
-        // arrays and strings end with their closing byte.
-        Some(Ok(_)) if values.byte_offset() == rest.len() && !b"{[\"".contains(&rest[0]) => {
-            Framing::NeedMore
-        }
+        // A complete value. A bare number at the end may still grow ("42"
+        // then "3"), but it is not an object either way: the answer
+        // (`json_object() failed`) is the same, so it is given at once.
         Some(Ok(_)) => Framing::Ready,
         Some(Err(e)) if e.is_eof() => Framing::NeedMore,
+        // serde_json calls an unfinished number ("-", "4.", "1e") invalid
+        // rather than cut short; more bytes may complete it.
+        Some(Err(_)) if rest.iter().all(|b| b"-+.eE0123456789".contains(b)) => Framing::NeedMore,
         Some(Err(_)) => Framing::Ready,
     }
 }
@@ -1217,8 +1218,14 @@ mod tests {
             ("{\"execute\":\"list_hostfwd\"} trailing", Framing::Ready),
             ("\"str\"", Framing::Ready),
             ("[1]", Framing::Ready),
-            ("42", Framing::NeedMore),
+            // Complete values that are not objects: answered at once, even
+            // when the client keeps its write side open.
+            ("42", Framing::Ready),
             ("42\n", Framing::Ready),
+            ("null", Framing::Ready),
+            ("true", Framing::Ready),
+            ("-", Framing::NeedMore),
+            ("4.", Framing::NeedMore),
             ("tru", Framing::NeedMore),
             ("garbage", Framing::Ready),
             ("}", Framing::Ready),

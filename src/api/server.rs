@@ -1,9 +1,18 @@
 //! The API socket's I/O: a unix stream socket served from the data-plane
 //! loop without ever blocking it. One request per connection; each client
-//! gets a size limit ([`MAX_REQUEST`]) and a deadline, other uids are
-//! refused, and the socket file is removed on a clean exit.
+//! gets a size limit ([`MAX_REQUEST`]) and a deadline, and the socket file
+//! is removed on a clean exit.
 //!
-//! Both keep working inside `--enable-sandbox`: the socket's directory is
+//! Who may connect: rlnet's own user and root, as with slirp4netns (whose
+//! socket anyone who can open it may use). The socket file is mode 0600, so
+//! the kernel lets only those two through; the peer check refuses anyone
+//! else should the mode have been widened.
+//!
+//! A new client never waits behind others: at most [`MAX_CLIENTS`] are
+//! served at once, and when all slots are taken the client that has waited
+//! longest without a complete request is dropped for the new one.
+//!
+//! Both keep working inside the sandbox: the socket's directory is
 //! held open from bind time (the path no longer resolves after pivot_root),
 //! and peers are compared with our uid as seen *now* (SO_PEERCRED reports
 //! uids as seen from the reader's current user namespace, which the
@@ -23,12 +32,19 @@ use thiserror::Error;
 
 use super::request::{ApiError, Framing, MAX_REQUEST, Request, framing, parse_request};
 use crate::config::AddrPlan;
+use crate::sys::os::{self, FdReserve};
 
 /// A client that has not sent a complete request by then is disconnected
 /// (docs/api.md).
 pub const CLIENT_DEADLINE_US: i64 = 5_000_000;
-/// Clients served at once; more are turned away at accept.
-const MAX_CLIENTS: usize = 32;
+/// Clients served at once; a new one beyond this replaces the one that has
+/// waited longest.
+pub const MAX_CLIENTS: usize = 32;
+/// Connections accepted per turn of the loop before other work gets one.
+const ACCEPT_BATCH: usize = 64;
+/// The uid the kernel reports for a peer that rlnet's user namespace does
+/// not map (/proc/sys/kernel/overflowuid, 65534 unless changed).
+const OVERFLOW_UID_DEFAULT: u32 = 65534;
 
 #[derive(Debug, Error)]
 pub enum ApiSocketError {
@@ -43,6 +59,8 @@ pub enum ApiSocketError {
 struct Client {
     stream: UnixStream,
     buf: Vec<u8>,
+    /// When it was accepted: the oldest waiting client gives way first.
+    since: i64,
     deadline: i64,
     /// Reply bytes not yet written (a full socket buffer).
     out: Vec<u8>,
@@ -60,6 +78,11 @@ pub struct ApiServer {
     /// The socket's directory (O_PATH) and the socket's name in it.
     dir: OwnedFd,
     name: OsString,
+    /// How an unmapped peer's uid reads (see [`ApiServer::peer_allowed`]).
+    overflow_uid: u32,
+    /// Clients may be left in the listener's queue (the batch ran out).
+    backlog: bool,
+    reserve: FdReserve,
 }
 
 /// What the engine should do after an API event.
@@ -118,6 +141,12 @@ impl ApiServer {
             clients: Slab::new(),
             dir,
             name: path.file_name().unwrap_or(path.as_os_str()).to_os_string(),
+            overflow_uid: std::fs::read_to_string("/proc/sys/kernel/overflowuid")
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(OVERFLOW_UID_DEFAULT),
+            backlog: false,
+            reserve: FdReserve::new(),
         })
     }
 
@@ -130,21 +159,36 @@ impl ApiServer {
         registry.register(&mut self.listener, token, Interest::READABLE)
     }
 
-    /// The listener is readable: accept clients of our own uid.
+    /// The listener is readable: accept what is queued (a batch of it; the
+    /// rest on the next turn, see [`Self::has_backlog`]).
     pub fn accept(&mut self, registry: &Registry, token_of: impl Fn(usize) -> Token, now: i64) {
-        for _ in 0..MAX_CLIENTS {
-            let (stream, _) = match self.listener.accept() {
-                Ok(s) => s,
-                Err(_) => return,
+        self.backlog = false;
+        for _ in 0..ACCEPT_BATCH {
+            let stream = match self.listener.accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if os::accept_retry(&e) => continue,
+                Err(e) if os::out_of_fds(&e) => {
+                    // Left queued, it would stall the listener (FdReserve).
+                    crate::limited!(Warn, "API socket: {e}; a client was turned away");
+                    match self.reserve.shed(|| self.listener.accept()) {
+                        Ok(()) => continue,
+                        Err(e) if os::accept_retry(&e) => continue,
+                        Err(_) => return,
+                    }
+                }
+                Err(e) => {
+                    crate::limited!(Warn, "API socket: accept: {e}");
+                    return;
+                }
             };
             let peer =
                 nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials);
-            // Our uid in the same view as the peer's (see the module docs).
-            if peer.map(|c| c.uid()) != Ok(nix::unistd::geteuid().as_raw()) {
+            if !peer.is_ok_and(|c| self.peer_allowed(c.uid())) {
                 crate::limited!(Warn, "API socket: refused a client of another user");
                 continue;
             }
-            if self.clients.len() >= MAX_CLIENTS {
+            if self.clients.len() >= MAX_CLIENTS && !self.evict_oldest(registry) {
                 crate::limited!(Warn, "API socket: too many clients; one turned away");
                 continue;
             }
@@ -152,6 +196,7 @@ impl ApiServer {
             let mut c = Client {
                 stream,
                 buf: Vec::new(),
+                since: now,
                 deadline: now + CLIENT_DEADLINE_US,
                 out: Vec::new(),
                 answered: false,
@@ -167,6 +212,55 @@ impl ApiServer {
             {
                 entry.insert(c);
             }
+        }
+        self.backlog = true;
+    }
+
+    /// True if the listener may still have clients queued: the loop should
+    /// come back to [`Self::accept`] without sleeping.
+    pub fn has_backlog(&self) -> bool {
+        self.backlog
+    }
+
+    /// rlnet's own user and root; uids are as seen from rlnet's user
+    /// namespace now. A peer that namespace does not map (host root, when
+    /// rlnet runs in a user namespace or its sandbox) reads as the overflow
+    /// uid, like every other unmapped user: it is let in while the socket
+    /// file grants nothing to group and others, because then the kernel
+    /// only let it connect as our user or with privilege over our user.
+    fn peer_allowed(&self, uid: u32) -> bool {
+        let own = nix::unistd::geteuid().as_raw();
+        if uid == own || uid == 0 {
+            return true;
+        }
+        uid == self.overflow_uid && self.file_is_private()
+    }
+
+    /// The socket file is still ours alone (mode 0600 or narrower).
+    fn file_is_private(&self) -> bool {
+        nix::sys::stat::fstatat(
+            &self.dir,
+            self.name.as_os_str(),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .is_ok_and(|st| st.st_mode & 0o077 == 0)
+    }
+
+    /// Drop the client that has waited longest for a request of its own
+    /// (held ones are being answered); false when every slot is held.
+    fn evict_oldest(&mut self, registry: &Registry) -> bool {
+        let oldest = self
+            .clients
+            .iter()
+            .filter(|(_, c)| !c.held)
+            .min_by_key(|(_, c)| c.since)
+            .map(|(i, _)| i);
+        match oldest {
+            Some(i) => {
+                self.close(i, registry);
+                true
+            }
+            None => false,
         }
     }
 

@@ -68,6 +68,10 @@ pub(super) struct NetOpts {
     create_sandbox: bool,
     #[arg(long = "enable-seccomp")]
     enable_seccomp: bool,
+    #[arg(long = "disable-sandbox")]
+    disable_sandbox: bool,
+    #[arg(long = "disable-seccomp")]
+    disable_seccomp: bool,
     #[arg(
         long = "outbound-addr",
         value_name = "ADDR",
@@ -343,8 +347,12 @@ fn host_options(
     if o.create_sandbox {
         warnings.push("--create-sandbox is deprecated, use --enable-sandbox".into());
     }
-    config.enable_sandbox = o.enable_sandbox || o.create_sandbox;
-    config.enable_seccomp = o.enable_seccomp;
+    // Confinement is on by default (issue 13 finding 2); slirp4netns's
+    // --enable-* flags are accepted (--enable-seccomp insists where rlnet
+    // has no filter, and fails there); --disable-* wins.
+    config.enable_sandbox = !o.disable_sandbox;
+    config.enable_seccomp = !o.disable_seccomp && (o.enable_seccomp || config.enable_seccomp);
+    let _ = o.enable_sandbox;
     if let Some(a) = &o.outbound_addr {
         config.outbound4 =
             Some(config::parse_outbound(a, false).map_err(invalid("--outbound-addr"))?);
@@ -544,6 +552,13 @@ mod tests {
         assert_eq!(inv.warnings.len(), 1);
         assert!(inv.warnings[0].contains("--create-sandbox is deprecated"));
         assert!(cfg(&["--enable-seccomp", "1"]).enable_seccomp);
+        // On by default; the opt-outs, each on its own.
+        let c = cfg(&["1"]);
+        assert!(c.enable_sandbox && c.enable_seccomp);
+        let c = cfg(&["--disable-sandbox", "1"]);
+        assert!(!c.enable_sandbox && c.enable_seccomp);
+        let c = cfg(&["--disable-seccomp", "--enable-seccomp", "1"]);
+        assert!(c.enable_sandbox && !c.enable_seccomp);
         assert!(!cfg(&["--disable-dns", "1"]).dns);
         assert!(cfg(&["1"]).dns);
         let c = cfg(&["-c6", "1"]);

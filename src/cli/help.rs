@@ -52,14 +52,18 @@ const NET_OPTIONS_HELP: &str =
                              refuse connections to the gateway address, which
                              otherwise reach the host's 127.0.0.1 and ::1
       --no-host-loopback     deprecated spelling of --disable-host-loopback
-      --enable-sandbox       once set up, confine rlnet: a private read-only
-                             root with only /etc, /run and resolv.conf's
-                             directory, no capability but
-                             CAP_NET_BIND_SERVICE, not dumpable (off by
-                             default)
+      --disable-sandbox      do not confine rlnet once set up (by default it
+                             keeps a private read-only root with only /etc,
+                             /run and resolv.conf's directory, and no
+                             capability but CAP_NET_BIND_SERVICE)
+      --disable-seccomp      do not filter system calls once set up (by
+                             default only those rlnet needs are allowed; any
+                             other kills it)
+      --enable-sandbox       accepted (slirp4netns's flag); the sandbox is on
+                             by default
       --create-sandbox       deprecated spelling of --enable-sandbox
-      --enable-seccomp       once set up, allow only the system calls rlnet
-                             needs; any other kills it (off by default)
+      --enable-seccomp       accepted (slirp4netns's flag); the filter is on
+                             by default
       --outbound-addr=ADDR   send outbound IPv4 from ADDR (an IPv4 address or
                              an interface name)
       --outbound-addr6=ADDR  send outbound IPv6 from ADDR (an IPv6 address or
@@ -119,6 +123,7 @@ const DEFAULTS_HELP: &str = "Defaults (--cidr moves the IPv4 addresses; IPv6 is 
 const USAGE_HELP: &str = "Usage: rlnet [OPTION]... PID|PATH [TAPNAME]
        rlnet run [OPTION]... -- COMMAND [ARG]...
        rlnet port add|rm|ls -a PATH [ARG]...
+       rlnet check
 Give an unprivileged network namespace a network: outbound NAT through a
 userspace TCP/IP stack, published ports and a DNS stub. A drop-in for
 slirp4netns.
@@ -128,6 +133,7 @@ it exits. With --netns-type=path, PATH is a network namespace file such as
 /proc/PID/ns/net. TAPNAME is the interface inside it [tap0]. 'rlnet run'
 starts COMMAND in a new user and network namespace (see 'rlnet run --help').
 'rlnet port' publishes ports of a running rlnet (see 'rlnet port --help').
+'rlnet check' tells whether this host lets rlnet work, and what to change.
 'rlnet completion bash|zsh|fish' prints a shell completion script.
 ";
 
@@ -209,6 +215,25 @@ pub(super) fn run_help_text() -> String {
         "{RUN_USAGE_HELP}\nOptions:\n{NET_OPTIONS_HELP}{GENERAL_OPTIONS_HELP}\n{DEFAULTS_HELP}\nErrors exit with status 1; otherwise rlnet exits with COMMAND's status.\n"
     )
 }
+
+/// `rlnet check --help`.
+pub(super) const CHECK_HELP: &str = "\
+Usage: rlnet check
+
+Check whether this host lets rlnet work, for the user running the check:
+unprivileged user namespaces (kernel.unprivileged_userns_clone,
+user.max_user_namespaces, and creating one with a network namespace and a TAP
+in it), /dev/net/tun, AppArmor's restriction of user namespaces
+(kernel.apparmor_restrict_unprivileged_userns) and a profile for rlnet, ping
+sockets (net.ipv4.ping_group_range), privileged ports
+(net.ipv4.ip_unprivileged_port_start) and the open-files limit. One line per
+finding: ok, note, warn or FAIL, the finding, and its fix.
+
+Options:
+  -h, --help           show this help
+
+Exits with status 1 when rlnet cannot work here (a FAIL line), else 0.
+";
 
 /// `pasta --version`: Podman shows it in `podman info` (first line).
 pub(super) fn pasta_version_text() -> String {
@@ -364,6 +389,7 @@ Options:
 mod tests {
     use clap::CommandFactory;
 
+    use super::super::check::CheckCli;
     use super::super::compat::CompatCli;
     use super::super::network::{MemberCli, NetworkCli};
     use super::super::port::PortCli;
@@ -424,6 +450,7 @@ mod tests {
             (PortCli::command(), port_help_text()),
             (NetworkCli::command(), NETWORK_HELP.to_string()),
             (MemberCli::command(), ATTACH_HELP.to_string()),
+            (CheckCli::command(), CHECK_HELP.to_string()),
         ] {
             let mut longs = Vec::new();
             for arg in cmd.get_arguments() {

@@ -14,6 +14,7 @@
 //!   [`crate::api::client::request`];
 //! - `network.rs`: `rlnet network|attach|detach`, as the request types of
 //!   [`crate::network::request`];
+//! - `check.rs`: `rlnet check`, which diagnoses the host ([`crate::check`]);
 //! - `pasta.rs`: pasta's command line, when rlnet runs as `pasta` (or
 //!   `rlnet pasta ...`);
 //! - `completion.rs`: `rlnet completion bash|zsh|fish`, printed like help;
@@ -36,6 +37,7 @@ use crate::forward::spec::PublishSpec;
 use crate::forward::table::PortTable;
 use crate::network::request::{NetworkCommand, NetworkRun};
 
+mod check;
 mod compat;
 mod completion;
 mod help;
@@ -71,6 +73,8 @@ pub enum Command {
     Network(NetworkCommand),
     /// `rlnet run --network NAME ... -- COMMAND`.
     RunOnNetwork(NetworkRun),
+    /// `rlnet check`: what the host lets rlnet do.
+    Check,
     /// rlnet as pasta (`pasta ...`, `rlnet pasta ...`).
     Pasta(Box<PastaOptions>),
 }
@@ -90,6 +94,7 @@ enum Form {
     Compat,
     Run,
     Port,
+    Check,
 }
 
 impl Form {
@@ -98,6 +103,7 @@ impl Form {
             Form::Compat => "(see 'rlnet --help')",
             Form::Run => "(see 'rlnet run --help')",
             Form::Port => "(see 'rlnet port --help')",
+            Form::Check => "(see 'rlnet check --help')",
         }
     }
 
@@ -106,6 +112,7 @@ impl Form {
             Form::Compat => help::help_text(),
             Form::Run => help::run_help_text(),
             Form::Port => help::port_help_text(),
+            Form::Check => help::CHECK_HELP.to_string(),
         }
     }
 
@@ -114,6 +121,7 @@ impl Form {
             Form::Compat => compat::CompatCli::command(),
             Form::Run => run::RunCli::command(),
             Form::Port => port::PortCli::command(),
+            Form::Check => check::CheckCli::command(),
         }
     }
 }
@@ -135,6 +143,7 @@ where
         Some("run") => run::parse(rest("rlnet run")),
         Some("pasta") => pasta::parse(args[2..].to_vec()),
         Some("port") => port::parse(rest("rlnet port")),
+        Some("check") => check::parse(rest("rlnet check")),
         Some("network") => network::parse(network::Which::Network, rest("rlnet network").collect()),
         Some("attach") => network::parse(network::Which::Attach, rest("rlnet attach").collect()),
         Some("detach") => network::parse(network::Which::Detach, rest("rlnet detach").collect()),

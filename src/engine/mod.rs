@@ -533,6 +533,7 @@ impl Engine {
         let timeout = if !self.readable_taps.is_empty()
             || self.dp.nat.has_backlog()
             || self.dp.fwd.has_backlog()
+            || self.api.as_ref().is_some_and(ApiServer::has_backlog)
         {
             Some(Duration::ZERO)
         } else {
@@ -634,7 +635,11 @@ impl Engine {
         self.dp.attach_timers();
         self.send_answers();
         if let Some(api) = self.api.as_mut() {
-            api.expire(self.dp.now.total_micros(), self.poll.registry());
+            let now = self.dp.now.total_micros();
+            api.expire(now, self.poll.registry());
+            if api.has_backlog() {
+                api.accept(self.poll.registry(), |i| token(Kind::ApiClient, i), now);
+            }
         }
     }
 

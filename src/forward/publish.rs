@@ -37,6 +37,7 @@ use crate::config::AddrPlan;
 use crate::event::{Ctx, Kind, token};
 use crate::nat::{FlowKey, Nat};
 use crate::sys::ns::{Factory, FactoryOptions, NsError, NsHandles, SocketKind};
+use crate::sys::os::{self, FdReserve};
 use crate::wire;
 
 mod pasta;
@@ -171,6 +172,8 @@ pub struct Forwarder {
     timers: Vec<(i64, usize)>,
     /// Datagrams from published UDP ports land here first.
     scratch: Box<[u8]>,
+    /// Lets a listener drain its queue when rlnet is out of descriptors.
+    reserve: FdReserve,
     /// pasta mode: loopback clients take the splice path.
     splice_loopback: bool,
     /// pasta mode: its options and `auto`'s state.
@@ -257,6 +260,7 @@ impl Forwarder {
             again: Vec::new(),
             timers: Vec::new(),
             scratch: Box::default(),
+            reserve: FdReserve::new(),
             splice_loopback: false,
             pasta: None,
         }
@@ -528,9 +532,22 @@ impl Forwarder {
                         }
                     },
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                    Err(e) if os::accept_retry(&e) => {}
+                    Err(e) if os::out_of_fds(&e) => {
+                        // Left queued, the connection would never be
+                        // taken (see FdReserve): close it now instead.
+                        crate::limited!(
+                            Warn,
+                            "published port {local}: {e}; closing new connections until \
+                             descriptors are free (raise the limit: ulimit -n)"
+                        );
+                        match self.reserve.shed(|| s.accept()) {
+                            Ok(()) => {}
+                            Err(e) if os::accept_retry(&e) => {}
+                            Err(_) => return false,
+                        }
+                    }
                     Err(e) => {
-                        // EMFILE and friends: drop this round, retry later
-                        // rather than spin (the connection waits in the backlog).
                         crate::limited!(Warn, "accept on {local}: {e}");
                         return false;
                     }
@@ -625,7 +642,7 @@ impl Forwarder {
     }
 
     /// Start the socket factory now rather than on first use: once rlnet
-    /// is confined (--enable-sandbox/--enable-seccomp, pasta mode) it can
+    /// is confined (by default; pasta mode always) it can
     /// no longer fork into the namespace; the factory is confined too.
     /// Nothing to do without namespace handles.
     pub fn start_factory(&mut self) -> Result<(), ForwardError> {
@@ -655,7 +672,13 @@ impl Forwarder {
                 .ns
                 .as_ref()
                 .ok_or_else(|| NsError::Agent("splice mode needs the namespace".into()))?;
-            self.factory = Some(Factory::spawn(ns, FactoryOptions::default())?);
+            // Started late (rlnet itself is not confined): confined anyway,
+            // it needs nothing but socket(2).
+            let opts = FactoryOptions {
+                confine: true,
+                tables: false,
+            };
+            self.factory = Some(Factory::spawn(ns, opts)?);
         }
         self.factory
             .as_ref()

@@ -3,10 +3,11 @@
 //! survives any member leaving and ends on `rlnet network rm` or a signal.
 
 use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use caps::Capability;
 use thiserror::Error;
 
 use super::registry::{self, Record, RegistryError};
@@ -20,7 +21,7 @@ use crate::forward::publish;
 use crate::forward::spec::Mode;
 use crate::model::ipam::{self, Ipam};
 use crate::nat::{Outbound, policy::Policy};
-use crate::sys::os;
+use crate::sys::{os, sandbox, seccomp};
 
 #[derive(Debug, Error)]
 pub enum NetworkError {
@@ -68,6 +69,8 @@ enum DaemonError {
     Engine(#[from] EngineError),
     #[error("cannot write {dir}: {err}")]
     Record { dir: String, err: std::io::Error },
+    #[error("cannot confine the daemon: {0}")]
+    Confine(String),
 }
 
 /// Create the network and start its daemon; returns once its API socket
@@ -188,6 +191,13 @@ fn daemon_main(
     os::redirect_stdio(&log);
     let sock = registry::socket_path(dir, &record.name);
     let api = ApiServer::bind(&sock)?;
+    let api_dir = api.dir_fd();
+    // The record is removed at exit through this handle (unlinkat: the
+    // filter allows no other way to remove a file).
+    let record_dir = std::fs::File::open(dir).map_err(|err| DaemonError::Record {
+        dir: dir.display().to_string(),
+        err,
+    })?;
     let plan = ipam::plan_for(subnet, record.ipv6);
     let signals = os::signal_fd().map_err(DaemonError::Signals)?;
     let mut engine = Engine::new(Setup {
@@ -223,13 +233,52 @@ fn daemon_main(
         dir: dir.display().to_string(),
         err,
     })?;
+    confine(api_dir, record_dir.as_raw_fd())?;
     let _ = nix::unistd::write(ready, format!("ok {}", record.pid).as_bytes());
     let exit = engine.run();
-    registry::remove(dir, &record.name);
+    registry::remove_at(&record_dir, &record.name);
     let _ = std::io::stderr().flush();
     drop(engine); // removes the socket file
     exit?;
     Ok(())
+}
+
+/// The daemon after setup (issue 13 finding 2): no new privileges, no
+/// capability but those attaching a member takes when the daemon runs as
+/// root (joining the member's namespaces, reading them under /proc, making
+/// its TAP, publishing low ports), and [`seccomp::compile_network`]'s
+/// filter. No private root or user namespace of its own, unlike `rlnet`
+/// serving one namespace: every attach opens the member's /proc/PID/ns
+/// files and the agent it forks joins the member's user namespace, which a
+/// process inside a user namespace of its own can never do.
+fn confine(api_dir: RawFd, record_dir: RawFd) -> Result<(), DaemonError> {
+    let confine_err = |e: &dyn std::fmt::Display| DaemonError::Confine(e.to_string());
+    // Where rlnet has no filter for the architecture, the rest only.
+    let filters = if crate::config::SECCOMP_ARCH {
+        Some(
+            seccomp::compile_network(&seccomp::Scope {
+                own_pid: nix::unistd::getpid().as_raw(),
+                child: None,
+                api_dir: Some(api_dir),
+                other_dir: Some(record_dir),
+            })
+            .map_err(|e| confine_err(&e))?,
+        )
+    } else {
+        None
+    };
+    nix::sys::prctl::set_no_new_privs().map_err(|e| confine_err(&e))?;
+    sandbox::drop_capabilities_except(&[
+        Capability::CAP_SYS_ADMIN,
+        Capability::CAP_SYS_PTRACE,
+        Capability::CAP_NET_ADMIN,
+        Capability::CAP_NET_BIND_SERVICE,
+    ])
+    .map_err(|e| confine_err(&e))?;
+    match filters {
+        Some(f) => f.apply().map_err(|e| confine_err(&e)),
+        None => Ok(()),
+    }
 }
 
 /// The API socket of network `name`, if it exists.

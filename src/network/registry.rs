@@ -97,6 +97,16 @@ pub fn remove(dir: &Path, name: &str) {
     let _ = fs::remove_file(record_path(dir, name));
 }
 
+/// [`remove`] through a handle on the directory (a confined daemon may
+/// only unlinkat).
+pub fn remove_at(dir: &fs::File, name: &str) {
+    let _ = nix::unistd::unlinkat(
+        dir,
+        format!("{name}.json").as_str(),
+        nix::unistd::UnlinkatFlags::NoRemoveDir,
+    );
+}
+
 /// Records of networks whose daemon is alive (stale ones are removed).
 pub fn live(dir: &Path) -> Vec<Record> {
     let Ok(entries) = fs::read_dir(dir) else {

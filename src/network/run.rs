@@ -2,6 +2,9 @@
 //! namespace that the network's daemon attaches before COMMAND starts.
 //! This process only waits: it forwards signals to COMMAND and exits with
 //! its status; the attachment ends with COMMAND (the daemon holds a pidfd).
+//! Once COMMAND runs it waits confined (issue 13 finding 2): no new
+//! privileges, no capability, the engine's seccomp filter (it may signal
+//! COMMAND and no one else).
 
 use std::os::fd::AsFd;
 
@@ -15,7 +18,7 @@ use super::request::NetworkRun;
 use crate::api::ClientRequest;
 use crate::api::client;
 use crate::model::ipam;
-use crate::sys::{ns, os};
+use crate::sys::{ns, os, sandbox, seccomp};
 
 /// Runs COMMAND on the network; returns its exit status (128+N if killed by
 /// signal N).
@@ -39,12 +42,29 @@ pub fn run(nr: &NetworkRun) -> Result<i32, NetworkError> {
     // Blocked before the fork; the child unblocks them before exec.
     let signals = os::signal_fd().map_err(|e| start(&e))?;
     let mut child = ns::spawn_run(&nr.argv, resolv.as_deref()).map_err(|e| start(&e))?;
+    // Compiled while an error still stops COMMAND before it starts.
+    let filters = if crate::config::SECCOMP_ARCH {
+        let scope = seccomp::Scope {
+            own_pid: nix::unistd::getpid().as_raw(),
+            child: Some(child.pid.as_raw()),
+            api_dir: None,
+            other_dir: None,
+        };
+        Some(seccomp::compile(&scope).map_err(|e| start(&e))?)
+    } else {
+        None
+    };
     let mut request = nr.request.clone();
     request.pid = Some(child.pid.as_raw().cast_unsigned());
     // On failure `child` is dropped unstarted: it exits without running COMMAND.
     client::request(&sock, &ClientRequest::Attach(request), ATTACH_TIMEOUT)
         .map_err(|e| api_error(&nr.network, e))?;
     child.go().map_err(|e| start(&e))?;
+    if let Err(e) = confine(filters.as_ref()) {
+        let _ = nix::sys::signal::kill(child.pid, Signal::SIGKILL);
+        let _ = waitpid(child.pid, None);
+        return Err(NetworkError::Start(format!("cannot confine rlnet: {e}")));
+    }
     let pidfd = child
         .take_pidfd()
         .ok_or_else(|| NetworkError::Start("no pidfd for COMMAND".into()))?;
@@ -74,4 +94,11 @@ pub fn run(nr: &NetworkRun) -> Result<i32, NetworkError> {
             });
         }
     }
+}
+
+/// No new privileges, no capability, then the filter (where there is one).
+fn confine(filters: Option<&seccomp::Filters>) -> Result<(), String> {
+    nix::sys::prctl::set_no_new_privs().map_err(|e| format!("PR_SET_NO_NEW_PRIVS: {e}"))?;
+    sandbox::drop_capabilities_but(None).map_err(|e| e.to_string())?;
+    filters.map_or(Ok(()), |f| f.apply().map_err(|e| e.to_string()))
 }

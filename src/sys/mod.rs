@@ -4,6 +4,7 @@
 #![allow(unsafe_code)]
 
 pub mod helper;
+pub mod host;
 pub mod member_tap;
 pub mod netlink;
 pub mod ns;

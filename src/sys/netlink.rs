@@ -364,9 +364,16 @@ fn ext_ack_msg(tlvs: &[u8]) -> Option<String> {
 }
 
 /// Write an IPv6 sysctl of `ifname`; /proc/sys/net resolves to the calling task's netns.
+/// Opened write-only, neither created nor truncated: a named network's
+/// daemon, whose seccomp filter its attach agents inherit, allows no more.
 fn ipv6_sysctl(ifname: &str, key: &str, value: &str, missing_ok: bool) -> Result<(), NetlinkError> {
+    use std::io::Write as _;
     let path = format!("/proc/sys/net/ipv6/conf/{ifname}/{key}");
-    match std::fs::write(&path, value) {
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(value.as_bytes()));
+    match written {
         // No IPv6 in this kernel: nothing to disable.
         Err(e) if missing_ok && e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         r => r.map_err(|source| NetlinkError::Sysctl { path, source }),

@@ -89,7 +89,8 @@ impl NsHandles {
     }
 }
 
-const NS_GET_NSTYPE: libc::c_ulong = 0xb703; // _IO(0xb7, 0x3)
+/// Asks a namespace file its type (seccomp allows it to the daemons).
+pub const NS_GET_NSTYPE: libc::c_ulong = 0xb703; // _IO(0xb7, 0x3)
 
 fn ns_type(fd: &OwnedFd) -> Option<CloneFlags> {
     // SAFETY: NS_GET_NSTYPE takes no argument and only returns an int; on a
@@ -383,7 +384,7 @@ pub struct Factory {
 /// How to start the factory.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FactoryOptions {
-    /// Confine it (pasta mode, --enable-sandbox/--enable-seccomp).
+    /// Confine it (always, in every mode).
     pub confine: bool,
     /// Open the namespace's /proc/net/{tcp,tcp6,udp,udp6} for port scans
     /// (pasta's `auto`).

@@ -304,3 +304,110 @@ pub fn send_some(fd: RawFd, data: &[u8]) -> usize {
     // and callers clear the hook before closing the socket.
     send(fd, data, MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL).unwrap_or(0)
 }
+
+/// One descriptor held in reserve for listeners: when accept(2) fails with
+/// EMFILE/ENFILE, the pending connection can't be taken, so it would sit in
+/// the listen queue, and with edge-triggered readiness the listener would
+/// never be woken again once the queue is full (a new SYN is dropped, not
+/// queued). Releasing the reserve lets the listener take that connection
+/// and close it at once: the queue drains, the client learns at once, and
+/// the next connection after fds free up is accepted normally.
+///
+/// The reserve is a unix datagram socket: socket(2) works inside the
+/// sandbox and under the seccomp filter, where no file can be opened.
+#[derive(Debug)]
+pub struct FdReserve(Option<OwnedFd>);
+
+impl FdReserve {
+    pub fn new() -> FdReserve {
+        FdReserve(spare_fd())
+    }
+
+    /// Take one connection with `accept` while out of descriptors and
+    /// close it at once. `accept`'s error (WouldBlock: the queue is empty)
+    /// is returned as is; the caller's loop decides when to stop.
+    pub fn shed<T>(&mut self, accept: impl FnOnce() -> io::Result<T>) -> io::Result<()> {
+        if self.0.is_none() {
+            // Made at start; lost only if re-taking it failed last time.
+            self.0 = spare_fd();
+        }
+        if self.0.take().is_none() {
+            return Err(io::Error::from_raw_os_error(libc::EMFILE));
+        }
+        let got = accept().map(drop);
+        self.0 = spare_fd();
+        got
+    }
+}
+
+impl Default for FdReserve {
+    fn default() -> Self {
+        FdReserve::new()
+    }
+}
+
+fn spare_fd() -> Option<OwnedFd> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
+    socket(
+        AddressFamily::Unix,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .ok()
+}
+
+/// True for accept(2) errors that mean "no descriptor for it now".
+pub fn out_of_fds(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}
+
+/// True for accept(2) errors about one connection only (it was aborted
+/// while queued, a signal came): the next one may still be taken.
+pub fn accept_retry(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ECONNABORTED) | Some(libc::EINTR) | Some(libc::EPROTO) | Some(libc::EPERM)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::unix::net::{UnixListener, UnixStream};
+
+    #[test]
+    fn reserve_sheds_one_connection_and_is_taken_again() {
+        let dir = std::env::temp_dir().join(format!("rlnet-reserve-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("l.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let mut reserve = FdReserve::new();
+        assert!(reserve.0.is_some());
+        let mut client = UnixStream::connect(&path).unwrap();
+        reserve.shed(|| listener.accept()).unwrap();
+        assert!(reserve.0.is_some(), "the reserve was not taken again");
+        // The client sees its connection closed, not a hang.
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = [0u8; 1];
+        assert_eq!(client.read(&mut buf).unwrap(), 0);
+        // An empty queue: accept's own error comes back.
+        let e = reserve.shed(|| listener.accept()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        assert!(reserve.0.is_some());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn accept_errors_are_classified() {
+        let e = |n| io::Error::from_raw_os_error(n);
+        assert!(out_of_fds(&e(libc::EMFILE)) && out_of_fds(&e(libc::ENFILE)));
+        assert!(!out_of_fds(&e(libc::EAGAIN)));
+        assert!(accept_retry(&e(libc::ECONNABORTED)) && !accept_retry(&e(libc::EMFILE)));
+    }
+}

@@ -1,19 +1,28 @@
-//! `--enable-sandbox`: once set up, rlnet confines itself, as slirp4netns
-//! does (and a little more):
+//! The sandbox, on by default (`--disable-sandbox` turns it off;
+//! slirp4netns's `--enable-sandbox` is accepted): once set up, rlnet
+//! confines itself, as slirp4netns does (and a little more):
 //!
 //! 1. Privilege over a new mount namespace without using any outside it:
 //!    as root with CAP_SYS_ADMIN (Podman runs us as root in its rootless
-//!    user namespace) nothing changes; otherwise rlnet joins the target's
-//!    user namespace, where it must be root, or creates one mapping its own
-//!    uid to root.
+//!    user namespace) nothing changes; otherwise rlnet creates a user
+//!    namespace of its own, mapping its uid to root, or, where it may not
+//!    create and map one, joins the target's, where it must be root.
 //! 2. A private mount namespace whose root is a small read-only tmpfs
 //!    holding only /etc and /run (read-only, nosuid, nodev, noexec) and the
 //!    directory of the resolv.conf the DNS stub follows, when that lies
 //!    elsewhere (the directory, not the file: the file is usually replaced
 //!    by rename, and a bind of the old inode would never change).
-//! 3. No new privileges, not dumpable (once in the target's user namespace,
-//!    its root could otherwise ptrace us), and no capability but
-//!    CAP_NET_BIND_SERVICE (if rlnet had it) in any set.
+//! 3. No new privileges, and no capability but CAP_NET_BIND_SERVICE (if
+//!    rlnet had it) in any set.
+//!
+//! rlnet stays dumpable, as slirp4netns does, so its own user can inspect
+//! it (slirp4netns's own sandbox test reads /proc/PID/root). The namespace's
+//! root cannot: rlnet's user namespace is its own, a sibling of the
+//! target's, over which the target's root has no capability. Only when
+//! rlnet had to join the target's user namespace does it also make itself
+//! not dumpable: there the target's root holds every capability over
+//! rlnet's credentials, and the dumpable flag is what keeps it from
+//! ptracing rlnet (docs/compat.md).
 //!
 //! Everything rlnet needs later is open before this runs: the TAP, sockets
 //! in the host's namespace (created freely afterwards: a user namespace
@@ -46,34 +55,33 @@ const MAX_LINKS: usize = 40;
 
 #[derive(Debug, Error)]
 pub enum SandboxError {
-    #[error(
-        "--enable-sandbox: rlnet must be single-threaded to enter a user namespace (internal error)"
-    )]
+    #[error("sandbox: rlnet must be single-threaded to enter a user namespace (internal error)")]
     Threads,
     #[error(
-        "--enable-sandbox: cannot join the target's user namespace: {0}; run rlnet as the user \
+        "sandbox: cannot join the target's user namespace: {0}; run rlnet as the user \
          that owns the namespace"
     )]
     JoinUserns(nix::Error),
     #[error(
-        "--enable-sandbox: rlnet's uid is {seen} in the target's user namespace, not 0; run \
+        "sandbox: rlnet's uid is {seen} in the target's user namespace, not 0; run \
          rlnet as the user the namespace maps to root"
     )]
     NotRootThere { seen: u32 },
     #[error(
-        "--enable-sandbox: cannot create a user namespace ({0}); give the target's with \
+        "sandbox: cannot create a user namespace ({0}); give the target's with \
          --userns-path, run rlnet as root in the namespace's user namespace (as Podman does), or \
-         allow unprivileged user namespaces (sysctl user.max_user_namespaces)"
+         allow unprivileged user namespaces (sysctl user.max_user_namespaces); --disable-sandbox \
+         turns the sandbox off"
     )]
     NewUserns(String),
     #[error(
-        "--enable-sandbox: the directory of --resolv-conf {path} does not exist; create it or \
+        "sandbox: the directory of --resolv-conf {path} does not exist; create it or \
          point --resolv-conf at an existing directory"
     )]
     ResolvDir { path: String },
-    #[error("--enable-sandbox: {what}: {err}")]
+    #[error("sandbox: {what}: {err}")]
     Sys { what: String, err: nix::Error },
-    #[error("--enable-sandbox: {what}: {err}")]
+    #[error("sandbox: {what}: {err}")]
     Caps {
         what: String,
         err: caps::errors::CapsError,
@@ -107,49 +115,87 @@ pub struct Plan<'a> {
 pub fn enter(plan: &Plan<'_>) -> Result<(), SandboxError> {
     // Resolved before any change, in the caller's view of the filesystem.
     let layout = Layout::new(&plan.keep)?;
-    gain_mount_privilege(plan.userns)?;
+    let userns = gain_mount_privilege(plan.userns)?;
     build_root(&layout)?;
-    drop_privileges()
+    drop_privileges(userns)
+}
+
+/// Which user namespace rlnet ended up in for its mount privilege.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Userns {
+    /// The one it runs in (it was root with CAP_SYS_ADMIN there already).
+    Kept,
+    /// A new one of its own.
+    Own,
+    /// The target's: its root has every capability over rlnet.
+    Target,
 }
 
 /// Step 1: CAP_SYS_ADMIN over a user namespace we may create a mount
 /// namespace in.
-fn gain_mount_privilege(userns: Option<BorrowedFd<'_>>) -> Result<(), SandboxError> {
+fn gain_mount_privilege(userns: Option<BorrowedFd<'_>>) -> Result<Userns, SandboxError> {
     let admin = caps::has_cap(None, CapSet::Effective, Capability::CAP_SYS_ADMIN);
     if geteuid().is_root() && admin.unwrap_or(false) {
-        return Ok(());
+        return Ok(Userns::Kept);
     }
     // setns(CLONE_NEWUSER) and unshare(CLONE_NEWUSER) refuse threaded callers.
     if !os::single_threaded() {
         return Err(SandboxError::Threads);
     }
-    match userns {
-        Some(fd) => {
-            setns(fd, CloneFlags::CLONE_NEWUSER).map_err(SandboxError::JoinUserns)?;
-            // Joining gives every capability there. The uid does not
-            // change, only how it is seen: it must be root (what callers
-            // map us to), or the API socket's peer check could not tell
-            // our user from unmapped ones.
-            let seen = geteuid().as_raw();
-            if seen != 0 {
-                return Err(SandboxError::NotRootThere { seen });
+    // Where AppArmor restricts user namespaces, creating one may succeed
+    // without giving any capability in it; and root of a user namespace
+    // without CAP_SETFCAP may create one but not map itself into it (Linux
+    // 5.12 and later). There is no way back from either: join the target's
+    // instead.
+    let can_map_self = !geteuid().is_root()
+        || caps::has_cap(None, CapSet::Effective, Capability::CAP_SETFCAP).unwrap_or(false);
+    let create = userns.is_none() || (can_map_self && !userns_creation_restricted());
+    if create {
+        let (uid, gid) = (geteuid().as_raw(), getegid().as_raw());
+        match unshare(CloneFlags::CLONE_NEWUSER) {
+            Ok(()) => {
+                map_own_ids(uid, gid)?;
+                return Ok(Userns::Own);
             }
-            Ok(())
-        }
-        None => {
-            let (uid, gid) = (geteuid().as_raw(), getegid().as_raw());
-            unshare(CloneFlags::CLONE_NEWUSER)
-                .map_err(|e| SandboxError::NewUserns(e.desc().to_string()))?;
-            let w = |path: &str, text: String| {
-                std::fs::write(path, text)
-                    .map_err(|e| SandboxError::NewUserns(format!("{path}: {e}")))
-            };
-            w("/proc/self/uid_map", format!("0 {uid} 1"))?;
-            // Required before an unprivileged process may write gid_map.
-            w("/proc/self/setgroups", "deny".into())?;
-            w("/proc/self/gid_map", format!("0 {gid} 1"))
+            Err(e) if userns.is_none() => {
+                return Err(SandboxError::NewUserns(e.desc().to_string()));
+            }
+            Err(e) => {
+                log::debug!("sandbox: cannot create a user namespace ({e}); joining the target's")
+            }
         }
     }
+    let Some(fd) = userns else {
+        return Err(SandboxError::NewUserns(
+            "AppArmor restricts unprivileged user namespaces".into(),
+        ));
+    };
+    setns(fd, CloneFlags::CLONE_NEWUSER).map_err(SandboxError::JoinUserns)?;
+    // Joining gives every capability there. The uid does not change, only
+    // how it is seen: it must be root (what callers map us to), or the API
+    // socket's peer check could not tell our user from unmapped ones.
+    let seen = geteuid().as_raw();
+    if seen != 0 {
+        return Err(SandboxError::NotRootThere { seen });
+    }
+    Ok(Userns::Target)
+}
+
+/// In a user namespace just created: our uid and gid as root.
+fn map_own_ids(uid: u32, gid: u32) -> Result<(), SandboxError> {
+    let w = |path: &str, text: String| {
+        std::fs::write(path, text).map_err(|e| SandboxError::NewUserns(format!("{path}: {e}")))
+    };
+    w("/proc/self/uid_map", format!("0 {uid} 1"))?;
+    // Required before an unprivileged process may write gid_map.
+    w("/proc/self/setgroups", "deny".into())?;
+    w("/proc/self/gid_map", format!("0 {gid} 1"))
+}
+
+/// kernel.apparmor_restrict_unprivileged_userns (Ubuntu 23.10 and later).
+fn userns_creation_restricted() -> bool {
+    std::fs::read_to_string("/proc/sys/kernel/apparmor_restrict_unprivileged_userns")
+        .is_ok_and(|v| v.trim() == "1")
 }
 
 /// What the new root holds, worked out from the kept paths.
@@ -192,7 +238,7 @@ impl Layout {
                     // replacement by rename is then not seen.
                     if file.exists() {
                         log::warn!(
-                            "--enable-sandbox: {} is in /: later replacements of it are not seen",
+                            "sandbox: {} is in /: later replacements of it are not seen",
                             file.display()
                         );
                         l.binds.push(file.clone());
@@ -205,7 +251,7 @@ impl Layout {
                     });
                 } else {
                     log::warn!(
-                        "--enable-sandbox: {} does not exist; DNS keeps the servers it has",
+                        "sandbox: {} does not exist; DNS keeps the servers it has",
                         dir.display()
                     );
                 }
@@ -454,11 +500,13 @@ fn mount_setattr_recursive(path: &Path, set: u64) -> nix::Result<()> {
     Ok(())
 }
 
-/// Step 3: no new privileges, not dumpable, no capabilities but
-/// CAP_NET_BIND_SERVICE.
-fn drop_privileges() -> Result<(), SandboxError> {
+/// Step 3: no new privileges, no capabilities but CAP_NET_BIND_SERVICE,
+/// and not dumpable in the target's user namespace (see the module docs).
+fn drop_privileges(userns: Userns) -> Result<(), SandboxError> {
     nix::sys::prctl::set_no_new_privs().map_err(sys("PR_SET_NO_NEW_PRIVS"))?;
-    nix::sys::prctl::set_dumpable(false).map_err(sys("PR_SET_DUMPABLE"))?;
+    if userns == Userns::Target {
+        nix::sys::prctl::set_dumpable(false).map_err(sys("PR_SET_DUMPABLE"))?;
+    }
     drop_capabilities()
 }
 
@@ -475,6 +523,12 @@ pub fn drop_capabilities() -> Result<(), SandboxError> {
 /// bounding set, and sets effective = permitted = inheritable = {`keep`}
 /// (if it was permitted; with None, nothing).
 pub fn drop_capabilities_but(keep_cap: Option<Capability>) -> Result<(), SandboxError> {
+    drop_capabilities_except(keep_cap.as_slice())
+}
+
+/// [`drop_capabilities_but`] for several: every set holds at most `keeps`
+/// (those that were permitted).
+pub fn drop_capabilities_except(keeps: &[Capability]) -> Result<(), SandboxError> {
     let caps_err = |what: String| move |err| SandboxError::Caps { what, err };
     // A kernel without ambient capabilities (< 4.3) has nothing to clear.
     if caps::runtime::ambient_set_supported().is_ok() {
@@ -485,17 +539,22 @@ pub fn drop_capabilities_but(keep_cap: Option<Capability>) -> Result<(), Sandbox
     // CAP_CHECKPOINT_RESTORE, the last one as of Linux 6.x). Anything newer
     // would stay in the bounding set only, which grants nothing: permitted is
     // set whole below, and no_new_privs stops exec from adding to it.
+    // Shrinking it takes CAP_SETPCAP; a process without it (an ordinary
+    // user's named-network daemon) keeps its bounding set, which grants
+    // nothing either.
+    let may_shrink = caps::has_cap(None, CapSet::Effective, Capability::CAP_SETPCAP)
+        .map_err(caps_err("capget".into()))?;
     for cap in caps::runtime::thread_all_supported() {
-        if Some(cap) != keep_cap {
+        if may_shrink && !keeps.contains(&cap) {
             caps::drop(None, CapSet::Bounding, cap)
                 .map_err(caps_err(format!("drop {cap} from the bounding set")))?;
         }
     }
     let mut keep = CapsHashSet::new();
-    if let Some(cap) = keep_cap
-        && caps::has_cap(None, CapSet::Permitted, cap).map_err(caps_err("capget".into()))?
-    {
-        keep.insert(cap);
+    for &cap in keeps {
+        if caps::has_cap(None, CapSet::Permitted, cap).map_err(caps_err("capget".into()))? {
+            keep.insert(cap);
+        }
     }
     // Effective first: it must stay within permitted at every step.
     for set in [CapSet::Effective, CapSet::Inheritable, CapSet::Permitted] {

@@ -1,5 +1,7 @@
-//! `--enable-seccomp`: an allowlist of the system calls the running engine
-//! makes, applied last, right before the ready fd is written. Anything
+//! The seccomp filter, on by default (`--disable-seccomp` turns it off;
+//! slirp4netns's `--enable-seccomp` is accepted): an allowlist of the system
+//! calls the running engine makes, applied last, right before the ready fd
+//! is written. Anything
 //! else kills the whole process (SECCOMP_RET_KILL_PROCESS), as does a call
 //! made through another ABI (the filter checks the architecture; on x86_64
 //! x32 numbers never match). Never allowed, whatever the engine may grow
@@ -17,6 +19,14 @@
 //! fork/clone are answered EPERM by a second filter instead of killing: a
 //! code path that forks late (the splice-mode socket factory, started on
 //! first use) then fails cleanly rather than taking every flow with it.
+//!
+//! Two other lists: the socket factory's ([`compile_factory`]: sockets and
+//! little else) and a named network's daemon's ([`compile_network`]), which
+//! must still attach members: it may fork (never with a CLONE_NEW* flag),
+//! setns into the member's namespaces (the forked agent), open
+//! /dev/net/tun read-write, use netlink sockets and the TUN ioctls, set
+//! PR_SET_PDEATHSIG and SIGKILL an agent past its deadline. Everything else
+//! above stays forbidden there too.
 
 use std::os::fd::RawFd;
 
@@ -25,13 +35,13 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum SeccompError {
     #[error(
-        "--enable-seccomp: not supported on {0} (x86_64, aarch64 and riscv64 only); leave the \
-         option out"
+        "seccomp: not supported on {0} (x86_64, aarch64 and riscv64 only); give \
+         --disable-seccomp"
     )]
     Arch(&'static str),
-    #[error("--enable-seccomp: cannot build the filter: {0}")]
+    #[error("seccomp: cannot build the filter: {0}")]
     Build(String),
-    #[error("--enable-seccomp: cannot load the filter: {0}")]
+    #[error("seccomp: cannot load the filter: {0}")]
     Load(String),
 }
 
@@ -45,6 +55,9 @@ pub struct Scope {
     /// The API socket's directory: the socket file is removed with
     /// unlinkat(dir, name) at exit.
     pub api_dir: Option<RawFd>,
+    /// Another directory files are removed from at exit (a named
+    /// network's record).
+    pub other_dir: Option<RawFd>,
 }
 
 #[cfg(any(
@@ -223,13 +236,98 @@ mod imp {
             pids.extend(scope.child.map(|c| u64::from(c.cast_unsigned())));
             one_of(0, &pids)?
         });
-        if let Some(dir) = scope.api_dir {
-            rules.insert(
-                libc::SYS_unlinkat,
-                one_of(0, &[u64::from(dir.cast_unsigned())])?,
-            );
+        let dirs: Vec<u64> = [scope.api_dir, scope.other_dir]
+            .into_iter()
+            .flatten()
+            .map(|d| u64::from(d.cast_unsigned()))
+            .collect();
+        if !dirs.is_empty() {
+            rules.insert(libc::SYS_unlinkat, one_of(0, &dirs)?);
         }
         Ok(rules)
+    }
+
+    /// A named network's daemon: the engine's list, plus what attaching a
+    /// member takes. The daemon forks the namespace agent (it joins the
+    /// member's user and network namespaces, opens /dev/net/tun, makes and
+    /// configures the TAP over rtnetlink) and the helper that closes a
+    /// member's TAP; both inherit this filter. Forks may not create
+    /// namespaces (clone's CLONE_NEW* flags; clone3, whose flags a filter
+    /// cannot see, fails with ENOSYS so glibc falls back to clone).
+    pub fn compile_network(scope: &Scope) -> Result<Filters, SeccompError> {
+        let mut rules = allowlist(scope)?;
+        for n in [
+            libc::SYS_pidfd_open,
+            libc::SYS_setns,
+            libc::SYS_set_robust_list,
+            libc::SYS_rseq,
+            libc::SYS_getppid,
+        ] {
+            rules.insert(n, vec![]);
+        }
+        let new_ns = libc::CLONE_NEWNS
+            | libc::CLONE_NEWUSER
+            | libc::CLONE_NEWNET
+            | libc::CLONE_NEWPID
+            | libc::CLONE_NEWIPC
+            | libc::CLONE_NEWUTS
+            | libc::CLONE_NEWCGROUP;
+        rules.insert(
+            libc::SYS_clone,
+            none_of(0, u64::from(new_ns.cast_unsigned()))?,
+        );
+        // The agent dies with the daemon (PR_SET_PDEATHSIG), nothing else.
+        rules.insert(
+            libc::SYS_prctl,
+            one_of(0, &[u64::from(libc::PR_SET_PDEATHSIG.cast_unsigned())])?,
+        );
+        let families = [
+            libc::AF_UNIX,
+            libc::AF_INET,
+            libc::AF_INET6,
+            libc::AF_NETLINK,
+        ]
+        .map(|f| u64::from(f.cast_unsigned()));
+        rules.insert(libc::SYS_socket, one_of(0, &families)?);
+        // The agent opens /dev/net/tun read-write and the TAP's IPv6
+        // sysctls write-only (a path in the member's namespace, so it
+        // cannot be opened before): files may be opened for writing, but
+        // nothing is created, truncated or appended to. (Narrower would
+        // take a process apart that forks the agents; see docs/compat.md,
+        // "Confinement".)
+        let writes = libc::O_CREAT | libc::O_TRUNC | libc::O_APPEND;
+        rules.insert(
+            libc::SYS_openat,
+            none_of(2, u64::from(writes.cast_unsigned()))?,
+        );
+        let ioctls = [
+            libc::FIONBIO,
+            libc::FIOCLEX,
+            libc::FIONCLEX,
+            libc::FIONREAD,
+            libc::SIOCGIFINDEX,
+            libc::TCGETS,
+            libc::TUNSETIFF,
+            libc::TUNSETVNETHDRSZ,
+            libc::TUNSETOFFLOAD,
+            libc::SIOCGIFHWADDR,
+            // Attaching by a netns path checks what the files are.
+            super::super::ns::NS_GET_NSTYPE,
+        ]
+        .map(|c| {
+            #[allow(clippy::unnecessary_cast)]
+            let c = c as u64;
+            c
+        });
+        rules.insert(libc::SYS_ioctl, one_of(1, &ioctls)?);
+        // An agent past its deadline is killed (SIGKILL to any pid: the
+        // daemon's own user's processes are all it may signal anyway).
+        let sigkill = u64::from(libc::SIGKILL.cast_unsigned());
+        rules
+            .entry(libc::SYS_kill)
+            .or_default()
+            .push(SeccompRule::new(vec![cond(1, SeccompCmpOp::Eq, sigkill)?]).map_err(build)?);
+        finish_with(rules, Forks::Allowed)
     }
 
     fn arch() -> Result<TargetArch, SeccompError> {
@@ -238,6 +336,16 @@ mod imp {
 
     pub fn compile(scope: &Scope) -> Result<Filters, SeccompError> {
         finish(allowlist(scope)?)
+    }
+
+    /// What the second filter does with forks.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Forks {
+        /// They fail with EPERM.
+        Denied,
+        /// Allowed (the first filter narrows clone); clone3 fails with
+        /// ENOSYS.
+        Allowed,
     }
 
     /// The socket factory's filter: make sockets, pass them on, nothing
@@ -286,6 +394,17 @@ mod imp {
 
     /// Both filters: `rules` allowed, anything else kills; forks fail.
     fn finish(rules: BTreeMap<i64, Vec<SeccompRule>>) -> Result<Filters, SeccompError> {
+        finish_with(rules, Forks::Denied)
+    }
+
+    fn finish_with(
+        mut rules: BTreeMap<i64, Vec<SeccompRule>>,
+        forks_are: Forks,
+    ) -> Result<Filters, SeccompError> {
+        if forks_are == Forks::Allowed {
+            // Reaches the second filter, which answers ENOSYS.
+            rules.insert(libc::SYS_clone3, vec![]);
+        }
         let allow = SeccompFilter::new(
             rules,
             SeccompAction::KillProcess,
@@ -293,13 +412,19 @@ mod imp {
             arch()?,
         )
         .map_err(build)?;
-        let mut forks: Vec<libc::c_long> = vec![libc::SYS_clone, libc::SYS_clone3];
-        #[cfg(target_arch = "x86_64")]
-        forks.extend([libc::SYS_fork, libc::SYS_vfork]);
+        let (forks, errno): (Vec<libc::c_long>, i32) = match forks_are {
+            Forks::Denied => {
+                let mut v = vec![libc::SYS_clone, libc::SYS_clone3];
+                #[cfg(target_arch = "x86_64")]
+                v.extend([libc::SYS_fork, libc::SYS_vfork]);
+                (v, libc::EPERM)
+            }
+            Forks::Allowed => (vec![libc::SYS_clone3], libc::ENOSYS),
+        };
         let deny_fork = SeccompFilter::new(
             forks.into_iter().map(|n| (n, vec![])).collect(),
             SeccompAction::Allow,
-            SeccompAction::Errno(libc::EPERM as u32),
+            SeccompAction::Errno(errno.cast_unsigned()),
             arch()?,
         )
         .map_err(build)?;
@@ -341,6 +466,10 @@ mod imp {
         Err(SeccompError::Arch(std::env::consts::ARCH))
     }
 
+    pub fn compile_network(_: &Scope) -> Result<Filters, SeccompError> {
+        Err(SeccompError::Arch(std::env::consts::ARCH))
+    }
+
     impl Filters {
         pub fn apply(&self) -> Result<(), SeccompError> {
             Err(SeccompError::Arch(std::env::consts::ARCH))
@@ -348,7 +477,7 @@ mod imp {
     }
 }
 
-pub use imp::{Filters, compile, compile_factory};
+pub use imp::{Filters, compile, compile_factory, compile_network};
 
 #[cfg(all(
     test,
@@ -374,6 +503,7 @@ mod tests {
             own_pid: 0,
             child: None,
             api_dir: None,
+            other_dir: None,
         };
         let filters = compile(&scope).expect("compile");
         // SAFETY: the child calls only async-signal-safe functions (prctl,

@@ -506,6 +506,32 @@ pub fn pass_fd(cmd: &mut Command, fd: &OwnedFd, target: i32) {
     }
 }
 
+/// The child starts with stdio only: fds above 2 that this test process
+/// inherited without close-on-exec (from the shell that ran `cargo test`)
+/// are closed at exec. Scripts that name fd numbers (slirp4netns's exit-fd
+/// test expects its fd 10 not to be open) then see what a clean session
+/// would give them.
+pub fn no_inherited_fds(cmd: &mut Command) {
+    // SAFETY: runs in the forked child before exec; close_range(2) is a
+    // plain system call that touches only the child's fd table, and
+    // CLOSE_RANGE_CLOEXEC leaves the fds open until exec (std's own
+    // exec-error pipe included).
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            ) < 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Wait until `fd` is readable and return the bytes read (up to 16), or
 /// None on timeout/EOF.
 pub fn read_fd(fd: &OwnedFd, timeout: Duration) -> Option<Vec<u8>> {
