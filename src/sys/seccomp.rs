@@ -194,6 +194,32 @@ mod imp {
         v
     }
 
+    /// The ioctl rule: what every filter allows, and `extra`. std sets
+    /// O_NONBLOCK/FD_CLOEXEC with ioctls on some sockets; if_nametoindex
+    /// (scoped IPv6 servers in resolv.conf) asks a socket; the logger may
+    /// ask whether stderr is a terminal.
+    fn ioctls(extra: &[libc::Ioctl]) -> Result<Vec<SeccompRule>, SeccompError> {
+        let base = [
+            libc::FIONBIO,
+            libc::FIOCLEX,
+            libc::FIONCLEX,
+            libc::FIONREAD,
+            libc::SIOCGIFINDEX,
+            libc::TCGETS,
+        ];
+        let all: Vec<u64> = base
+            .iter()
+            .chain(extra)
+            // The request's type differs between libcs (c_ulong, c_int).
+            .map(|&c| {
+                #[allow(clippy::unnecessary_cast, clippy::cast_sign_loss)]
+                let c = c as u64;
+                c
+            })
+            .collect();
+        one_of(1, &all)
+    }
+
     fn allowlist(scope: &Scope) -> Result<BTreeMap<i64, Vec<SeccompRule>>, SeccompError> {
         let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
             plain().into_iter().map(|n| (n, vec![])).collect();
@@ -208,24 +234,7 @@ mod imp {
         let exec = libc::PROT_EXEC as u64;
         rules.insert(libc::SYS_mmap, none_of(2, exec)?);
         rules.insert(libc::SYS_mprotect, none_of(2, exec)?);
-        // std sets O_NONBLOCK/FD_CLOEXEC with ioctls on some sockets;
-        // if_nametoindex (scoped IPv6 servers in resolv.conf) asks a socket;
-        // the logger may ask whether stderr is a terminal.
-        let ioctls = [
-            libc::FIONBIO,
-            libc::FIOCLEX,
-            libc::FIONCLEX,
-            libc::FIONREAD,
-            libc::SIOCGIFINDEX,
-            libc::TCGETS,
-        ]
-        // The request's type differs between libcs (c_ulong, c_int).
-        .map(|c| {
-            #[allow(clippy::unnecessary_cast)]
-            let c = c as u64;
-            c
-        });
-        rules.insert(libc::SYS_ioctl, one_of(1, &ioctls)?);
+        rules.insert(libc::SYS_ioctl, ioctls(&[])?);
         // abort() signals its own process. The kernel compares an int
         // argument as its 32-bit pattern, zero-extended.
         let me = u64::from(scope.own_pid.cast_unsigned());
@@ -300,26 +309,17 @@ mod imp {
             libc::SYS_openat,
             none_of(2, u64::from(writes.cast_unsigned()))?,
         );
-        let ioctls = [
-            libc::FIONBIO,
-            libc::FIOCLEX,
-            libc::FIONCLEX,
-            libc::FIONREAD,
-            libc::SIOCGIFINDEX,
-            libc::TCGETS,
-            libc::TUNSETIFF,
-            libc::TUNSETVNETHDRSZ,
-            libc::TUNSETOFFLOAD,
-            libc::SIOCGIFHWADDR,
-            // Attaching by a netns path checks what the files are.
-            super::super::ns::NS_GET_NSTYPE,
-        ]
-        .map(|c| {
-            #[allow(clippy::unnecessary_cast)]
-            let c = c as u64;
-            c
-        });
-        rules.insert(libc::SYS_ioctl, one_of(1, &ioctls)?);
+        rules.insert(
+            libc::SYS_ioctl,
+            ioctls(&[
+                libc::TUNSETIFF,
+                libc::TUNSETVNETHDRSZ,
+                libc::TUNSETOFFLOAD,
+                libc::SIOCGIFHWADDR,
+                // Attaching by a netns path checks what the files are.
+                super::super::ns::NS_GET_NSTYPE,
+            ])?,
+        );
         // An agent past its deadline is killed (SIGKILL to any pid: the
         // daemon's own user's processes are all it may signal anyway).
         let sigkill = u64::from(libc::SIGKILL.cast_unsigned());
