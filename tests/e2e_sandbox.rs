@@ -386,13 +386,14 @@ fn splice_mode_publish_confined() {
     ]);
     let mut r = start_rlnet(outer.rlnet_cmd(), &args);
     check_published(&outer, &target, 7101, 38101);
-    let reply = api(
+    publish_by_api(
         &outer,
+        &target,
         &sock,
         r#"{"execute":"add_publish","arguments":{"publish":["38102:7102"],"mode":"splice"}}"#,
+        r#""ids""#,
+        (7102, 38102),
     );
-    assert!(reply.contains(r#""ids""#), "{reply}");
-    check_published(&outer, &target, 7102, 38102);
     stop(&mut r, &sock);
 }
 
@@ -587,13 +588,14 @@ fn seccomp_alone() {
     check_outbound(&outer, &target);
     let got = dig(&target, "a.test", "A", false);
     assert_eq!(field(&got, "data"), Some("198.18.0.10"), "{got}");
-    let reply = api(
+    publish_by_api(
         &outer,
+        &target,
         &sock,
         r#"{"execute":"add_hostfwd","arguments":{"proto":"tcp","host_addr":"0.0.0.0","host_port":38201,"guest_port":7201}}"#,
+        r#""id""#,
+        (7201, 38201),
     );
-    assert!(reply.contains(r#""id""#), "{reply}");
-    check_published(&outer, &target, 7201, 38201);
     stop(&mut r, &sock);
 }
 
@@ -744,20 +746,22 @@ fn slirp4netns_mode_confined_by_default() {
         assert_eq!(field(&got, "data"), Some("198.18.0.10"), "{got}");
     }
     check_published(&outer, &target, 7301, 38301);
-    let reply = api(
+    publish_by_api(
         &outer,
+        &target,
         &sock,
         r#"{"execute":"add_hostfwd","arguments":{"proto":"tcp","host_addr":"0.0.0.0","host_port":38302,"guest_port":7302}}"#,
+        r#""id""#,
+        (7302, 38302),
     );
-    assert!(reply.contains(r#""id""#), "{reply}");
-    check_published(&outer, &target, 7302, 38302);
-    let reply = api(
+    publish_by_api(
         &outer,
+        &target,
         &sock,
         r#"{"execute":"add_publish","arguments":{"publish":["38303:7303"],"mode":"splice"}}"#,
+        r#""ids""#,
+        (7303, 38303),
     );
-    assert!(reply.contains(r#""ids""#), "{reply}");
-    check_published(&outer, &target, 7303, 38303);
     let mut c = plain_rlnet_cmd(&outer);
     c.args(["port", "add", "-a", &sock, "--mode=splice", "38304:7304"]);
     let out = run_ok(c);
@@ -1035,15 +1039,31 @@ fn opt_outs_disable_sandbox_and_seccomp() {
         ("0", "0")
     );
     assert!(children(rpid).is_empty(), "no factory before it is needed");
-    let reply = api(
+    publish_by_api(
         &outer,
+        &target,
         &sock,
         r#"{"execute":"add_publish","arguments":{"publish":["38401:7401"],"mode":"splice"}}"#,
+        r#""ids""#,
+        (7401, 38401),
     );
-    assert!(reply.contains(r#""ids""#), "{reply}");
-    check_published(&outer, &target, 7401, 38401);
     let kept = children(rpid);
     assert_eq!(kept.len(), 1, "the socket factory: {kept:?}");
     assert_confined("the late socket factory", &status(kept[0]), 0);
     stop(&mut r, &sock);
+}
+
+/// One API request that publishes a port: its reply names `key`, and the
+/// port (ns, host) then carries traffic.
+fn publish_by_api(
+    outer: &Outer,
+    target: &Target,
+    sock: &str,
+    request: &str,
+    key: &str,
+    (ns_port, host_port): (u16, u16),
+) {
+    let reply = api(outer, sock, request);
+    assert!(reply.contains(key), "{reply}");
+    check_published(outer, target, ns_port, host_port);
 }
