@@ -868,3 +868,64 @@ fn wait_released(sim: &mut Sim, ns: &mut NsConn) {
         ns.turn(sim);
     }
 }
+
+/// Found by the `frame` fuzz target: right after the handshake, before
+/// rlnet has acknowledged anything, a segment far beyond the receive buffer
+/// (its SYN-ACK's window is unscaled, and smoltcp took it as scaled: with
+/// shift 3 it accepted up to 524,280 bytes ahead into a 262,144-byte
+/// buffer) was taken into the reassembler but never written — a debug
+/// assertion, and in a release build bytes the stream would later deliver
+/// that the namespace never sent. Now it is out of the window: nothing is
+/// delivered but the bytes really sent, in order.
+#[test]
+fn fuzz_segment_beyond_the_buffer_right_after_the_handshake_is_refused() {
+    use std::io::Read;
+    let mut sim = Sim::new(true);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let ports = (40002, port);
+    sim.send(&syn(GW_IP, ports.0, ports.1));
+    let f = sim.recv().expect("SYN-ACK");
+    let (isn, _, syn_ack_window) = tcp_fields(&f).unwrap();
+    let (mut conn, _) = listener.accept().unwrap();
+    let seg = |off: usize, payload: &[u8]| {
+        segment(
+            GW_IP,
+            ports,
+            TcpRepr {
+                src_port: 0,
+                dst_port: 0,
+                control: TcpControl::None,
+                seq_number: TcpSeqNumber(1001) + off,
+                ack_number: Some(isn + 1),
+                window_len: 64240,
+                window_scale: None,
+                max_seg_size: None,
+                sack_permitted: false,
+                sack_ranges: [None, None, None],
+                timestamp: None,
+                payload,
+            },
+        )
+    };
+    // Past the buffer rlnet gives a flow, but inside what the SYN-ACK's
+    // window field would mean if it were scaled.
+    let far = 393_247;
+    assert!(far < usize::from(syn_ack_window) << 3, "{syn_ack_window}");
+    sim.send(&seg(far, b"never sent in order: must not reach the host"));
+    sim.settle();
+    sim.send(&seg(0, b"hello"));
+    sim.settle();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut got = [0u8; 5];
+    conn.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"hello");
+    // And nothing else is waiting behind it.
+    conn.set_nonblocking(true).unwrap();
+    let mut more = [0u8; 64];
+    assert!(
+        matches!(conn.read(&mut more), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "more bytes reached the host"
+    );
+}

@@ -1884,7 +1884,15 @@ impl<'a> Socket<'a> {
 
         let window_start = self.remote_seq_no + self.rx_buffer.len();
         let window_end = if let Some(last_ack) = self.remote_last_ack {
-            last_ack + ((self.remote_last_win as usize) << self.remote_win_shift)
+            // rlnet patch (vendor/smoltcp-window-end.patch): never past the
+            // buffer. remote_last_win is read as scaled, but after a SYN it
+            // holds the SYN's unscaled window: a SYN-ACK of 65,535 with
+            // shift 3 let in segments up to 524,280 bytes ahead of a
+            // 262,144-byte buffer, which the assembler then counted as
+            // received although nothing was written there.
+            let advertised = last_ack + ((self.remote_last_win as usize) << self.remote_win_shift);
+            let room = self.remote_seq_no + self.rx_capacity();
+            if advertised > room { room } else { advertised }
         } else {
             window_start
         };
