@@ -80,7 +80,11 @@ PUB_PORT=28400                # published on the host as this (+1 per held run;
                               # below the ephemeral ports, which churn leaves
                               # in TIME_WAIT)
 
-in_ns() { local p=$1; shift; nsenter -U -n -t "$p" --preserve-credentials "$@"; }
+# "${NSENTER[@]}" PID CMD...: CMD in PID's namespaces. Started with & it is
+# the very process $! names (nsenter execs CMD, no fork), so killing $! kills
+# CMD; in_ns, a function, does the same in the foreground.
+NSENTER=(nsenter -F -U -n --preserve-credentials -t)
+in_ns() { "${NSENTER[@]}" "$@"; }
 now() { echo "$EPOCHREALTIME"; }
 since() { printf '%.2f' "$(echo "$(now) - $1" | bc -l)"; }
 
@@ -169,7 +173,7 @@ held() {
     PUB_PORT=$(( PUB_PORT + 1 ))
     target -p "$PUB_PORT:$NS_PORT" || return 1
     rm -f "$D/held-nsrv"
-    in_ns "$ns" "$TESTKIT" serve-tcp "0.0.0.0:$NS_PORT" hold --count "$(( ni > 0 ? ni : 1 ))" \
+    "${NSENTER[@]}" "$ns" "$TESTKIT" serve-tcp "0.0.0.0:$NS_PORT" hold --count "$(( ni > 0 ? ni : 1 ))" \
         --timeout 300 > "$D/held-nsrv" 2>&1 &
     pids+=($!)
     wait_line "$D/held-nsrv" "listening port=" || { echo "server in the namespace did not start" >&2; return 1; }
@@ -179,7 +183,7 @@ held() {
     rm -f "$D/out" "$D/in" "$D/out.in" "$D/in.in"; mkfifo "$D/out.in" "$D/in.in"
     t0=$(now)
     if (( no > 0 )); then
-        in_ns "$ns" "$TESTKIT" hold "10.0.2.2:$port" "$no" --stdin --timeout 300 \
+        "${NSENTER[@]}" "$ns" "$TESTKIT" hold "10.0.2.2:$port" "$no" --stdin --timeout 300 \
             < "$D/out.in" > "$D/out" 2>&1 &
         pids+=($!); out_s=""; want+="open=$no "
         exec {wo}> "$D/out.in"
@@ -243,7 +247,7 @@ churn() {
     # CHURN_SECS have passed (at most 1,000 batches); one line per batch.
     t0=$(now)
     for (( c = 0; c < CLIENTS; c++ )); do
-        in_ns "$ns" bash -c '
+        "${NSENTER[@]}" "$ns" bash -c '
             tk=$1 secs=$2 c=$3; shift 3
             end=$(( SECONDS + secs ))
             for (( b = 0; b < 1000 && SECONDS < end; b++ )); do
@@ -294,7 +298,7 @@ syn() {
     base=$(fds "$rl"); idle=$(mem "$rl"); idle=${idle% *}
     fin0=$(status frames_in)
     rm -f "$D/flood"
-    in_ns "$ns" "$TESTKIT" spoof tap0 "$GUEST" 10.0.2.2 --syn --dport "$vport" \
+    "${NSENTER[@]}" "$ns" "$TESTKIT" spoof tap0 "$GUEST" 10.0.2.2 --syn --dport "$vport" \
         --dst-mac "$GATEWAY_MAC" --count 4000000000 \
         --timeout $(( SYN_TRIES * SYN_TIMEOUT + 60 )) > "$D/flood" 2>&1 &
     fl=$!; pids+=("$fl"); t0=$(now)
