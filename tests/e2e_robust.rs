@@ -542,3 +542,56 @@ fn outbound_churn_returns_to_baseline() {
     eprintln!("{out}; fds {idle} idle, {base} before, {after} after");
     assert!(after <= base, "fds {base} before the churn, {after} after");
 }
+
+/// Issue 13, acceptance 5 (found measuring it): SYNs from the namespace's
+/// own address but from ports with no socket behind them, as a SYN flood
+/// sends. rlnet connects to the host for each and answers SYN-ACK; the
+/// namespace's kernel resets every one, and smoltcp puts each socket back
+/// to LISTEN. Those flows held their host connection for good: after a
+/// flood rlnet stayed at its fd limit. Now they end, and the fds return to
+/// what they were.
+#[test]
+fn syn_flood_reset_by_the_namespace_returns_fds_to_baseline() {
+    require_userns!();
+    let outer = Outer::new();
+    let target = outer.target();
+    let r = start_rlnet(outer.rlnet_cmd(), &[&target.pid().to_string()]);
+    let pid = r.proc.pid();
+    let (_srv, port) = outer.serve(&[
+        "serve-tcp",
+        &format!("{OUTSIDE4}:0"),
+        "hold",
+        "--count",
+        "100000",
+        "--timeout",
+        "300",
+    ]);
+    let addr = format!("{OUTSIDE4}:{port}");
+    let idle = fds_of(pid).total();
+    // One real connection first, so the baseline includes what the first
+    // flow allocates for good.
+    run_ok(target.testkit(&["connect", &addr]));
+    let base = settle(pid, |f| f.total() <= idle).total();
+    let out = run_ok(target.testkit(&[
+        "spoof",
+        "tap0",
+        "10.0.2.100",
+        OUTSIDE4,
+        "--syn",
+        "--dport",
+        &port.to_string(),
+        "--dst-mac",
+        "52:55:0a:00:02:02",
+        "--count",
+        "2000",
+        "--timeout",
+        "60",
+    ]));
+    assert!(out.contains("sent="), "{out}");
+    let after = settle(pid, |f| f.total() <= base).total();
+    eprintln!("{out}; fds {idle} idle, {base} before, {after} after");
+    assert!(
+        after <= base,
+        "fds {base} before the SYN flood, {after} after"
+    );
+}

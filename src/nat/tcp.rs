@@ -60,6 +60,8 @@ pub struct TcpFlow {
     host_shut: bool,
     /// The host connection failed or was reset.
     host_dead: bool,
+    /// The smoltcp socket has left LISTEN (it took the namespace's SYN).
+    left_listen: bool,
     /// The namespace closed its sending side (we saw its FIN).
     ns_fin: bool,
     /// When smoltcp wants to be polled next (`poll_at`).
@@ -353,6 +355,7 @@ impl TcpFlow {
             host_eof: false,
             host_shut: false,
             host_dead: false,
+            left_listen: false,
             ns_fin: false,
             timer: None,
             armed: None,
@@ -564,6 +567,18 @@ impl TcpFlow {
 
     fn finish_or_keep(&mut self, _ctx: &mut Ctx<'_>) -> After {
         let state = self.socket().state();
+        if state != tcp::State::Listen {
+            self.left_listen = true;
+        } else if self.left_listen {
+            // The namespace reset the handshake (smoltcp puts a socket
+            // reset in SYN-RECEIVED back to LISTEN): no one will complete
+            // it. A SYN flood from forged sources leaves only these, each
+            // holding a host connection, which must not outlive it.
+            if !self.host_dead {
+                self.host.reset_on_close();
+            }
+            return After::Remove;
+        }
         match state {
             tcp::State::Closed | tcp::State::TimeWait => {
                 let clean = self.ns_fin && self.host_eof;
