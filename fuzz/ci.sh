@@ -44,7 +44,11 @@ for t in $(cargo fuzz list); do
         -max_total_time="$secs" -print_final_stats=1 \
         -artifact_prefix="$work/artifacts/$t/" >"$log" 2>&1 || rc=$?
     grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|Done )' "$log" || true
-    if [ "$rc" -ne 0 ] || [ -n "$(ls -A "$work/artifacts/$t")" ]; then
+    # A slow unit is not a finding here: on a loaded or paused machine any
+    # input can take longer than libFuzzer's 10 s; crashes, leaks, timeouts
+    # and out-of-memory inputs are.
+    found=$(find "$work/artifacts/$t" -type f ! -name 'slow-unit-*' | head -1)
+    if [ "$rc" -ne 0 ] || [ -n "$found" ]; then
         tail -n 60 "$log" >&2
         echo "fuzz target $t failed (status $rc); inputs, base64:" >&2
         for f in "$work/artifacts/$t"/*; do
