@@ -23,8 +23,8 @@ for p in "${tools[@]}"; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update
-    apt-get install -y --no-install-recommends "${missing[@]}"
+    apt-get -o DPkg::Lock::Timeout=600 update
+    apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "${missing[@]}"
 fi
 
 step() { echo; echo "=== $*"; }
@@ -61,8 +61,8 @@ step "lintian: no errors"
 lintian --fail-on error --display-info "$deb" build/deb/*.changes
 
 step "install the .deb"
-apt-get install -y "./$deb"
-trap 'apt-get purge -y rlnet >/dev/null || true; rm -rf "$tmp"' EXIT
+apt-get -o DPkg::Lock::Timeout=600 install -y "./$deb"
+trap 'apt-get -o DPkg::Lock::Timeout=600 purge -y rlnet >/dev/null || true; rm -rf "$tmp"' EXIT
 dpkg -L rlnet
 test "$(readlink -f /usr/libexec/rlnet/pasta)" = /usr/bin/rlnet
 test "$(readlink -f /usr/libexec/rlnet/slirp4netns)" = /usr/bin/rlnet
@@ -98,7 +98,7 @@ test -s /usr/share/zsh/vendor-completions/_rlnet
 test -s /usr/share/fish/vendor_completions.d/rlnet.fish
 
 step "purge the .deb"
-apt-get purge -y rlnet
+apt-get -o DPkg::Lock::Timeout=600 purge -y rlnet
 trap 'rm -rf "$tmp"' EXIT
 ! test -e /usr/bin/rlnet
 echo "packaging check passed"
