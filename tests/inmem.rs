@@ -218,6 +218,46 @@ fn syn(dst: Ipv4Addr, sport: u16, dport: u16) -> Vec<u8> {
     segment(dst, (sport, dport), repr)
 }
 
+/// A segment from the namespace's side of a connection whose first byte
+/// is sequence 1001 (after [`syn`]): `off` bytes into the stream,
+/// acknowledging `ack`.
+fn ns_segment(ports: (u16, u16), off: usize, ack: TcpSeqNumber, payload: &[u8]) -> Vec<u8> {
+    segment(
+        GW_IP,
+        ports,
+        TcpRepr {
+            src_port: 0,
+            dst_port: 0,
+            control: TcpControl::None,
+            seq_number: TcpSeqNumber(1001) + off,
+            ack_number: Some(ack),
+            window_len: 64240,
+            window_scale: None,
+            max_seg_size: None,
+            sack_permitted: false,
+            sack_ranges: [None, None, None],
+            timestamp: None,
+            payload,
+        },
+    )
+}
+
+/// A connection from the namespace (source port `sport`) to a fresh
+/// listener on the host's loopback, through the gateway: the host end, the
+/// ports, and the engine's initial sequence number and SYN-ACK window.
+fn connect_from_ns(
+    sim: &mut Sim,
+    sport: u16,
+) -> (std::net::TcpStream, (u16, u16), TcpSeqNumber, u16) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let ports = (sport, listener.local_addr().unwrap().port());
+    sim.send(&syn(GW_IP, ports.0, ports.1));
+    let f = sim.recv().expect("SYN-ACK");
+    let (isn, _, window) = tcp_fields(&f).unwrap();
+    let (conn, _) = listener.accept().unwrap();
+    (conn, ports, isn, window)
+}
+
 fn parse_tcp(f: &[u8]) -> Option<(TcpControl, Option<TcpSeqNumber>)> {
     let eth = EthernetFrame::new_checked(&f[VNET_HDR_LEN..]).ok()?;
     let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
@@ -569,30 +609,8 @@ fn frag_needed(quoted: &[u8], mtu: u16) -> Vec<u8> {
 fn segments_fit_the_peer_mss_and_a_reported_path_mtu() {
     use std::io::Write;
     let mut sim = Sim::new(true);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let ports = (40000, port);
-    sim.send(&syn(GW_IP, ports.0, ports.1));
-    let f = sim.recv().expect("SYN-ACK");
-    let (isn, _, _) = tcp_fields(&f).unwrap();
-    let (mut conn, _) = listener.accept().unwrap();
-    let ack = |sim: &Sim, n: usize| {
-        let repr = TcpRepr {
-            src_port: 0,
-            dst_port: 0,
-            control: TcpControl::None,
-            seq_number: TcpSeqNumber(1001),
-            ack_number: Some(isn + 1 + n),
-            window_len: 64240,
-            window_scale: None,
-            max_seg_size: None,
-            sack_permitted: false,
-            sack_ranges: [None, None, None],
-            timestamp: None,
-            payload: &[],
-        };
-        sim.send(&segment(GW_IP, ports, repr));
-    };
+    let (mut conn, ports, isn, _) = connect_from_ns(&mut sim, 40000);
+    let ack = |sim: &Sim, n: usize| sim.send(&ns_segment(ports, 0, isn + 1 + n, &[]));
     ack(&sim, 0);
     const CHUNK: usize = 20000;
     // Frames until `want` bytes from `from` (offset in the stream) were
@@ -698,23 +716,11 @@ struct NsConn {
 
 impl NsConn {
     fn seg(&self, sim: &Sim, off: usize, payload: &[u8]) {
-        sim.send(&segment(
-            GW_IP,
+        sim.send(&ns_segment(
             self.ports,
-            TcpRepr {
-                src_port: 0,
-                dst_port: 0,
-                control: TcpControl::None,
-                seq_number: TcpSeqNumber(1001) + off,
-                ack_number: Some(self.peer + self.got.len()),
-                window_len: 64240,
-                window_scale: None,
-                max_seg_size: None,
-                sack_permitted: false,
-                sack_ranges: [None, None, None],
-                timestamp: None,
-                payload,
-            },
+            off,
+            self.peer + self.got.len(),
+            payload,
         ));
     }
 
@@ -881,33 +887,8 @@ fn wait_released(sim: &mut Sim, ns: &mut NsConn) {
 fn fuzz_segment_beyond_the_buffer_right_after_the_handshake_is_refused() {
     use std::io::Read;
     let mut sim = Sim::new(true);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let ports = (40002, port);
-    sim.send(&syn(GW_IP, ports.0, ports.1));
-    let f = sim.recv().expect("SYN-ACK");
-    let (isn, _, syn_ack_window) = tcp_fields(&f).unwrap();
-    let (mut conn, _) = listener.accept().unwrap();
-    let seg = |off: usize, payload: &[u8]| {
-        segment(
-            GW_IP,
-            ports,
-            TcpRepr {
-                src_port: 0,
-                dst_port: 0,
-                control: TcpControl::None,
-                seq_number: TcpSeqNumber(1001) + off,
-                ack_number: Some(isn + 1),
-                window_len: 64240,
-                window_scale: None,
-                max_seg_size: None,
-                sack_permitted: false,
-                sack_ranges: [None, None, None],
-                timestamp: None,
-                payload,
-            },
-        )
-    };
+    let (mut conn, ports, isn, syn_ack_window) = connect_from_ns(&mut sim, 40002);
+    let seg = |off: usize, payload: &[u8]| ns_segment(ports, off, isn + 1, payload);
     // Past the buffer rlnet gives a flow, but inside what the SYN-ACK's
     // window field would mean if it were scaled.
     let far = 393_247;
