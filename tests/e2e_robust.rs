@@ -516,22 +516,29 @@ fn published_port_recovers_after_fd_exhaustion() {
 
 /// Outbound churn: 10,000 connections one after the other (connect, echo,
 /// close) from the namespace; rlnet's fds return to where they were.
-#[test]
-fn outbound_churn_returns_to_baseline() {
-    require_userns!();
+/// rlnet serving a namespace, and a TCP server (`serve-tcp MODE --count
+/// COUNT`) at OUTSIDE4 in the outer namespace; the last item is its port.
+fn with_outside_server(mode: &str, count: &str) -> (Outer, Target, Rlnet, Proc, u16) {
     let outer = Outer::new();
     let target = outer.target();
     let r = start_rlnet(outer.rlnet_cmd(), &[&target.pid().to_string()]);
-    let pid = r.proc.pid();
-    let (_srv, port) = outer.serve(&[
+    let (srv, port) = outer.serve(&[
         "serve-tcp",
         &format!("{OUTSIDE4}:0"),
-        "echo",
+        mode,
         "--count",
-        "10100",
+        count,
         "--timeout",
         "300",
     ]);
+    (outer, target, r, srv, port)
+}
+
+#[test]
+fn outbound_churn_returns_to_baseline() {
+    require_userns!();
+    let (_outer, target, r, _srv, port) = with_outside_server("echo", "10100");
+    let pid = r.proc.pid();
     let addr = format!("{OUTSIDE4}:{port}");
     let idle = fds_of(pid).total();
     ok(&run_ok(target.testkit(&["crr", &addr, "100"])));
@@ -553,19 +560,8 @@ fn outbound_churn_returns_to_baseline() {
 #[test]
 fn syn_flood_reset_by_the_namespace_returns_fds_to_baseline() {
     require_userns!();
-    let outer = Outer::new();
-    let target = outer.target();
-    let r = start_rlnet(outer.rlnet_cmd(), &[&target.pid().to_string()]);
+    let (_outer, target, r, _srv, port) = with_outside_server("hold", "100000");
     let pid = r.proc.pid();
-    let (_srv, port) = outer.serve(&[
-        "serve-tcp",
-        &format!("{OUTSIDE4}:0"),
-        "hold",
-        "--count",
-        "100000",
-        "--timeout",
-        "300",
-    ]);
     let addr = format!("{OUTSIDE4}:{port}");
     let idle = fds_of(pid).total();
     // One real connection first, so the baseline includes what the first
