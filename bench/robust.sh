@@ -287,7 +287,7 @@ churn() {
 # syn: prints "syn tries ok failed ok_pct syns_sent frames_in idle_rss rss
 #              fds_before fds_during fds_after rss_after"
 syn() {
-    local vport eport fl base idle fin0 fin1 k out okc n failed rss f flows after rss_after t0
+    local txp txd vport eport fl base idle fin0 fin1 k out okc n failed rss f flows after rss_after t0
     serve syn-victim serve-tcp 127.0.0.1:0 hold --count 100000000 --timeout 600 || return 1
     vport=$port
     serve syn-echo serve-tcp 127.0.0.1:0 echo --count 100000 --timeout 600 || return 1
@@ -318,6 +318,8 @@ syn() {
     flows=$(status tcp_flows)
     t0=$(since "$t0")
     kill "$fl" 2>/dev/null; wait "$fl" 2>/dev/null
+    # What the namespace's kernel queued to rlnet and dropped (TAP queue full).
+    read -r txp txd < <(in_ns "$ns" awk '$1 == "tap0:" {print $11, $13}' /proc/net/dev)
     sleep 1
     fin1=$(status frames_in)
     after=$(settle "$rl" "$base" 30)
@@ -325,18 +327,18 @@ syn() {
     n=$(field "$out" n); failed=$(field "$out" failed)
     if [ -z "$n" ] || [ -z "$failed" ]; then echo "syn: client: $out" >&2; return 1; fi
     okc=$(( n - failed ))
-    printf 'syn %s %s %s %.1f %s %s %s %s %s %s %s %s %s %s\n' "$n" "$okc" "$failed" \
+    printf 'syn %s %s %s %.1f %s %s %s %s %s %s %s %s %s %s %s %s\n' "$n" "$okc" "$failed" \
         "$(echo "100 * $okc / $n" | bc -l)" "$t0" \
         "$( [ -n "$fin1" ] && [ -n "$fin0" ] && echo $(( fin1 - fin0 )) || echo ?)" \
         "$idle" "$rss" "$base" "$f" "${flows:-?}" "$after" "$rss_after" \
-        "$(grep -c -i 'too many open files' "$D/rlnet.log")"
+        "$(grep -c -i 'too many open files' "$D/rlnet.log")" "${txp:-?}" "${txd:-?}"
     stop_all
 }
 
 echo "# nofile $(ulimit -n); $(nproc) cpus; load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# held out in out_open_s in_open_s all_open_s idle_rss_kib rss_kib hwm_kib idle_fds fds tcp_flows fds_after"
 echo "# churn clients conns secs per_s failed fds_before fds_peak fds_end fds_after secs_to_baseline"
-echo "# syn tries ok failed ok_pct flood_s frames_in idle_rss_kib rss_kib fds_before fds_during tcp_flows_during fds_after secs_to_baseline rss_after_kib emfile_log_lines"
+echo "# syn tries ok failed ok_pct flood_s frames_in idle_rss_kib rss_kib fds_before fds_during tcp_flows_during fds_after secs_to_baseline rss_after_kib emfile_log_lines tap_tx tap_tx_dropped"
 for r in $(seq "$REPS"); do
     for p in $PHASES; do
         case $p in

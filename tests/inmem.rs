@@ -258,6 +258,12 @@ fn connect_from_ns(
     (conn, ports, isn, window)
 }
 
+fn tcp_dst_port(f: &[u8]) -> Option<u16> {
+    let eth = EthernetFrame::new_checked(&f[VNET_HDR_LEN..]).ok()?;
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    Some(TcpPacket::new_checked(ip.payload()).ok()?.dst_port())
+}
+
 fn parse_tcp(f: &[u8]) -> Option<(TcpControl, Option<TcpSeqNumber>)> {
     let eth = EthernetFrame::new_checked(&f[VNET_HDR_LEN..]).ok()?;
     let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
@@ -909,4 +915,76 @@ fn fuzz_segment_beyond_the_buffer_right_after_the_handshake_is_refused() {
         matches!(conn.read(&mut more), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
         "more bytes reached the host"
     );
+}
+
+/// A SYN flood from the namespace (forged source ports, nobody answers the
+/// SYN-ACKs) holds at most `MAX_HALF_OPEN` host connections: the oldest are
+/// given up for new SYNs (their host ends reset), and a real connection
+/// still completes and carries data.
+#[test]
+fn syn_flood_keeps_the_handshake_backlog_bounded() {
+    use rlnet::nat::backlog::MAX_HALF_OPEN;
+    use std::io::{ErrorKind, Read};
+    // Each flow's host socket and its accepted end are fds of this process.
+    let limit = rlnet::sys::os::raise_nofile_limit();
+    let floods = MAX_HALF_OPEN + 300;
+    assert!(
+        limit > 2 * floods as u64 + 256,
+        "RLIMIT_NOFILE {limit} is too low for this test: raise the hard limit"
+    );
+    let mut sim = Sim::new(true);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut accepted = Vec::new();
+    let mut accept_all = |sim: &mut Sim| {
+        sim.settle();
+        while let Ok((c, _)) = listener.accept() {
+            accepted.push(c);
+        }
+    };
+    for i in 0..floods {
+        sim.send(&syn(GW_IP, 1024 + u16::try_from(i).unwrap(), port));
+        // The socketpair holds a few hundred datagrams: let the engine take them.
+        if i % 64 == 63 {
+            accept_all(&mut sim);
+        }
+    }
+    accept_all(&mut sim);
+    let (tcp, _) = sim.engine.flows();
+    assert!(
+        tcp <= MAX_HALF_OPEN,
+        "{tcp} TCP flows held for {floods} unanswered SYNs (at most {MAX_HALF_OPEN})"
+    );
+    // The oldest were given up: their host ends see a reset, not a hang.
+    let first = &mut accepted[0];
+    first
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let err = first
+        .read(&mut [0u8; 1])
+        .expect_err("the oldest flow's host end reset");
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
+
+    // A real client: SYN-ACK, then its ACK with data reaches the host. (A
+    // flood flow's SYN-ACK may be retransmitted meanwhile: skip those.)
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let ports = (40000, server.local_addr().unwrap().port());
+    sim.send(&syn(GW_IP, ports.0, ports.1));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let isn = loop {
+        assert!(Instant::now() < deadline, "no SYN-ACK for the real client");
+        let f = sim.recv().expect("SYN-ACK");
+        if tcp_dst_port(&f) == Some(ports.0) {
+            break tcp_fields(&f).unwrap().0;
+        }
+    };
+    let (mut conn, _) = server.accept().unwrap();
+    sim.send(&ns_segment(ports, 0, isn + 1, b"hello"));
+    sim.settle();
+    conn.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut got = [0u8; 5];
+    conn.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"hello");
 }

@@ -1,6 +1,7 @@
 //! Outbound NAT: flows from the namespace to host sockets. One table per
 //! protocol (slab + hash index), one timer heap, O(1) work per packet.
 
+pub mod backlog;
 pub mod icmp;
 pub mod pmtu;
 pub mod policy;
@@ -20,6 +21,7 @@ use socket2::Socket;
 use crate::event::{Ctx, Kind, from_token, token};
 use crate::stack::Dev;
 use crate::wire::{self, Unreachable};
+use backlog::Backlog;
 use policy::Decision;
 pub use policy::Outbound;
 use table::FlowTable;
@@ -126,6 +128,8 @@ type TimerHeap = BinaryHeap<Reverse<(i64, usize)>>;
 pub struct Nat {
     tcp: FlowTable<TcpFlow>,
     connecting: usize,
+    /// Outbound flows in their handshake, oldest first.
+    backlog: Backlog,
     udp: udp::UdpTable,
     icmp: icmp::PingTable,
     timers: TimerHeap,
@@ -153,6 +157,7 @@ impl Nat {
         Nat {
             tcp: FlowTable::new(MAX_TCP_FLOWS),
             connecting: 0,
+            backlog: Backlog::default(),
             udp: udp::UdpTable::default(),
             icmp: icmp::PingTable::default(),
             timers: BinaryHeap::new(),
@@ -182,6 +187,7 @@ impl Nat {
         for idx in self.tcp.of_port(port) {
             self.remove_tcp(idx, registry);
         }
+        self.backlog.drop_port(port);
         self.udp.drop_port(port, registry);
         self.icmp.drop_port(port, registry);
     }
@@ -241,6 +247,23 @@ impl Nat {
         addr: SocketAddr,
         ctx: &mut Ctx<'_>,
     ) {
+        if self.backlog.full(port) {
+            let tcp = &self.tcp;
+            let oldest = self
+                .backlog
+                .oldest(port, |i, s| tcp.get(i).and_then(|f| f.half_open) == Some(s));
+            if let Some(old) = oldest {
+                crate::limited!(
+                    Warn,
+                    "{} TCP handshakes from one namespace not completed; giving up the oldest",
+                    backlog::MAX_HALF_OPEN
+                );
+                if let Some(f) = self.tcp.get(old) {
+                    f.give_up();
+                }
+                self.remove_tcp(old, ctx.registry);
+            }
+        }
         if self.connecting >= MAX_TCP_CONNECTING || self.tcp.full(port, ctx.outs.len()) {
             crate::limited!(
                 Warn,
@@ -274,6 +297,10 @@ impl Nat {
             return;
         }
         flow.ingress(pkt, ctx);
+        let tcp = &self.tcp;
+        flow.half_open = Some(self.backlog.push(port, idx, |i, s| {
+            tcp.get(i).and_then(|f| f.half_open) == Some(s)
+        }));
         self.tcp.insert(flow);
         self.connecting += 1;
         self.service_tcp(idx, ctx);
@@ -382,8 +409,13 @@ impl Nat {
         };
         let was_connecting = flow.connecting();
         let after = flow.service(ctx);
-        if was_connecting && (!flow.connecting() || after == After::Remove) {
+        // Leaving these states by removal is counted in `remove_tcp`.
+        if was_connecting && !flow.connecting() {
             self.connecting = self.connecting.saturating_sub(1);
+        }
+        if flow.half_open.is_some() && flow.handshake_over() {
+            flow.half_open = None;
+            self.backlog.done(flow.port);
         }
         if ctx.blocked(flow.port) {
             self.blocked.push(idx);
@@ -404,6 +436,12 @@ impl Nat {
 
     fn remove_tcp(&mut self, idx: usize, registry: &Registry) {
         if let Some(flow) = self.tcp.take(idx) {
+            if flow.connecting() {
+                self.connecting = self.connecting.saturating_sub(1);
+            }
+            if flow.half_open.is_some() {
+                self.backlog.done(flow.port);
+            }
             let mut host = flow.finish(&mut self.rings);
             let _ = registry.deregister(&mut host);
         }

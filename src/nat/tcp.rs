@@ -75,6 +75,8 @@ pub struct TcpFlow {
     path_mtu: Option<u16>,
     /// When empty buffers give their storage back (see [`TRIM_AFTER`]).
     trim_at: Option<Instant>,
+    /// In the handshake backlog under this serial (see [`super::backlog`]).
+    pub half_open: Option<u64>,
 }
 
 /// The host side of a flow: a real TCP connection, or (for services rlnet
@@ -356,6 +358,7 @@ impl TcpFlow {
             host_shut: false,
             host_dead: false,
             left_listen: false,
+            half_open: None,
             ns_fin: false,
             timer: None,
             armed: None,
@@ -617,5 +620,19 @@ impl TcpFlow {
     /// Host connect still in progress.
     pub fn connecting(&self) -> bool {
         self.phase == Phase::Connecting
+    }
+
+    /// The namespace side is past its handshake (or never had one here).
+    pub fn handshake_over(&mut self) -> bool {
+        !matches!(
+            self.socket().state(),
+            tcp::State::Listen | tcp::State::SynReceived
+        )
+    }
+
+    /// Given up from the backlog: the host connection is reset, not closed
+    /// in order, so neither end keeps state for it.
+    pub fn give_up(&self) {
+        self.host.reset_on_close();
     }
 }
