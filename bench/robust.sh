@@ -13,11 +13,16 @@
 #          raw SYNs from thousands of source ports to a host server through
 #          the gateway) while a legitimate `testkit crr --keep-going` from
 #          the namespace connects: ok/failed attempts, success %, SYNs sent,
-#          rlnet's RSS and fds during and after.
+#          rlnet's RSS and fds during and after, and the namespace TAP's
+#          tx/dropped counters (a frame the TAP has no room for is dropped
+#          by the namespace's own kernel before any helper can read it).
+#   synnet the same flood from member a of a named network while a client
+#          in member b connects through b's gateway: what the flood costs
+#          the other namespaces the daemon serves.
 #
 #   usage (as root): RLNET=$PWD/target/release/rlnet \
 #                    TESTKIT=$PWD/target/release/examples/testkit \
-#                    [PHASES="held churn syn"] [REPS=1] [HELD="10000:10000"] \
+#                    [PHASES="held churn syn synnet"] [REPS=1] [HELD="10000:10000"] \
 #                    [CHURN_SECS=60] [CLIENTS=1] [CHURN_PORTS=8] [SYN_TRIES=200] \
 #                    [SYN_TIMEOUT=2] [NOFILE=<the hard limit>] \
 #                    [BENCH_USER=tester] bash bench/robust.sh
@@ -40,7 +45,7 @@ set -u -o pipefail
 : "${RLNET:?set RLNET to the rlnet binary}"
 : "${TESTKIT:?set TESTKIT to the testkit example binary}"
 : "${BENCH_USER:=tester}"
-: "${PHASES:=held churn syn}"
+: "${PHASES:=held churn syn synnet}"
 : "${REPS:=1}"
 : "${HELD:=10000:10000}"
 : "${CHURN_SECS:=60}"
@@ -335,15 +340,72 @@ syn() {
     stop_all
 }
 
+# synnet: the same flood from member a of a named network while a
+# legitimate client in member b (another namespace the same daemon serves)
+# connects to a host server through b's gateway. Prints "synnet tries ok
+# failed ok_pct flood_s daemon_fds_before daemon_fds_during daemon_fds_after
+# a_tap_tx a_tap_dropped".
+synnet() {
+    local vport eport a b ipa gw dpid fl t0 k txp txd out n failed base f after
+    serve syn-victim serve-tcp 127.0.0.1:0 hold --count 100000000 --timeout 600 || return 1
+    vport=$port
+    serve syn-echo serve-tcp 127.0.0.1:0 echo --count 100000 --timeout 600 || return 1
+    eport=$port
+    export XDG_RUNTIME_DIR="$D/xdg"; mkdir -p "$XDG_RUNTIME_DIR"
+    "$RLNET" network create flood > /dev/null || { echo "synnet: network create failed" >&2; return 1; }
+    dpid=$("$RLNET" network inspect flood | sed -n 's/.*daemon PID \([0-9]*\).*/\1/p' | head -1)
+    unshare -Urn sleep 3600 & a=$!; pids+=("$a")
+    unshare -Urn sleep 3600 & b=$!; pids+=("$b")
+    for (( k = 0; k < 100; k++ )); do
+        [ "$(readlink "/proc/$a/ns/net")" != "$(readlink /proc/self/ns/net)" ] &&
+            [ "$(readlink "/proc/$b/ns/net")" != "$(readlink /proc/self/ns/net)" ] && break
+        sleep 0.02
+    done
+    "$RLNET" attach --network flood --name a "$a" > /dev/null &&
+        "$RLNET" attach --network flood --name b "$b" > /dev/null ||
+        { echo "synnet: attach failed" >&2; "$RLNET" network rm --force flood; return 1; }
+    ipa=$(in_ns "$a" ip -4 -br addr show tap0 | awk '{print $3}' | cut -d/ -f1)
+    gw=$(in_ns "$b" ip -4 route show default | awk '{print $3; exit}')
+    in_ns "$b" "$TESTKIT" crr "$gw:$eport" 10 > /dev/null 2>&1 || echo "synnet: warm-up failed" >&2
+    base=$(fds "$dpid")
+    rm -f "$D/flood"
+    "${NSENTER[@]}" "$a" "$TESTKIT" spoof tap0 "$ipa" "$gw" --syn --dport "$vport" \
+        --dst-mac "$GATEWAY_MAC" --count 4000000000 \
+        --timeout $(( SYN_TRIES * SYN_TIMEOUT + 60 )) > "$D/flood" 2>&1 &
+    fl=$!; pids+=("$fl"); t0=$(now)
+    wait_line "$D/flood" "^flooding" || { echo "synnet: flood did not start" >&2; return 1; }
+    # The flood is filling a's TAP before the client starts (bounded: 20 s).
+    for (( k = 0; k < 200; k++ )); do
+        read -r txp txd < <(in_ns "$a" awk '$1 == "tap0:" {print $11, $13}' /proc/net/dev)
+        [ $(( ${txp:-0} + ${txd:-0} )) -ge 100000 ] && break
+        sleep 0.1
+    done
+    out=$(in_ns "$b" "$TESTKIT" crr "$gw:$eport" "$SYN_TRIES" --keep-going \
+        --timeout "$SYN_TIMEOUT" 2>&1 | tail -1)
+    f=$(fds "$dpid")
+    t0=$(since "$t0")
+    read -r txp txd < <(in_ns "$a" awk '$1 == "tap0:" {print $11, $13}' /proc/net/dev)
+    kill "$fl" 2>/dev/null; wait "$fl" 2>/dev/null
+    after=$(settle "$dpid" "$base" 30)
+    "$RLNET" network rm --force flood > /dev/null 2>&1
+    n=$(field "$out" n); failed=$(field "$out" failed)
+    if [ -z "$n" ] || [ -z "$failed" ]; then echo "synnet: client: $out" >&2; return 1; fi
+    printf 'synnet %s %s %s %.1f %s %s %s %s %s %s\n' "$n" "$(( n - failed ))" "$failed" \
+        "$(echo "100 * ($n - $failed) / $n" | bc -l)" "$t0" "$base" "$f" "${after% *}" \
+        "${txp:-?}" "${txd:-?}"
+    stop_all
+}
+
 echo "# nofile $(ulimit -n); $(nproc) cpus; load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# held out in out_open_s in_open_s all_open_s idle_rss_kib rss_kib hwm_kib idle_fds fds tcp_flows fds_after"
 echo "# churn clients conns secs per_s failed fds_before fds_peak fds_end fds_after secs_to_baseline"
+echo "# synnet tries ok failed ok_pct flood_s daemon_fds_before daemon_fds_during daemon_fds_after a_tap_tx a_tap_dropped"
 echo "# syn tries ok failed ok_pct flood_s frames_in idle_rss_kib rss_kib fds_before fds_during tcp_flows_during fds_after secs_to_baseline rss_after_kib emfile_log_lines tap_tx tap_tx_dropped"
 for r in $(seq "$REPS"); do
     for p in $PHASES; do
         case $p in
             held) for h in $HELD; do held "${h%:*}" "${h#*:}" || { stop_all; exit 1; }; done ;;
-            churn|syn) "$p" || { stop_all; exit 1; } ;;
+            churn|syn|synnet) "$p" || { stop_all; exit 1; } ;;
             *) echo "unknown phase $p" >&2; exit 2 ;;
         esac
     done

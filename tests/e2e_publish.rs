@@ -463,20 +463,20 @@ fn runtime_add_remove_during_traffic() {
 /// 10,000 connect/request/close cycles through a published port: no fd or
 /// memory leak. Afterwards rlnet holds what it held idle plus at most its
 /// pools, whose sizes rlnet documents: in splice mode up to `POOL_MAX`
-/// spare pipes (2 fds each) and one batch of namespace sockets (`POOL_BATCH`,
-/// one address family here); nothing in stack mode. How full the pipe pool
+/// spare pipes (2 fds each) and up to `POOL_SPARE_MAX` namespace sockets
+/// (one address family here); nothing in stack mode. How full the pipe pool
 /// is depends on how many connections overlapped, which the scheduler
 /// decides, so it is bounded, not compared with the warm-up.
 #[test]
 fn ten_thousand_cycles_return_to_baseline() {
-    use rlnet::forward::{publish::POOL_BATCH, splice::POOL_MAX};
+    use rlnet::forward::{publish::POOL_SPARE_MAX, splice::POOL_MAX};
     require_userns!();
     for mode in ["stack", "splice"] {
         let p = setup(&["--publish-mode", mode, "-p", "38001:7001"]);
         let (_srv, _) = p.serve(&["serve-tcp", "0.0.0.0:7001", "echo", "--count", "10100"]);
         let pid = p.rlnet.proc.pid();
         let (spare_pipes, spare_sockets) = match mode {
-            "splice" => (2 * POOL_MAX, POOL_BATCH),
+            "splice" => (2 * POOL_MAX, POOL_SPARE_MAX),
             _ => (0, 0),
         };
         let idle = fds_of(pid);

@@ -18,7 +18,7 @@
 //! to the host's loopback ("reverse" listeners, sockets from the factory);
 //! `all` bound best effort; and `auto` ([`super::auto`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::OwnedFd;
@@ -49,10 +49,13 @@ const ACCEPT_BATCH: usize = 64;
 /// Limits on what clients of published ports may hold.
 const MAX_SPLICE: usize = 16384;
 const MAX_UDP_CLIENTS: usize = 4096;
-/// Namespace sockets fetched from the factory per round trip; at most this
-/// many per address family wait unused (tests/e2e_publish.rs bounds rlnet's
-/// fds by it).
+/// Namespace sockets fetched from the factory per round trip; the next
+/// batch is asked for when fewer than half are left.
 pub const POOL_BATCH: usize = 32;
+/// At most this many per address family wait unused: a batch that came
+/// while almost half of the last was left (tests/e2e_publish.rs bounds
+/// rlnet's fds by it).
+pub const POOL_SPARE_MAX: usize = POOL_BATCH + POOL_BATCH / 2;
 
 #[derive(Debug, Error)]
 pub enum ForwardError {
@@ -163,6 +166,9 @@ pub struct Forwarder {
     factory: Option<Factory>,
     /// Sockets made inside the namespace, ready to connect: [v4, v6].
     pool: [Vec<OwnedFd>; 2],
+    /// Pool slots whose next batch was asked of the factory and not yet
+    /// received, in the order asked (the factory answers in that order).
+    pending: VecDeque<usize>,
     udp: Slab<UdpClient>,
     udp_by_client: HashMap<(usize, SocketAddr), usize>,
     udp_by_key: HashMap<FlowKey, usize>,
@@ -254,6 +260,7 @@ impl Forwarder {
             ns,
             factory: None,
             pool: [Vec::new(), Vec::new()],
+            pending: VecDeque::new(),
             udp: Slab::new(),
             udp_by_client: HashMap::new(),
             udp_by_key: HashMap::new(),
@@ -618,9 +625,14 @@ impl Forwarder {
         }
     }
 
-    /// A socket inside the namespace, from the pool (refilled in batches).
+    /// A socket inside the namespace, from the pool. The next batch is
+    /// asked for when the pool is half used and taken when it has come, so
+    /// a connection rarely waits for the factory (that wait was the slow
+    /// connection in every batch).
     fn ns_socket(&mut self, v6: bool, udp: bool) -> Result<OwnedFd, ForwardError> {
         if udp {
+            // Asked one at a time, after what is already on its way.
+            self.collect(true)?;
             return self
                 .factory()?
                 .sockets(SocketKind { v6, udp }, 1)?
@@ -630,15 +642,45 @@ impl Forwarder {
                 });
         }
         let slot = usize::from(v6);
+        self.collect(false)?;
         if self.pool[slot].is_empty() {
-            let fresh = self
-                .factory()?
-                .sockets(SocketKind { v6, udp: false }, POOL_BATCH)?;
-            self.pool[slot] = fresh;
+            self.ask(slot)?;
+            self.collect(true)?;
         }
-        self.pool[slot].pop().ok_or_else(|| {
+        let sock = self.pool[slot].pop().ok_or_else(|| {
             ForwardError::Namespace(NsError::Agent("no socket from the namespace".into()))
-        })
+        })?;
+        if self.pool[slot].len() < POOL_BATCH / 2 {
+            self.ask(slot)?;
+        }
+        Ok(sock)
+    }
+
+    /// Ask the factory for a batch for pool `slot`, unless one is coming.
+    fn ask(&mut self, slot: usize) -> Result<(), ForwardError> {
+        if !self.pending.contains(&slot) {
+            let kind = SocketKind {
+                v6: slot == 1,
+                udp: false,
+            };
+            self.factory()?.request(kind, POOL_BATCH)?;
+            self.pending.push_back(slot);
+        }
+        Ok(())
+    }
+
+    /// Take the batches that have come (`wait`: every one asked for).
+    fn collect(&mut self, wait: bool) -> Result<(), ForwardError> {
+        while let Some(&slot) = self.pending.front() {
+            let got = self.factory()?.receive(wait);
+            // A broken channel answers nothing more: forget what was asked.
+            let Some(fds) = got.inspect_err(|_| self.pending.clear())? else {
+                break;
+            };
+            self.pending.pop_front();
+            self.pool[slot].extend(fds);
+        }
+        Ok(())
     }
 
     /// Start the socket factory now rather than on first use: once rlnet

@@ -568,20 +568,43 @@ impl Factory {
 
     /// Up to `n` new non-blocking sockets created inside the namespace.
     pub fn sockets(&self, kind: SocketKind, n: usize) -> Result<Vec<OwnedFd>, NsError> {
+        self.request(kind, n)?;
+        let fds = self.receive(true)?.unwrap_or_default();
+        if fds.is_empty() {
+            return Err(NsError::Agent(
+                "the socket factory could not create sockets".into(),
+            ));
+        }
+        Ok(fds)
+    }
+
+    /// Ask for up to `n` sockets; [`Self::receive`] takes them, replies
+    /// come in the order of the requests.
+    pub fn request(&self, kind: SocketKind, n: usize) -> Result<(), NsError> {
         #[allow(clippy::cast_possible_truncation)] // MAX_BATCH (64) fits a u8
         let n = n.clamp(1, MAX_BATCH) as u8;
         let req = [u8::from(kind.v6), u8::from(kind.udp), n];
         nix::unistd::write(&self.sock, &req).map_err(sys("socket factory"))?;
+        Ok(())
+    }
+
+    /// The sockets of the oldest request not yet received (empty if the
+    /// factory could make none); `None` if `wait` is false and the reply
+    /// has not come yet.
+    pub fn receive(&self, wait: bool) -> Result<Option<Vec<OwnedFd>>, NsError> {
         let mut buf = [0u8; 8];
         let mut cmsg = nix::cmsg_space!([RawFd; MAX_BATCH]);
         let mut iov = [IoSliceMut::new(&mut buf)];
-        let msg = recvmsg::<()>(
-            self.sock.as_raw_fd(),
-            &mut iov,
-            Some(&mut cmsg),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        )
-        .map_err(sys("socket factory"))?;
+        let flags = if wait {
+            MsgFlags::MSG_CMSG_CLOEXEC
+        } else {
+            MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT
+        };
+        let msg = match recvmsg::<()>(self.sock.as_raw_fd(), &mut iov, Some(&mut cmsg), flags) {
+            Ok(m) => m,
+            Err(nix::Error::EAGAIN) if !wait => return Ok(None),
+            Err(e) => return Err(sys("socket factory")(e)),
+        };
         let mut fds = Vec::new();
         for c in msg.cmsgs().map_err(sys("socket factory"))? {
             if let ControlMessageOwned::ScmRights(raw) = c {
@@ -591,12 +614,7 @@ impl Factory {
                 }
             }
         }
-        if fds.is_empty() {
-            return Err(NsError::Agent(
-                "the socket factory could not create sockets".into(),
-            ));
-        }
-        Ok(fds)
+        Ok(Some(fds))
     }
 }
 
