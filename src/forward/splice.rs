@@ -33,6 +33,10 @@ pub struct Pipe {
     /// Capacity in buffers (pages): a splice into the pipe also stops when
     /// they run out, whatever the bytes.
     slots: usize,
+    /// The last read nearly filled the pipe: the source has more, so the
+    /// write tells TCP so (SPLICE_F_MORE, as MSG_MORE) and it builds full
+    /// segments instead of sending the pipe's tail as a short one.
+    more: bool,
 }
 
 impl Pipe {
@@ -60,6 +64,7 @@ impl Pipe {
             queued: 0,
             cap,
             slots,
+            more: false,
         })
     }
 }
@@ -168,6 +173,11 @@ fn pump(src: &mut Side, pipe: &mut Pipe, dst: &mut Side) -> Pump {
     let mut moved = false;
     for _ in 0..64 {
         if pipe.queued > 0 && dst.writable {
+            let flags = if pipe.more {
+                flags | SpliceFFlags::SPLICE_F_MORE
+            } else {
+                flags
+            };
             match splice(
                 pipe.r.as_fd(),
                 None,
@@ -190,10 +200,15 @@ fn pump(src: &mut Side, pipe: &mut Pipe, dst: &mut Side) -> Pump {
             let asked = pipe.cap - pipe.queued;
             let was_empty = pipe.queued == 0;
             match splice(src.sock.as_fd(), None, pipe.w.as_fd(), None, asked, flags) {
-                Ok(0) => src.eof = true,
+                Ok(0) => {
+                    src.eof = true;
+                    pipe.more = false;
+                }
                 Ok(n) => {
                     pipe.queued += n;
-                    if drained(was_empty, n, asked, pipe.slots, src.closed) {
+                    let empty = drained(was_empty, n, asked, pipe.slots, src.closed);
+                    pipe.more = !empty && n >= asked / 10 * 9;
+                    if empty {
                         src.readable = false;
                     }
                     moved = true;
@@ -204,6 +219,7 @@ fn pump(src: &mut Side, pipe: &mut Pipe, dst: &mut Side) -> Pump {
                     // the former needs a new readiness edge.
                     if pipe.queued == 0 {
                         src.readable = false;
+                        pipe.more = false;
                     }
                 }
                 Err(nix::Error::EINTR) => continue,
