@@ -86,6 +86,7 @@ const PURE: &[&str] = &[
     "forward::table",
     "nat::policy",
     "nat::pmtu",
+    "nat::backlog",
     "network::request",
     "api::request",
     "api::reply",
