@@ -245,6 +245,8 @@ fn ns_segment(ports: (u16, u16), off: usize, ack: TcpSeqNumber, payload: &[u8]) 
 /// A connection from the namespace (source port `sport`) to a fresh
 /// listener on the host's loopback, through the gateway: the host end, the
 /// ports, and the engine's initial sequence number and SYN-ACK window.
+/// Frames of other flows the engine may send meanwhile (retransmitted
+/// SYN-ACKs) are skipped.
 fn connect_from_ns(
     sim: &mut Sim,
     sport: u16,
@@ -252,7 +254,14 @@ fn connect_from_ns(
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let ports = (sport, listener.local_addr().unwrap().port());
     sim.send(&syn(GW_IP, ports.0, ports.1));
-    let f = sim.recv().expect("SYN-ACK");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let f = loop {
+        assert!(Instant::now() < deadline, "no SYN-ACK for port {sport}");
+        let f = sim.recv().expect("SYN-ACK");
+        if tcp_dst_port(&f) == Some(sport) {
+            break f;
+        }
+    };
     let (isn, _, window) = tcp_fields(&f).unwrap();
     let (conn, _) = listener.accept().unwrap();
     (conn, ports, isn, window)
@@ -966,20 +975,8 @@ fn syn_flood_keeps_the_handshake_backlog_bounded() {
         .expect_err("the oldest flow's host end reset");
     assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
 
-    // A real client: SYN-ACK, then its ACK with data reaches the host. (A
-    // flood flow's SYN-ACK may be retransmitted meanwhile: skip those.)
-    let server = TcpListener::bind("127.0.0.1:0").unwrap();
-    let ports = (40000, server.local_addr().unwrap().port());
-    sim.send(&syn(GW_IP, ports.0, ports.1));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let isn = loop {
-        assert!(Instant::now() < deadline, "no SYN-ACK for the real client");
-        let f = sim.recv().expect("SYN-ACK");
-        if tcp_dst_port(&f) == Some(ports.0) {
-            break tcp_fields(&f).unwrap().0;
-        }
-    };
-    let (mut conn, _) = server.accept().unwrap();
+    // A real client: SYN-ACK, then its ACK with data reaches the host.
+    let (mut conn, ports, isn, _) = connect_from_ns(&mut sim, 40000);
     sim.send(&ns_segment(ports, 0, isn + 1, b"hello"));
     sim.settle();
     conn.set_read_timeout(Some(Duration::from_secs(60)))

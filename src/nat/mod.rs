@@ -122,6 +122,12 @@ pub fn send_unreachable(
     }
 }
 
+/// The backlog's question about an entry: is flow `idx` still in its
+/// handshake under `serial` (not finished, removed, or its slot reused)?
+fn half_open_in(tcp: &FlowTable<TcpFlow>) -> impl Fn(usize, u64) -> bool + '_ {
+    |idx, serial| tcp.get(idx).and_then(|f| f.half_open) == Some(serial)
+}
+
 /// Deadlines in micros since engine start; stale entries are skipped.
 type TimerHeap = BinaryHeap<Reverse<(i64, usize)>>;
 
@@ -248,10 +254,7 @@ impl Nat {
         ctx: &mut Ctx<'_>,
     ) {
         if self.backlog.full(port) {
-            let tcp = &self.tcp;
-            let oldest = self
-                .backlog
-                .oldest(port, |i, s| tcp.get(i).and_then(|f| f.half_open) == Some(s));
+            let oldest = self.backlog.oldest(port, half_open_in(&self.tcp));
             if let Some(old) = oldest {
                 crate::limited!(
                     Warn,
@@ -297,10 +300,7 @@ impl Nat {
             return;
         }
         flow.ingress(pkt, ctx);
-        let tcp = &self.tcp;
-        flow.half_open = Some(self.backlog.push(port, idx, |i, s| {
-            tcp.get(i).and_then(|f| f.half_open) == Some(s)
-        }));
+        flow.half_open = Some(self.backlog.push(port, idx, half_open_in(&self.tcp)));
         self.tcp.insert(flow);
         self.connecting += 1;
         self.service_tcp(idx, ctx);
