@@ -289,25 +289,40 @@ churn() {
     stop_all
 }
 
-# syn: prints "syn tries ok failed ok_pct syns_sent frames_in idle_rss rss
-#              fds_before fds_during fds_after rss_after"
-syn() {
-    local txp txd vport eport fl base idle fin0 fin1 k out okc n failed rss f flows after rss_after t0
+# flood_servers: the flood's victim (accepts and holds every connection) and
+# the legitimate client's echo server on the host; sets $vport $eport
+flood_servers() {
     serve syn-victim serve-tcp 127.0.0.1:0 hold --count 100000000 --timeout 600 || return 1
     vport=$port
     serve syn-echo serve-tcp 127.0.0.1:0 echo --count 100000 --timeout 600 || return 1
     eport=$port
+}
+# start_flood NS SRC GW: raw SYNs from SRC (the namespace's own address) to
+# the victim through GW, from NS's tap0; sets $fl, returns once it floods
+start_flood() {
+    rm -f "$D/flood"
+    "${NSENTER[@]}" "$1" "$TESTKIT" spoof tap0 "$2" "$3" --syn --dport "$vport" \
+        --dst-mac "$GATEWAY_MAC" --count 4000000000 \
+        --timeout $(( SYN_TRIES * SYN_TIMEOUT + 60 )) > "$D/flood" 2>&1 &
+    fl=$!; pids+=("$fl")
+    wait_line "$D/flood" "^flooding" || { echo "flood did not start" >&2; cat "$D/flood" >&2; return 1; }
+}
+# tap_counts NS: "tx_packets tx_dropped" of NS's tap0 (what its kernel
+# queued to the helper, and dropped because the queue was full)
+tap_counts() { in_ns "$1" awk '$1 == "tap0:" {print $11, $13}' /proc/net/dev; }
+
+# syn: prints "syn tries ok failed ok_pct syns_sent frames_in idle_rss rss
+#              fds_before fds_during fds_after rss_after"
+syn() {
+    local txp txd vport eport fl base idle fin0 fin1 k out okc n failed rss f flows after rss_after t0
+    flood_servers || return 1
     target || return 1
     in_ns "$ns" "$TESTKIT" crr "10.0.2.2:$eport" 10 > /dev/null 2>&1 || { echo "syn: warm-up failed" >&2; return 1; }
     sleep 1
     base=$(fds "$rl"); idle=$(mem "$rl"); idle=${idle% *}
     fin0=$(status frames_in)
-    rm -f "$D/flood"
-    "${NSENTER[@]}" "$ns" "$TESTKIT" spoof tap0 "$GUEST" 10.0.2.2 --syn --dport "$vport" \
-        --dst-mac "$GATEWAY_MAC" --count 4000000000 \
-        --timeout $(( SYN_TRIES * SYN_TIMEOUT + 60 )) > "$D/flood" 2>&1 &
-    fl=$!; pids+=("$fl"); t0=$(now)
-    wait_line "$D/flood" "^flooding" || { echo "syn: flood did not start" >&2; cat "$D/flood" >&2; return 1; }
+    start_flood "$ns" "$GUEST" 10.0.2.2 || return 1
+    t0=$(now)
     # The flood is reaching rlnet before the client starts (bounded: 20 s).
     k=$(( SECONDS + 20 ))
     while (( SECONDS < k )); do
@@ -323,8 +338,7 @@ syn() {
     flows=$(status tcp_flows)
     t0=$(since "$t0")
     kill "$fl" 2>/dev/null; wait "$fl" 2>/dev/null
-    # What the namespace's kernel queued to rlnet and dropped (TAP queue full).
-    read -r txp txd < <(in_ns "$ns" awk '$1 == "tap0:" {print $11, $13}' /proc/net/dev)
+    read -r txp txd < <(tap_counts "$ns")
     sleep 1
     fin1=$(status frames_in)
     after=$(settle "$rl" "$base" 30)
@@ -347,10 +361,7 @@ syn() {
 # a_tap_tx a_tap_dropped".
 synnet() {
     local vport eport a b ipa gw dpid fl t0 k txp txd out n failed base f after
-    serve syn-victim serve-tcp 127.0.0.1:0 hold --count 100000000 --timeout 600 || return 1
-    vport=$port
-    serve syn-echo serve-tcp 127.0.0.1:0 echo --count 100000 --timeout 600 || return 1
-    eport=$port
+    flood_servers || return 1
     export XDG_RUNTIME_DIR="$D/xdg"; mkdir -p "$XDG_RUNTIME_DIR"
     "$RLNET" network create flood > /dev/null || { echo "synnet: network create failed" >&2; return 1; }
     dpid=$("$RLNET" network inspect flood | sed -n 's/.*daemon PID \([0-9]*\).*/\1/p' | head -1)
@@ -368,15 +379,11 @@ synnet() {
     gw=$(in_ns "$b" ip -4 route show default | awk '{print $3; exit}')
     in_ns "$b" "$TESTKIT" crr "$gw:$eport" 10 > /dev/null 2>&1 || echo "synnet: warm-up failed" >&2
     base=$(fds "$dpid")
-    rm -f "$D/flood"
-    "${NSENTER[@]}" "$a" "$TESTKIT" spoof tap0 "$ipa" "$gw" --syn --dport "$vport" \
-        --dst-mac "$GATEWAY_MAC" --count 4000000000 \
-        --timeout $(( SYN_TRIES * SYN_TIMEOUT + 60 )) > "$D/flood" 2>&1 &
-    fl=$!; pids+=("$fl"); t0=$(now)
-    wait_line "$D/flood" "^flooding" || { echo "synnet: flood did not start" >&2; return 1; }
+    start_flood "$a" "$ipa" "$gw" || return 1
+    t0=$(now)
     # The flood is filling a's TAP before the client starts (bounded: 20 s).
     for (( k = 0; k < 200; k++ )); do
-        read -r txp txd < <(in_ns "$a" awk '$1 == "tap0:" {print $11, $13}' /proc/net/dev)
+        read -r txp txd < <(tap_counts "$a")
         [ $(( ${txp:-0} + ${txd:-0} )) -ge 100000 ] && break
         sleep 0.1
     done
@@ -384,7 +391,7 @@ synnet() {
         --timeout "$SYN_TIMEOUT" 2>&1 | tail -1)
     f=$(fds "$dpid")
     t0=$(since "$t0")
-    read -r txp txd < <(in_ns "$a" awk '$1 == "tap0:" {print $11, $13}' /proc/net/dev)
+    read -r txp txd < <(tap_counts "$a")
     kill "$fl" 2>/dev/null; wait "$fl" 2>/dev/null
     after=$(settle "$dpid" "$base" 30)
     "$RLNET" network rm --force flood > /dev/null 2>&1
