@@ -381,6 +381,43 @@ fn udp_datagrams_larger_than_the_mtu() {
     }
 }
 
+/// Bursts of datagrams from the namespace, which rlnet sends on as one
+/// segmented send (UDP_SEGMENT) per burst: every echo comes back whole and
+/// its own length, IPv4 and IPv6. Then with the outside reached over a
+/// 1,500-byte MTU, where the kernel refuses to segment datagrams larger than
+/// that: rlnet sends them one by one (fragmented) and they still arrive.
+#[test]
+fn udp_bursts_arrive_as_the_datagrams_sent() {
+    require_userns!();
+    let n = setup(&[]);
+    let burst = |addr: &str, port: u16, size: &str| {
+        let out = run_ok(n.target.testkit(&[
+            "udp",
+            &format!("{addr}:{port}"),
+            "--burst",
+            "32",
+            "--count",
+            "256",
+            "--size",
+            size,
+            "--timeout",
+            "60",
+        ]));
+        ok(&out);
+    };
+    for addr in [OUTSIDE4.to_string(), format!("[{OUTSIDE6}]")] {
+        let (_srv, port) = n.outer.serve(&["serve-udp", &format!("{addr}:0")]);
+        burst(&addr, port, "1200");
+    }
+    let mut c = n.outer.cmd("ip");
+    c.args(["link", "set", "lo", "mtu", "1500"]);
+    run_ok(c);
+    for addr in [OUTSIDE4.to_string(), format!("[{OUTSIDE6}]")] {
+        let (_srv, port) = n.outer.serve(&["serve-udp", &format!("{addr}:0")]);
+        burst(&addr, port, "3000");
+    }
+}
+
 /// Path mode: `--netns-type=path` with `--userns-path`.
 #[test]
 fn path_mode() {

@@ -12,13 +12,17 @@ use crate::net::udp_connected;
 use crate::stream::Stream;
 
 pub const COMMAND: Command = Command::new("udp", SYNTAX, HELP, 1..=1, run)
-    .options(&["--count", "--size"], &["--expect-unreachable"]);
+    .options(&["--count", "--size", "--burst"], &["--expect-unreachable"]);
 
-const SYNTAX: &str = "udp ADDR [--count N] [--size S] [--expect-unreachable]";
+const SYNTAX: &str = "udp ADDR [--count N] [--size S] [--burst B] [--expect-unreachable]";
 
 const HELP: &str =
     "  udp ADDR [--count N] [--size S]   N (100) datagrams of S (1000) bytes, 1 s per
         echo, 3 retries; prints `ok=1 sent= received= retries= bad=`
+  udp ADDR --burst B [--count N] [--size S]   the N datagrams back to back, B
+        at a time, each B-th half as long (a helper may send a burst as one
+        segmented send: each echo must come back whole, its own length);
+        rounds resend what was not echoed; prints the same line
   udp ADDR --expect-unreachable     expect ECONNREFUSED; prints `result= ms=`
 ";
 
@@ -37,6 +41,12 @@ fn run(a: &Args) -> Res<i32> {
     let size: usize = a.num("--size", 1000)?;
     if !(4..=65507).contains(&size) {
         return Err(usage("--size must be 4..=65507"));
+    }
+    if let Some(burst) = a.opt_num::<usize>("--burst")? {
+        if burst == 0 {
+            return Err(usage("--burst must be at least 1"));
+        }
+        return bursts(&s, count, size, burst, deadline);
     }
     let mut out = vec![0u8; size];
     let mut inb = vec![0u8; 65536];
@@ -65,6 +75,76 @@ fn run(a: &Args) -> Res<i32> {
     emit(&format!(
         "ok={} sent={count} received={received} retries={retries} bad={bad}",
         ok as u8
+    ));
+    Ok(status(ok))
+}
+
+/// Datagram `seq` of `len` bytes: its number, then stream(seq).
+fn datagram(seq: u64, len: usize, out: &mut [u8]) -> &[u8] {
+    let out = &mut out[..len];
+    out[..4].copy_from_slice(&((seq & 0xFFFF_FFFF) as u32).to_be_bytes());
+    Stream::new(seq).fill(&mut out[4..]);
+    out
+}
+
+/// `--burst`: rounds of back-to-back bursts of the datagrams not yet echoed,
+/// each burst's last one half as long; an echo counts when it is exactly a
+/// datagram that was sent (its length one of the two, its bytes its own).
+fn bursts(s: &UdpSocket, count: u64, size: usize, burst: usize, deadline: Instant) -> Res<i32> {
+    let short = (size / 2).max(4);
+    let mut echoed = vec![false; usize::try_from(count).unwrap_or(0)];
+    let mut out = vec![0u8; size];
+    let mut want = vec![0u8; size];
+    let mut inb = vec![0u8; 65536];
+    let (mut sent, mut received, mut bad, mut rounds) = (0u64, 0u64, 0u64, 0u64);
+    loop {
+        let missing: Vec<u64> = (0..count)
+            .filter(|&i| !echoed[usize::try_from(i).unwrap_or(0)])
+            .collect();
+        if missing.is_empty() || Instant::now() > deadline {
+            break;
+        }
+        rounds += 1;
+        for chunk in missing.chunks(burst) {
+            for (k, &seq) in chunk.iter().enumerate() {
+                let len = if k + 1 == burst { short } else { size };
+                s.send(datagram(seq, len, &mut out))
+                    .map_err(|e| ioerr(format!("udp send #{seq}"), e))?;
+                sent += 1;
+            }
+        }
+        // Echoes until a quiet second.
+        loop {
+            s.set_read_timeout(Some(ECHO_WAIT))
+                .map_err(|e| ioerr("setsockopt", e))?;
+            let n = match s.recv(&mut inb) {
+                Ok(n) => n,
+                Err(e) if is_timeout(&e) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(ioerr("udp recv", e)),
+            };
+            let seq = inb
+                .get(..4)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map(|b| u64::from(u32::from_be_bytes(b)));
+            let whole = seq.filter(|&q| {
+                q < count && (n == size || n == short) && inb[..n] == *datagram(q, n, &mut want)
+            });
+            match whole {
+                Some(q) => {
+                    let slot = &mut echoed[usize::try_from(q).unwrap_or(0)];
+                    received += u64::from(!*slot);
+                    *slot = true;
+                }
+                None => bad += 1,
+            }
+        }
+    }
+    let ok = received == count && bad == 0;
+    emit(&format!(
+        "ok={} sent={sent} received={received} retries={} bad={bad}",
+        ok as u8,
+        rounds.saturating_sub(1)
     ));
     Ok(status(ok))
 }

@@ -534,8 +534,10 @@ impl Nat {
         }
     }
 
-    /// End of a batch of frames: service the flows that received segments.
+    /// End of a batch of frames: send the open UDP run, service the TCP
+    /// flows that received segments.
     pub fn flush_dirty(&mut self, ctx: &mut Ctx<'_>) {
+        self.udp.flush(ctx);
         let mut list = std::mem::take(&mut self.dirty);
         for &idx in &list {
             if let Some(flow) = self.tcp.get_mut(idx)

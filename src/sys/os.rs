@@ -2,7 +2,7 @@
 //! signals as an fd, the ready/exit fd contract.
 
 use std::io;
-use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
@@ -292,6 +292,16 @@ pub fn exit_now(code: i32) -> ! {
 pub fn bind_address_no_port(sock: &socket2::Socket) {
     let _ =
         nix::sys::socket::setsockopt(sock, nix::sys::socket::sockopt::IpBindAddressNoPort, &true);
+}
+
+/// One `sendmsg` of `data` as datagrams of `seg` bytes each (the last may
+/// be shorter): UDP_SEGMENT, Linux 4.18+.
+pub fn send_segments(sock: &impl AsRawFd, data: &[u8], seg: u16) -> io::Result<usize> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    let iov = [io::IoSlice::new(data)];
+    let cmsg = [ControlMessage::UdpGsoSegments(&seg)];
+    sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_DONTWAIT, None)
+        .map_err(io::Error::from)
 }
 
 /// A non-blocking `send` on a socket known only by number: the direct
