@@ -414,6 +414,57 @@ fn pasta_published_ports_show_who_connects() {
     assert!(c.contains("received=10"), "{c}");
 }
 
+/// pasta's `--host-lo-to-ns-lo`: loopback clients of published ports reach
+/// the namespace's loopback, so services bound only there answer (TCP
+/// byte-exact, UDP) and see the client as 127.0.0.1. (Without it they reach
+/// the namespace's address: `pasta_published_ports_show_who_connects`.)
+#[test]
+fn pasta_host_lo_to_ns_lo() {
+    require_userns!();
+    let o = pasta_host();
+    let t = o.target();
+    let dir = TempDir::new("pasta-nslo");
+    let pid_file = dir.path("pid");
+    let pid = t.pid().to_string();
+    let (web, _) = t.serve(&[
+        "serve-tcp",
+        "127.0.0.1:80",
+        "echo",
+        "--count",
+        "1",
+        "--timeout",
+        "120",
+    ]);
+    let (udp, _) = t.serve(&["serve-udp", "127.0.0.1:53", "--timeout", "120"]);
+    pasta(
+        o.rlnet_cmd(),
+        &[
+            "--config-net",
+            "-q",
+            "-P",
+            &pid_file,
+            "-t",
+            "18090-18090:80-80",
+            "-u",
+            "5354-5354:53-53",
+            "-T",
+            "none",
+            "-U",
+            "none",
+            "--host-lo-to-ns-lo",
+            &pid,
+        ],
+    );
+    let _d = Daemon::from_file(&pid_file);
+    let c = run_ok(o.testkit_cmd(&["tcp", "127.0.0.1:18090", "echo:1m:31"]));
+    let s = web.expect_line("ok=");
+    same_stream(c.lines().find(|l| l.starts_with("ok=")).unwrap_or(""), &s);
+    assert_eq!(peer_ip(&s), "127.0.0.1", "{s}");
+    let c = run_ok(o.testkit_cmd(&["udp", "127.0.0.1:5354", "--count", "10"]));
+    assert!(c.contains("received=10"), "{c}");
+    assert_eq!(peer_ip(&udp.expect_line("peer=")), "127.0.0.1");
+}
+
 /// -T/-U: the namespace's loopback ports reach the host's loopback; `auto`
 /// (RootlessKit's -t auto, and -T auto) follows what is bound on the other
 /// side, both ways, and stops forwarding what is no longer bound.

@@ -11,14 +11,15 @@ use crate::net::connect_tcp;
 use crate::stream::Stream;
 
 pub const COMMAND: Command =
-    Command::new("crr", SYNTAX, HELP, 2..=2, run).options(&[], &["--keep-going"]);
+    Command::new("crr", SYNTAX, HELP, 2..=2, run).options(&["--max-secs"], &["--keep-going"]);
 
-const SYNTAX: &str = "crr ADDR N [--keep-going]";
+const SYNTAX: &str = "crr ADDR N [--keep-going] [--max-secs S]";
 
 const HELP: &str = "  crr ADDR N [--keep-going]         N x (connect, 64-byte echo, close) against
         `serve-tcp ... echo --count N`; prints `ok=1 n= secs= per_s=`;
         --keep-going: a failed cycle (each bounded by --timeout) is counted
-        and the next one tried; prints `ok= n= failed= secs= per_s=`
+        and the next one tried; prints `ok= n= failed= secs= per_s=`;
+        --max-secs S: stop after S seconds (n= says how many were made)
 ";
 
 fn run(a: &Args) -> Res<i32> {
@@ -28,7 +29,15 @@ fn run(a: &Args) -> Res<i32> {
     let (mut req, mut resp) = ([0u8; 64], [0u8; 64]);
     let keep_going = a.flag("--keep-going");
     let mut failed = 0u64;
+    let max = a
+        .opt_num::<u64>("--max-secs")?
+        .map(std::time::Duration::from_secs);
+    let mut n = n;
     for i in 0..n {
+        if max.is_some_and(|m| t0.elapsed() >= m) {
+            n = i;
+            break;
+        }
         Stream::new(i).fill(&mut req);
         let mut cycle = || -> Res<bool> {
             let mut s = connect_tcp(addr, a.timeout)?;

@@ -440,6 +440,7 @@ fn pasta_setup(o: &PastaOptions) -> PastaSetup {
             udp_ns: o.udp_ns.clone(),
             ephemeral,
             splice: o.splice,
+            ns_lo: o.ns_lo,
         },
         mac: o.our_mac.unwrap_or(PASTA_MAC),
         dhcp: !o.no_dhcp,

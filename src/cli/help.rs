@@ -298,6 +298,8 @@ Options:
                              loopback [auto]
   -U, --udp-ns=SPEC          the same for UDP [auto]
       --no-splice            loopback clients of -t/-u go through the stack
+      --host-lo-to-ns-lo     spliced loopback clients reach the namespace's
+                             loopback, not its address
       --map-gw               the gateway reaches the host's loopback (default)
       --no-map-gw            the gateway is only the gateway
       --map-host-loopback=ADDR

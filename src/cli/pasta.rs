@@ -68,6 +68,7 @@ enum Id {
     NoNdp,
     NoRa,
     NoSplice,
+    HostLoToNsLo,
 }
 
 struct Opt {
@@ -111,6 +112,7 @@ const OPTIONS: &[Opt] = &[
     opt("no-ndp", None, false, Id::NoNdp),
     opt("no-ra", None, false, Id::NoRa),
     opt("no-splice", None, false, Id::NoSplice),
+    opt("host-lo-to-ns-lo", None, false, Id::HostLoToNsLo),
     opt("no-map-gw", None, false, Id::NoMapGw),
     // Podman's pseudo-option, which it normally strips: accepted here so a
     // direct caller can undo an earlier --no-map-gw.
@@ -376,6 +378,7 @@ fn apply(o: &mut PastaOptions, id: Id, v: String) -> Result<(), CliExit> {
         Id::NoNdp => o.no_ndp = true,
         Id::NoRa => o.no_ra = true,
         Id::NoSplice => o.splice = false,
+        Id::HostLoToNsLo => o.ns_lo = true,
         Id::Search => o.search = p::parse_search(&v).map_err(bad)?,
         Id::Dns => match p::parse_dns(&v).map_err(bad)? {
             Some(a) => o.dns.push(a),

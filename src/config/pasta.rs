@@ -190,6 +190,9 @@ pub struct PastaOptions {
     /// `--no-splice`: loopback clients of published ports go through the
     /// stack too.
     pub splice: bool,
+    /// `--host-lo-to-ns-lo`: spliced loopback clients reach the namespace's
+    /// loopback (127.0.0.1, ::1) instead of its address.
+    pub ns_lo: bool,
 }
 
 impl PastaOptions {
@@ -240,6 +243,7 @@ impl PastaOptions {
             no_dhcpv6: false,
             no_ra: false,
             splice: true,
+            ns_lo: false,
         }
     }
 

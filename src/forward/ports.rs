@@ -362,6 +362,8 @@ pub struct PastaPorts {
     /// Loopback clients of `-t/-u` take the splice path (not with
     /// `--no-splice`).
     pub splice: bool,
+    /// `--host-lo-to-ns-lo`: they reach the namespace's loopback.
+    pub ns_lo: bool,
 }
 
 impl PastaPorts {

@@ -9,7 +9,8 @@
 //!   factory) connects to the service, and splice(2) moves the bytes.
 //!
 //! The target is the namespace's interface address, never its loopback: a
-//! service bound only to 127.0.0.1 inside is not exposed.
+//! service bound only to 127.0.0.1 inside is not exposed (unless pasta's
+//! `--host-lo-to-ns-lo` asks for it, for loopback clients).
 //!
 //! pasta mode ([`Forwarder::start_pasta`], docs/compat.md "rlnet as pasta")
 //! adds: loopback clients of published ports take the splice path (as
@@ -30,6 +31,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use thiserror::Error;
 
 use super::auto::PastaState;
+use super::ports::loopback;
 use super::spec::{Mode, Proto, PublishSpec};
 use super::splice::{End, Outcome, PipePool, SpliceConn};
 use super::table::{PortTable, RuleId, TableError};
@@ -182,6 +184,8 @@ pub struct Forwarder {
     reserve: FdReserve,
     /// pasta mode: loopback clients take the splice path.
     splice_loopback: bool,
+    /// pasta's `--host-lo-to-ns-lo`: ... to the namespace's loopback.
+    splice_to_ns_lo: bool,
     /// pasta mode: its options and `auto`'s state.
     pasta: Option<Box<PastaState>>,
 }
@@ -269,6 +273,7 @@ impl Forwarder {
             scratch: Box::default(),
             reserve: FdReserve::new(),
             splice_loopback: false,
+            splice_to_ns_lo: false,
             pasta: None,
         }
     }
@@ -607,7 +612,8 @@ impl Forwarder {
                 }
             }
             Mode::Splice => {
-                if let Err(e) = self.splice_to(stream, SocketAddr::new(target, ns_port), ctx) {
+                let to = SocketAddr::new(self.splice_target(target, client.ip()), ns_port);
+                if let Err(e) = self.splice_to(stream, to, ctx) {
                     crate::limited!(Warn, "published port {local}: {e}");
                 }
             }
@@ -622,6 +628,20 @@ impl Forwarder {
             Mode::Splice
         } else {
             mode
+        }
+    }
+
+    /// Where a spliced client's namespace socket connects: the target, or
+    /// with pasta's `--host-lo-to-ns-lo` the namespace's loopback for a
+    /// loopback client (then services bound to the namespace's loopback
+    /// only are reachable too, and the namespace's TIME_WAIT ports are
+    /// reused after a second, as `net.ipv4.tcp_tw_reuse` allows on
+    /// loopback).
+    fn splice_target(&self, target: IpAddr, client: IpAddr) -> IpAddr {
+        if self.splice_to_ns_lo && client.is_loopback() {
+            loopback(target.is_ipv6())
+        } else {
+            target
         }
     }
 
@@ -885,7 +905,10 @@ impl Forwarder {
                 src: SocketAddr::new(target, ns_port),
                 dst: SocketAddr::new(self.present(client.ip(), target), client.port()),
             }),
-            Mode::Splice => UdpRoute::Ns(SocketAddr::new(target, ns_port)),
+            Mode::Splice => UdpRoute::Ns(SocketAddr::new(
+                self.splice_target(target, client.ip()),
+                ns_port,
+            )),
         })
     }
 

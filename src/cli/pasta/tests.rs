@@ -199,6 +199,9 @@ fn getopt_forms() {
     assert_eq!(opts(&["--trace", "-q"]).verbosity, Verbosity::Quiet);
     assert!(!opts(&["--no-netns-quit", "1"]).netns_quit);
     assert!(!opts(&["--no-splice"]).splice);
+    assert!(!opts(&[]).ns_lo);
+    assert!(opts(&["--host-lo-to-ns-lo"]).ns_lo);
+    fails(&["--host-lo-to-ns-lo=1"], "doesn't allow an argument");
     let o = opts(&[
         "-D",
         "192.0.2.53",
@@ -303,7 +306,6 @@ fn getopt_errors() {
         "--no-icmp",
         "--freebind",
         "--chroot-fallback",
-        "--host-lo-to-ns-lo",
         "--no-copy-routes",
         "--no-copy-addrs",
         "--no-pidns",
