@@ -43,35 +43,13 @@ if [ "${_INNER:-}" != 1 ]; then
     exec env _INNER=1 unshare -rn bash "$(readlink -f "$0")"
 fi
 
-ip link set lo up
-D=$(mktemp -d /tmp/rlnet-churnin.XXXXXX)
-pids=()
-cleanup() {
-    local p
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-    rm -rf "$D"
-}
-trap cleanup EXIT
-
-in_ns() { local p=$1; shift; nsenter -U -n -t "$p" --preserve-credentials "$@"; }
-
-# wait_line FILE PATTERN: bounded wait (20 s) until FILE has a line matching PATTERN
-wait_line() {
-    local k
-    for (( k = 0; k < 1000; k++ )); do
-        grep -q "$2" "$1" 2>/dev/null && return 0
-        sleep 0.02
-    done
-    return 1
-}
+# shellcheck source=bench/lib.sh
+. "$(dirname "$(readlink -f "$0")")/lib.sh"
+bench_host churnin
 
 one() { # KIND BIN -> "kind bin conns failed secs per_s ns_time_wait"
     local kind=$1 bin=$2 ns h k out tw
-    unshare -Urn sleep 600 & ns=$!; pids+=("$ns")
-    for (( k = 0; k < 100; k++ )); do
-        [ "$(readlink "/proc/$ns/ns/net")" != "$(readlink /proc/self/ns/net)" ] && break
-        sleep 0.02
-    done
+    new_ns; ns=$NS
     in_ns "$ns" ip link set lo up
     in_ns "$ns" "$TESTKIT" serve-tcp 0.0.0.0:7000 echo --count "$(( N + 200 ))" --timeout 600 > "$D/srv" 2>&1 &
     pids+=("$!")

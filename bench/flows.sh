@@ -33,17 +33,9 @@ if [ "${_INNER:-}" != 1 ]; then
     exec env _INNER=1 unshare -rn bash "$(readlink -f "$0")"
 fi
 
-ip link set lo up
-D=$(mktemp -d /tmp/rlnet-flows.XXXXXX)
-pids=()
-cleanup() {
-    local p
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-    rm -rf "$D"
-}
-trap cleanup EXIT
-
-in_ns() { local p=$1; shift; nsenter -U -n -t "$p" --preserve-credentials "$@"; }
+# shellcheck source=bench/lib.sh
+. "$(dirname "$(readlink -f "$0")")/lib.sh"
+bench_host flows
 
 # mem PID: "rss_kib hwm_kib" summed over PID and its children
 mem() {
@@ -55,16 +47,6 @@ mem() {
     echo "$r $h"
 }
 
-# wait_line FILE PATTERN: bounded wait (20 s) until FILE has a line matching PATTERN
-wait_line() {
-    local k
-    for (( k = 0; k < 1000; k++ )); do
-        grep -q "$2" "$1" 2>/dev/null && return 0
-        sleep 0.02
-    done
-    return 1
-}
-
 one() { # N -> prints "N open_s rss_kib hwm_kib idle_rss_kib"
     local n=$1 ns rl srv port k t0 t1 line idle
     "$TESTKIT" serve-tcp 127.0.0.1:0 hold --count "$n" --timeout 120 > "$D/srv" 2>&1 & srv=$!
@@ -72,11 +54,7 @@ one() { # N -> prints "N open_s rss_kib hwm_kib idle_rss_kib"
     wait_line "$D/srv" "listening port=" || { echo "server did not start" >&2; return 1; }
     port=$(sed -n 's/.*listening port=\([0-9]*\).*/\1/p' "$D/srv")
 
-    unshare -Urn sleep 600 & ns=$!; pids+=("$ns")
-    for (( k = 0; k < 100; k++ )); do
-        [ "$(readlink "/proc/$ns/ns/net")" != "$(readlink /proc/self/ns/net)" ] && break
-        sleep 0.02
-    done
+    new_ns; ns=$NS
     rm -f "$D/ready"; mkfifo "$D/ready"
     "$RLNET" --mtu 65520 --ready-fd 3 "$ns" 3> "$D/ready" > "$D/rlnet.log" 2>&1 & rl=$!
     pids+=("$rl")

@@ -40,26 +40,15 @@ if [ "${_INNER:-}" != 1 ]; then
     exec env _INNER=1 unshare -rn bash "$(readlink -f "$0")"
 fi
 
-ip link set lo up
-D=$(mktemp -d /tmp/rlnet-udp.XXXXXX)
-pids=()
-cleanup() {
-    local p
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-    rm -rf "$D"
-}
-trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+. "$(dirname "$(readlink -f "$0")")/lib.sh"
+bench_host udp
 
-in_ns() { local p=$1; shift; nsenter -U -n -t "$p" --preserve-credentials "$@"; }
 # udp_mib FIELD: the Udp FIELD of this namespace's /proc/net/snmp
 udp_mib() { awk -v f="$1" '$1 == "Udp:" { if (!h) { for (i = 2; i <= NF; i++) c[$i] = i; h = 1 } else print $c[f] }' /proc/net/snmp; }
 tap_drops() { in_ns "$1" ip -j -s link show "$tapname" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["stats64"]["tx"]["dropped"])'; }
 
-unshare -Urn sleep 3600 & NS=$!; pids+=("$NS")
-for (( k = 0; k < 100; k++ )); do
-    [ "$(readlink "/proc/$NS/ns/net")" != "$(readlink /proc/self/ns/net)" ] && break
-    sleep 0.02
-done
+new_ns
 mkfifo "$D/ready"
 if [ "$KIND" = pasta ]; then
     # As peers.sh runs pasta; ready once tap0 has its address (bounded wait).

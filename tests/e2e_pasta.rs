@@ -60,6 +60,20 @@ fn pasta(mut cmd: Command, args: &[&str]) -> Proc {
 
 /// A background rlnet, known by its PID file; killed by PID when dropped
 /// if it still runs.
+/// `rlnet pasta --config-net -q -P FILE ARGS PID` for the target `t`, from
+/// the outer namespace `o`, run to completion; the daemon its PID file
+/// names, and the directory that holds the file.
+fn pasta_daemon(o: &Outer, t: &Target, args: &[&str]) -> (Daemon, TempDir) {
+    let dir = TempDir::new("pasta");
+    let pid_file = dir.path("pid");
+    let pid = t.pid().to_string();
+    let mut all = vec!["--config-net", "-q", "-P", &pid_file];
+    all.extend_from_slice(args);
+    all.push(&pid);
+    pasta(o.rlnet_cmd(), &all);
+    (Daemon::from_file(&pid_file), dir)
+}
+
 struct Daemon {
     pid: u32,
     /// Its processes once it was ready (itself and its subprocesses).
@@ -344,9 +358,6 @@ fn pasta_published_ports_show_who_connects() {
     let o = pasta_host();
     let t = o.target();
     let far = peer(&o);
-    let dir = TempDir::new("pasta-ports");
-    let pid_file = dir.path("pid");
-    let pid = t.pid().to_string();
     let (web, _) = t.serve(&[
         "serve-tcp",
         "0.0.0.0:80",
@@ -357,13 +368,10 @@ fn pasta_published_ports_show_who_connects() {
         "120",
     ]);
     let (udp, _) = t.serve(&["serve-udp", "0.0.0.0:53", "--timeout", "120"]);
-    pasta(
-        o.rlnet_cmd(),
+    let (_d, _dir) = pasta_daemon(
+        &o,
+        &t,
         &[
-            "--config-net",
-            "-q",
-            "-P",
-            &pid_file,
             "-t",
             "18080-18080:80-80",
             "-t",
@@ -377,10 +385,8 @@ fn pasta_published_ports_show_who_connects() {
             "--no-map-gw",
             "--map-guest-addr",
             GUEST_MAP,
-            &pid,
         ],
     );
-    let _d = Daemon::from_file(&pid_file);
     let mut seen = Vec::new();
     for (from_peer, addr, seed) in [
         (false, "127.0.0.1:18080", "11"),
@@ -423,9 +429,6 @@ fn pasta_host_lo_to_ns_lo() {
     require_userns!();
     let o = pasta_host();
     let t = o.target();
-    let dir = TempDir::new("pasta-nslo");
-    let pid_file = dir.path("pid");
-    let pid = t.pid().to_string();
     let (web, _) = t.serve(&[
         "serve-tcp",
         "127.0.0.1:80",
@@ -436,13 +439,10 @@ fn pasta_host_lo_to_ns_lo() {
         "120",
     ]);
     let (udp, _) = t.serve(&["serve-udp", "127.0.0.1:53", "--timeout", "120"]);
-    pasta(
-        o.rlnet_cmd(),
+    let (_d, _dir) = pasta_daemon(
+        &o,
+        &t,
         &[
-            "--config-net",
-            "-q",
-            "-P",
-            &pid_file,
             "-t",
             "18090-18090:80-80",
             "-u",
@@ -452,10 +452,8 @@ fn pasta_host_lo_to_ns_lo() {
             "-U",
             "none",
             "--host-lo-to-ns-lo",
-            &pid,
         ],
     );
-    let _d = Daemon::from_file(&pid_file);
     let c = run_ok(o.testkit_cmd(&["tcp", "127.0.0.1:18090", "echo:1m:31"]));
     let s = web.expect_line("ok=");
     same_stream(c.lines().find(|l| l.starts_with("ok=")).unwrap_or(""), &s);
@@ -473,33 +471,17 @@ fn pasta_namespace_loopback_and_auto() {
     require_userns!();
     let o = pasta_host();
     let t = o.target();
-    let dir = TempDir::new("pasta-auto");
-    let pid_file = dir.path("pid");
-    let pid = t.pid().to_string();
     let (host_tcp, p_tcp) = o.serve(&["serve-tcp", "127.0.0.1:0", "echo", "--count", "2"]);
     let (_host_udp, p_udp) = o.serve(&["serve-udp", "127.0.0.1:0", "--timeout", "120"]);
     let t_spec = format!("{p_tcp}");
     let u_spec = format!("{p_udp}");
-    pasta(
-        o.rlnet_cmd(),
+    let (d, _dir) = pasta_daemon(
+        &o,
+        &t,
         &[
-            "--config-net",
-            "-q",
-            "-P",
-            &pid_file,
-            "-t",
-            "auto",
-            "-u",
-            "none",
-            "-T",
-            &t_spec,
-            "-U",
-            &u_spec,
-            "-4",
-            &pid,
+            "-t", "auto", "-u", "none", "-T", &t_spec, "-U", &u_spec, "-4",
         ],
     );
-    let d = Daemon::from_file(&pid_file);
     assert_confined(&d);
     let c = in_target(&t, &["tcp", &format!("127.0.0.1:{p_tcp}"), "echo:1m:21"]);
     same_stream(&c, &host_tcp.expect_line("ok="));
