@@ -55,8 +55,7 @@ fn run(a: &Args) -> Res<i32> {
         if Instant::now() > deadline {
             return Err(Fail::Timeout(format!("udp: {received} of {count} echoed")));
         }
-        out[..4].copy_from_slice(&((seq & 0xFFFF_FFFF) as u32).to_be_bytes());
-        Stream::new(seq).fill(&mut out[4..]);
+        datagram(seq, size, &mut out);
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
                 retries += 1;
@@ -71,9 +70,14 @@ fn run(a: &Args) -> Res<i32> {
             break;
         }
     }
+    report(count, count, received, retries, bad)
+}
+
+/// The result line of both forms; ok when all `count` came back whole.
+fn report(count: u64, sent: u64, received: u64, retries: u64, bad: u64) -> Res<i32> {
     let ok = received == count && bad == 0;
     emit(&format!(
-        "ok={} sent={count} received={received} retries={retries} bad={bad}",
+        "ok={} sent={sent} received={received} retries={retries} bad={bad}",
         ok as u8
     ));
     Ok(status(ok))
@@ -140,13 +144,7 @@ fn bursts(s: &UdpSocket, count: u64, size: usize, burst: usize, deadline: Instan
             }
         }
     }
-    let ok = received == count && bad == 0;
-    emit(&format!(
-        "ok={} sent={sent} received={received} retries={} bad={bad}",
-        ok as u8,
-        rounds.saturating_sub(1)
-    ));
-    Ok(status(ok))
+    report(count, sent, received, rounds.saturating_sub(1), bad)
 }
 
 /// Wait (at most [`ECHO_WAIT`]) for the echo of `out`, skipping late echoes

@@ -184,8 +184,6 @@ pub struct Forwarder {
     reserve: FdReserve,
     /// pasta mode: loopback clients take the splice path.
     splice_loopback: bool,
-    /// pasta's `--host-lo-to-ns-lo`: ... to the namespace's loopback.
-    splice_to_ns_lo: bool,
     /// pasta mode: its options and `auto`'s state.
     pasta: Option<Box<PastaState>>,
 }
@@ -273,7 +271,6 @@ impl Forwarder {
             scratch: Box::default(),
             reserve: FdReserve::new(),
             splice_loopback: false,
-            splice_to_ns_lo: false,
             pasta: None,
         }
     }
@@ -638,7 +635,8 @@ impl Forwarder {
     /// reused after a second, as `net.ipv4.tcp_tw_reuse` allows on
     /// loopback).
     fn splice_target(&self, target: IpAddr, client: IpAddr) -> IpAddr {
-        if self.splice_to_ns_lo && client.is_loopback() {
+        let ns_lo = self.pasta.as_ref().is_some_and(|p| p.opts.ns_lo);
+        if ns_lo && client.is_loopback() {
             loopback(target.is_ipv6())
         } else {
             target

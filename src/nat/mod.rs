@@ -88,13 +88,18 @@ pub fn unreachable_for(err: &io::Error) -> Option<Unreachable> {
     }
 }
 
-/// ICMP error for a TCP flow whose SYN we no longer hold: quote a header
-/// rebuilt from the flow key (enough for the namespace to match its socket).
-fn send_unreachable_for_tcp(key: &FlowKey, port: usize, kind: Unreachable, ctx: &mut Ctx<'_>) {
+/// ICMP error about a flow whose packet we no longer hold (a TCP flow's
+/// SYN, a UDP flow's earlier datagram): quote a header rebuilt from the
+/// flow key (enough for the namespace to match its socket).
+fn send_unreachable_for_flow(
+    key: &FlowKey,
+    proto: smoltcp::wire::IpProtocol,
+    port: usize,
+    kind: Unreachable,
+    ctx: &mut Ctx<'_>,
+) {
     let mut quote = [0u8; wire::IPV6_HDR_LEN + 8];
-    if let Some(len) =
-        wire::flow_quote(&mut quote, key.src, key.dst, smoltcp::wire::IpProtocol::Tcp)
-    {
+    if let Some(len) = wire::flow_quote(&mut quote, key.src, key.dst, proto) {
         send_unreachable(ctx, port, &quote[..len], key.dst.ip(), kind);
     }
 }

@@ -562,7 +562,13 @@ impl TcpFlow {
             }
             Some(kind) => {
                 // The namespace sees the same errno the host saw.
-                super::send_unreachable_for_tcp(&self.key, self.port, kind, ctx);
+                super::send_unreachable_for_flow(
+                    &self.key,
+                    smoltcp::wire::IpProtocol::Tcp,
+                    self.port,
+                    kind,
+                    ctx,
+                );
             }
         }
         After::Remove

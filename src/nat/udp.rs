@@ -196,7 +196,9 @@ impl UdpTable {
             self.flush(ctx);
             if payload.is_empty() {
                 // Nothing to segment: on its own, now.
-                self.send_each(idx, &[], 0, ctx);
+                if let Some(flow) = self.flows.get(idx) {
+                    send_one(flow, payload, ctx);
+                }
                 return timer;
             }
             self.run.idx = idx;
@@ -258,15 +260,12 @@ impl UdpTable {
         true
     }
 
-    /// The datagrams of `data` (each `seg` long, the last maybe shorter;
-    /// one empty one when `data` is empty), one send each.
-    fn send_each(&mut self, idx: usize, data: &[u8], seg: usize, ctx: &mut Ctx<'_>) {
-        let Some(flow) = self.flows.get_mut(idx) else {
+    /// The datagrams of a run (each `seg` long, the last maybe shorter),
+    /// one send each.
+    fn send_each(&self, idx: usize, data: &[u8], seg: usize, ctx: &mut Ctx<'_>) {
+        let Some(flow) = self.flows.get(idx) else {
             return;
         };
-        if data.is_empty() {
-            send_one(flow, data, ctx);
-        }
         for payload in data.chunks(seg.max(1)) {
             send_one(flow, payload, ctx);
         }
@@ -355,15 +354,13 @@ fn send_one(flow: &UdpFlow, payload: &[u8], ctx: &mut Ctx<'_>) {
 /// header rebuilt from the flow): "port unreachable" when a send or a
 /// receive reports that an earlier datagram drew one.
 fn unreachable(flow: &UdpFlow, kind: Unreachable, ctx: &mut Ctx<'_>) {
-    let mut quote = [0u8; wire::IPV6_HDR_LEN + 8];
-    if let Some(len) = wire::flow_quote(
-        &mut quote,
-        flow.key.src,
-        flow.key.dst,
+    super::send_unreachable_for_flow(
+        &flow.key,
         smoltcp::wire::IpProtocol::Udp,
-    ) {
-        send_unreachable(ctx, flow.port, &quote[..len], flow.key.dst.ip(), kind);
-    }
+        flow.port,
+        kind,
+        ctx,
+    );
 }
 
 /// A send failed for good: an ICMP error when the error has one.

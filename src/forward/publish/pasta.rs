@@ -32,7 +32,6 @@ impl Forwarder {
     /// and a first `auto` scan.
     pub fn start_pasta(&mut self, p: PastaPorts, ctx: &Ctx<'_>) -> Result<(), ForwardError> {
         self.splice_loopback = p.splice;
-        self.splice_to_ns_lo = p.ns_lo;
         self.pasta = Some(Box::new(PastaState::new(p.clone())));
         self.start_factory()?;
         for proto in PROTOS {
