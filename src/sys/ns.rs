@@ -434,8 +434,14 @@ fn null_stdio() {
 }
 
 /// The factory's set-up after fork, inside the namespaces: "ok" and the
-/// tables on `sock`, or the error text.
-fn factory_start(ns: &NsHandles, sock: &OwnedFd, opts: FactoryOptions) -> Result<(), String> {
+/// tables on `sock`, or the error text. Returns its /proc/self/smaps, opened
+/// before confinement and read after the "ok" (not on rlnet's path to
+/// ready), for [`os::drop_clean_file_pages`].
+fn factory_start(
+    ns: &NsHandles,
+    sock: &OwnedFd,
+    opts: FactoryOptions,
+) -> Result<Option<std::fs::File>, String> {
     enter(ns)?;
     // Keep nothing of the parent's but our socketpair end.
     os::close_all_except(&[sock.as_raw_fd()]);
@@ -445,6 +451,7 @@ fn factory_start(ns: &NsHandles, sock: &OwnedFd, opts: FactoryOptions) -> Result
     } else {
         Default::default()
     };
+    let smaps = std::fs::File::open("/proc/self/smaps").ok();
     if opts.confine {
         confine_factory()?;
     }
@@ -465,7 +472,7 @@ fn factory_start(ns: &NsHandles, sock: &OwnedFd, opts: FactoryOptions) -> Result
         MsgFlags::empty(),
         None,
     )
-    .map(drop)
+    .map(|_| smaps)
     .map_err(|e| e.to_string())
 }
 
@@ -528,7 +535,10 @@ impl Factory {
                 drop(ours);
                 os::die_with_parent();
                 let status = match factory_start(ns, &theirs, opts) {
-                    Ok(()) => {
+                    Ok(smaps) => {
+                        if let Some(f) = smaps {
+                            os::drop_clean_file_pages(f);
+                        }
                         serve_sockets(&theirs);
                         0
                     }

@@ -381,6 +381,69 @@ pub fn accept_retry(e: &io::Error) -> bool {
     )
 }
 
+/// Unmap the clean file pages this process has faulted in: code and
+/// read-only data of rlnet and its libraries, which stay in the page cache,
+/// shared with rlnet. For the socket factory, a fork whose start-up ran
+/// code it never runs again: its loop refaults the few pages it needs, and
+/// its resident set no longer counts its parent's image a second time.
+/// `smaps` is /proc/self/smaps, opened before a seccomp filter forbade
+/// opening files; it is read with read(2) alone (the filter kills on
+/// anything else). Advice only: failures are ignored.
+pub fn drop_clean_file_pages(mut smaps: std::fs::File) {
+    use std::io::Read;
+    let mut text = Vec::new();
+    let mut chunk = [0u8; 16384];
+    loop {
+        match smaps.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => text.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+    for (start, len) in clean_file_ranges(&String::from_utf8_lossy(&text)) {
+        // SAFETY: MADV_DONTNEED on a private file mapping that is not
+        // writable and holds no anonymous (written, copied) page only drops
+        // page-table entries: the next access refaults the same bytes
+        // from the file. Mappings with copied pages (RELRO after
+        // relocation, breakpoints) are skipped, as their copies would be lost.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED);
+        }
+    }
+}
+
+/// The (start, length) of every file-backed mapping in a /proc/PID/smaps
+/// text that is not writable and has no anonymous page.
+fn clean_file_ranges(smaps: &str) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    // The mapping being read: its range, if it qualifies so far.
+    let mut current: Option<(usize, usize)> = None;
+    for line in smaps.lines() {
+        if let Some(kb) = line.strip_prefix("Anonymous:") {
+            let anon = kb.trim().trim_end_matches("kB").trim() != "0";
+            if let Some(r) = current.take().filter(|_| !anon) {
+                out.push(r);
+            }
+            continue;
+        }
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+            continue;
+        };
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else {
+            continue;
+        };
+        // A header line: range, perms, offset, device, inode, path.
+        let path = f.nth(3).unwrap_or("");
+        current = (path.starts_with('/') && !perms.contains('w') && b > a).then_some((a, b - a));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,5 +482,37 @@ mod tests {
         assert!(out_of_fds(&e(libc::EMFILE)) && out_of_fds(&e(libc::ENFILE)));
         assert!(!out_of_fds(&e(libc::EAGAIN)));
         assert!(accept_retry(&e(libc::ECONNABORTED)) && !accept_retry(&e(libc::EMFILE)));
+    }
+
+    #[test]
+    fn clean_file_ranges_keeps_only_unwritten_read_only_file_mappings() {
+        let smaps = "\
+55d0a0000000-55d0a0100000 r--p 00000000 fd:01 1234 /usr/bin/rlnet
+Size:               1024 kB
+Anonymous:             0 kB
+55d0a0100000-55d0a0300000 r-xp 00100000 fd:01 1234 /usr/bin/rlnet
+Size:               2048 kB
+Anonymous:             0 kB
+55d0a0300000-55d0a0310000 r--p 00300000 fd:01 1234 /usr/bin/rlnet
+Anonymous:            64 kB
+55d0a0310000-55d0a0320000 rw-p 00310000 fd:01 1234 /usr/bin/rlnet
+Anonymous:             0 kB
+55d0a1000000-55d0a1021000 rw-p 00000000 00:00 0 [heap]
+Anonymous:           132 kB
+7ffd00000000-7ffd00002000 r-xp 00000000 00:00 0 [vdso]
+Anonymous:             0 kB
+7f0000000000-7f0000001000 r--p 00000000 fd:01 99 /usr/lib/x86_64-linux-gnu/libc.so.6
+Anonymous:             0 kB
+";
+        assert_eq!(
+            clean_file_ranges(smaps),
+            vec![
+                (0x55d0_a000_0000, 0x10_0000),
+                (0x55d0_a010_0000, 0x20_0000),
+                (0x7f00_0000_0000, 0x1000),
+            ]
+        );
+        // A header without its Anonymous line (cut short) is not taken.
+        assert!(clean_file_ranges("7f0000000000-7f0000001000 r-xp 0 fd:01 9 /lib/x").is_empty());
     }
 }
