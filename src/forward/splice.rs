@@ -228,10 +228,15 @@ fn pump(src: &mut Side, pipe: &mut Pipe, dst: &mut Side) -> Pump {
         }
         break;
     }
-    // Pass the FIN on once everything before it is delivered.
+    // Pass the FIN on once everything before it is delivered. When the
+    // destination has sent its own FIN, everything it sent was read (EOF),
+    // so close(2), which ends the connection as soon as the other pipe is
+    // empty too, sends the FIN: no shutdown(2) first.
     if src.eof && pipe.queued == 0 && !dst.shut {
         dst.shut = true;
-        let _ = dst.sock.shutdown(Shutdown::Write);
+        if !dst.eof {
+            let _ = dst.sock.shutdown(Shutdown::Write);
+        }
     }
     if moved { Pump::Moved } else { Pump::Stuck }
 }
@@ -322,7 +327,7 @@ impl SpliceConn {
         Outcome::Done
     }
 
-    /// Give the pipes back (the caller deregisters the sockets).
+    /// Give the pipes back; the sockets close when the caller drops them.
     pub fn finish(self, pool: &mut PipePool) -> (TcpStream, TcpStream) {
         pool.put(self.up);
         pool.put(self.down);

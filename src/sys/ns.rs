@@ -659,13 +659,23 @@ fn serve_sockets(sock: &OwnedFd) {
         };
         let made: Vec<OwnedFd> = (0..usize::from(req[2]).min(MAX_BATCH))
             .map_while(|_| {
-                socket(
+                let fd = socket(
                     family,
                     ty,
                     SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
                     proto,
                 )
-                .ok()
+                .ok()?;
+                if ty == SockType::Stream {
+                    // Set here, off rlnet's path: one system call fewer
+                    // per spliced connection there.
+                    let _ = nix::sys::socket::setsockopt(
+                        &fd,
+                        nix::sys::socket::sockopt::TcpNoDelay,
+                        &true,
+                    );
+                }
+                Some(fd)
             })
             .collect();
         let raw: Vec<RawFd> = made.iter().map(|f| f.as_raw_fd()).collect();

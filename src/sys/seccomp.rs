@@ -378,6 +378,17 @@ mod imp {
         .collect();
         let families = [libc::AF_INET, libc::AF_INET6].map(|f| u64::from(f.cast_unsigned()));
         rules.insert(libc::SYS_socket, one_of(0, &families)?);
+        // TCP_NODELAY on the TCP sockets it makes, nothing else.
+        rules.insert(
+            libc::SYS_setsockopt,
+            vec![
+                SeccompRule::new(vec![
+                    cond(1, SeccompCmpOp::Eq, libc::IPPROTO_TCP as u64)?,
+                    cond(2, SeccompCmpOp::Eq, libc::TCP_NODELAY as u64)?,
+                ])
+                .map_err(build)?,
+            ],
+        );
         let exec = libc::PROT_EXEC as u64;
         rules.insert(libc::SYS_mmap, none_of(2, exec)?);
         rules.insert(libc::SYS_mprotect, none_of(2, exec)?);
