@@ -333,11 +333,14 @@ pub fn run(cfg: Config) -> Result<i32, SetupError> {
         watch: None,
         pasta: None,
     })?;
-    // Once confined, rlnet cannot enter the namespace any more: the splice
-    // socket factory must exist before, if splice mode may be used at all
-    // (at start, or later through the API). Otherwise no extra process.
-    let splice_possible = cfg.publish_mode == Mode::Splice || cfg.api_socket.is_some();
-    if (cfg.enable_sandbox || cfg.enable_seccomp) && splice_possible {
+    // The socket factory makes the namespace's sockets of splice mode and
+    // of stack mode's real-address splice. Once confined, rlnet cannot
+    // enter the namespace any more: the factory must exist before, if ports
+    // may be published at all (at start, or later through the API).
+    // Otherwise, or unconfined, it starts on first use.
+    let ports_possible =
+        cfg.publish_mode == Mode::Splice || !cfg.publish.is_empty() || cfg.api_socket.is_some();
+    if (cfg.enable_sandbox || cfg.enable_seccomp) && ports_possible {
         engine.prepare_confinement()?;
     }
     confine(&cfg, confinement)?;

@@ -58,6 +58,16 @@ impl Pub {
         self.api(r#"{"execute":"list_hostfwd"}"#)
     }
 
+    /// One of rlnet's `status` counters.
+    fn counter(&self, name: &str) -> u64 {
+        let out = self.api(r#"{"execute":"status"}"#);
+        let v: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        v["return"]["counters"][name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no counter {name}: {out}"))
+    }
+
     /// A service inside the namespace.
     fn serve(&self, args: &[&str]) -> (Proc, u16) {
         self.target.serve(args)
@@ -161,6 +171,14 @@ fn tcp_udp_v4_v6_addresses_and_half_close() {
             "{host}: service saw {peer}, expected {seen}"
         );
     }
+    // Every one of those TCP connections (the 4 echoes, the 4 above) took
+    // the real-address splice, none fell back to the userspace stack.
+    assert!(
+        p.counter("real_address_splices") >= 8,
+        "{}",
+        p.api(r#"{"execute":"status"}"#)
+    );
+    assert_eq!(p.counter("real_address_fallbacks"), 0);
     for mode in ["halfclose-a", "halfclose-b"] {
         let spec = format!("{mode}:{MIB}:6");
         let (mut srv, _) = p.serve(&["serve-tcp", "0.0.0.0:7003", &spec]);
@@ -475,10 +493,9 @@ fn ten_thousand_cycles_return_to_baseline() {
         let p = setup(&["--publish-mode", mode, "-p", "38001:7001"]);
         let (_srv, _) = p.serve(&["serve-tcp", "0.0.0.0:7001", "echo", "--count", "10100"]);
         let pid = p.rlnet.proc.pid();
-        let (spare_pipes, spare_sockets) = match mode {
-            "splice" => (2 * POOL_MAX, POOL_SPARE_MAX),
-            _ => (0, 0),
-        };
+        // Both modes splice (stack mode from the client's real address):
+        // pipes and sockets made ahead are kept for reuse, up to a bound.
+        let (spare_pipes, spare_sockets) = (2 * POOL_MAX, POOL_SPARE_MAX);
         let idle = fds_of(pid);
         // Warm-up: what is made once (the socket factory) exists from here on.
         let (st, _, err) = p.client(&["crr", &format!("{CLIENT4}:38001"), "100"]);

@@ -207,6 +207,16 @@ impl Routed {
         out.lines().next().unwrap_or("").to_string()
     }
 
+    /// One of rlnet's `status` counters.
+    fn counter(&self, name: &str) -> u64 {
+        let out = self.api(r#"{"execute":"status"}"#);
+        let v: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        v["return"]["counters"][name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no counter {name}: {out}"))
+    }
+
     /// Outbound: the inner namespace downloads from and uploads to servers
     /// on the host's loopback (through the gateway) and on an outside
     /// address, over IPv4 and IPv6.
@@ -311,6 +321,15 @@ fn inner_namespace_behind_a_smaller_link() {
     );
     r.outbound();
     r.inbound("stack", 31000);
+    // Stack mode's connections went to mid's address, which mid DNATs on
+    // to the inner namespace: the real-address splice saw the answers
+    // leave through the TAP and gave those clients to the userspace stack,
+    // which delivered the bytes above.
+    assert!(
+        r.counter("real_address_fallbacks") >= 2,
+        "{}",
+        r.api(r#"{"execute":"status"}"#)
+    );
     r.inbound("splice", 31100);
     r.dns();
     // Echo replies larger than the inner link (mid fragments the requests,

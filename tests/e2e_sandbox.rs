@@ -20,6 +20,8 @@ use nix::sys::signal::Signal;
 const BOTH: [&str; 2] = ["--enable-sandbox", "--enable-seccomp"];
 /// CAP_NET_BIND_SERVICE, the only capability a confined rlnet may keep.
 const NET_BIND_SERVICE: u64 = 1 << 10;
+/// What the socket factory keeps, in the namespace's user namespace.
+const NET_RAW: u64 = 1 << 13;
 /// The fake DNS servers' second address.
 const OUTSIDE4_B: &str = "198.18.0.2";
 
@@ -727,11 +729,13 @@ fn slirp4netns_mode_confined_by_default() {
     drop(exit.read);
     let rpid = r.proc.pid();
     assert_confined("rlnet", &status(rpid), NET_BIND_SERVICE);
-    // The API may ask for splice mode: the factory was started before
-    // rlnet confined itself, and is confined too (no capability at all).
+    // Published ports need the factory (splice mode, the real-address
+    // splice): it was started before rlnet confined itself, and is confined
+    // too (no capability but CAP_NET_RAW in the namespace's user namespace,
+    // which its real-address sockets need).
     let kept = children(rpid);
     assert_eq!(kept.len(), 1, "the socket factory: {kept:?}");
-    assert_confined("the socket factory", &status(kept[0]), 0);
+    assert_confined("the socket factory", &status(kept[0]), NET_RAW);
 
     check_outbound(&outer, &target);
     let (mut tcp6, p6) = outer.serve(&["serve-tcp", &format!("[{OUTSIDE6}]:0"), "echo"]);
@@ -798,7 +802,7 @@ fn run_mode_confined_by_default() {
     let sock = dir.path("api.sock");
     let tk = testkit_bin();
     let script = format!(
-        "for p in $PPID $(cat /proc/$PPID/task/$PPID/children); do \
+        "echo rlnet $PPID; for p in $PPID $(cat /proc/$PPID/task/$PPID/children); do \
            [ \"$p\" = \"$$\" ] && continue; \
            grep -E '^(NoNewPrivs|Seccomp|Cap[A-Za-z]+):' /proc/$p/status | sed \"s/^/$p /\"; \
          done; {} tcp 10.0.2.2:{port} echo:100000:2 && exit 7",
@@ -821,8 +825,18 @@ fn run_mode_confined_by_default() {
             .insert(k.to_string(), v.trim().to_string());
     }
     assert_eq!(seen.len(), 2, "rlnet and its socket factory: {out}");
+    let rlnet = out
+        .lines()
+        .find_map(|l| l.strip_prefix("rlnet ")?.trim().parse::<u32>().ok())
+        .expect("rlnet's pid");
     for (pid, st) in &seen {
-        assert_confined(&format!("rlnet run's process {pid}"), st, NET_BIND_SERVICE);
+        // The factory may keep CAP_NET_RAW (its real-address sockets).
+        let allowed = if *pid == rlnet {
+            NET_BIND_SERVICE
+        } else {
+            NET_BIND_SERVICE | NET_RAW
+        };
+        assert_confined(&format!("rlnet run's process {pid}"), st, allowed);
     }
     assert!(out.lines().any(|l| field(l, "ok") == Some("1")), "{out}");
 }
@@ -1049,7 +1063,7 @@ fn opt_outs_disable_sandbox_and_seccomp() {
     );
     let kept = children(rpid);
     assert_eq!(kept.len(), 1, "the socket factory: {kept:?}");
-    assert_confined("the late socket factory", &status(kept[0]), 0);
+    assert_confined("the late socket factory", &status(kept[0]), NET_RAW);
     stop(&mut r, &sock);
 }
 

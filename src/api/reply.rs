@@ -249,6 +249,13 @@ pub struct Counters {
     pub reassembly_bytes: u64,
     #[serde(default)]
     pub reassembly_datagrams: u64,
+    /// Published-port TCP connections that reached their service through
+    /// the real-address splice, and those that took the userspace stack
+    /// after its answer left the namespace (`escaped`), since start.
+    #[serde(default)]
+    pub real_address_splices: u64,
+    #[serde(default)]
+    pub real_address_fallbacks: u64,
 }
 
 /// `{"return":{STATUS}}`.

@@ -212,6 +212,8 @@ impl Dp {
                 drops: tx.dropped,
                 reassembly_bytes: u64::try_from(self.frag.bytes()).unwrap_or(u64::MAX),
                 reassembly_datagrams: u64::try_from(self.frag.len()).unwrap_or(u64::MAX),
+                real_address_splices: self.fwd.real_stats().0,
+                real_address_fallbacks: self.fwd.real_stats().1,
             },
             published: self.fwd.table.len() as u64,
         }

@@ -439,6 +439,14 @@ impl Dp {
         };
         let syn_only = tcp.syn() && !tcp.ack() && !tcp.rst() && !tcp.fin();
         let rst = tcp.rst();
+        if tcp.syn() && tcp.ack() && self.fwd.real_pending() {
+            // The answer to a real-address splice, routed out instead of
+            // delivered: its client takes the stack.
+            let (mut ctx, nat, fwd) = self.split(registry);
+            if fwd.escaped(&key, nat, &mut ctx) {
+                return;
+            }
+        }
         if syn_only && self.dns.is_some() && self.policy.outbound(key.dst) == Decision::DnsStub {
             let (mut ctx, nat, _) = self.split(registry);
             if let Some(stream) = nat.open_local_tcp(ip.port, ip.pkt, key, &mut ctx) {

@@ -1,10 +1,17 @@
 //! Published ports, the I/O side: host listeners, and the two ways a
 //! connection gets into the namespace.
 //!
-//! - Stack mode (default): the accepted connection becomes a flow in the
-//!   userspace stack that connects to the service *from the client's real
-//!   address* (a client on host loopback shows as the gateway), so the
-//!   service sees who connected. UDP works the same way, per client.
+//! - Stack mode (default): the service sees the connection *from the
+//!   client's real address* (a client on host loopback shows as the
+//!   gateway). TCP takes the real-address splice when the namespace allows
+//!   it: a socket made inside it by the socket factory binds the client's
+//!   address (IP_TRANSPARENT, marked so the answers come back to it,
+//!   `sys::netlink::real_address_routing`) and splice(2) moves the bytes,
+//!   as in splice mode. If the namespace's firewall sends the connection on
+//!   elsewhere (a DNAT to a container), the answer leaves through the TAP:
+//!   rlnet sees it ([`Forwarder::escaped`]) and that service's connections
+//!   become flows in the userspace stack, which connects from the client's
+//!   address too. UDP always takes the stack, per client.
 //! - Splice mode: a socket created inside the namespace (by the socket
 //!   factory) connects to the service, and splice(2) moves the bytes.
 //!
@@ -166,8 +173,9 @@ pub struct Forwarder {
     /// Inside-namespace handles, to start the socket factory on first use.
     ns: Option<NsHandles>,
     factory: Option<Factory>,
-    /// Sockets made inside the namespace, ready to connect: [v4, v6].
-    pool: [Vec<OwnedFd>; 2],
+    /// Sockets made inside the namespace, ready to connect: [v4, v6,
+    /// real-address v4, real-address v6].
+    pool: [Vec<OwnedFd>; 4],
     /// Pool slots whose next batch was asked of the factory and not yet
     /// received, in the order asked (the factory answers in that order).
     pending: VecDeque<usize>,
@@ -186,6 +194,17 @@ pub struct Forwarder {
     splice_loopback: bool,
     /// pasta mode: its options and `auto`'s state.
     pasta: Option<Box<PastaState>>,
+    /// Real-address splices still connecting: (service, the client's
+    /// address as bound) → splice, and back.
+    real_pending: HashMap<FlowKey, usize>,
+    real_by_idx: HashMap<usize, FlowKey>,
+    /// (service, client address) pairs whose connections were seen leaving
+    /// through the TAP: they take the userspace stack from then on.
+    real_off: std::collections::HashSet<(SocketAddr, IpAddr)>,
+    /// The factory could not be started on first use: not tried again.
+    factory_failed: bool,
+    /// Real-address splices connected, and fallen back to the stack.
+    real_stats: (u64, u64),
 }
 
 fn bind(proto: Proto, addr: SocketAddr, ifname: Option<&str>) -> io::Result<Sock> {
@@ -264,7 +283,7 @@ impl Forwarder {
             pipes: PipePool::default(),
             ns,
             factory: None,
-            pool: [Vec::new(), Vec::new()],
+            pool: Default::default(),
             pending: VecDeque::new(),
             udp: Slab::new(),
             udp_by_client: HashMap::new(),
@@ -275,6 +294,11 @@ impl Forwarder {
             reserve: FdReserve::new(),
             splice_loopback: false,
             pasta: None,
+            real_pending: HashMap::new(),
+            real_by_idx: HashMap::new(),
+            real_off: std::collections::HashSet::new(),
+            factory_failed: false,
+            real_stats: (0, 0),
         }
     }
 
@@ -504,7 +528,16 @@ impl Forwarder {
                 };
                 if let Some(c) = self.splices.get_mut(idx) {
                     c.ready(end, readable, writable, closed);
-                    if c.service() == Outcome::Done {
+                    let done = c.service() == Outcome::Done;
+                    let connected = c.connected();
+                    if !self.real_by_idx.is_empty()
+                        && (done || connected)
+                        && self.real_settled(idx)
+                        && connected
+                    {
+                        self.real_stats.0 += 1;
+                    }
+                    if done {
                         self.end_splice(idx);
                     }
                 }
@@ -605,9 +638,14 @@ impl Forwarder {
                 };
                 // No namespace owns the target (it left the network): the
                 // client's connection just closes.
-                if let Some(port) = ctx.port_for(target) {
-                    nat.inbound_tcp(key, port, stream, ctx);
-                }
+                let Some(port) = ctx.port_for(target) else {
+                    return;
+                };
+                let stream = match self.splice_real(stream, key, ctx) {
+                    Ok(()) => return,
+                    Err(stream) => stream,
+                };
+                nat.inbound_tcp(key, port, stream, ctx);
             }
             Mode::Splice => {
                 let to = SocketAddr::new(self.splice_target(target, client.ip()), ns_port);
@@ -648,19 +686,20 @@ impl Forwarder {
     /// asked for when the pool is half used and taken when it has come, so
     /// a connection rarely waits for the factory (that wait was the slow
     /// connection in every batch).
-    fn ns_socket(&mut self, v6: bool, udp: bool) -> Result<OwnedFd, ForwardError> {
+    fn ns_socket(&mut self, v6: bool, udp: bool, real: bool) -> Result<OwnedFd, ForwardError> {
         if udp {
             // Asked one at a time, after what is already on its way.
             self.collect(true)?;
-            return self
-                .factory()?
-                .sockets(SocketKind { v6, udp }, 1)?
-                .pop()
-                .ok_or_else(|| {
-                    ForwardError::Namespace(NsError::Agent("no socket from the namespace".into()))
-                });
+            let kind = SocketKind {
+                v6,
+                udp,
+                real: false,
+            };
+            return self.factory()?.sockets(kind, 1)?.pop().ok_or_else(|| {
+                ForwardError::Namespace(NsError::Agent("no socket from the namespace".into()))
+            });
         }
-        let slot = usize::from(v6);
+        let slot = usize::from(v6) + 2 * usize::from(real);
         self.collect(false)?;
         if self.pool[slot].is_empty() {
             self.ask(slot)?;
@@ -679,8 +718,9 @@ impl Forwarder {
     fn ask(&mut self, slot: usize) -> Result<(), ForwardError> {
         if !self.pending.contains(&slot) {
             let kind = SocketKind {
-                v6: slot == 1,
+                v6: slot % 2 == 1,
                 udp: false,
+                real: slot >= 2,
             };
             self.factory()?.request(kind, POOL_BATCH)?;
             self.pending.push_back(slot);
@@ -717,6 +757,7 @@ impl Forwarder {
                 FactoryOptions {
                     confine: true,
                     tables,
+                    real_addr: Some(self.gateways()),
                 },
             )?;
             if let Some(p) = self.pasta.as_mut() {
@@ -738,6 +779,7 @@ impl Forwarder {
             let opts = FactoryOptions {
                 confine: true,
                 tables: false,
+                real_addr: Some(self.gateways()),
             };
             self.factory = Some(Factory::spawn(ns, opts)?);
         }
@@ -765,8 +807,131 @@ impl Forwarder {
         if self.splices.len() >= MAX_SPLICE {
             return Err(too_many_splices());
         }
-        let sock = Socket::from(self.ns_socket(target.is_ipv6(), false)?);
-        self.splice(host, sock, target, ctx)
+        let sock = Socket::from(self.ns_socket(target.is_ipv6(), false, false)?);
+        self.splice(host, sock, target, false, ctx).map(drop)
+    }
+
+    /// A stack-mode client connection through the real-address splice:
+    /// a socket inside the namespace bound to the client's address as the
+    /// service is to see it (`key.dst`; its port too when free) connects
+    /// to the service (`key.src`). The client's bytes wait in its socket
+    /// until the connection is made, so that [`Self::escaped`] can still
+    /// hand it to the stack. The stream comes back when this path is not
+    /// open to it: no factory (rlnet was not started with one), a family
+    /// the namespace could not be set up for, a service seen forwarded
+    /// elsewhere, or a socket that could not be made or bound.
+    fn splice_real(
+        &mut self,
+        host: TcpStream,
+        key: FlowKey,
+        ctx: &Ctx<'_>,
+    ) -> Result<(), TcpStream> {
+        let v6 = key.src.is_ipv6();
+        if self.splices.len() >= MAX_SPLICE || self.real_off.contains(&(key.src, key.dst.ip())) {
+            return Err(host);
+        }
+        // Started on first use when rlnet is not confined (or has no
+        // namespace: a named network's daemon, whose members take the stack).
+        if self.factory.is_none() && !self.factory_failed && self.factory().is_err() {
+            self.factory_failed = true;
+        }
+        if !self.factory.as_ref().is_some_and(|f| f.real_addr(v6)) {
+            return Err(host);
+        }
+        let Ok(fd) = self.ns_socket(v6, false, true) else {
+            return Err(host);
+        };
+        let sock = Socket::from(fd);
+        let _ = sock.set_reuse_address(true);
+        let any = SocketAddr::new(key.dst.ip(), 0);
+        if sock.bind(&key.dst.into()).is_err() && sock.bind(&any.into()).is_err() {
+            return Err(host);
+        }
+        let Some(bound) = sock.local_addr().ok().and_then(|a| a.as_socket()) else {
+            return Err(host);
+        };
+        match self.splice(host, sock, key.src, true, ctx) {
+            Ok(Some(idx)) => {
+                let k = FlowKey {
+                    src: key.src,
+                    dst: bound,
+                };
+                self.real_pending.insert(k, idx);
+                self.real_by_idx.insert(idx, k);
+            }
+            Ok(None) => {}
+            Err(e) => crate::limited!(Warn, "published port to {}: {e}", key.src),
+        }
+        Ok(())
+    }
+
+    /// True while some real-address splice is connecting: only then can a
+    /// frame from the namespace be one of their answers.
+    pub fn real_pending(&self) -> bool {
+        !self.real_pending.is_empty()
+    }
+
+    /// A SYN-ACK `key` (service → client) came out of the namespace's TAP.
+    /// If it answers a real-address splice that is connecting, the
+    /// namespace routes that connection on instead of delivering the answer
+    /// to the splice's socket (its firewall sent it to a container behind a
+    /// bridge, or the client's address is in one of its subnets): the
+    /// splice is dropped, its client connection becomes a stack flow (from
+    /// another port of the client's address: the namespace's connection
+    /// tracking still holds the abandoned one), and later connections from
+    /// that address to that service take the stack.
+    /// True if `key` was such an answer (the frame is then consumed).
+    pub fn escaped(&mut self, key: &FlowKey, nat: &mut Nat, ctx: &mut Ctx<'_>) -> bool {
+        let Some(idx) = self.real_pending.remove(key) else {
+            return false;
+        };
+        self.real_by_idx.remove(&idx);
+        self.real_stats.1 += 1;
+        if self.real_off.insert((key.src, key.dst.ip())) {
+            crate::limited!(
+                Info,
+                "published connections from {} to {} are routed on inside the namespace; \
+                 they take rlnet's userspace stack",
+                key.dst.ip(),
+                key.src
+            );
+        }
+        let Some(c) = self.splices.try_remove(idx) else {
+            return true;
+        };
+        let (mut host, ns) = c.finish(&mut self.pipes);
+        drop(ns);
+        let _ = ctx.registry.deregister(&mut host);
+        if let Some(port) = ctx.port_for(key.src.ip()) {
+            let mut k = *key;
+            k.dst.set_port(fallback_port(key.dst.port()));
+            nat.inbound_tcp(k, port, host, ctx);
+        }
+        true
+    }
+
+    /// How host loopback clients show in the namespace, [v4, v6].
+    fn gateways(&self) -> [Option<IpAddr>; 2] {
+        [
+            Some(IpAddr::V4(self.plan.gateway4)),
+            self.plan.v6.map(|v6| IpAddr::V6(v6.gateway6)),
+        ]
+    }
+
+    /// Splice `idx` connected or ended: no longer waiting for an answer.
+    /// True if it was.
+    fn real_settled(&mut self, idx: usize) -> bool {
+        let Some(k) = self.real_by_idx.remove(&idx) else {
+            return false;
+        };
+        self.real_pending.remove(&k);
+        true
+    }
+
+    /// Real-address splices connected, and fallen back to the stack, since
+    /// start.
+    pub fn real_stats(&self) -> (u64, u64) {
+        self.real_stats
     }
 
     /// pasta's `-T`: a client in the namespace, to `target` on the host's
@@ -791,17 +956,20 @@ impl Forwarder {
             err,
         })?;
         let _ = sock.set_tcp_nodelay(true);
-        self.splice(client, sock, target, ctx)
+        self.splice(client, sock, target, false, ctx).map(drop)
     }
 
-    /// Connect `sock` to `target` and splice it with the accepted `client`.
+    /// Connect `sock` to `target` and splice it with the accepted `client`
+    /// (`hold`: read nothing from the client until connected). The
+    /// splice's index, unless it ended at once.
     fn splice(
         &mut self,
         client: TcpStream,
         sock: Socket,
         target: SocketAddr,
+        hold: bool,
         ctx: &Ctx<'_>,
-    ) -> Result<(), ForwardError> {
+    ) -> Result<Option<usize>, ForwardError> {
         let host = client;
         match sock.connect(&target.into()) {
             Ok(()) => {}
@@ -816,7 +984,7 @@ impl Forwarder {
         }
         let ns = TcpStream::from_std(sock.into());
         let conn =
-            SpliceConn::new(host, ns, &mut self.pipes).map_err(|err| ForwardError::Bind {
+            SpliceConn::new(host, ns, hold, &mut self.pipes).map_err(|err| ForwardError::Bind {
                 addr: target,
                 proto: Proto::Tcp,
                 err,
@@ -835,8 +1003,9 @@ impl Forwarder {
             .register(conn.socket_mut(End::Ns), token(Kind::SpliceNs, idx), both);
         if conn.service() == Outcome::Done {
             self.end_splice(idx);
+            return Ok(None);
         }
-        Ok(())
+        Ok(Some(idx))
     }
 
     /// Close a spliced connection. Its sockets are not deregistered first:
@@ -844,6 +1013,7 @@ impl Forwarder {
     /// copy once sent), so close(2) takes them out of epoll, and two
     /// epoll_ctl calls per connection are saved.
     fn end_splice(&mut self, idx: usize) {
+        let _ = self.real_settled(idx);
         if let Some(c) = self.splices.try_remove(idx) {
             drop(c.finish(&mut self.pipes));
         }
@@ -970,7 +1140,7 @@ impl Forwarder {
     }
 
     fn udp_ns_socket(&mut self, target: SocketAddr) -> Result<UdpSocket, ForwardError> {
-        let fd = self.ns_socket(target.is_ipv6(), true)?;
+        let fd = self.ns_socket(target.is_ipv6(), true, false)?;
         let sock = Socket::from(fd);
         sock.connect(&target.into())
             .map_err(|err| ForwardError::Bind {
@@ -1154,6 +1324,12 @@ fn send_from(l: &UdpSocket, data: &[u8], to: SocketAddr, via: Option<IpAddr>) {
             .send_to(data, to)
             .map_err(|e| nix::Error::from_raw(e.raw_os_error().unwrap_or(0))),
     };
+}
+
+/// The client port a stack flow uses after an abandoned real-address
+/// splice from `p`: another one, 16384 away.
+fn fallback_port(p: u16) -> u16 {
+    if p >= 49152 { p - 16384 } else { p + 16384 }
 }
 
 fn too_many_splices() -> ForwardError {

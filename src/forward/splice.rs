@@ -152,6 +152,9 @@ pub struct SpliceConn {
     /// namespace → host
     down: Pipe,
     connected: bool,
+    /// Read nothing from the client before the connection is made (so the
+    /// client can still be handed to another path).
+    hold: bool,
 }
 
 /// What the caller should do after servicing a connection.
@@ -250,8 +253,14 @@ impl SpliceConn {
     /// `host` is the accepted client connection; `ns` the socket with a
     /// non-blocking connect to the service already started: created inside
     /// the namespace (published ports), or on the host for pasta's `-T`
-    /// (the client is then in the namespace).
-    pub fn new(host: TcpStream, ns: TcpStream, pool: &mut PipePool) -> io::Result<SpliceConn> {
+    /// (the client is then in the namespace). `hold`: read nothing from
+    /// the client until connected.
+    pub fn new(
+        host: TcpStream,
+        ns: TcpStream,
+        hold: bool,
+        pool: &mut PipePool,
+    ) -> io::Result<SpliceConn> {
         let up = pool.get()?;
         let down = match pool.get() {
             Ok(p) => p,
@@ -266,7 +275,13 @@ impl SpliceConn {
             up,
             down,
             connected: false,
+            hold,
         })
+    }
+
+    /// The connection to the service is made.
+    pub fn connected(&self) -> bool {
+        self.connected
     }
 
     pub fn socket_mut(&mut self, end: End) -> &mut TcpStream {
@@ -290,6 +305,9 @@ impl SpliceConn {
     pub fn service(&mut self) -> Outcome {
         if !self.connected {
             if !self.ns.writable {
+                if self.hold {
+                    return Outcome::Keep;
+                }
                 // Meanwhile buffer what the client sends (up to a pipe's worth).
                 return match pump(&mut self.host, &mut self.up, &mut self.ns) {
                     Pump::Failed => self.fail(),
@@ -390,6 +408,7 @@ mod tests {
         let mut c = SpliceConn::new(
             TcpStream::from_std(host),
             TcpStream::from_std(ns),
+            false,
             &mut pool,
         )
         .unwrap();

@@ -17,6 +17,7 @@ use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
     RouteType,
 };
+use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use nix::errno::Errno;
@@ -377,6 +378,164 @@ fn ipv6_sysctl(ifname: &str, key: &str, value: &str, missing_ok: bool) -> Result
         // No IPv6 in this kernel: nothing to disable.
         Err(e) if missing_ok && e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         r => r.map_err(|source| NetlinkError::Sysctl { path, source }),
+    }
+}
+
+/// Firewall mark of the sockets rlnet makes inside a namespace to connect
+/// to a published service from the client's real address ("rlnt").
+pub const REAL_ADDR_MARK: u32 = 0x726c_6e74;
+/// The routing table that delivers packets with that mark locally.
+pub const REAL_ADDR_TABLE: u32 = 0x726c;
+/// The preference of the first of the rules that send marked packets to
+/// it: before `main` (32766) and the default rules other software adds.
+pub const REAL_ADDR_RULE_PREF: u32 = 100;
+
+/// Write `value` to the sysctl at `path` (in the calling task's netns).
+fn net_sysctl(path: &str, value: &str) -> Result<(), NetlinkError> {
+    use std::io::Write as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(value.as_bytes()))
+        .map_err(|source| NetlinkError::Sysctl {
+            path: path.into(),
+            source,
+        })
+}
+
+/// In the current netns, what lets a socket that rlnet connects from a
+/// client's real address (IP_TRANSPARENT, marked [`REAL_ADDR_MARK`]) get
+/// the service's answers: connections accepted from a marked SYN take its
+/// mark (`net.ipv4.tcp_fwmark_accept`, which serves IPv6 too), resets and
+/// ICMP errors answering marked packets are marked (`fwmark_reflect`), and
+/// marked packets are delivered locally, where `main` has no more specific
+/// route than its default one:
+///
+/// ```text
+/// ip rule add fwmark MARK to GATEWAY lookup TABLE pref 100
+/// ip rule add fwmark MARK lookup main suppress_prefixlength 0 pref 101
+/// ip rule add fwmark MARK lookup TABLE pref 102
+/// ip route add local default dev lo table TABLE
+/// ```
+///
+/// So a connection the namespace's firewall sends on to a container (a
+/// DNAT to an address behind a bridge) goes there, and its answer, routed
+/// out of the TAP, shows rlnet that this path is not open to it. The
+/// gateway (`gateways`: how host loopback clients show) is in the TAP's
+/// subnet, yet delivered locally. Unmarked traffic is untouched. Which
+/// families are ready, [v4, v6]; a family whose set-up failed keeps the
+/// userspace path.
+pub fn real_address_routing(gateways: [Option<IpAddr>; 2]) -> [bool; 2] {
+    let Ok(mut nl) = Rtnl::open() else {
+        return [false; 2];
+    };
+    let lo = match nl.get_link("lo") {
+        Ok(Some(l)) if l.header.index != 0 => l.header.index,
+        _ => return [false; 2],
+    };
+    if let Err(e) = net_sysctl("/proc/sys/net/ipv4/tcp_fwmark_accept", "1") {
+        log::debug!("published ports keep the userspace path: {e}");
+        return [false; 2];
+    }
+    [false, true].map(|v6| {
+        let ip = if v6 { "ipv6" } else { "ipv4" };
+        let gw = gateways[usize::from(v6)].filter(|g| g.is_ipv6() == v6);
+        let rules = [
+            (0, gw, RouteHeader::RT_TABLE_UNSPEC, None),
+            (1, None, RouteHeader::RT_TABLE_MAIN, Some(0)),
+            (2, None, RouteHeader::RT_TABLE_UNSPEC, None),
+        ];
+        let ready = net_sysctl(&format!("/proc/sys/net/{ip}/fwmark_reflect"), "1")
+            .and_then(|()| nl.add_local_table(lo, v6))
+            .and_then(|()| {
+                for (n, to, main, suppress) in rules {
+                    if n == 0 && to.is_none() {
+                        continue;
+                    }
+                    let table = if main == RouteHeader::RT_TABLE_MAIN {
+                        u32::from(main)
+                    } else {
+                        REAL_ADDR_TABLE
+                    };
+                    nl.add_mark_rule(v6, REAL_ADDR_RULE_PREF + n, to, table, suppress)?;
+                }
+                Ok(())
+            });
+        if let Err(e) = &ready {
+            log::debug!("published ports over {ip} keep the userspace path: {e}");
+        }
+        ready.is_ok()
+    })
+}
+
+/// Already there (a second rlnet in the same namespace): fine.
+fn or_exists(r: Result<(), NetlinkError>) -> Result<(), NetlinkError> {
+    match r {
+        Err(NetlinkError::Kernel {
+            errno: Errno::EEXIST,
+            ..
+        }) => Ok(()),
+        r => r,
+    }
+}
+
+impl Rtnl {
+    /// `ip route add local default dev lo table REAL_ADDR_TABLE`.
+    fn add_local_table(&mut self, lo: u32, v6: bool) -> Result<(), NetlinkError> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = if v6 {
+            AddressFamily::Inet6
+        } else {
+            AddressFamily::Inet
+        };
+        msg.header.table = RouteHeader::RT_TABLE_UNSPEC;
+        msg.header.protocol = RouteProtocol::Boot;
+        msg.header.kind = RouteType::Local;
+        msg.header.scope = RouteScope::Host;
+        msg.attributes.push(RouteAttribute::Table(REAL_ADDR_TABLE));
+        msg.attributes.push(RouteAttribute::Oif(lo));
+        let op = || format!("add local default route dev lo table {REAL_ADDR_TABLE}");
+        or_exists(self.ack(
+            RouteNetlinkMessage::NewRoute(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+            op,
+        ))
+    }
+
+    /// `ip rule add fwmark REAL_ADDR_MARK [to TO] lookup TABLE
+    /// [suppress_prefixlength N] pref PREF`.
+    fn add_mark_rule(
+        &mut self,
+        v6: bool,
+        pref: u32,
+        to: Option<IpAddr>,
+        table: u32,
+        suppress: Option<u32>,
+    ) -> Result<(), NetlinkError> {
+        let mut msg = RuleMessage::default();
+        msg.header.family = if v6 {
+            AddressFamily::Inet6
+        } else {
+            AddressFamily::Inet
+        };
+        msg.header.action = RuleAction::ToTable;
+        if let Some(to) = to {
+            msg.header.dst_len = if v6 { 128 } else { 32 };
+            msg.attributes.push(RuleAttribute::Destination(to));
+        }
+        msg.attributes.push(RuleAttribute::Table(table));
+        msg.attributes.push(RuleAttribute::FwMark(REAL_ADDR_MARK));
+        msg.attributes.push(RuleAttribute::FwMask(u32::MAX));
+        if let Some(n) = suppress {
+            msg.attributes.push(RuleAttribute::SuppressPrefixLen(n));
+        }
+        msg.attributes.push(RuleAttribute::Priority(pref));
+        let op = || format!("add rule fwmark {REAL_ADDR_MARK:#x} lookup {table} pref {pref}");
+        or_exists(self.ack(
+            RouteNetlinkMessage::NewRule(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+            op,
+        ))
     }
 }
 

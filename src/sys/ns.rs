@@ -8,6 +8,7 @@
 
 use std::ffi::{CString, OsStr};
 use std::io::{IoSlice, IoSliceMut};
+use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -379,6 +380,8 @@ pub struct Factory {
     pid: Pid,
     /// The namespace's /proc/net tables it opened, if asked.
     tables: Tables,
+    /// Families [v4, v6] whose real-address sockets it can make.
+    real_addr: [bool; 2],
 }
 
 /// How to start the factory.
@@ -389,6 +392,11 @@ pub struct FactoryOptions {
     /// Open the namespace's /proc/net/{tcp,tcp6,udp,udp6} for port scans
     /// (pasta's `auto`).
     pub tables: bool,
+    /// Set the namespace up for connections from clients' real addresses
+    /// ([`super::netlink::real_address_routing`], given the gateways
+    /// [v4, v6]) and keep CAP_NET_RAW in its user namespace to make such
+    /// sockets (IP_TRANSPARENT, SO_MARK).
+    pub real_addr: Option<[Option<IpAddr>; 2]>,
 }
 
 /// The /proc/net tables of a network namespace, in [`TABLES`] order
@@ -411,11 +419,14 @@ pub fn open_tables() -> Tables {
     })
 }
 
-/// What is reachable to the socket factory once confined.
-fn confine_factory() -> Result<(), String> {
+/// What is reachable to the socket factory once confined: with `raw`,
+/// CAP_NET_RAW in the namespace's user namespace (IP_TRANSPARENT and
+/// SO_MARK need it), else no capability.
+fn confine_factory(raw: bool) -> Result<(), String> {
     let filters = super::seccomp::compile_factory().map_err(|e| e.to_string())?;
     nix::sys::prctl::set_no_new_privs().map_err(|e| format!("PR_SET_NO_NEW_PRIVS: {e}"))?;
-    super::sandbox::drop_capabilities_but(None).map_err(|e| e.to_string())?;
+    let keep = raw.then_some(caps::Capability::CAP_NET_RAW);
+    super::sandbox::drop_capabilities_but(keep).map_err(|e| e.to_string())?;
     filters.apply().map_err(|e| e.to_string())
 }
 
@@ -452,13 +463,17 @@ fn factory_start(
         Default::default()
     };
     let smaps = std::fs::File::open("/proc/self/smaps").ok();
+    let real = opts
+        .real_addr
+        .map_or([false; 2], super::netlink::real_address_routing);
     if opts.confine {
-        confine_factory()?;
+        confine_factory(real.contains(&true))?;
     }
     let mask: u8 = (0..4)
         .filter(|&i| tables[i].is_some())
         .map(|i| 1 << i)
         .sum();
+    let real_mask = u8::from(real[0]) | u8::from(real[1]) << 1;
     let raw: Vec<RawFd> = tables.iter().flatten().map(|f| f.as_raw_fd()).collect();
     let cmsgs = if raw.is_empty() {
         vec![]
@@ -467,7 +482,7 @@ fn factory_start(
     };
     sendmsg::<()>(
         sock.as_raw_fd(),
-        &[IoSlice::new(&[b'o', b'k', mask])],
+        &[IoSlice::new(&[b'o', b'k', mask, real_mask])],
         &cmsgs,
         MsgFlags::empty(),
         None,
@@ -476,9 +491,9 @@ fn factory_start(
     .map_err(|e| e.to_string())
 }
 
-/// The parent's side of the start: the factory's "ok" and tables, or its
-/// error.
-fn factory_started(sock: &OwnedFd) -> Result<Tables, NsError> {
+/// The parent's side of the start: the factory's "ok", tables and
+/// real-address families, or its error.
+fn factory_started(sock: &OwnedFd) -> Result<(Tables, [bool; 2]), NsError> {
     let mut buf = [0u8; 512];
     let mut cmsg = nix::cmsg_space!([RawFd; 4]);
     let mut iov = [IoSliceMut::new(&mut buf)];
@@ -501,7 +516,7 @@ fn factory_started(sock: &OwnedFd) -> Result<Tables, NsError> {
     }
     let n = msg.bytes;
     let data = &buf[..n];
-    if n != 3 || &data[..2] != b"ok" {
+    if n != 4 || &data[..2] != b"ok" {
         return Err(NsError::Agent(String::from_utf8_lossy(data).into_owned()));
     }
     let mut tables: Tables = Default::default();
@@ -511,14 +526,17 @@ fn factory_started(sock: &OwnedFd) -> Result<Tables, NsError> {
             *t = fds.next();
         }
     }
-    Ok(tables)
+    Ok((tables, [data[3] & 1 != 0, data[3] & 2 != 0]))
 }
 
-/// What to create: a TCP or UDP socket of the given family.
+/// What to create: a TCP or UDP socket of the given family; with `real`, a
+/// TCP socket that may bind a client's address (IP_TRANSPARENT) and is
+/// marked [`super::netlink::REAL_ADDR_MARK`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SocketKind {
     pub v6: bool,
     pub udp: bool,
+    pub real: bool,
 }
 
 /// Most fds one SCM_RIGHTS message may carry is 253; stay well below.
@@ -552,10 +570,11 @@ impl Factory {
             ForkResult::Parent { child } => {
                 drop(theirs);
                 match factory_started(&ours) {
-                    Ok(tables) => Ok(Factory {
+                    Ok((tables, real_addr)) => Ok(Factory {
                         sock: ours,
                         pid: child,
                         tables,
+                        real_addr,
                     }),
                     Err(e) => {
                         let _ = waitpid(child, None);
@@ -569,6 +588,11 @@ impl Factory {
     /// The factory's process.
     pub fn pid(&self) -> Pid {
         self.pid
+    }
+
+    /// Whether it makes real-address sockets of the family.
+    pub fn real_addr(&self, v6: bool) -> bool {
+        self.real_addr[usize::from(v6)]
     }
 
     /// The namespace's /proc/net tables it opened (once).
@@ -593,7 +617,8 @@ impl Factory {
     pub fn request(&self, kind: SocketKind, n: usize) -> Result<(), NsError> {
         #[allow(clippy::cast_possible_truncation)] // MAX_BATCH (64) fits a u8
         let n = n.clamp(1, MAX_BATCH) as u8;
-        let req = [u8::from(kind.v6), u8::from(kind.udp), n];
+        let what = if kind.udp { 1 } else { 2 * u8::from(kind.real) };
+        let req = [u8::from(kind.v6), what, n];
         nix::unistd::write(&self.sock, &req).map_err(sys("socket factory"))?;
         Ok(())
     }
@@ -636,8 +661,9 @@ impl Drop for Factory {
     }
 }
 
-/// The factory's loop: each request is [v6, udp, count]; the reply carries
-/// the sockets (or none, on error).
+/// The factory's loop: each request is [v6, what, count], what being 0
+/// for TCP, 1 for UDP, 2 for real-address TCP; the reply carries the
+/// sockets (or none, on error).
 fn serve_sockets(sock: &OwnedFd) {
     use nix::sys::socket::{SockProtocol, socket};
     let mut req = [0u8; 3];
@@ -652,6 +678,7 @@ fn serve_sockets(sock: &OwnedFd) {
         } else {
             AddressFamily::Inet
         };
+        let real = req[1] == 2;
         let (ty, proto) = if req[1] == 1 {
             (SockType::Datagram, SockProtocol::Udp)
         } else {
@@ -675,6 +702,9 @@ fn serve_sockets(sock: &OwnedFd) {
                         &true,
                     );
                 }
+                if real {
+                    real_address_socket(&fd, req[0] == 1).ok()?;
+                }
                 Some(fd)
             })
             .collect();
@@ -697,6 +727,18 @@ fn serve_sockets(sock: &OwnedFd) {
             return;
         }
     }
+}
+
+/// Let `fd` bind a client's address and mark what it sends, so that the
+/// service's answers come back to it ([`super::netlink::real_address_routing`]).
+fn real_address_socket(fd: &OwnedFd, v6: bool) -> std::io::Result<()> {
+    let s = socket2::SockRef::from(fd);
+    if v6 {
+        s.set_ip_transparent_v6(true)?;
+    } else {
+        s.set_ip_transparent_v4(true)?;
+    }
+    s.set_mark(super::netlink::REAL_ADDR_MARK)
 }
 
 /// The process of `rlnet run`: a fresh user+network namespace, holding

@@ -377,18 +377,42 @@ mod imp {
         .map(|n| (n, vec![]))
         .collect();
         let families = [libc::AF_INET, libc::AF_INET6].map(|f| u64::from(f.cast_unsigned()));
-        rules.insert(libc::SYS_socket, one_of(0, &families)?);
-        // TCP_NODELAY on the TCP sockets it makes, nothing else.
-        rules.insert(
-            libc::SYS_setsockopt,
-            vec![
+        // TCP and UDP sockets of those families: no raw socket, though it
+        // may keep CAP_NET_RAW (for the options below).
+        let types = [libc::SOCK_STREAM, libc::SOCK_DGRAM];
+        let mut socket = Vec::new();
+        for &f in &families {
+            for t in types {
+                socket.push(
+                    SeccompRule::new(vec![
+                        cond(0, SeccompCmpOp::Eq, f)?,
+                        cond(1, SeccompCmpOp::MaskedEq(0xf), u64::from(t.cast_unsigned()))?,
+                    ])
+                    .map_err(build)?,
+                );
+            }
+        }
+        rules.insert(libc::SYS_socket, socket);
+        // The options it sets on the sockets it makes, nothing else:
+        // TCP_NODELAY, and for real-address sockets IP(V6)_TRANSPARENT and
+        // SO_MARK.
+        let options = [
+            (libc::IPPROTO_TCP, libc::TCP_NODELAY),
+            (libc::SOL_IP, libc::IP_TRANSPARENT),
+            (libc::SOL_IPV6, libc::IPV6_TRANSPARENT),
+            (libc::SOL_SOCKET, libc::SO_MARK),
+        ];
+        let mut setsockopt = Vec::new();
+        for (level, name) in options {
+            setsockopt.push(
                 SeccompRule::new(vec![
-                    cond(1, SeccompCmpOp::Eq, libc::IPPROTO_TCP as u64)?,
-                    cond(2, SeccompCmpOp::Eq, libc::TCP_NODELAY as u64)?,
+                    cond(1, SeccompCmpOp::Eq, u64::from(level.cast_unsigned()))?,
+                    cond(2, SeccompCmpOp::Eq, u64::from(name.cast_unsigned()))?,
                 ])
                 .map_err(build)?,
-            ],
-        );
+            );
+        }
+        rules.insert(libc::SYS_setsockopt, setsockopt);
         let exec = libc::PROT_EXEC as u64;
         rules.insert(libc::SYS_mmap, none_of(2, exec)?);
         rules.insert(libc::SYS_mprotect, none_of(2, exec)?);

@@ -165,7 +165,7 @@ impl Forwarder {
                 continue;
             }
             let local = SocketAddr::new(loopback(v6), port);
-            let fd = self.ns_socket(v6, proto == Proto::Udp)?;
+            let fd = self.ns_socket(v6, proto == Proto::Udp, false)?;
             match listen_on(socket2::Socket::from(fd), proto, local, None) {
                 Ok(s) => made.push((local, s, SocketAddr::new(loopback(v6), to))),
                 // A namespace without ::1 (IPv6 off inside): IPv4 only.
