@@ -529,12 +529,9 @@ impl Forwarder {
                 if let Some(c) = self.splices.get_mut(idx) {
                     c.ready(end, readable, writable, closed);
                     let done = c.service() == Outcome::Done;
-                    let connected = c.connected();
-                    if !self.real_by_idx.is_empty()
-                        && (done || connected)
-                        && self.real_settled(idx)
-                        && connected
-                    {
+                    // Connected: no longer waiting for an answer (an end
+                    // before that is settled by end_splice).
+                    if c.connected() && !self.real_by_idx.is_empty() && self.real_settled(idx) {
                         self.real_stats.0 += 1;
                     }
                     if done {
