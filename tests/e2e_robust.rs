@@ -461,9 +461,10 @@ fn api_serves_root() {
 /// the port works again once the flood is over. (The listener used to stop
 /// for good: connections it could not accept filled its queue, and a full
 /// queue drops new SYNs, so it was never woken again.) rlnet's fds return
-/// to their baseline.
+/// to their baseline, plus what its pools keep for reuse.
 #[test]
 fn published_port_recovers_after_fd_exhaustion() {
+    use rlnet::forward::{publish::POOL_SPARE_MAX, splice::POOL_MAX};
     require_userns!();
     let outer = Outer::new();
     let target = outer.target();
@@ -502,8 +503,14 @@ fn published_port_recovers_after_fd_exhaustion() {
         "rlnet never ran out of fds: {out} {err}; rlnet: {}",
         r.proc.stderr()
     );
-    let after = settle(pid, |f| f.total() <= base).total();
-    assert!(after <= base, "fds {base} before the flood, {after} after");
+    // Published connections splice (the real-address splice): pipes and
+    // namespace sockets made ahead are kept for reuse, up to a bound.
+    let spare = 2 * POOL_MAX + POOL_SPARE_MAX;
+    let after = settle(pid, |f| f.total() <= base + spare).total();
+    assert!(
+        after <= base + spare,
+        "fds {base} before the flood, {after} after (more than {spare} kept for reuse)"
+    );
     // A new connection through the same port.
     let (st, out, err) =
         run(outer.testkit_cmd(&["tcp", &addr, "echo:100000:1", "--timeout", "30"]));

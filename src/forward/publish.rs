@@ -280,7 +280,7 @@ impl Forwarder {
             unprivileged_start,
             listeners: Slab::new(),
             splices: Slab::new(),
-            pipes: PipePool::default(),
+            pipes: PipePool::new(os::pipe_budget_pages()),
             ns,
             factory: None,
             pool: Default::default(),
@@ -824,7 +824,12 @@ impl Forwarder {
         ctx: &Ctx<'_>,
     ) -> Result<(), TcpStream> {
         let v6 = key.src.is_ipv6();
-        if self.splices.len() >= MAX_SPLICE || self.real_off.contains(&(key.src, key.dst.ip())) {
+        // Past the pipe budget, connections take the stack, which holds
+        // tens of thousands without a pipe.
+        if self.splices.len() >= MAX_SPLICE
+            || !self.pipes.has_room_for_two()
+            || self.real_off.contains(&(key.src, key.dst.ip()))
+        {
             return Err(host);
         }
         // Started on first use when rlnet is not confined (or has no

@@ -18,6 +18,8 @@ use socket2::SockRef;
 /// per-user pipe budget refuses it, the next size is tried, and the kernel's
 /// default (64 KiB) is kept when all are refused.
 const PIPE_SIZES: [usize; 2] = [1024 * 1024, 256 * 1024];
+/// The kernel's default pipe capacity, in pages.
+const DEFAULT_PIPE_PAGES: usize = 16;
 /// Empty pipes kept for reuse (saves two syscalls per direction per connection).
 /// With no spliced connection open, rlnet holds at most this many pipes
 /// (2 fds each); tests/e2e_publish.rs bounds its fds by it.
@@ -40,10 +42,13 @@ pub struct Pipe {
 }
 
 impl Pipe {
-    fn new() -> io::Result<Pipe> {
+    /// A pipe of the largest of [`PIPE_SIZES`] that fits in `max_pages`
+    /// (any, with None), else of the kernel's default size.
+    fn new(max_pages: Option<usize>) -> io::Result<Pipe> {
         let (r, w) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
         let mut cap = None;
-        for want in PIPE_SIZES {
+        let fits = |bytes: usize| max_pages.is_none_or(|m| bytes / page_size() <= m);
+        for want in PIPE_SIZES.into_iter().filter(|&b| fits(b)) {
             let Ok(want) = i32::try_from(want) else {
                 continue;
             };
@@ -90,24 +95,55 @@ fn drained(was_empty: bool, got: usize, asked: usize, slots: usize, closed_seen:
     was_empty && !closed_seen && got < asked && got < slots
 }
 
-/// Reusable empty pipes.
+/// Reusable empty pipes, and the pages of every pipe rlnet holds: the
+/// kernel counts pipe capacity per user (`fs.pipe-user-pages-soft`, 16,384
+/// pages by default), and once a user is over it, every new pipe of theirs
+/// (rlnet's, and their other programs') gets 2 pages.
 #[derive(Default)]
 pub struct PipePool {
     free: Vec<Pipe>,
+    /// Capacity of the pipes rlnet holds (free or in use), in pages.
+    live_pages: usize,
+    /// What rlnet lets itself hold (None: no limit).
+    budget_pages: Option<usize>,
 }
 
 impl PipePool {
-    pub fn get(&mut self) -> io::Result<Pipe> {
-        match self.free.pop() {
-            Some(p) => Ok(p),
-            None => Pipe::new(),
+    /// `budget_pages`: at most this much pipe capacity, a share of the
+    /// user's soft limit ([`crate::sys::os::pipe_budget_pages`]).
+    pub fn new(budget_pages: Option<usize>) -> PipePool {
+        PipePool {
+            budget_pages,
+            ..PipePool::default()
         }
+    }
+
+    /// A free pipe, or a new one as large as the budget allows (the
+    /// kernel's default size once it is spent).
+    pub fn get(&mut self) -> io::Result<Pipe> {
+        if let Some(p) = self.free.pop() {
+            return Ok(p);
+        }
+        let left = self.budget_pages.map(|b| b.saturating_sub(self.live_pages));
+        let p = Pipe::new(left)?;
+        self.live_pages += p.slots;
+        Ok(p)
+    }
+
+    /// True if two more pipes of at least the kernel's default size fit in
+    /// the budget (a connection's worth), or free ones wait.
+    pub fn has_room_for_two(&self) -> bool {
+        let new = 2usize.saturating_sub(self.free.len());
+        self.budget_pages
+            .is_none_or(|b| self.live_pages + new * DEFAULT_PIPE_PAGES <= b)
     }
 
     /// Take a pipe back; only empty ones can be reused.
     pub fn put(&mut self, p: Pipe) {
         if p.queued == 0 && self.free.len() < POOL_MAX {
             self.free.push(p);
+        } else {
+            self.live_pages = self.live_pages.saturating_sub(p.slots);
         }
     }
 }
@@ -375,9 +411,40 @@ mod tests {
 
     #[test]
     fn pipe_gets_a_large_capacity_and_counts_its_buffers() {
-        let p = Pipe::new().unwrap();
+        let p = Pipe::new(None).unwrap();
         assert!(p.cap >= 64 * 1024, "pipe capacity {}", p.cap);
         assert_eq!(p.slots, p.cap / page_size());
+    }
+
+    #[test]
+    fn pipes_stay_within_the_budget() {
+        if page_size() != 4096 {
+            return; // the sizes below are in 4 KiB pages
+        }
+        let mut pool = PipePool::new(Some(100));
+        // 1 MiB (256 pages) does not fit: 256 KiB (64 pages).
+        let a = pool.get().unwrap();
+        assert_eq!(a.slots, 64);
+        // 36 pages left: the kernel's default (16).
+        let b = pool.get().unwrap();
+        assert_eq!(b.slots, DEFAULT_PIPE_PAGES);
+        // 20 left: not two more pipes.
+        assert!(!pool.has_room_for_two());
+        // A free pipe and one new default one fit.
+        pool.put(a);
+        assert!(pool.has_room_for_two());
+        // Beyond the budget a pipe is still made (splice mode has no other
+        // path), of the default size, and counted.
+        let c = pool.get().unwrap();
+        let d = pool.get().unwrap();
+        assert_eq!(d.slots, DEFAULT_PIPE_PAGES);
+        assert_eq!(pool.live_pages, 64 + 16 + 16);
+        // Dropped once the free list is full, given back to the budget.
+        for p in [b, c, d] {
+            pool.put(p);
+        }
+        assert_eq!(pool.free.len(), 3);
+        assert!(PipePool::new(None).has_room_for_two());
     }
 
     /// Wait (bounded) until `s` has something to read.

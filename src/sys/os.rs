@@ -381,6 +381,19 @@ pub fn accept_retry(e: &io::Error) -> bool {
     )
 }
 
+/// The pipe capacity (pages) rlnet lets itself hold for spliced
+/// connections: a quarter of the user's soft limit
+/// (`fs.pipe-user-pages-soft`, read once at start), which the user's other
+/// programs share; None when there is no limit (0) or it cannot be read.
+pub fn pipe_budget_pages() -> Option<usize> {
+    let soft: usize = std::fs::read_to_string("/proc/sys/fs/pipe-user-pages-soft")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (soft > 0).then_some(soft / 4)
+}
+
 /// Unmap the clean file pages this process has faulted in: code and
 /// read-only data of rlnet and its libraries, which stay in the page cache,
 /// shared with rlnet. For the socket factory, a fork whose start-up ran
