@@ -60,12 +60,7 @@ impl Pub {
 
     /// One of rlnet's `status` counters.
     fn counter(&self, name: &str) -> u64 {
-        let out = self.api(r#"{"execute":"status"}"#);
-        let v: serde_json::Value =
-            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
-        v["return"]["counters"][name]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no counter {name}: {out}"))
+        self.outer.status_counter(&self.sock, name)
     }
 
     /// A service inside the namespace.

@@ -209,12 +209,7 @@ impl Routed {
 
     /// One of rlnet's `status` counters.
     fn counter(&self, name: &str) -> u64 {
-        let out = self.api(r#"{"execute":"status"}"#);
-        let v: serde_json::Value =
-            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
-        v["return"]["counters"][name]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no counter {name}: {out}"))
+        self.outer.status_counter(&self.sock, name)
     }
 
     /// Outbound: the inner namespace downloads from and uploads to servers

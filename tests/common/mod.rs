@@ -389,6 +389,18 @@ impl Outer {
         c
     }
 
+    /// Counter `name` of the `status` answer of the rlnet serving API
+    /// socket `sock`.
+    #[allow(dead_code)] // not every test file reads counters
+    pub fn status_counter(&self, sock: &str, name: &str) -> u64 {
+        let out = run_ok(self.testkit_cmd(&["api", sock, r#"{"execute":"status"}"#]));
+        let v: serde_json::Value = serde_json::from_str(out.lines().next().unwrap_or(""))
+            .unwrap_or_else(|e| panic!("{e}: {out}"));
+        v["return"]["counters"][name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no counter {name}: {out}"))
+    }
+
     /// A target namespace (nested in the outer user namespace, as a
     /// container's would be).
     pub fn target(&self) -> Target {
