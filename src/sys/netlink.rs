@@ -336,10 +336,14 @@ struct Route {
 }
 
 fn family_of(ip: IpAddr) -> AddressFamily {
-    if ip.is_ipv4() {
-        AddressFamily::Inet
-    } else {
+    family(ip.is_ipv6())
+}
+
+fn family(v6: bool) -> AddressFamily {
+    if v6 {
         AddressFamily::Inet6
+    } else {
+        AddressFamily::Inet
     }
 }
 
@@ -364,20 +368,16 @@ fn ext_ack_msg(tlvs: &[u8]) -> Option<String> {
     Some(String::from_utf8_lossy(text).into_owned()).filter(|s| !s.is_empty())
 }
 
-/// Write an IPv6 sysctl of `ifname`; /proc/sys/net resolves to the calling task's netns.
-/// Opened write-only, neither created nor truncated: a named network's
-/// daemon, whose seccomp filter its attach agents inherit, allows no more.
+/// Write an IPv6 sysctl of `ifname` ([`net_sysctl`]).
 fn ipv6_sysctl(ifname: &str, key: &str, value: &str, missing_ok: bool) -> Result<(), NetlinkError> {
-    use std::io::Write as _;
-    let path = format!("/proc/sys/net/ipv6/conf/{ifname}/{key}");
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .and_then(|mut f| f.write_all(value.as_bytes()));
-    match written {
+    match net_sysctl(&format!("/proc/sys/net/ipv6/conf/{ifname}/{key}"), value) {
         // No IPv6 in this kernel: nothing to disable.
-        Err(e) if missing_ok && e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        r => r.map_err(|source| NetlinkError::Sysctl { path, source }),
+        Err(NetlinkError::Sysctl { source, .. })
+            if missing_ok && source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Ok(())
+        }
+        r => r,
     }
 }
 
@@ -391,6 +391,8 @@ pub const REAL_ADDR_TABLE: u32 = 0x726c;
 pub const REAL_ADDR_RULE_PREF: u32 = 100;
 
 /// Write `value` to the sysctl at `path` (in the calling task's netns).
+/// Opened write-only, neither created nor truncated: a named network's
+/// daemon, whose seccomp filter its attach agents inherit, allows no more.
 fn net_sysctl(path: &str, value: &str) -> Result<(), NetlinkError> {
     use std::io::Write as _;
     std::fs::OpenOptions::new()
@@ -440,23 +442,18 @@ pub fn real_address_routing(gateways: [Option<IpAddr>; 2]) -> [bool; 2] {
     [false, true].map(|v6| {
         let ip = if v6 { "ipv6" } else { "ipv4" };
         let gw = gateways[usize::from(v6)].filter(|g| g.is_ipv6() == v6);
+        let main = u32::from(RouteHeader::RT_TABLE_MAIN);
+        // (preference offset, to, table, suppress_prefixlength); the first
+        // only with a gateway of this family.
         let rules = [
-            (0, gw, RouteHeader::RT_TABLE_UNSPEC, None),
-            (1, None, RouteHeader::RT_TABLE_MAIN, Some(0)),
-            (2, None, RouteHeader::RT_TABLE_UNSPEC, None),
+            gw.map(|g| (0, Some(g), REAL_ADDR_TABLE, None)),
+            Some((1, None, main, Some(0))),
+            Some((2, None, REAL_ADDR_TABLE, None)),
         ];
         let ready = net_sysctl(&format!("/proc/sys/net/{ip}/fwmark_reflect"), "1")
             .and_then(|()| nl.add_local_table(lo, v6))
             .and_then(|()| {
-                for (n, to, main, suppress) in rules {
-                    if n == 0 && to.is_none() {
-                        continue;
-                    }
-                    let table = if main == RouteHeader::RT_TABLE_MAIN {
-                        u32::from(main)
-                    } else {
-                        REAL_ADDR_TABLE
-                    };
+                for (n, to, table, suppress) in rules.into_iter().flatten() {
                     nl.add_mark_rule(v6, REAL_ADDR_RULE_PREF + n, to, table, suppress)?;
                 }
                 Ok(())
@@ -483,11 +480,7 @@ impl Rtnl {
     /// `ip route add local default dev lo table REAL_ADDR_TABLE`.
     fn add_local_table(&mut self, lo: u32, v6: bool) -> Result<(), NetlinkError> {
         let mut msg = RouteMessage::default();
-        msg.header.address_family = if v6 {
-            AddressFamily::Inet6
-        } else {
-            AddressFamily::Inet
-        };
+        msg.header.address_family = family(v6);
         msg.header.table = RouteHeader::RT_TABLE_UNSPEC;
         msg.header.protocol = RouteProtocol::Boot;
         msg.header.kind = RouteType::Local;
@@ -513,11 +506,7 @@ impl Rtnl {
         suppress: Option<u32>,
     ) -> Result<(), NetlinkError> {
         let mut msg = RuleMessage::default();
-        msg.header.family = if v6 {
-            AddressFamily::Inet6
-        } else {
-            AddressFamily::Inet
-        };
+        msg.header.family = family(v6);
         msg.header.action = RuleAction::ToTable;
         if let Some(to) = to {
             msg.header.dst_len = if v6 { 128 } else { 32 };
