@@ -814,9 +814,10 @@ impl Forwarder {
     /// to the service (`key.src`). The client's bytes wait in its socket
     /// until the connection is made, so that [`Self::escaped`] can still
     /// hand it to the stack. The stream comes back when this path is not
-    /// open to it: no factory (rlnet was not started with one), a family
-    /// the namespace could not be set up for, a service seen forwarded
-    /// elsewhere, or a socket that could not be made or bound.
+    /// open to it: no factory (none could be started: no namespace of its
+    /// own, or rlnet confined without one), a family the namespace could
+    /// not be set up for, the pipe budget spent, a (service, client
+    /// address) seen routed on, or a socket that could not be made or bound.
     fn splice_real(
         &mut self,
         host: TcpStream,
