@@ -343,6 +343,10 @@ pub fn run(cfg: Config) -> Result<i32, SetupError> {
     if (cfg.enable_sandbox || cfg.enable_seccomp) && ports_possible {
         engine.prepare_confinement()?;
     }
+    // Read now: no file stays open past ready, and /proc may be gone once confined.
+    let clean = os::own_smaps()
+        .map(os::clean_file_mappings)
+        .unwrap_or_default();
     confine(&cfg, confinement)?;
     if let Some(c) = child.as_mut() {
         c.go()?;
@@ -350,6 +354,8 @@ pub fn run(cfg: Config) -> Result<i32, SetupError> {
     if let Some(fd) = ready_fd {
         os::signal_ready(fd);
     }
+    // Set-up's code is done with (off the path to ready: after the word).
+    os::drop_mappings(&clean);
     let exit = engine.run()?;
     log::debug!("exiting: {exit:?}");
     Ok(match exit {

@@ -517,6 +517,10 @@ fn serve(
     os::tune_allocator();
     let (mut engine, confinement, mut child) = start(o, plan, &cfg)?;
     files.finish(report.is_some());
+    // Read now: no file stays open past ready, and /proc may be gone once confined.
+    let clean = os::own_smaps()
+        .map(os::clean_file_mappings)
+        .unwrap_or_default();
     confine(&cfg, confinement)?;
     if let Some(c) = child.as_mut() {
         c.go()?;
@@ -524,6 +528,8 @@ fn serve(
     if let Some(r) = report.take() {
         r.ready();
     }
+    // Set-up's code is done with (off the path to ready: after the word).
+    os::drop_mappings(&clean);
     let exit = engine.run()?;
     log::debug!("exiting: {exit:?}");
     Ok(match exit {

@@ -233,8 +233,14 @@ fn daemon_main(
         dir: dir.display().to_string(),
         err,
     })?;
+    // Read now: no file stays open past ready, and /proc may be gone once confined.
+    let clean = os::own_smaps()
+        .map(os::clean_file_mappings)
+        .unwrap_or_default();
     confine(api_dir, record_dir.as_raw_fd())?;
     let _ = nix::unistd::write(ready, format!("ok {}", record.pid).as_bytes());
+    // Set-up's code is done with (off the path to ready: after the word).
+    os::drop_mappings(&clean);
     let exit = engine.run();
     registry::remove_at(&record_dir, &record.name);
     let _ = std::io::stderr().flush();

@@ -447,7 +447,7 @@ fn null_stdio() {
 /// The factory's set-up after fork, inside the namespaces: "ok" and the
 /// tables on `sock`, or the error text. Returns its /proc/self/smaps, opened
 /// before confinement and read after the "ok" (not on rlnet's path to
-/// ready), for [`os::drop_clean_file_pages`].
+/// ready), for [`os::clean_file_mappings`].
 fn factory_start(
     ns: &NsHandles,
     sock: &OwnedFd,
@@ -462,7 +462,7 @@ fn factory_start(
     } else {
         Default::default()
     };
-    let smaps = std::fs::File::open("/proc/self/smaps").ok();
+    let smaps = os::own_smaps();
     let real = opts
         .real_addr
         .map_or([false; 2], super::netlink::real_address_routing);
@@ -555,7 +555,7 @@ impl Factory {
                 let status = match factory_start(ns, &theirs, opts) {
                     Ok(smaps) => {
                         if let Some(f) = smaps {
-                            os::drop_clean_file_pages(f);
+                            os::drop_mappings(&os::clean_file_mappings(f));
                         }
                         serve_sockets(&theirs);
                         0

@@ -394,15 +394,17 @@ pub fn pipe_budget_pages() -> Option<usize> {
     (soft > 0).then_some(soft / 4)
 }
 
-/// Unmap the clean file pages this process has faulted in: code and
-/// read-only data of rlnet and its libraries, which stay in the page cache,
-/// shared with rlnet. For the socket factory, a fork whose start-up ran
-/// code it never runs again: its loop refaults the few pages it needs, and
-/// its resident set no longer counts its parent's image a second time.
-/// `smaps` is /proc/self/smaps, opened before a seccomp filter forbade
-/// opening files; it is read with read(2) alone (the filter kills on
-/// anything else). Advice only: failures are ignored.
-pub fn drop_clean_file_pages(mut smaps: std::fs::File) {
+/// This process's /proc/self/smaps, opened now to be read later by
+/// [`clean_file_mappings`] (once confined, /proc may be out of reach and
+/// opening files forbidden). None if it cannot be opened: the drop is advice.
+pub fn own_smaps() -> Option<std::fs::File> {
+    std::fs::File::open("/proc/self/smaps").ok()
+}
+
+/// The clean file mappings of this process, from its smaps (see
+/// [`drop_mappings`]). Read with read(2) alone, so it may run under a
+/// seccomp filter that kills on anything else; the file is closed on return.
+pub fn clean_file_mappings(mut smaps: std::fs::File) -> Vec<(usize, usize)> {
     use std::io::Read;
     let mut text = Vec::new();
     let mut chunk = [0u8; 16384];
@@ -411,10 +413,23 @@ pub fn drop_clean_file_pages(mut smaps: std::fs::File) {
             Ok(0) => break,
             Ok(n) => text.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return,
+            Err(_) => return Vec::new(),
         }
     }
-    for (start, len) in clean_file_ranges(&String::from_utf8_lossy(&text)) {
+    clean_file_ranges(&String::from_utf8_lossy(&text))
+}
+
+/// Unmap the clean file pages this process has faulted in: code and
+/// read-only data of rlnet and its libraries, which stay in the page cache,
+/// shared with rlnet. Start-up (argument parsing, netlink, the namespace's
+/// set-up) runs code the loop never runs again: once ready, rlnet and the
+/// socket factory (a fork, which would otherwise count its parent's image a
+/// second time) drop it, and the loop refaults the few pages it runs.
+/// `ranges` come from [`clean_file_mappings`]: mappings that are not
+/// writable cannot gain a copied page since. Advice only: failures are
+/// ignored.
+pub fn drop_mappings(ranges: &[(usize, usize)]) {
+    for &(start, len) in ranges {
         // SAFETY: MADV_DONTNEED on a private file mapping that is not
         // writable and holds no anonymous (written, copied) page only drops
         // page-table entries: the next access refaults the same bytes
