@@ -235,7 +235,13 @@ fn pump(src: &mut Side, pipe: &mut Pipe, dst: &mut Side) -> Pump {
                 Err(_) => return Pump::Failed,
             }
         }
-        if pipe.queued < pipe.cap && src.readable && !src.eof {
+        // While the destination refuses more, what the pipe holds is
+        // enough: the source's bytes wait in its socket and are read in
+        // one large piece once the destination takes data again (small
+        // reads as each segment arrives would cost a splice and a window
+        // update, an ACK, apiece).
+        let room = dst.writable || pipe.queued == 0;
+        if room && pipe.queued < pipe.cap && src.readable && !src.eof {
             let asked = pipe.cap - pipe.queued;
             let was_empty = pipe.queued == 0;
             match splice(src.sock.as_fd(), None, pipe.w.as_fd(), None, asked, flags) {
@@ -394,6 +400,7 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream as StdStream};
+    use std::os::fd::AsRawFd;
 
     #[test]
     fn drained_only_when_short_of_every_limit() {
@@ -498,6 +505,35 @@ mod tests {
             // Drained by the short read: the next edge says when more comes.
             assert!(!c.host.readable, "round {round}: still marked readable");
         }
+    }
+
+    #[test]
+    fn source_waits_in_its_socket_while_the_destination_is_full() {
+        let (mut client, mut c, mut service) = joined();
+        // The pipe holds a byte the service's side did not take.
+        assert_eq!(nix::unistd::write(&c.up.w, b"x").unwrap(), 1);
+        c.up.queued = 1;
+        c.ns.writable = false;
+        client.write_all(&[7; 100]).unwrap();
+        wait_readable(&c.host.sock);
+        c.ready(End::Host, true, false, false);
+        assert_eq!(c.service(), Outcome::Keep);
+        let mut peek = [0u8; 200];
+        let n = nix::sys::socket::recv(
+            c.host.sock.as_raw_fd(),
+            &mut peek,
+            nix::sys::socket::MsgFlags::MSG_PEEK,
+        )
+        .unwrap();
+        assert_eq!(n, 100, "read while the destination was full");
+        assert!(c.host.readable, "the unread bytes need no new edge");
+        // Room again: the pipe's byte, then the client's, in order.
+        c.ready(End::Ns, false, true, false);
+        assert_eq!(c.service(), Outcome::Keep);
+        let mut got = [0u8; 101];
+        service.read_exact(&mut got).unwrap();
+        assert_eq!(got[0], b'x');
+        assert_eq!(got[1..], [7; 100]);
     }
 
     #[test]
