@@ -455,6 +455,15 @@ pub fn ephemeral_range(text: &str) -> PortRange {
     }
 }
 
+/// The unspecified address of a family.
+pub fn unspecified(v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    }
+}
+
 /// The loopback address of a family, for `-T/-U` (both ends).
 pub fn loopback(v6: bool) -> IpAddr {
     if v6 {

@@ -38,7 +38,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use thiserror::Error;
 
 use super::auto::PastaState;
-use super::ports::loopback;
+use super::ports::{loopback, unspecified};
 use super::spec::{Mode, Proto, PublishSpec};
 use super::splice::{End, Outcome, PipePool, SpliceConn};
 use super::table::{PortTable, RuleId, TableError};
@@ -646,7 +646,7 @@ impl Forwarder {
             }
             Mode::Splice => {
                 let to = SocketAddr::new(self.splice_target(target, client.ip()), ns_port);
-                if let Err(e) = self.splice_to(stream, to, ctx) {
+                if let Err(e) = self.splice_to(stream, to, client.port(), ctx) {
                     crate::limited!(Warn, "published port {local}: {e}");
                 }
             }
@@ -799,13 +799,40 @@ impl Forwarder {
         &mut self,
         host: TcpStream,
         target: SocketAddr,
+        client_port: u16,
         ctx: &Ctx<'_>,
     ) -> Result<(), ForwardError> {
         if self.splices.len() >= MAX_SPLICE {
             return Err(too_many_splices());
         }
-        let sock = Socket::from(self.ns_socket(target.is_ipv6(), false, false)?);
-        self.splice(host, sock, target, false, ctx).map(drop)
+        let v6 = target.is_ipv6();
+        let sock = Socket::from(self.ns_socket(v6, false, false)?);
+        // From the client's own port number when it is free: connect(2)
+        // takes over a TIME_WAIT of the same four-tuple for an explicitly
+        // bound port (timestamps keep that safe), where an ephemeral port
+        // skips it. Under churn every spliced connection leaves a TIME_WAIT
+        // in the namespace, and ephemeral connects slow to a crawl as they
+        // fill its range (bench/churn-in.sh); the client's port, which its
+        // own kernel reuses as fast as it may, avoids that.
+        let _ = sock.set_reuse_address(true);
+        let any = SocketAddr::new(unspecified(v6), client_port);
+        if sock.bind(&any.into()).is_err() {
+            return self.splice(host, sock, target, false, ctx).map(drop);
+        }
+        match start_connect(&sock, target) {
+            Ok(()) => self.join(host, sock, target, false, ctx).map(drop),
+            // The four-tuple is taken by a live connection: a fresh socket,
+            // and the namespace picks the port.
+            Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => {
+                let sock = Socket::from(self.ns_socket(v6, false, false)?);
+                self.splice(host, sock, target, false, ctx).map(drop)
+            }
+            Err(err) => Err(ForwardError::Bind {
+                addr: target,
+                proto: Proto::Tcp,
+                err,
+            }),
+        }
     }
 
     /// A stack-mode client connection through the real-address splice:
@@ -973,18 +1000,24 @@ impl Forwarder {
         hold: bool,
         ctx: &Ctx<'_>,
     ) -> Result<Option<usize>, ForwardError> {
-        let host = client;
-        match sock.connect(&target.into()) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-            Err(e) => {
-                return Err(ForwardError::Bind {
-                    addr: target,
-                    proto: Proto::Tcp,
-                    err: e,
-                });
-            }
-        }
+        start_connect(&sock, target).map_err(|err| ForwardError::Bind {
+            addr: target,
+            proto: Proto::Tcp,
+            err,
+        })?;
+        self.join(client, sock, target, hold, ctx)
+    }
+
+    /// Splice the accepted `host` connection with `sock`, whose connect to
+    /// `target` has started.
+    fn join(
+        &mut self,
+        host: TcpStream,
+        sock: Socket,
+        target: SocketAddr,
+        hold: bool,
+        ctx: &Ctx<'_>,
+    ) -> Result<Option<usize>, ForwardError> {
         let ns = TcpStream::from_std(sock.into());
         let conn =
             SpliceConn::new(host, ns, hold, &mut self.pipes).map_err(|err| ForwardError::Bind {
@@ -1333,6 +1366,14 @@ fn send_from(l: &UdpSocket, data: &[u8], to: SocketAddr, via: Option<IpAddr>) {
 /// splice from `p`: another one, 16384 away.
 fn fallback_port(p: u16) -> u16 {
     if p >= 49152 { p - 16384 } else { p + 16384 }
+}
+
+/// Start a non-blocking connect (in progress is a start).
+fn start_connect(sock: &Socket, target: SocketAddr) -> io::Result<()> {
+    match sock.connect(&target.into()) {
+        Err(e) if e.raw_os_error() != Some(libc::EINPROGRESS) => Err(e),
+        _ => Ok(()),
+    }
 }
 
 fn too_many_splices() -> ForwardError {
