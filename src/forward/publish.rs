@@ -813,8 +813,8 @@ impl Forwarder {
         // skips it. Under churn every spliced connection leaves a TIME_WAIT
         // in the namespace, and ephemeral connects slow to a crawl as they
         // fill its range (bench/churn-in.sh); the client's port, which its
-        // own kernel reuses as fast as it may, avoids that.
-        let _ = sock.set_reuse_address(true);
+        // own kernel reuses as fast as it may, avoids that. (The factory
+        // sets SO_REUSEADDR, which binding over a TIME_WAIT needs.)
         let any = SocketAddr::new(unspecified(v6), client_port);
         if sock.bind(&any.into()).is_err() {
             return self.splice(host, sock, target, false, ctx).map(drop);
@@ -872,7 +872,6 @@ impl Forwarder {
             return Err(host);
         };
         let sock = Socket::from(fd);
-        let _ = sock.set_reuse_address(true);
         let any = SocketAddr::new(key.dst.ip(), 0);
         if sock.bind(&key.dst.into()).is_err() && sock.bind(&any.into()).is_err() {
             return Err(host);

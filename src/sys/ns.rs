@@ -694,11 +694,18 @@ fn serve_sockets(sock: &OwnedFd) {
                 )
                 .ok()?;
                 if ty == SockType::Stream {
-                    // Set here, off rlnet's path: one system call fewer
-                    // per spliced connection there.
+                    // Set here, off rlnet's path: system calls fewer per
+                    // spliced connection there. SO_REUSEADDR: rlnet binds
+                    // them to a port whose earlier connection may be in
+                    // TIME_WAIT (see forward/publish.rs).
                     let _ = nix::sys::socket::setsockopt(
                         &fd,
                         nix::sys::socket::sockopt::TcpNoDelay,
+                        &true,
+                    );
+                    let _ = nix::sys::socket::setsockopt(
+                        &fd,
+                        nix::sys::socket::sockopt::ReuseAddr,
                         &true,
                     );
                 }
