@@ -15,7 +15,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -437,6 +437,66 @@ fn pasta_published_ports_show_who_connects() {
     assert_eq!(peer_ip(&udp.expect_line("peer=")), PEER4);
     let c = run_ok(o.testkit_cmd(&["udp", "127.0.0.1:5353", "--count", "10"]));
     assert!(c.contains("received=10"), "{c}");
+}
+
+/// A spliced connection goes from the client's port number inside the
+/// namespace (so the namespace's TIME_WAIT of an earlier connection from it
+/// is taken over); when that four-tuple is live — the same client port to
+/// the same service through two published ports — the namespace picks a
+/// port instead, and the second connection works byte-exact.
+#[test]
+fn pasta_splice_from_a_client_port_in_use_inside() {
+    require_userns!();
+    let o = pasta_host();
+    let t = o.target();
+    let (web, _) = t.serve(&[
+        "serve-tcp",
+        "0.0.0.0:80",
+        "echo",
+        "--count",
+        "2",
+        "--timeout",
+        "120",
+    ]);
+    let (_d, _dir) = pasta_daemon(
+        &o,
+        &t,
+        &[
+            "-t",
+            "18083-18083:80-80",
+            "-t",
+            "18084-18084:80-80",
+            "-u",
+            "none",
+            "-T",
+            "none",
+            "-U",
+            "none",
+            "-4",
+        ],
+    );
+    const SPORT: &str = "41234";
+    let mut c = o.testkit_cmd(&["hold", "127.0.0.1:18083", "1", "--stdin", "--sport", SPORT]);
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut holder = Proc::from_child(c.spawn().unwrap());
+    holder.expect_line("open=1");
+    let out = run_ok(o.testkit_cmd(&["tcp", "127.0.0.1:18084", "echo:1m:51", "--sport", SPORT]));
+    let ok = out.lines().find(|l| l.starts_with("ok=")).unwrap_or("");
+    let second = web.expect_line("ok=");
+    same_stream(ok, &second);
+    let port = |l: &str| {
+        let v = field(l, "peer").unwrap_or_else(|| panic!("no peer in {l}"));
+        v.rsplit_once(':')
+            .map(|(_, p)| p.to_string())
+            .unwrap_or_default()
+    };
+    assert_ne!(port(&second), SPORT, "{second}");
+    drop(holder.child.stdin.take()); // EOF: the held connection closes
+    let first = web.expect_line("ok=");
+    assert_eq!(port(&first), SPORT, "{first}");
+    holder.wait();
 }
 
 /// pasta's `--host-lo-to-ns-lo`: loopback clients of published ports reach

@@ -40,7 +40,7 @@ fn run(a: &Args) -> Res<i32> {
         }
         Stream::new(i).fill(&mut req);
         let mut cycle = || -> Res<bool> {
-            let mut s = connect_tcp(addr, a.timeout)?;
+            let mut s = connect_tcp(addr, None, a.timeout)?;
             s.set_nodelay(true).map_err(|e| ioerr("setsockopt", e))?;
             s.set_read_timeout(Some(a.timeout))
                 .map_err(|e| ioerr("setsockopt", e))?;

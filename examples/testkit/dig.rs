@@ -87,7 +87,7 @@ fn one(server: SocketAddr, ask: &Ask, tcp: bool, a: &Args, deadline: Instant) ->
     let t0 = Instant::now();
     let query = ask.query(0x5eed)?;
     let (reply, tries) = if tcp {
-        let mut s = connect_tcp(server, a.timeout)?;
+        let mut s = connect_tcp(server, None, a.timeout)?;
         (dns::tcp_exchange(&mut s, &query)?, 1)
     } else {
         udp_answer(&udp_connected(server)?, server, &query, ask.name, deadline)?
@@ -142,7 +142,7 @@ fn udp_answer(
 /// if given).
 fn tcp_load(server: SocketAddr, ask: &Ask, count: u64, rate: f64, a: &Args) -> Res<Load> {
     let mut load = Load::default();
-    let mut s = connect_tcp(server, a.timeout)?;
+    let mut s = connect_tcp(server, None, a.timeout)?;
     let t0 = Instant::now();
     for i in 0..count {
         if rate > 0.0 {

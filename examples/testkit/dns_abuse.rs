@@ -182,7 +182,7 @@ fn udp_batch(server: SocketAddr, msgs: &[Vec<u8>], good: &[u8], t: Duration) -> 
 
 /// A 64 KiB length prefix, a few bytes, then EOF: how the server ends it.
 fn tcp_64k_eof(server: SocketAddr, t: Duration) -> Res<String> {
-    let mut s = connect_tcp(server, t)?;
+    let mut s = connect_tcp(server, None, t)?;
     let _ = s.write_all(&[0xff, 0xff, 0x12, 0x34, 0x01]);
     let _ = s.shutdown(Shutdown::Write);
     let mut got = Vec::new();
@@ -200,7 +200,7 @@ fn tcp_cut_rst(server: SocketAddr, good: &[u8], n: usize, t: Duration) -> String
     let half = &half[..half.len() / 2];
     let mut errors = 0;
     for _ in 0..n {
-        let Ok(s) = connect_tcp(server, t) else {
+        let Ok(s) = connect_tcp(server, None, t) else {
             errors += 1;
             continue;
         };
@@ -217,7 +217,7 @@ fn tcp_cut_rst(server: SocketAddr, good: &[u8], n: usize, t: Duration) -> String
 fn tcp_idle(server: SocketAddr, n: usize, deadline: Instant, t: Duration) -> Res<String> {
     let mut conns: Vec<TcpStream> = Vec::with_capacity(n);
     for _ in 0..n {
-        match connect_tcp(server, t) {
+        match connect_tcp(server, None, t) {
             Ok(s) => {
                 let _ = s.set_nonblocking(true);
                 conns.push(s);

@@ -10,24 +10,29 @@ use socket2::Socket;
 
 use crate::Command;
 use crate::args::Args;
-use crate::fail::{Fail, Res, emit, ioerr, status};
-use crate::net::{Held, poll_for, tcp_socket};
+use crate::fail::{Fail, Res, emit, ioerr, status, usage};
+use crate::net::{Held, bind_source, poll_for, tcp_socket};
 use nix::poll::{PollFd, PollFlags};
 
 pub const COMMAND: Command =
-    Command::new("hold", SYNTAX, HELP, 2..=2, run).options(&[], &["--stdin"]);
+    Command::new("hold", SYNTAX, HELP, 2..=2, run).options(&["--sport"], &["--stdin"]);
 
-const SYNTAX: &str = "hold ADDR N [--stdin]";
+const SYNTAX: &str = "hold ADDR N [--stdin] [--sport P]";
 
 const HELP: &str =
-    "  hold ADDR N [--stdin]             open N connections, print `open=N`, wait for
-        stdin EOF (--stdin) or --timeout, close; prints `closed=N lost=L`
+    "  hold ADDR N [--stdin] [--sport P] open N connections, print `open=N`, wait for
+        stdin EOF (--stdin) or --timeout, close; prints `closed=N lost=L`;
+        --sport (N=1): from that source port (SO_REUSEADDR)
 ";
 
 fn run(a: &Args) -> Res<i32> {
     let addr = a.addr(0)?;
     let n: usize = a.pos_num(1)?;
-    let conns = open(addr, n, Instant::now() + a.timeout)?;
+    let sport: Option<u16> = a.opt_num("--sport")?;
+    if sport.is_some() && n != 1 {
+        return Err(usage("hold: --sport needs N = 1"));
+    }
+    let conns = open(addr, n, sport, Instant::now() + a.timeout)?;
     emit(&format!("open={n}"));
     let use_stdin = a.flag("--stdin");
     let stdin = io::stdin();
@@ -55,13 +60,16 @@ fn run(a: &Args) -> Res<i32> {
 }
 
 /// `n` connections to `addr`, at most 256 connecting at a time.
-fn open(addr: SocketAddr, n: usize, deadline: Instant) -> Res<Vec<Socket>> {
+fn open(addr: SocketAddr, n: usize, sport: Option<u16>, deadline: Instant) -> Res<Vec<Socket>> {
     let mut conns: Vec<Socket> = Vec::with_capacity(n);
     while conns.len() < n {
         let mut pending = Vec::new();
         for _ in 0..(n - conns.len()).min(256) {
             let s = tcp_socket(addr)
                 .map_err(|e| ioerr(format!("socket #{}", conns.len() + pending.len()), e))?;
+            if let Some(p) = sport {
+                bind_source(&s, addr, p).map_err(|e| ioerr(format!("bind source port {p}"), e))?;
+            }
             match s.connect(&addr.into()) {
                 Ok(()) => conns.push(s),
                 Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => pending.push(s),

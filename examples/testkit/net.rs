@@ -67,11 +67,33 @@ pub fn set_timeouts(s: &TcpStream, t: Duration) -> Res<()> {
         .map_err(|e| ioerr("setsockopt", e))
 }
 
-pub fn connect_tcp(addr: SocketAddr, t: Duration) -> Res<TcpStream> {
-    let s =
-        TcpStream::connect_timeout(&addr, t).map_err(|e| ioerr(format!("connect {addr}"), e))?;
+/// A connection to `addr`, from source port `sport` if given.
+pub fn connect_tcp(addr: SocketAddr, sport: Option<u16>, t: Duration) -> Res<TcpStream> {
+    let fail = |e| ioerr(format!("connect {addr}"), e);
+    let s: TcpStream = match sport {
+        None => TcpStream::connect_timeout(&addr, t).map_err(fail)?,
+        Some(p) => {
+            let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+                .map_err(fail)?;
+            bind_source(&s, addr, p).map_err(|e| ioerr(format!("bind source port {p}"), e))?;
+            s.connect_timeout(&addr.into(), t).map_err(fail)?;
+            s.into()
+        }
+    };
     set_timeouts(&s, t)?;
     Ok(s)
+}
+
+/// Bind `s` to source port `port` of the unspecified address of `to`'s
+/// family, beside other sockets on that port (SO_REUSEADDR).
+pub fn bind_source(s: &Socket, to: SocketAddr, port: u16) -> io::Result<()> {
+    let any: SocketAddr = if to.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, port).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, port).into()
+    };
+    s.set_reuse_address(true)?;
+    s.bind(&any.into())
 }
 
 /// A non-blocking TCP socket for `addr`'s family, not yet connected.

@@ -14,19 +14,21 @@ use crate::net::{
 };
 use crate::stream::{Digest, Verifier};
 
-pub const COMMAND: Command = Command::new("tcp", SYNTAX, HELP, 2..=2, run);
+pub const COMMAND: Command =
+    Command::new("tcp", SYNTAX, HELP, 2..=2, run).options(&["--sport"], &[]);
 
-const SYNTAX: &str = "tcp ADDR MODE";
+const SYNTAX: &str = "tcp ADDR MODE [--sport P]";
 
 const HELP: &str =
-    "  tcp ADDR MODE                     client: send|recv|echo|halfclose-a|halfclose-b
-        :BYTES:SEED; prints `ok=1 bytes= digest= [tx_digest=] secs= gbps= local=`
+    "  tcp ADDR MODE [--sport P]         client: send|recv|echo|halfclose-a|halfclose-b
+        :BYTES:SEED; prints `ok=1 bytes= digest= [tx_digest=] secs= gbps= local=`;
+        --sport: from that source port (SO_REUSEADDR)
 ";
 
 fn run(a: &Args) -> Res<i32> {
     let addr = a.addr(0)?;
     let m = parse_mode(&a.pos[1], false)?;
-    let s = connect_tcp(addr, a.timeout)?;
+    let s = connect_tcp(addr, a.opt_num("--sport")?, a.timeout)?;
     let local = s
         .local_addr()
         .map(canon)

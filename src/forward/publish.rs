@@ -820,18 +820,18 @@ impl Forwarder {
             return self.splice(host, sock, target, false, ctx).map(drop);
         }
         match start_connect(&sock, target) {
-            Ok(()) => self.join(host, sock, target, false, ctx).map(drop),
             // The four-tuple is taken by a live connection: a fresh socket,
             // and the namespace picks the port.
-            Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => {
+            Err(ForwardError::Bind { err, .. })
+                if err.raw_os_error() == Some(libc::EADDRNOTAVAIL) =>
+            {
                 let sock = Socket::from(self.ns_socket(v6, false, false)?);
                 self.splice(host, sock, target, false, ctx).map(drop)
             }
-            Err(err) => Err(ForwardError::Bind {
-                addr: target,
-                proto: Proto::Tcp,
-                err,
-            }),
+            started => {
+                started?;
+                self.join(host, sock, target, false, ctx).map(drop)
+            }
         }
     }
 
@@ -999,11 +999,7 @@ impl Forwarder {
         hold: bool,
         ctx: &Ctx<'_>,
     ) -> Result<Option<usize>, ForwardError> {
-        start_connect(&sock, target).map_err(|err| ForwardError::Bind {
-            addr: target,
-            proto: Proto::Tcp,
-            err,
-        })?;
+        start_connect(&sock, target)?;
         self.join(client, sock, target, hold, ctx)
     }
 
@@ -1368,9 +1364,13 @@ fn fallback_port(p: u16) -> u16 {
 }
 
 /// Start a non-blocking connect (in progress is a start).
-fn start_connect(sock: &Socket, target: SocketAddr) -> io::Result<()> {
+fn start_connect(sock: &Socket, target: SocketAddr) -> Result<(), ForwardError> {
     match sock.connect(&target.into()) {
-        Err(e) if e.raw_os_error() != Some(libc::EINPROGRESS) => Err(e),
+        Err(err) if err.raw_os_error() != Some(libc::EINPROGRESS) => Err(ForwardError::Bind {
+            addr: target,
+            proto: Proto::Tcp,
+            err,
+        }),
         _ => Ok(()),
     }
 }
