@@ -343,10 +343,7 @@ pub fn run(cfg: Config) -> Result<i32, SetupError> {
     if (cfg.enable_sandbox || cfg.enable_seccomp) && ports_possible {
         engine.prepare_confinement()?;
     }
-    // Read now: no file stays open past ready, and /proc may be gone once confined.
-    let clean = os::own_smaps()
-        .map(os::clean_file_mappings)
-        .unwrap_or_default();
+    let clean = os::startup_mappings();
     confine(&cfg, confinement)?;
     if let Some(c) = child.as_mut() {
         c.go()?;
@@ -356,6 +353,11 @@ pub fn run(cfg: Config) -> Result<i32, SetupError> {
     }
     // Set-up's code is done with (off the path to ready: after the word).
     os::drop_mappings(&clean);
+    serve(engine)
+}
+
+/// Run the loop until the namespace's helper ends; its exit code.
+fn serve<E: From<EngineError>>(mut engine: Engine) -> Result<i32, E> {
     let exit = engine.run()?;
     log::debug!("exiting: {exit:?}");
     Ok(match exit {

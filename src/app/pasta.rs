@@ -25,7 +25,7 @@ use thiserror::Error;
 use super::{SetupError, TapInfo, confine, confinement, dns_config, policy, resolve_outbound};
 use crate::config::pasta::{self as cp, PastaOptions, PastaPlan, PastaTarget, TemplateError};
 use crate::config::{Config, Configure, Target};
-use crate::engine::{Engine, Exit, PastaSetup, Setup};
+use crate::engine::{Engine, PastaSetup, Setup};
 use crate::forward::ports::{PastaPorts, ephemeral_range};
 use crate::forward::publish;
 use crate::forward::spec::Mode;
@@ -515,12 +515,9 @@ fn serve(
     let files = Files::open(o)?;
     os::raise_nofile_limit();
     os::tune_allocator();
-    let (mut engine, confinement, mut child) = start(o, plan, &cfg)?;
+    let (engine, confinement, mut child) = start(o, plan, &cfg)?;
     files.finish(report.is_some());
-    // Read now: no file stays open past ready, and /proc may be gone once confined.
-    let clean = os::own_smaps()
-        .map(os::clean_file_mappings)
-        .unwrap_or_default();
+    let clean = os::startup_mappings();
     confine(&cfg, confinement)?;
     if let Some(c) = child.as_mut() {
         c.go()?;
@@ -530,12 +527,7 @@ fn serve(
     }
     // Set-up's code is done with (off the path to ready: after the word).
     os::drop_mappings(&clean);
-    let exit = engine.run()?;
-    log::debug!("exiting: {exit:?}");
-    Ok(match exit {
-        Exit::Child(code) => code,
-        Exit::Signal(_) | Exit::TargetGone | Exit::NetnsGone | Exit::ExitFd | Exit::Shutdown => 0,
-    })
+    super::serve(engine)
 }
 
 #[cfg(test)]

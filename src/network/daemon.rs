@@ -233,10 +233,7 @@ fn daemon_main(
         dir: dir.display().to_string(),
         err,
     })?;
-    // Read now: no file stays open past ready, and /proc may be gone once confined.
-    let clean = os::own_smaps()
-        .map(os::clean_file_mappings)
-        .unwrap_or_default();
+    let clean = os::startup_mappings();
     confine(api_dir, record_dir.as_raw_fd())?;
     let _ = nix::unistd::write(ready, format!("ok {}", record.pid).as_bytes());
     // Set-up's code is done with (off the path to ready: after the word).

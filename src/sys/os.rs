@@ -401,6 +401,13 @@ pub fn own_smaps() -> Option<std::fs::File> {
     std::fs::File::open("/proc/self/smaps").ok()
 }
 
+/// The clean file mappings start-up has left, read now (before
+/// confinement: no file stays open past ready, and /proc may be out of
+/// reach once confined), for [`drop_mappings`] once ready.
+pub fn startup_mappings() -> Vec<(usize, usize)> {
+    own_smaps().map(clean_file_mappings).unwrap_or_default()
+}
+
 /// The clean file mappings of this process, from its smaps (see
 /// [`drop_mappings`]). Read with read(2) alone, so it may run under a
 /// seccomp filter that kills on anything else; the file is closed on return.
