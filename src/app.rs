@@ -343,11 +343,12 @@ pub fn run(cfg: Config) -> Result<i32, SetupError> {
     if (cfg.enable_sandbox || cfg.enable_seccomp) && ports_possible {
         engine.prepare_confinement()?;
     }
-    let clean = os::startup_mappings();
+    let smaps = os::own_smaps();
     confine(&cfg, confinement)?;
     if let Some(c) = child.as_mut() {
         c.go()?;
     }
+    let clean = os::clean_file_mappings(smaps);
     if let Some(fd) = ready_fd {
         os::signal_ready(fd);
     }

@@ -517,11 +517,12 @@ fn serve(
     os::tune_allocator();
     let (engine, confinement, mut child) = start(o, plan, &cfg)?;
     files.finish(report.is_some());
-    let clean = os::startup_mappings();
+    let smaps = os::own_smaps();
     confine(&cfg, confinement)?;
     if let Some(c) = child.as_mut() {
         c.go()?;
     }
+    let clean = os::clean_file_mappings(smaps);
     if let Some(r) = report.take() {
         r.ready();
     }

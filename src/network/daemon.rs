@@ -233,8 +233,9 @@ fn daemon_main(
         dir: dir.display().to_string(),
         err,
     })?;
-    let clean = os::startup_mappings();
+    let smaps = os::own_smaps();
     confine(api_dir, record_dir.as_raw_fd())?;
+    let clean = os::clean_file_mappings(smaps);
     let _ = nix::unistd::write(ready, format!("ok {}", record.pid).as_bytes());
     // Set-up's code is done with (off the path to ready: after the word).
     os::drop_mappings(&clean);

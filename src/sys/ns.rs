@@ -554,9 +554,7 @@ impl Factory {
                 os::die_with_parent();
                 let status = match factory_start(ns, &theirs, opts) {
                     Ok(smaps) => {
-                        if let Some(f) = smaps {
-                            os::drop_mappings(&os::clean_file_mappings(f));
-                        }
+                        os::drop_mappings(&os::clean_file_mappings(smaps));
                         serve_sockets(&theirs);
                         0
                     }

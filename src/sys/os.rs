@@ -395,24 +395,23 @@ pub fn pipe_budget_pages() -> Option<usize> {
 }
 
 /// This process's /proc/self/smaps, opened now to be read later by
-/// [`clean_file_mappings`] (once confined, /proc may be out of reach and
-/// opening files forbidden). None if it cannot be opened: the drop is advice.
+/// [`clean_file_mappings`]: once confined, /proc may be out of reach and
+/// opening files forbidden. None if it cannot be opened (the drop is advice).
 pub fn own_smaps() -> Option<std::fs::File> {
     std::fs::File::open("/proc/self/smaps").ok()
 }
 
-/// The clean file mappings start-up has left, read now (before
-/// confinement: no file stays open past ready, and /proc may be out of
-/// reach once confined), for [`drop_mappings`] once ready.
-pub fn startup_mappings() -> Vec<(usize, usize)> {
-    own_smaps().map(clean_file_mappings).unwrap_or_default()
-}
-
 /// The clean file mappings of this process, from its smaps (see
-/// [`drop_mappings`]). Read with read(2) alone, so it may run under a
-/// seccomp filter that kills on anything else; the file is closed on return.
-pub fn clean_file_mappings(mut smaps: std::fs::File) -> Vec<(usize, usize)> {
+/// [`drop_mappings`]), read as late as can be, right before the ready
+/// word: nothing may be unmapped and mapped again in a range between this
+/// read and the drop. Read with read(2) alone, so it may run under a
+/// seccomp filter that kills on anything else; the file is closed on
+/// return, so no file of it is open once ready.
+pub fn clean_file_mappings(smaps: Option<std::fs::File>) -> Vec<(usize, usize)> {
     use std::io::Read;
+    let Some(mut smaps) = smaps else {
+        return Vec::new();
+    };
     let mut text = Vec::new();
     let mut chunk = [0u8; 16384];
     loop {
