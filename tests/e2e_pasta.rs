@@ -195,6 +195,14 @@ fn in_target(t: &Target, args: &[&str]) -> String {
     line
 }
 
+/// The port of the `key=ADDR:PORT` field of a result line.
+fn port_of(line: &str, key: &str) -> String {
+    let v = field(line, key).unwrap_or_else(|| panic!("no {key} in {line}"));
+    v.rsplit_once(':')
+        .map(|(_, p)| p.to_string())
+        .unwrap_or_default()
+}
+
 fn peer_ip(line: &str) -> String {
     let p = field(line, "peer").unwrap_or_else(|| panic!("no peer in {line}"));
     let ip = p.rsplit_once(':').map_or(p, |(ip, _)| ip);
@@ -417,11 +425,7 @@ fn pasta_published_ports_show_who_connects() {
             // Spliced from the client's own port number, so the
             // namespace's TIME_WAIT of an earlier connection from it is
             // taken over instead of filling its port range under churn.
-            let port = |l: &str, k: &str| {
-                let v = field(l, k).unwrap_or_else(|| panic!("no {k} in {l}"));
-                v.rsplit_once(':').map(|(_, p)| p.to_string())
-            };
-            assert_eq!(port(&s, "peer"), port(ok, "local"), "{ok}\n{s}");
+            assert_eq!(port_of(&s, "peer"), port_of(ok, "local"), "{ok}\n{s}");
         }
     }
     assert_eq!(
@@ -486,16 +490,10 @@ fn pasta_splice_from_a_client_port_in_use_inside() {
     let ok = out.lines().find(|l| l.starts_with("ok=")).unwrap_or("");
     let second = web.expect_line("ok=");
     same_stream(ok, &second);
-    let port = |l: &str| {
-        let v = field(l, "peer").unwrap_or_else(|| panic!("no peer in {l}"));
-        v.rsplit_once(':')
-            .map(|(_, p)| p.to_string())
-            .unwrap_or_default()
-    };
-    assert_ne!(port(&second), SPORT, "{second}");
+    assert_ne!(port_of(&second, "peer"), SPORT, "{second}");
     drop(holder.child.stdin.take()); // EOF: the held connection closes
     let first = web.expect_line("ok=");
-    assert_eq!(port(&first), SPORT, "{first}");
+    assert_eq!(port_of(&first, "peer"), SPORT, "{first}");
     holder.wait();
 }
 
