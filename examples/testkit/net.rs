@@ -87,13 +87,17 @@ pub fn connect_tcp(addr: SocketAddr, sport: Option<u16>, t: Duration) -> Res<Tcp
 /// Bind `s` to source port `port` of the unspecified address of `to`'s
 /// family, beside other sockets on that port (SO_REUSEADDR).
 pub fn bind_source(s: &Socket, to: SocketAddr, port: u16) -> io::Result<()> {
-    let any: SocketAddr = if to.is_ipv4() {
+    s.set_reuse_address(true)?;
+    s.bind(&any_of(to, port).into())
+}
+
+/// Port `port` of the unspecified address of `to`'s family.
+fn any_of(to: SocketAddr, port: u16) -> SocketAddr {
+    if to.is_ipv4() {
         (std::net::Ipv4Addr::UNSPECIFIED, port).into()
     } else {
         (std::net::Ipv6Addr::UNSPECIFIED, port).into()
-    };
-    s.set_reuse_address(true)?;
-    s.bind(&any.into())
+    }
 }
 
 /// A non-blocking TCP socket for `addr`'s family, not yet connected.
@@ -115,14 +119,7 @@ pub fn listen_tcp(addr: SocketAddr, backlog: i32) -> Res<TcpListener> {
 
 /// A UDP socket on an ephemeral port, connected to `server`.
 pub fn udp_connected(server: SocketAddr) -> Res<UdpSocket> {
-    let any: SocketAddr = if server.is_ipv4() {
-        "0.0.0.0:0"
-    } else {
-        "[::]:0"
-    }
-    .parse()
-    .expect("literal");
-    UdpSocket::bind(any)
+    UdpSocket::bind(any_of(server, 0))
         .and_then(|s| s.connect(server).map(|_| s))
         .map_err(|e| ioerr(format!("udp {server}"), e))
 }
