@@ -402,9 +402,10 @@ pub fn own_smaps() -> Option<std::fs::File> {
 }
 
 /// The clean file mappings of this process, from its smaps (see
-/// [`drop_mappings`]), read as late as can be, right before the ready
-/// word: nothing may be unmapped and mapped again in a range between this
-/// read and the drop. Read with read(2) alone, so it may run under a
+/// [`drop_mappings`]), read as late as can be, next to the ready word
+/// (right before it in rlnet, right after it in the socket factory):
+/// nothing may be unmapped and mapped again in a range between this read
+/// and the drop. Read with read(2) alone, so it may run under a
 /// seccomp filter that kills on anything else; the file is closed on
 /// return, so no file of it is open once ready.
 pub fn clean_file_mappings(smaps: Option<std::fs::File>) -> Vec<(usize, usize)> {
