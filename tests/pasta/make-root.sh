@@ -3,7 +3,9 @@
 # Podman 5.4 and RootlessKit 2.0.2 with a pasta (the real one from passt, or rlnet's).
 #
 # usage (as root):  bash tests/pasta/make-root.sh
-#   RLNET_TRIXIE_ROOT  where the root lives (default /var/lib/rlnet-ci/trixie-root)
+#   RLNET_DEBIAN_SUITE  the Debian suite (default trixie; `sid` has the newest Podman, 5.8.6
+#                       in December 2026: the same tests then run against it, see docs/compat.md)
+#   RLNET_TRIXIE_ROOT  where the root lives (default /var/lib/rlnet-ci/SUITE-root)
 #   RLNET_DEBIAN_MIRROR  Debian archive (default http://deb.debian.org/debian)
 #
 # Debian 12 has Podman 4.3 and RootlessKit 1.1, which cannot run pasta the way current
@@ -17,7 +19,11 @@
 # ROOT.new and is renamed at the end, so an interrupted build is never reused.
 set -euo pipefail
 
-ROOT=${RLNET_TRIXIE_ROOT:-/var/lib/rlnet-ci/trixie-root}
+SUITE=${RLNET_DEBIAN_SUITE:-trixie}
+case $SUITE in
+*[!a-z]* | "") echo "make-root.sh: RLNET_DEBIAN_SUITE=$SUITE is not a Debian suite name (e.g. trixie, sid)" >&2; exit 1 ;;
+esac
+ROOT=${RLNET_TRIXIE_ROOT:-/var/lib/rlnet-ci/$SUITE-root}
 MIRROR=${RLNET_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # What the tests run (podman, pasta, rootlesskit; Podman's runtime runc, conmon, catatonit
 # for the pause process, netavark + aardvark-dns for `podman network create` with name
@@ -26,7 +32,7 @@ MIRROR=${RLNET_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # unshare) for the harness inside the root.
 PACKAGES="podman passt rootlesskit runc conmon catatonit netavark aardvark-dns nftables uidmap busybox-static iproute2 util-linux"
 STAMP_NAME=.rlnet-ci-root
-STAMP="trixie minbase: $PACKAGES; image v1; hosts"
+STAMP="$SUITE minbase: $PACKAGES; image v1; hosts"
 IMAGE_DIR=/opt/rlnet-ci
 
 if [ "$(id -u)" != 0 ]; then
@@ -52,9 +58,9 @@ awk -v p="$new/" 'index($2, p) == 1 { print $2 }' /proc/mounts | sort -r |
 	while read -r m; do umount -l "$m"; done
 rm -rf --one-file-system "$new"
 log=$(dirname "$ROOT")/debootstrap.log
-echo "make-root.sh: debootstrap trixie into $new (log: $log)" >&2
+echo "make-root.sh: debootstrap $SUITE into $new (log: $log)" >&2
 if ! debootstrap --variant=minbase --include="${PACKAGES// /,}" \
-	trixie "$new" "$MIRROR" >"$log" 2>&1; then
+	"$SUITE" "$new" "$MIRROR" >"$log" 2>&1; then
 	tail -30 "$log" >&2
 	echo "make-root.sh: debootstrap failed (see $log)" >&2
 	exit 1
