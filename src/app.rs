@@ -5,6 +5,7 @@
 
 pub mod pasta;
 
+use std::fs::File;
 use std::net::IpAddr;
 use std::os::fd::{AsFd, OwnedFd, RawFd};
 
@@ -348,18 +349,17 @@ pub fn run(cfg: Config) -> Result<i32, SetupError> {
     if let Some(c) = child.as_mut() {
         c.go()?;
     }
-    let clean = os::clean_file_mappings(smaps);
     if let Some(fd) = ready_fd {
         os::signal_ready(fd);
     }
-    // Set-up's code is done with (off the path to ready: after the word).
-    os::drop_mappings(&clean);
-    serve(engine)
+    serve(engine, smaps)
 }
 
 /// Run the loop until the namespace's helper ends; its exit code.
-fn serve<E: From<EngineError>>(mut engine: Engine) -> Result<i32, E> {
-    let exit = engine.run()?;
+fn serve<E: From<EngineError>>(mut engine: Engine, smaps: Option<File>) -> Result<i32, E> {
+    // Set-up's code is done with: dropped a moment after ready, off the
+    // path to ready and of the first connections.
+    let exit = engine.run_then(os::DROP_START_UP_AFTER, || os::drop_start_up(smaps))?;
     log::debug!("exiting: {exit:?}");
     Ok(match exit {
         Exit::Child(code) => code,

@@ -522,13 +522,10 @@ fn serve(
     if let Some(c) = child.as_mut() {
         c.go()?;
     }
-    let clean = os::clean_file_mappings(smaps);
     if let Some(r) = report.take() {
         r.ready();
     }
-    // Set-up's code is done with (off the path to ready: after the word).
-    os::drop_mappings(&clean);
-    super::serve(engine)
+    super::serve(engine, smaps)
 }
 
 #[cfg(test)]

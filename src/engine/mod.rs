@@ -490,12 +490,27 @@ impl Engine {
 
     /// Run until a signal, the target's exit or the exit fd ends it.
     pub fn run(&mut self) -> Result<Exit, EngineError> {
+        self.run_then(Duration::ZERO, || {})
+    }
+
+    /// [`run`](Self::run), and `job` once, `after` into it: work kept off
+    /// the path of the first requests that follow the ready word.
+    pub fn run_then(&mut self, after: Duration, job: impl FnOnce()) -> Result<Exit, EngineError> {
         if self.exit_now {
             return Ok(Exit::ExitFd);
         }
+        let at = StdInstant::now() + after;
+        let mut job = Some(job);
         let mut events = Events::with_capacity(256);
         loop {
-            if let Some(exit) = self.turn(&mut events, None)? {
+            let left = at.saturating_duration_since(StdInstant::now());
+            if left.is_zero()
+                && let Some(job) = job.take()
+            {
+                job();
+            }
+            let max_wait = job.is_some().then_some(left);
+            if let Some(exit) = self.turn(&mut events, max_wait)? {
                 return Ok(exit);
             }
         }

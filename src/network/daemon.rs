@@ -235,11 +235,10 @@ fn daemon_main(
     })?;
     let smaps = os::own_smaps();
     confine(api_dir, record_dir.as_raw_fd())?;
-    let clean = os::clean_file_mappings(smaps);
     let _ = nix::unistd::write(ready, format!("ok {}", record.pid).as_bytes());
-    // Set-up's code is done with (off the path to ready: after the word).
-    os::drop_mappings(&clean);
-    let exit = engine.run();
+    // Set-up's code is done with: dropped a moment after ready, off the
+    // path of the first requests.
+    let exit = engine.run_then(os::DROP_START_UP_AFTER, || os::drop_start_up(smaps));
     registry::remove_at(&record_dir, &record.name);
     let _ = std::io::stderr().flush();
     drop(engine); // removes the socket file

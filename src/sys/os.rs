@@ -402,12 +402,12 @@ pub fn own_smaps() -> Option<std::fs::File> {
 }
 
 /// The clean file mappings of this process, from its smaps (see
-/// [`drop_mappings`]), read as late as can be, next to the ready word
-/// (right before it in rlnet, right after it in the socket factory):
-/// nothing may be unmapped and mapped again in a range between this read
-/// and the drop. Read with read(2) alone, so it may run under a
+/// [`drop_mappings`]), read right before the drop (rlnet: a moment after
+/// the ready word, [`drop_start_up`]; the socket factory: right after its
+/// word): nothing may be unmapped and mapped again in a range between this
+/// read and the drop. Read with read(2) alone, so it may run under a
 /// seccomp filter that kills on anything else; the file is closed on
-/// return, so no file of it is open once ready.
+/// return.
 pub fn clean_file_mappings(smaps: Option<std::fs::File>) -> Vec<(usize, usize)> {
     use std::io::Read;
     let Some(mut smaps) = smaps else {
@@ -424,6 +424,17 @@ pub fn clean_file_mappings(smaps: Option<std::fs::File>) -> Vec<(usize, usize)> 
         }
     }
     clean_file_ranges(&String::from_utf8_lossy(&text))
+}
+
+/// How long after the ready word rlnet drops its start-up code
+/// ([`drop_start_up`]): reading smaps takes ~0.5 ms, which the first
+/// connections after ready (a caller's readiness probe) should not wait for.
+pub const DROP_START_UP_AFTER: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// [`drop_mappings`] of [`clean_file_mappings`]: read and dropped at once,
+/// so no range can change in between.
+pub fn drop_start_up(smaps: Option<std::fs::File>) {
+    drop_mappings(&clean_file_mappings(smaps));
 }
 
 /// Unmap the clean file pages this process has faulted in: code and
