@@ -353,7 +353,10 @@ fn start_up_code_is_dropped_after_ready() {
         kib = rss_file_kib(pid);
     }
     eprintln!("rlnet RssFile after ready: {kib} KiB");
-    assert!(kib <= 2048, "rlnet still maps {kib} KiB of files 10 s after ready");
+    assert!(
+        kib <= 2048,
+        "rlnet still maps {kib} KiB of files 10 s after ready"
+    );
 }
 
 /// No busy polling: with no flows, rlnet sleeps in epoll_wait: no CPU and
