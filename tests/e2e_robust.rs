@@ -325,17 +325,6 @@ fn fragment_flood_stays_bounded() {
     assert_eq!(counter("reassembly_bytes"), 0);
 }
 
-/// A process's file-backed resident memory, in KiB.
-fn rss_file_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("RssFile:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(u64::MAX)
-}
-
 /// Once ready, rlnet drops the start-up code it will not run again (a
 /// moment after the ready word, off the path of the first connections):
 /// its file-backed memory falls from ~4.8 MiB at ready to under 1 MiB.
@@ -347,10 +336,10 @@ fn start_up_code_is_dropped_after_ready() {
     let r = start_rlnet(outer.rlnet_cmd(), &[&target.pid().to_string()]);
     let pid = r.proc.pid();
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut kib = rss_file_kib(pid);
+    let mut kib = status_kib(pid, "RssFile:").unwrap_or(u64::MAX);
     while kib > 2048 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
-        kib = rss_file_kib(pid);
+        kib = status_kib(pid, "RssFile:").unwrap_or(u64::MAX);
     }
     eprintln!("rlnet RssFile after ready: {kib} KiB");
     assert!(

@@ -603,13 +603,17 @@ pub fn fds_and_rss(pid: u32) -> (usize, u64) {
 
 /// Resident memory of a process, in KiB.
 pub fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
+    status_kib(pid, "VmRSS:").unwrap_or(0)
+}
+
+/// A KiB figure of /proc/PID/status (`key` with its colon, e.g. "RssFile:").
+pub fn status_kib(pid: u32, key: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 /// A process's open fds: pipes (rlnet's splice pipes and their pool) and
