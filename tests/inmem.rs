@@ -56,6 +56,7 @@ impl Sim {
             publish: Vec::new(),
             publish_mode: Default::default(),
             ns: None,
+            factory: None,
             unprivileged_start: 1024,
             api: None,
             dns: None,

@@ -31,7 +31,7 @@ use crate::forward::publish;
 use crate::forward::spec::Mode;
 use crate::nat;
 use crate::sys::netlink::{self, CopySetup, NetlinkError};
-use crate::sys::ns::{self, NsError, NsHandles};
+use crate::sys::ns::{self, Factory, NsError, NsHandles};
 use crate::sys::os::{self, DaemonStdio};
 use crate::sys::tap::Tap;
 use crate::sys::watch::{FileWatch, WatchError};
@@ -467,6 +467,10 @@ fn start(
     let signals = os::signal_fd().map_err(SetupError::Signals)?;
     let (mut handles, mut child) = open_target(o, cfg)?;
     let watch = netns_watch(o)?;
+    // Forked first, the socket factory sets itself up while the TAP is made.
+    let pasta = pasta_setup(o);
+    let options = publish::factory_options(&cfg.plan, pasta.ports.scans_ns());
+    let factory = Factory::start(&handles, options)?;
     let (tap, info) = open_tap(o, plan, &handles)?;
     let confinement = confinement(cfg, &handles, child.as_ref(), None)?;
     let child_parts = match child.as_mut() {
@@ -491,11 +495,12 @@ fn start(
             net: handles.net,
             pidfd: None,
         }),
+        factory: Some(factory),
         unprivileged_start: publish::unprivileged_port_start(),
         api: None,
         dns: dns_config(cfg),
         watch,
-        pasta: Some(pasta_setup(o)),
+        pasta: Some(pasta),
     })?;
     engine.prepare_confinement()?;
     Ok((engine, confinement, child))

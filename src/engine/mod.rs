@@ -48,7 +48,7 @@ use crate::model::ipam::Ipam;
 use crate::nat::policy::Policy;
 use crate::nat::{Nat, Outbound};
 use crate::stack::{self, GATEWAY_MAC, Link, TapOut};
-use crate::sys::ns::NsHandles;
+use crate::sys::ns::{FactoryStart, NsHandles};
 use crate::sys::tap::Tap;
 use crate::sys::watch::FileWatch;
 use crate::wire::FRAME_BUF;
@@ -119,6 +119,9 @@ pub struct Setup {
     pub publish_mode: Mode,
     /// The namespace, for the socket factory (splice mode); None in tests.
     pub ns: Option<NsHandles>,
+    /// The socket factory, if the caller forked it already (it sets itself
+    /// up while the TAP is made; [`crate::forward::publish::factory_options`]).
+    pub factory: Option<FactoryStart>,
     /// `net.ipv4.ip_unprivileged_port_start` (0 when rlnet may bind any port).
     pub unprivileged_start: u16,
     /// The API socket, already listening.
@@ -318,12 +321,13 @@ impl Dp {
             mtu: s.mtu,
             lease_secs: crate::dhcp::DEFAULT_LEASE_SECS,
         });
-        let fwd = Forwarder::new(
+        let mut fwd = Forwarder::new(
             s.policy.plan,
             s.unprivileged_start,
             s.publish_mode,
             s.ns.take(),
         );
+        fwd.adopt_factory(s.factory.take());
         let dns = dns_stub(s.dns.take(), &s.policy, s.network.is_some())?;
         let mut dp = Dp {
             outs: Slab::new(),

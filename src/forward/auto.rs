@@ -190,7 +190,7 @@ impl PastaState {
 
     /// Does `-t/-u auto` need the namespace's tables?
     pub fn scans_ns(&self) -> bool {
-        self.opts.tcp.scans() || self.opts.udp.scans()
+        self.opts.scans_ns()
     }
 
     pub fn set_ns_tables(&mut self, t: Tables) {

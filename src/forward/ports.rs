@@ -367,6 +367,11 @@ pub struct PastaPorts {
 }
 
 impl PastaPorts {
+    /// Does `-t/-u auto` need the namespace's tables?
+    pub fn scans_ns(&self) -> bool {
+        self.tcp.scans() || self.udp.scans()
+    }
+
     /// The option of a direction and protocol.
     pub fn get(&self, way: Way, proto: Proto) -> &PortForwards {
         match (way, proto) {

@@ -45,7 +45,7 @@ use super::table::{PortTable, RuleId, TableError};
 use crate::config::AddrPlan;
 use crate::event::{Ctx, Kind, token};
 use crate::nat::{FlowKey, Nat};
-use crate::sys::ns::{Factory, FactoryOptions, NsError, NsHandles, SocketKind};
+use crate::sys::ns::{Factory, FactoryOptions, FactoryStart, NsError, NsHandles, SocketKind};
 use crate::sys::os::{self, FdReserve};
 use crate::wire;
 
@@ -173,6 +173,9 @@ pub struct Forwarder {
     /// Inside-namespace handles, to start the socket factory on first use.
     ns: Option<NsHandles>,
     factory: Option<Factory>,
+    /// The factory forked by the caller before the TAP was made, until
+    /// [`Self::start_factory`] waits for it.
+    starting: Option<FactoryStart>,
     /// Sockets made inside the namespace, ready to connect: [v4, v6,
     /// real-address v4, real-address v6].
     pool: [Vec<OwnedFd>; 4],
@@ -266,6 +269,20 @@ fn host_addrs(spec: &PublishSpec, port: u16) -> Vec<(SocketAddr, bool)> {
     }
 }
 
+/// How the socket factory of a namespace with addresses `plan` starts:
+/// confined, with the namespace's /proc/net tables if `tables` (pasta's
+/// `auto`), set up for real client addresses shown as `plan`'s gateways.
+pub fn factory_options(plan: &AddrPlan, tables: bool) -> FactoryOptions {
+    FactoryOptions {
+        confine: true,
+        tables,
+        real_addr: Some([
+            Some(IpAddr::V4(plan.gateway4)),
+            plan.v6.map(|v6| IpAddr::V6(v6.gateway6)),
+        ]),
+    }
+}
+
 impl Forwarder {
     pub fn new(
         plan: AddrPlan,
@@ -283,6 +300,7 @@ impl Forwarder {
             pipes: PipePool::new(os::pipe_budget_pages()),
             ns,
             factory: None,
+            starting: None,
             pool: Default::default(),
             pending: VecDeque::new(),
             udp: Slab::new(),
@@ -739,6 +757,12 @@ impl Forwarder {
         Ok(())
     }
 
+    /// The socket factory the caller forked already ([`factory_options`]
+    /// of this plan, with tables if pasta's `auto` scans the namespace).
+    pub fn adopt_factory(&mut self, started: Option<FactoryStart>) {
+        self.starting = started;
+    }
+
     /// Start the socket factory now rather than on first use: once rlnet
     /// is confined (by default; pasta mode always) it can
     /// no longer fork into the namespace; the factory is confined too.
@@ -749,14 +773,10 @@ impl Forwarder {
         };
         if self.factory.is_none() {
             let tables = self.pasta.as_ref().is_some_and(|p| p.scans_ns());
-            let mut f = Factory::spawn(
-                ns,
-                FactoryOptions {
-                    confine: true,
-                    tables,
-                    real_addr: Some(self.gateways()),
-                },
-            )?;
+            let mut f = match self.starting.take() {
+                Some(started) => started.finish()?,
+                None => Factory::spawn(ns, factory_options(&self.plan, tables))?,
+            };
             if let Some(p) = self.pasta.as_mut() {
                 p.set_ns_tables(f.take_tables());
             }
@@ -773,12 +793,7 @@ impl Forwarder {
                 .ok_or_else(|| NsError::Agent("splice mode needs the namespace".into()))?;
             // Started late (rlnet itself is not confined): confined anyway,
             // it needs nothing but socket(2).
-            let opts = FactoryOptions {
-                confine: true,
-                tables: false,
-                real_addr: Some(self.gateways()),
-            };
-            self.factory = Some(Factory::spawn(ns, opts)?);
+            self.factory = Some(Factory::spawn(ns, factory_options(&self.plan, false))?);
         }
         self.factory
             .as_ref()
@@ -940,13 +955,6 @@ impl Forwarder {
     }
 
     /// How host loopback clients show in the namespace, [v4, v6].
-    fn gateways(&self) -> [Option<IpAddr>; 2] {
-        [
-            Some(IpAddr::V4(self.plan.gateway4)),
-            self.plan.v6.map(|v6| IpAddr::V6(v6.gateway6)),
-        ]
-    }
-
     /// Splice `idx` connected or ended: no longer waiting for an answer.
     /// True if it was.
     fn real_settled(&mut self, idx: usize) -> bool {

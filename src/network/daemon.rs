@@ -222,6 +222,7 @@ fn daemon_main(
         publish: Vec::new(),
         publish_mode: Mode::Stack,
         ns: None,
+        factory: None,
         unprivileged_start: publish::unprivileged_port_start(),
         api: Some(api),
         dns: Some(DnsConfig::new(plan)),

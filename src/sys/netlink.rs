@@ -420,6 +420,10 @@ fn net_sysctl(path: &str, value: &str) -> Result<(), NetlinkError> {
 /// ip route add local default dev lo table TABLE
 /// ```
 ///
+/// `lo` is set up first: IPv6 refuses a route through a device that is
+/// down ("Nexthop device is not up"), and the socket factory runs this
+/// while the TAP, and `lo` with it, is still being set up.
+///
 /// So a connection the namespace's firewall sends on to a container (a
 /// DNAT to an address behind a bridge) goes there, and its answer, routed
 /// out of the TAP, shows rlnet that this path is not open to it. The
@@ -435,6 +439,10 @@ pub fn real_address_routing(gateways: [Option<IpAddr>; 2]) -> [bool; 2] {
         Ok(Some(l)) if l.header.index != 0 => l.header.index,
         _ => return [false; 2],
     };
+    if let Err(e) = nl.set_link(lo, "lo", "set link up", link_up) {
+        log::debug!("published ports keep the userspace path: {e}");
+        return [false; 2];
+    }
     if let Err(e) = net_sysctl("/proc/sys/net/ipv4/tcp_fwmark_accept", "1") {
         log::debug!("published ports keep the userspace path: {e}");
         return [false; 2];

@@ -384,6 +384,31 @@ pub struct Factory {
     real_addr: [bool; 2],
 }
 
+/// A socket factory forked by [`Factory::start`], setting itself up.
+#[derive(Debug)]
+pub struct FactoryStart {
+    sock: OwnedFd,
+    pid: Pid,
+}
+
+impl FactoryStart {
+    /// Wait for the factory's word: the running factory, or its error.
+    pub fn finish(self) -> Result<Factory, NsError> {
+        match factory_started(&self.sock) {
+            Ok((tables, real_addr)) => Ok(Factory {
+                sock: self.sock,
+                pid: self.pid,
+                tables,
+                real_addr,
+            }),
+            Err(e) => {
+                let _ = waitpid(self.pid, None);
+                Err(e)
+            }
+        }
+    }
+}
+
 /// How to start the factory.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FactoryOptions {
@@ -543,8 +568,9 @@ pub struct SocketKind {
 pub const MAX_BATCH: usize = 64;
 
 impl Factory {
-    /// Start the factory process inside `ns`.
-    pub fn spawn(ns: &NsHandles, opts: FactoryOptions) -> Result<Factory, NsError> {
+    /// Fork the factory into `ns`. It sets itself up while the caller goes
+    /// on (making the TAP, say); [`FactoryStart::finish`] waits for its word.
+    pub fn start(ns: &NsHandles, opts: FactoryOptions) -> Result<FactoryStart, NsError> {
         let (ours, theirs) = fork_channel()?;
         // SAFETY: single-threaded (fork_channel checked); the child never
         // returns from this branch.
@@ -554,7 +580,7 @@ impl Factory {
                 os::die_with_parent();
                 let status = match factory_start(ns, &theirs, opts) {
                     Ok(smaps) => {
-                        os::drop_mappings(&os::clean_file_mappings(smaps));
+                        os::drop_start_up(smaps);
                         serve_sockets(&theirs);
                         0
                     }
@@ -567,20 +593,17 @@ impl Factory {
             }
             ForkResult::Parent { child } => {
                 drop(theirs);
-                match factory_started(&ours) {
-                    Ok((tables, real_addr)) => Ok(Factory {
-                        sock: ours,
-                        pid: child,
-                        tables,
-                        real_addr,
-                    }),
-                    Err(e) => {
-                        let _ = waitpid(child, None);
-                        Err(e)
-                    }
-                }
+                Ok(FactoryStart {
+                    sock: ours,
+                    pid: child,
+                })
             }
         }
+    }
+
+    /// Start the factory process inside `ns` and wait until it is ready.
+    pub fn spawn(ns: &NsHandles, opts: FactoryOptions) -> Result<Factory, NsError> {
+        Self::start(ns, opts)?.finish()
     }
 
     /// The factory's process.
