@@ -1018,6 +1018,18 @@ mod tests {
     }
 
     #[test]
+    fn real_address_routing_sets_lo_up_first() {
+        in_netns("real_address_routing_sets_lo_up_first", || {
+            // A fresh namespace: lo is down, as when the socket factory
+            // runs before the TAP's set-up has raised it.
+            assert!(!state("lo").0.header.flags.contains(LinkFlags::Up));
+            let gateways = [Some(IpAddr::V4(GW4)), Some(IpAddr::V6(GW6))];
+            assert_eq!(real_address_routing(gateways), [true, true]);
+            assert!(state("lo").0.header.flags.contains(LinkFlags::Up));
+        });
+    }
+
+    #[test]
     fn full_v4_v6() {
         in_netns("full_v4_v6", || {
             let t = std::time::Instant::now();
