@@ -19,7 +19,7 @@ use crate::forward::publish;
 use crate::forward::spec::Mode;
 use crate::nat::{self, policy::Policy};
 use crate::sys::netlink::{self, LinkSetup};
-use crate::sys::ns::{self, Factory, NsError, NsHandles};
+use crate::sys::ns::{self, Factory, FactoryStart, NsError, NsHandles};
 use crate::sys::os;
 use crate::sys::sandbox::{self, Keep, SandboxError};
 use crate::sys::seccomp::{self, SeccompError};
@@ -298,18 +298,8 @@ pub fn run(cfg: Config) -> Result<i32, SetupError> {
     // Block the handled signals before any fork; children unblock before exec.
     let signals = os::signal_fd().map_err(SetupError::Signals)?;
     let (mut handles, mut child) = open_target(&cfg)?;
-    // The socket factory makes the namespace's sockets of splice mode and
-    // of stack mode's real-address splice. Once confined, rlnet cannot
-    // enter the namespace any more: the factory must exist before, if ports
-    // may be published at all (at start, or later through the API).
-    // Otherwise, or unconfined, it starts on first use. Forked first, it
-    // sets itself up while the TAP is made.
-    let ports_possible =
-        cfg.publish_mode == Mode::Splice || !cfg.publish.is_empty() || cfg.api_socket.is_some();
-    let factory_now = (cfg.enable_sandbox || cfg.enable_seccomp) && ports_possible;
-    let factory = factory_now
-        .then(|| Factory::start(&handles, publish::factory_options(&cfg.plan, false)))
-        .transpose()?;
+    let factory = early_factory(&cfg, &handles)?;
+    let factory_now = factory.is_some();
     let (tap, info) = open_tap(&cfg, &handles)?;
     // The API socket listens before the ready fd is written (callers
     // connect right after ready).
@@ -359,6 +349,21 @@ pub fn run(cfg: Config) -> Result<i32, SetupError> {
         os::signal_ready(fd);
     }
     serve(engine, smaps)
+}
+
+/// The socket factory makes the namespace's sockets of splice mode and of
+/// stack mode's real-address splice. Once confined, rlnet cannot enter the
+/// namespace any more: the factory must exist before, if ports may be
+/// published at all (at start, or later through the API); then it is forked
+/// now, before the TAP is made, and sets itself up meanwhile. Otherwise, or
+/// unconfined, it starts on first use (None).
+fn early_factory(cfg: &Config, handles: &NsHandles) -> Result<Option<FactoryStart>, NsError> {
+    let ports_possible =
+        cfg.publish_mode == Mode::Splice || !cfg.publish.is_empty() || cfg.api_socket.is_some();
+    if !((cfg.enable_sandbox || cfg.enable_seccomp) && ports_possible) {
+        return Ok(None);
+    }
+    Factory::start(handles, publish::factory_options(&cfg.plan, false)).map(Some)
 }
 
 /// Run the loop until the namespace's helper ends; its exit code.
