@@ -146,6 +146,7 @@ pub fn setup(tap: Tap) -> Setup {
         publish: Vec::new(),
         publish_mode: Default::default(),
         ns: None,
+        factory: None,
         unprivileged_start: 1024,
         api: None,
         watch: None,
