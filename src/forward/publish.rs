@@ -787,13 +787,13 @@ impl Forwarder {
 
     fn factory(&mut self) -> Result<&Factory, ForwardError> {
         if self.factory.is_none() {
-            let ns = self
-                .ns
-                .as_ref()
-                .ok_or_else(|| NsError::Agent("splice mode needs the namespace".into()))?;
+            if self.ns.is_none() {
+                return Err(NsError::Agent("splice mode needs the namespace".into()).into());
+            }
             // Started late (rlnet itself is not confined): confined anyway,
-            // it needs nothing but socket(2).
-            self.factory = Some(Factory::spawn(ns, factory_options(&self.plan, false))?);
+            // it needs nothing but socket(2). The one started early, if
+            // any, is the one taken.
+            self.start_factory()?;
         }
         self.factory
             .as_ref()
@@ -954,7 +954,6 @@ impl Forwarder {
         true
     }
 
-    /// How host loopback clients show in the namespace, [v4, v6].
     /// Splice `idx` connected or ended: no longer waiting for an answer.
     /// True if it was.
     fn real_settled(&mut self, idx: usize) -> bool {

@@ -472,7 +472,7 @@ fn null_stdio() {
 /// The factory's set-up after fork, inside the namespaces: "ok" and the
 /// tables on `sock`, or the error text. Returns its /proc/self/smaps, opened
 /// before confinement and read after the "ok" (not on rlnet's path to
-/// ready), for [`os::clean_file_mappings`].
+/// ready), for [`os::drop_start_up`].
 fn factory_start(
     ns: &NsHandles,
     sock: &OwnedFd,

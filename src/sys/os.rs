@@ -395,7 +395,7 @@ pub fn pipe_budget_pages() -> Option<usize> {
 }
 
 /// This process's /proc/self/smaps, opened now to be read later by
-/// [`clean_file_mappings`]: once confined, /proc may be out of reach and
+/// [`drop_start_up`]: once confined, /proc may be out of reach and
 /// opening files forbidden. None if it cannot be opened (the drop is advice).
 pub fn own_smaps() -> Option<std::fs::File> {
     std::fs::File::open("/proc/self/smaps").ok()
@@ -408,7 +408,7 @@ pub fn own_smaps() -> Option<std::fs::File> {
 /// read and the drop. Read with read(2) alone, so it may run under a
 /// seccomp filter that kills on anything else; the file is closed on
 /// return.
-pub fn clean_file_mappings(smaps: Option<std::fs::File>) -> Vec<(usize, usize)> {
+fn clean_file_mappings(smaps: Option<std::fs::File>) -> Vec<(usize, usize)> {
     use std::io::Read;
     let Some(mut smaps) = smaps else {
         return Vec::new();
@@ -446,7 +446,7 @@ pub fn drop_start_up(smaps: Option<std::fs::File>) {
 /// `ranges` come from [`clean_file_mappings`]: mappings that are not
 /// writable cannot gain a copied page since. Advice only: failures are
 /// ignored.
-pub fn drop_mappings(ranges: &[(usize, usize)]) {
+fn drop_mappings(ranges: &[(usize, usize)]) {
     for &(start, len) in ranges {
         // SAFETY: MADV_DONTNEED on a private file mapping that is not
         // writable and holds no anonymous (written, copied) page only drops
