@@ -3,5 +3,6 @@
 //! engine and the network commands build on these, never the other way
 //! round (nat's address policy takes the pool from here too).
 
+pub mod guard;
 pub mod ipam;
 pub mod member;
