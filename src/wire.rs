@@ -6,6 +6,7 @@
 
 pub mod frag;
 pub mod ndp;
+pub mod nft;
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;

@@ -95,6 +95,7 @@ const PURE: &[&str] = &[
     "dns::message",
     "dhcp",
     "wire",
+    "wire::nft",
 ];
 
 struct Module {
