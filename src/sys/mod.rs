@@ -7,6 +7,7 @@ pub mod helper;
 pub mod host;
 pub mod member_tap;
 pub mod netlink;
+pub mod nft;
 pub mod ns;
 pub mod os;
 pub mod sandbox;

@@ -845,7 +845,7 @@ pub fn link_mac(name: &str) -> Result<[u8; 6], NetlinkError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use netlink_packet_core::NLM_F_DUMP;
     use netlink_packet_route::address::AddressFlags;
@@ -883,7 +883,7 @@ mod tests {
     /// Run `body` with a fresh netns holding `tap0`: in a thread that unshares the netns
     /// (root), else in a forked child in a new user+net namespace; else skip, unless
     /// RLNET_REQUIRE_USERNS=1.
-    fn in_netns(test: &str, body: fn()) {
+    pub(in crate::sys) fn in_netns(test: &str, body: fn()) {
         let thread = std::thread::spawn(move || {
             unshare(CloneFlags::CLONE_NEWNET).map_err(|e| format!("unshare(NEWNET): {e}"))?;
             let _tap = create_tap().map_err(|e| format!("TAP: {e}"))?;
