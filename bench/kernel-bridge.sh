@@ -14,6 +14,8 @@
 #          Exits non-zero on any failure. NOGUARD=1 leaves the guard out
 #          (the control: the forgery checks must then fail; unknown unicast
 #          is kept out by the bridge port settings, not by the guard).
+#          RLNET_GUARD=path/to/nft_guard (cargo build --example nft_guard)
+#          loads rlnet's own guard (src/model/guard.rs) instead of nft -f.
 #   bench: per repetition, back to back: loopback, a->b, b->a over the bridge
 #          (and over rlnet with RLNET); ratios per repetition, medians.
 #
@@ -26,10 +28,12 @@ MODE=${1:-check}
 : "${DUR:=3}"
 : "${RLNET:=}"
 : "${NOGUARD:=}"
+: "${RLNET_GUARD:=}"
 
 if [ "$(id -u)" -eq 0 ] && [ "${_INNER:-}" != 1 ]; then
     exec setpriv --reuid="$BENCH_USER" --regid="$BENCH_USER" --clear-groups \
-        env _INNER=1 RLNET="$RLNET" REPS="$REPS" DUR="$DUR" NOGUARD="$NOGUARD" PATH="$PATH" \
+        env _INNER=1 RLNET="$RLNET" REPS="$REPS" DUR="$DUR" NOGUARD="$NOGUARD" \
+        RLNET_GUARD="$RLNET_GUARD" PATH="$PATH" \
         unshare -Urn bash "$(readlink -f "$0")" "$MODE"
 fi
 if [ "${_INNER:-}" != 1 ]; then
@@ -149,7 +153,13 @@ done
 }
 R
 } >"$W/guard.nft"
-if [ "$NOGUARD" != 1 ]; then
+if [ "$NOGUARD" != 1 ] && [ -n "$RLNET_GUARD" ]; then
+    # rlnet's own guard (model/guard.rs, per-member base chains, no sets)
+    # over NETLINK_NETFILTER instead of nft -f.
+    "$RLNET_GUARD" va "$(mac_of 100)" 10.89.0.100 fd00:89::100 \
+        vb "$(mac_of 101)" 10.89.0.101 fd00:89::101 \
+        vc "$(mac_of 102)" 10.89.0.102 fd00:89::102 || exit 1
+elif [ "$NOGUARD" != 1 ]; then
     nft -f "$W/guard.nft" || exit 1
 fi
 
