@@ -283,3 +283,507 @@ pub fn configure_member(member_netns: BorrowedFd, setup: &LinkSetup) -> Result<(
     setns(member_netns, CloneFlags::CLONE_NEWNET).map_err(BridgeError::EnterMember)?;
     Ok(netlink::configure_link(setup)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_core::NLM_F_DUMP;
+    use netlink_packet_route::address::AddressMessage;
+    use netlink_packet_route::link::LinkFlags;
+    use nix::sys::signal::{Signal, kill};
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    use nix::unistd::{ForkResult, Gid, Pid, Uid, fork};
+    use std::io::Write as _;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+    use std::os::fd::{AsFd, OwnedFd};
+    use std::time::{Duration, Instant};
+
+    /// The uid (and gid) the tests drop to when run as root: 65534
+    /// ("nobody") exists everywhere, and production runs unprivileged.
+    const UNPRIVILEGED: u32 = 65534;
+    /// A test body's exit code when this machine cannot make user namespaces.
+    const UNAVAILABLE: i32 = 77;
+    const MAC_A: [u8; 6] = [0x02, 0x89, 0x0a, 0x59, 0x00, 0x02];
+    const MAC_B: [u8; 6] = [0x02, 0x89, 0x0a, 0x59, 0x00, 0x03];
+
+    fn s(e: impl std::fmt::Display) -> String {
+        e.to_string()
+    }
+
+    /// Run `body` in a forked child: single-threaded, as rlnet's daemon
+    /// (the test harness is not), and, when the tests run as root, as uid
+    /// and gid 65534 first, as in production; as the current user if that
+    /// cannot make user namespaces (a hardened CI kernel); skipped if
+    /// neither can, unless RLNET_REQUIRE_USERNS=1. Bounded in time.
+    fn in_child(test: &str, body: fn() -> Result<(), String>) {
+        let root = nix::unistd::geteuid().is_root();
+        let tries: &[Option<u32>] = if root {
+            &[Some(UNPRIVILEGED), None]
+        } else {
+            &[None]
+        };
+        let mut why = Vec::new();
+        for &uid in tries {
+            match fork_body(uid, body) {
+                Ok(()) => {
+                    let who = uid
+                        .map_or_else(|| format!("uid {}", Uid::current()), |u| format!("uid {u}"));
+                    eprintln!("{test}: passed as {who}");
+                    return;
+                }
+                Err(e) => why.push(e),
+            }
+        }
+        let why = why.join("; ");
+        let required = std::env::var("RLNET_REQUIRE_USERNS").is_ok_and(|v| v == "1");
+        assert!(!required, "{test}: no user namespaces: {why}");
+        eprintln!("skipped: {test}: no user namespaces: {why}");
+    }
+
+    /// One try of [`in_child`]: Err when user namespaces are unavailable;
+    /// panics when the body fails or takes over 60 s.
+    fn fork_body(uid: Option<u32>, body: fn() -> Result<(), String>) -> Result<(), String> {
+        // SAFETY: the child runs only the test body (glibc keeps malloc
+        // usable after fork) and leaves with _exit, never returning into
+        // the harness.
+        match unsafe { fork() }.map_err(s)? {
+            ForkResult::Child => {
+                std::panic::set_hook(Box::new(|i| drop(writeln!(std::io::stderr(), "{i}"))));
+                let code = match std::panic::catch_unwind(|| drop_to(uid).and_then(|()| body())) {
+                    Ok(Ok(())) => 0,
+                    Ok(Err(e)) if e.starts_with("unavailable") => {
+                        let _ = writeln!(std::io::stderr(), "{e}");
+                        UNAVAILABLE
+                    }
+                    Ok(Err(e)) => {
+                        let _ = writeln!(std::io::stderr(), "test failed: {e}");
+                        1
+                    }
+                    Err(_) => 1,
+                };
+                // SAFETY: _exit ends the child without running the
+                // harness's atexit or TLS destructors.
+                unsafe { libc::_exit(code) }
+            }
+            ForkResult::Parent { child } => {
+                let who = uid.map_or_else(|| "the current user".into(), |u| format!("uid {u}"));
+                match wait_bounded(child, Duration::from_secs(60)) {
+                    WaitStatus::Exited(_, 0) => Ok(()),
+                    WaitStatus::Exited(_, UNAVAILABLE) => Err(format!("as {who}: unavailable")),
+                    other => panic!("the test body failed as {who}: {other:?}"),
+                }
+            }
+        }
+    }
+
+    fn wait_bounded(child: Pid, limit: Duration) -> WaitStatus {
+        let end = Instant::now() + limit;
+        loop {
+            match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) if Instant::now() < end => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Ok(WaitStatus::StillAlive) => {
+                    let _ = kill(child, Signal::SIGKILL);
+                    let _ = waitpid(child, None);
+                    panic!("the test body took over {limit:?}: killed");
+                }
+                Ok(st) => return st,
+                Err(nix::Error::EINTR) => {}
+                Err(e) => panic!("waitpid: {e}"),
+            }
+        }
+    }
+
+    /// Become `uid`/`gid` (no groups), dumpable again (a credential change
+    /// clears it, and /proc/self would then belong to root).
+    fn drop_to(uid: Option<u32>) -> Result<(), String> {
+        let Some(id) = uid else { return Ok(()) };
+        nix::unistd::setgroups(&[]).map_err(|e| format!("setgroups: {e}"))?;
+        let g = Gid::from_raw(id);
+        nix::unistd::setresgid(g, g, g).map_err(|e| format!("setresgid: {e}"))?;
+        let u = Uid::from_raw(id);
+        nix::unistd::setresuid(u, u, u).map_err(|e| format!("setresuid: {e}"))?;
+        nix::sys::prctl::set_dumpable(true).map_err(|e| format!("PR_SET_DUMPABLE: {e}"))
+    }
+
+    /// U_net/N_br, or "unavailable" when user namespaces are off here.
+    fn network() -> Result<NsHandles, String> {
+        create_network_ns().map_err(|e| match e {
+            NsError::Unshare(_) => format!("unavailable: {e}"),
+            e => format!("create_network_ns: {e}"),
+        })
+    }
+
+    fn bridge(net: &NsHandles) -> Result<Tap, String> {
+        let agent = start_bridge(net).map_err(s)?;
+        uplink_from(agent.wait()).map_err(|e| format!("setup_bridge: {e}"))
+    }
+
+    /// `job` in an agent in `handles` (and, with `member`, in that
+    /// network namespace too); its fd (or /dev/null's) and bytes.
+    fn agent<F>(handles: &NsHandles, job: F) -> Result<(OwnedFd, Vec<u8>), String>
+    where
+        F: FnOnce() -> Result<(Option<OwnedFd>, Vec<u8>), String>,
+    {
+        ns::run_in(handles, || {
+            let (fd, data) = job()?;
+            let fd = match fd {
+                Some(fd) => fd,
+                None => std::fs::File::open("/dev/null").map_err(s)?.into(),
+            };
+            Ok((fd, data))
+        })
+        .map_err(s)
+    }
+
+    /// Members started as `rlnet run --network` starts them, killed on drop.
+    struct Members(Vec<ns::RunChild>);
+
+    impl Members {
+        fn start(&mut self, parent: Option<&OwnedFd>) -> Result<NsHandles, String> {
+            let argv = ["sleep".to_string(), "30".to_string()];
+            let mut child =
+                ns::spawn_run(&argv, None, parent).map_err(|e| format!("spawn_run: {e}"))?;
+            let handles = child.handles().map_err(s)?;
+            child.go().map_err(s)?;
+            self.0.push(child);
+            Ok(handles)
+        }
+    }
+
+    impl Drop for Members {
+        fn drop(&mut self) {
+            for c in &self.0 {
+                let _ = kill(c.pid, Signal::SIGKILL);
+                let _ = waitpid(c.pid, None);
+            }
+        }
+    }
+
+    fn link_setup(host: u8, mac: [u8; 6]) -> LinkSetup<'static> {
+        LinkSetup {
+            ifname: "tap0",
+            mtu: MTU,
+            mac: Some(mac),
+            v4: Some((
+                Ipv4Addr::new(10, 89, 0, host),
+                24,
+                Ipv4Addr::new(10, 89, 0, 1),
+            )),
+            v6: Some((
+                Ipv6Addr::new(0xfd00, 0x89, 0, 0, 0, 0, 0, host.into()),
+                64,
+                Ipv6Addr::new(0xfd00, 0x89, 0, 0, 0, 0, 0, 1),
+            )),
+            keep_default_route: false,
+        }
+    }
+
+    /// add_port, port_up, configure_member: a kernel member wired in.
+    fn wire(
+        net: &NsHandles,
+        m: &NsHandles,
+        port: &str,
+        host: u8,
+        mac: [u8; 6],
+    ) -> Result<(), String> {
+        agent(net, || {
+            add_port(m.net.as_fd(), port, "tap0", mac).map_err(|e| format!("add_port: {e}"))?;
+            port_up(port).map_err(|e| format!("port_up: {e}"))?;
+            configure_member(m.net.as_fd(), &link_setup(host, mac))
+                .map_err(|e| format!("configure_member: {e}"))?;
+            Ok((None, vec![]))
+        })
+        .map(drop)
+    }
+
+    /// A UDP socket bound to `addr` inside the member's network namespace.
+    fn member_socket(
+        net: &NsHandles,
+        m: &NsHandles,
+        addr: SocketAddr,
+    ) -> Result<UdpSocket, String> {
+        let (fd, _) = agent(net, || {
+            setns(m.net.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| format!("setns: {e}"))?;
+            let sock = UdpSocket::bind(addr).map_err(|e| format!("bind {addr}: {e}"))?;
+            Ok((Some(sock.into()), vec![]))
+        })?;
+        Ok(UdpSocket::from(fd))
+    }
+
+    /// A datagram from `from` reaches `to` (a few tries: the first waits
+    /// for ARP or neighbour discovery), with `from`'s address as source.
+    fn crosses(from: &UdpSocket, to: &UdpSocket) -> Result<(), String> {
+        let (src, dst) = (from.local_addr().map_err(s)?, to.local_addr().map_err(s)?);
+        to.set_read_timeout(Some(Duration::from_millis(500)))
+            .map_err(s)?;
+        let mut buf = [0u8; 16];
+        for _ in 0..10 {
+            from.send_to(b"kernel", dst)
+                .map_err(|e| format!("send {src} -> {dst}: {e}"))?;
+            match to.recv_from(&mut buf) {
+                Ok((6, peer)) if &buf[..6] == b"kernel" && peer == src => return Ok(()),
+                Ok((n, peer)) => {
+                    return Err(format!("{dst} got {n} bytes from {peer}, not from {src}"));
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => return Err(format!("recv on {dst}: {e}")),
+            }
+        }
+        Err(format!("no datagram from {src} reached {dst} in 5 s"))
+    }
+
+    fn port_flags(l: &LinkMessage) -> Vec<InfoBridgePort> {
+        l.attributes
+            .iter()
+            .filter_map(|a| match a {
+                LinkAttribute::LinkInfo(infos) => Some(infos),
+                _ => None,
+            })
+            .flatten()
+            .filter_map(|i| match i {
+                LinkInfo::PortData(InfoPortData::BridgePort(v)) => Some(v.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    fn controller(l: &LinkMessage) -> Option<u32> {
+        l.attributes.iter().find_map(|a| match a {
+            LinkAttribute::Controller(i) => Some(*i),
+            _ => None,
+        })
+    }
+
+    fn link(name: &str) -> Result<LinkMessage, String> {
+        Rtnl::open()
+            .map_err(s)?
+            .get_link(name)
+            .map_err(s)?
+            .ok_or_else(|| format!("no link {name}"))
+    }
+
+    fn expect(ok: bool, what: impl FnOnce() -> String) -> Result<(), String> {
+        if ok { Ok(()) } else { Err(what()) }
+    }
+
+    /// In N_br: br0 and up0 as setup_bridge leaves them, IPv6 off, no
+    /// IPv6 address anywhere.
+    fn check_bridge() -> Result<(), String> {
+        let (br, up) = (link(BRIDGE)?, link(UPLINK)?);
+        expect(br.header.flags.contains(LinkFlags::Up), || {
+            "br0 is down".into()
+        })?;
+        expect(up.header.flags.contains(LinkFlags::Up), || {
+            "up0 is down".into()
+        })?;
+        expect(controller(&up) == Some(br.header.index), || {
+            format!("up0's master: {:?}", controller(&up))
+        })?;
+        let flags = port_flags(&up);
+        expect(
+            flags.contains(&InfoBridgePort::Learning(true))
+                && flags.contains(&InfoBridgePort::UnicastFlood(true)),
+            || format!("up0's port flags: {flags:?}"),
+        )?;
+        for l in [&br, &up] {
+            let mtu = l.attributes.iter().find_map(|a| match a {
+                LinkAttribute::Mtu(m) => Some(*m),
+                _ => None,
+            });
+            expect(mtu == Some(MTU), || format!("MTU {mtu:?}"))?;
+        }
+        for scope in ["all", "default", BRIDGE, UPLINK] {
+            let path = format!("/proc/sys/net/ipv6/conf/{scope}/disable_ipv6");
+            let v = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+            expect(v == "1\n", || format!("{path} is {v:?}"))?;
+        }
+        let mut msg = AddressMessage::default();
+        msg.header.family = AddressFamily::Inet6;
+        let dump = Rtnl::open()
+            .map_err(s)?
+            .request(RouteNetlinkMessage::GetAddress(msg), NLM_F_DUMP, || {
+                "dump".into()
+            })
+            .map_err(s)?;
+        expect(dump.is_empty(), || {
+            format!("N_br has IPv6 addresses: {dump:?}")
+        })
+    }
+
+    #[test]
+    fn network_namespaces_get_a_bridge_and_an_uplink_tap() {
+        in_child("network_namespaces_get_a_bridge_and_an_uplink_tap", || {
+            let net = network()?;
+            expect(net.user.is_some(), || "no user namespace handle".into())?;
+            let tap = bridge(&net)?;
+            expect(tap.name() == UPLINK, || {
+                format!("the TAP is {}", tap.name())
+            })?;
+            agent(&net, || check_bridge().map(|()| (None, vec![])))?;
+            // A second bridge in the same namespace is refused, not merged.
+            match agent(&net, || setup_bridge().map(|_| (None, vec![])).map_err(s)) {
+                Err(e) if e.contains("create bridge br0") => Ok(()),
+                other => Err(format!("second setup_bridge: {other:?}")),
+            }
+        });
+    }
+
+    #[test]
+    fn kernel_members_reach_each_other_through_the_bridge() {
+        in_child("kernel_members_reach_each_other_through_the_bridge", || {
+            let net = network()?;
+            let _uplink = bridge(&net)?;
+            let mut members = Members(Vec::new());
+            let user = net.user.as_ref().ok_or("no U_net")?;
+            let (a, b) = (members.start(Some(user))?, members.start(Some(user))?);
+            wire(&net, &a, "v0", 2, MAC_A)?;
+            wire(&net, &b, "v1", 3, MAC_B)?;
+            for (ipa, ipb) in [
+                (IpAddr::from([10, 89, 0, 2]), IpAddr::from([10, 89, 0, 3])),
+                (
+                    "fd00:89::2".parse().map_err(s)?,
+                    "fd00:89::3".parse().map_err(s)?,
+                ),
+            ] {
+                let sa = member_socket(&net, &a, SocketAddr::new(ipa, 0))?;
+                let sb = member_socket(&net, &b, SocketAddr::new(ipb, 9999))?;
+                crosses(&sa, &sb)?;
+                crosses(&sb, &sa)?;
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn run_members_are_children_of_the_network_user_namespace() {
+        in_child(
+            "run_members_are_children_of_the_network_user_namespace",
+            || {
+                let net = network()?;
+                let sibling = network()?;
+                let mut members = Members(Vec::new());
+                let u_net = net.user.as_ref().ok_or("no U_net")?;
+                let kernel = members.start(Some(u_net))?;
+                let plain = members.start(None)?;
+                let is_child = |h: &NsHandles| -> Result<bool, String> {
+                    let user = h.user.as_ref().ok_or("no user namespace handle")?;
+                    ns::userns_is_child_of(user.as_fd(), u_net.as_fd()).map_err(s)
+                };
+                expect(is_child(&kernel)?, || {
+                    "a run member with U_net: not a child".into()
+                })?;
+                expect(!is_child(&plain)?, || {
+                    "a plain run member: a child of U_net".into()
+                })?;
+                expect(!is_child(&sibling)?, || {
+                    "a sibling network: a child of U_net".into()
+                })?;
+                // Both map 0 to the caller (through U_net for the kernel member).
+                let me = Uid::effective();
+                for c in &members.0 {
+                    let path = format!("/proc/{}/uid_map", c.pid);
+                    let map = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+                    let fields: Vec<&str> = map.split_whitespace().collect();
+                    let want = ["0".to_string(), me.to_string(), "1".into()];
+                    expect(fields == want, || format!("{path}: {map:?}"))?;
+                }
+                Ok(())
+            },
+        );
+    }
+
+    #[test]
+    fn ports_do_not_learn_or_flood_and_go_with_del_port() {
+        in_child("ports_do_not_learn_or_flood_and_go_with_del_port", || {
+            let net = network()?;
+            let _uplink = bridge(&net)?;
+            let mut members = Members(Vec::new());
+            let m = members.start(Some(net.user.as_ref().ok_or("no U_net")?))?;
+            let peer_exists = |want: bool| {
+                agent(&net, || {
+                    setns(m.net.as_fd(), CloneFlags::CLONE_NEWNET).map_err(s)?;
+                    let l = Rtnl::open().map_err(s)?.get_link("tap0").map_err(s)?;
+                    let mac = l.and_then(|l| {
+                        l.attributes.iter().find_map(|a| match a {
+                            LinkAttribute::Address(m) => Some(m.clone()),
+                            _ => None,
+                        })
+                    });
+                    expect(mac.is_some() == want, || {
+                        format!("tap0 in the member: {mac:?}")
+                    })?;
+                    expect(mac.as_ref().is_none_or(|m| m == &MAC_A), || {
+                        format!("tap0's MAC {mac:?}")
+                    })?;
+                    Ok((None, vec![]))
+                })
+            };
+            agent(&net, || {
+                add_port(m.net.as_fd(), "v7", "tap0", MAC_A).map_err(s)?;
+                let (br, port) = (link(BRIDGE)?, link("v7")?);
+                expect(!port.header.flags.contains(LinkFlags::Up), || {
+                    "v7 is up".into()
+                })?;
+                expect(controller(&port) == Some(br.header.index), || {
+                    "v7 not on br0".into()
+                })?;
+                let flags = port_flags(&port);
+                expect(
+                    flags.contains(&InfoBridgePort::Learning(false))
+                        && flags.contains(&InfoBridgePort::UnicastFlood(false)),
+                    || format!("v7's port flags: {flags:?}"),
+                )?;
+                check_fdb(port.header.index)?;
+                Ok((None, vec![]))
+            })?;
+            peer_exists(true)?;
+            agent(&net, || {
+                del_port("v7").map_err(s)?;
+                expect(
+                    Rtnl::open()
+                        .map_err(s)?
+                        .get_link("v7")
+                        .map_err(s)?
+                        .is_none(),
+                    || "v7 left".into(),
+                )?;
+                match del_port("v7") {
+                    Err(BridgeError::Netlink(NetlinkError::NoSuchLink(_))) => Ok((None, vec![])),
+                    other => Err(format!("deleting v7 twice: {other:?}")),
+                }
+            })?;
+            peer_exists(false).map(drop)
+        });
+    }
+
+    /// The port's static FDB entry for MAC_A, as `bridge fdb show` lists it.
+    fn check_fdb(index: u32) -> Result<(), String> {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = AddressFamily::Bridge;
+        let dump = Rtnl::open()
+            .map_err(s)?
+            .request(RouteNetlinkMessage::GetNeighbour(msg), NLM_F_DUMP, || {
+                "dump the FDB".into()
+            })
+            .map_err(s)?;
+        let found = dump.iter().any(|r| match r {
+            RouteNetlinkMessage::NewNeighbour(n) => {
+                n.header.ifindex == index
+                    && n.header.state == NeighbourState::Noarp
+                    && n.attributes
+                        .contains(&NeighbourAttribute::LinkLayerAddress(MAC_A.to_vec()))
+            }
+            _ => false,
+        });
+        expect(found, || {
+            format!("no static FDB entry for MAC_A on {index}: {dump:?}")
+        })
+    }
+}
