@@ -763,6 +763,106 @@ mod tests {
         });
     }
 
+    /// A MAC no port has: frames to it must reach the uplink only.
+    const UNKNOWN: [u8; 6] = [0x02, 0x89, 0x0a, 0x59, 0x00, 0xc8];
+
+    /// In the member's netns: 10.89.0.200 resolves to [`UNKNOWN`].
+    fn unknown_neighbour(m: &NsHandles) -> Result<(), String> {
+        setns(m.net.as_fd(), CloneFlags::CLONE_NEWNET).map_err(s)?;
+        let mut nl = Rtnl::open().map_err(s)?;
+        let index = index_of(&mut nl, "tap0").map_err(s)?;
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = AddressFamily::Inet;
+        msg.header.ifindex = index;
+        msg.header.state = NeighbourState::Permanent;
+        msg.attributes.extend([
+            NeighbourAttribute::Destination(Ipv4Addr::new(10, 89, 0, 200).into()),
+            NeighbourAttribute::LinkLayerAddress(UNKNOWN.to_vec()),
+        ]);
+        let op = || "add neighbour 10.89.0.200".into();
+        nl.ack(
+            RouteNetlinkMessage::NewNeighbour(msg),
+            NLM_F_CREATE | NLM_F_REPLACE,
+            op,
+        )
+        .map_err(s)
+    }
+
+    /// A packet socket seeing every frame of the member's netns.
+    fn sniffer(net: &NsHandles, m: &NsHandles) -> Result<socket2::Socket, String> {
+        let (fd, _) = agent(net, || {
+            setns(m.net.as_fd(), CloneFlags::CLONE_NEWNET).map_err(s)?;
+            let all = u16::try_from(libc::ETH_P_ALL).map_err(s)?.to_be();
+            let proto = Some(socket2::Protocol::from(i32::from(all)));
+            let sock = socket2::Socket::new(socket2::Domain::PACKET, socket2::Type::RAW, proto)
+                .map_err(|e| format!("packet socket: {e}"))?;
+            Ok((Some(sock.into()), vec![]))
+        })?;
+        Ok(socket2::Socket::from(fd))
+    }
+
+    /// Frames to [`UNKNOWN`] on the sniffer before it stays quiet for 300 ms.
+    fn frames_to_unknown(sniff: &socket2::Socket) -> Result<usize, String> {
+        sniff
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .map_err(s)?;
+        let mut buf = [0u8; 2048];
+        let (mut n, end) = (0, Instant::now() + Duration::from_secs(3));
+        while Instant::now() < end {
+            match std::io::Read::read(&mut &*sniff, &mut buf) {
+                Ok(len) => n += usize::from(len >= 6 && buf[..6] == UNKNOWN),
+                Err(_) => break,
+            }
+        }
+        Ok(n)
+    }
+
+    /// The uplink TAP gets a frame to [`UNKNOWN`] within 3 s.
+    fn uplink_sees_unknown(up: &Tap) -> Result<(), String> {
+        let mut buf = vec![0u8; 70000];
+        let hdr = crate::wire::VNET_HDR_LEN;
+        let end = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < end {
+            match up.read(&mut buf) {
+                Ok(len) if len >= hdr + 6 && buf[hdr..hdr + 6] == UNKNOWN => return Ok(()),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(format!("read up0: {e}")),
+            }
+        }
+        Err("no frame to the unknown MAC reached the uplink".into())
+    }
+
+    #[test]
+    fn unknown_unicast_reaches_the_uplink_and_no_member() {
+        in_child("unknown_unicast_reaches_the_uplink_and_no_member", || {
+            let net = network()?;
+            let up = bridge(&net)?;
+            let mut members = Members(Vec::new());
+            let user = net.user.as_ref().ok_or("no U_net")?;
+            let (a, b) = (members.start(Some(user))?, members.start(Some(user))?);
+            wire(&net, &a, "v0", 2, MAC_A)?;
+            wire(&net, &b, "v1", 3, MAC_B)?;
+            agent(&net, || unknown_neighbour(&a).map(|()| (None, vec![])))?;
+            let sniff = sniffer(&net, &b)?;
+            let sa = member_socket(&net, &a, SocketAddr::from(([10, 89, 0, 2], 0)))?;
+            for _ in 0..3 {
+                sa.send_to(b"lost", "10.89.0.200:9")
+                    .map_err(|e| format!("send: {e}"))?;
+            }
+            uplink_sees_unknown(&up)?;
+            let seen = frames_to_unknown(&sniff)?;
+            expect(seen == 0, || {
+                format!("member b saw {seen} frames to the unknown MAC")
+            })?;
+            // The control: b still gets what is sent to it.
+            let sb = member_socket(&net, &b, SocketAddr::from(([10, 89, 0, 3], 9999)))?;
+            crosses(&sa, &sb)
+        });
+    }
+
     /// The port's static FDB entry for MAC_A, as `bridge fdb show` lists it.
     fn check_fdb(index: u32) -> Result<(), String> {
         let mut msg = NeighbourMessage::default();
