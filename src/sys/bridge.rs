@@ -670,7 +670,9 @@ mod tests {
                 let sibling = network()?;
                 let mut members = Members(Vec::new());
                 let u_net = net.user.as_ref().ok_or("no U_net")?;
-                let kernel = members.start(Some(u_net))?;
+                // A copy without FD_CLOEXEC: spawn_run must not leak it.
+                let inheritable = nix::unistd::dup(u_net).map_err(s)?;
+                let kernel = members.start(Some(&inheritable))?;
                 let plain = members.start(None)?;
                 let is_child = |h: &NsHandles| -> Result<bool, String> {
                     let user = h.user.as_ref().ok_or("no user namespace handle")?;
@@ -694,9 +696,30 @@ mod tests {
                     let want = ["0".to_string(), me.to_string(), "1".into()];
                     expect(fields == want, || format!("{path}: {map:?}"))?;
                 }
-                Ok(())
+                no_fd_on(members.0[0].pid, u_net)
             },
         );
+    }
+
+    /// Once `pid` runs `sleep`, none of its fds is `userns`.
+    fn no_fd_on(pid: Pid, userns: &OwnedFd) -> Result<(), String> {
+        let end = Instant::now() + Duration::from_secs(5);
+        while std::fs::read_to_string(format!("/proc/{pid}/comm")).map_err(s)? != "sleep\n" {
+            expect(Instant::now() < end, || format!("{pid} did not exec sleep"))?;
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let st = nix::sys::stat::fstat(userns.as_fd()).map_err(s)?;
+        let dir = format!("/proc/{pid}/fd");
+        for e in std::fs::read_dir(&dir).map_err(|e| format!("{dir}: {e}"))? {
+            let p = e.map_err(s)?.path();
+            let Ok(x) = nix::sys::stat::stat(&p) else {
+                continue;
+            };
+            expect((x.st_dev, x.st_ino) != (st.st_dev, st.st_ino), || {
+                format!("COMMAND holds U_net as {}", p.display())
+            })?;
+        }
+        Ok(())
     }
 
     #[test]
