@@ -218,7 +218,7 @@ fn open_target(cfg: &Config) -> Result<(NsHandles, Option<ns::RunChild>), NsErro
         Target::Path { netns, userns } => (ns::open_path(netns, userns.as_deref())?, None),
         Target::Run { argv } => {
             let resolv = cfg.dns.then(|| stub_resolv_conf(cfg));
-            let c = ns::spawn_run(argv, resolv.as_deref())?;
+            let c = ns::spawn_run(argv, resolv.as_deref(), None)?;
             (c.handles()?, Some(c))
         }
     })

@@ -300,7 +300,7 @@ fn open_target_ns(
             (h, None)
         }
         (_, Target::Run { argv }) => {
-            let c = ns::spawn_run(argv, None)?;
+            let c = ns::spawn_run(argv, None, None)?;
             (c.handles()?, Some(c))
         }
         (_, Target::Pid(_)) => unreachable!("a PID target comes from the PID form"),

@@ -41,7 +41,7 @@ pub fn run(nr: &NetworkRun) -> Result<i32, NetworkError> {
     };
     // Blocked before the fork; the child unblocks them before exec.
     let signals = os::signal_fd().map_err(|e| start(&e))?;
-    let mut child = ns::spawn_run(&nr.argv, resolv.as_deref()).map_err(|e| start(&e))?;
+    let mut child = ns::spawn_run(&nr.argv, resolv.as_deref(), None).map_err(|e| start(&e))?;
     // Compiled while an error still stops COMMAND before it starts.
     let filters = if crate::config::SECCOMP_ARCH {
         let scope = seccomp::Scope {

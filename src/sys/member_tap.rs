@@ -55,7 +55,7 @@ pub fn tap_from(answer: AgentAnswer) -> Result<Tap, NsError> {
 }
 
 /// The agent's bytes: the offload flag, then the TAP's name.
-fn encode(offload: bool, name: &str) -> Vec<u8> {
+pub(super) fn encode(offload: bool, name: &str) -> Vec<u8> {
     let mut info = vec![u8::from(offload)];
     info.extend_from_slice(name.as_bytes());
     info

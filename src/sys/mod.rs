@@ -3,6 +3,7 @@
 //! why it is sound in a `// SAFETY:` comment.
 #![allow(unsafe_code)]
 
+pub mod bridge;
 pub mod helper;
 pub mod host;
 pub mod member_tap;

@@ -71,8 +71,9 @@ pub struct LinkSetup<'a> {
     pub keep_default_route: bool,
 }
 
-/// A NETLINK_ROUTE socket in the netns of the thread that created it.
-struct Rtnl {
+/// A NETLINK_ROUTE socket in the netns of the thread that created it
+/// (`sys/bridge.rs` speaks through it too).
+pub(super) struct Rtnl {
     sock: Socket,
     seq: u32,
     ext_ack: bool,
@@ -81,7 +82,7 @@ struct Rtnl {
 }
 
 impl Rtnl {
-    fn open() -> Result<Self, NetlinkError> {
+    pub(super) fn open() -> Result<Self, NetlinkError> {
         let mut sock = Socket::new(NETLINK_ROUTE).map_err(NetlinkError::Socket)?;
         sock.bind_auto().map_err(NetlinkError::Socket)?;
         sock.connect(&SocketAddr::new(0, 0))
@@ -102,7 +103,7 @@ impl Rtnl {
     }
 
     /// Send one request and collect its replies until the ACK (or NLMSG_DONE for dumps).
-    fn request(
+    pub(super) fn request(
         &mut self,
         msg: RouteNetlinkMessage,
         flags: u16,
@@ -174,7 +175,7 @@ impl Rtnl {
     }
 
     /// RTM_GETLINK by name; `None` if the kernel says ENODEV.
-    fn get_link(&mut self, name: &str) -> Result<Option<LinkMessage>, NetlinkError> {
+    pub(super) fn get_link(&mut self, name: &str) -> Result<Option<LinkMessage>, NetlinkError> {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.into()));
         let op = || format!("look up interface {name}");
@@ -192,7 +193,7 @@ impl Rtnl {
     }
 
     /// A request whose only reply is the ACK.
-    fn ack(
+    pub(super) fn ack(
         &mut self,
         msg: RouteNetlinkMessage,
         flags: u16,
@@ -202,7 +203,7 @@ impl Rtnl {
     }
 
     /// RTM_SETLINK on `index`, or on `name` when `index` is 0 (the kernel resolves it).
-    fn set_link(
+    pub(super) fn set_link(
         &mut self,
         index: u32,
         name: &str,
@@ -354,7 +355,7 @@ fn unspecified(like: IpAddr) -> IpAddr {
     }
 }
 
-fn link_up(msg: &mut LinkMessage) {
+pub(super) fn link_up(msg: &mut LinkMessage) {
     msg.header.flags = LinkFlags::Up;
     msg.header.change_mask = LinkFlags::Up;
 }
@@ -369,7 +370,12 @@ fn ext_ack_msg(tlvs: &[u8]) -> Option<String> {
 }
 
 /// Write an IPv6 sysctl of `ifname` ([`net_sysctl`]).
-fn ipv6_sysctl(ifname: &str, key: &str, value: &str, missing_ok: bool) -> Result<(), NetlinkError> {
+pub(super) fn ipv6_sysctl(
+    ifname: &str,
+    key: &str,
+    value: &str,
+    missing_ok: bool,
+) -> Result<(), NetlinkError> {
     match net_sysctl(&format!("/proc/sys/net/ipv6/conf/{ifname}/{key}"), value) {
         // No IPv6 in this kernel: nothing to disable.
         Err(NetlinkError::Sysctl { source, .. })

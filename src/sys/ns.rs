@@ -9,7 +9,7 @@
 use std::ffi::{CString, OsStr};
 use std::io::{IoSlice, IoSliceMut};
 use std::net::IpAddr;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -815,7 +815,17 @@ impl Drop for RunChild {
 /// [`RunChild::go`] before exec'ing `argv`. With `resolv`, the child also
 /// gets its own mount namespace in which /etc/resolv.conf has that content
 /// (pointing at the DNS stub); the host's file is untouched.
-pub fn spawn_run(argv: &[String], resolv: Option<&str>) -> Result<RunChild, NsError> {
+///
+/// With `parent_userns` (a kernel member of a named network: the network's
+/// user namespace, U_net), the child first joins that user namespace and
+/// creates its own as a child of it, mapping uid and gid 0 to 0 of U_net
+/// (the caller, through U_net's map): U_net's root can then move a link into
+/// the child's network namespace. The fd is not inherited by `argv`.
+pub fn spawn_run(
+    argv: &[String],
+    resolv: Option<&str>,
+    parent_userns: Option<&OwnedFd>,
+) -> Result<RunChild, NsError> {
     if argv.is_empty() {
         return Err(NsError::EmptyCommand);
     }
@@ -836,7 +846,8 @@ pub fn spawn_run(argv: &[String], resolv: Option<&str>) -> Result<RunChild, NsEr
             drop(ready_r);
             drop(go_w);
             let ids = (uid.as_raw(), gid.as_raw());
-            run_child(&cargs, &argv[0], ids, resolv, ready_w, go_r)
+            let parent = parent_userns.map(AsFd::as_fd);
+            run_child(&cargs, &argv[0], (ids, parent), resolv, ready_w, go_r)
         }
         ForkResult::Parent { child } => {
             drop(ready_w);
@@ -851,15 +862,17 @@ pub fn spawn_run(argv: &[String], resolv: Option<&str>) -> Result<RunChild, NsEr
 fn run_child(
     cargs: &[CString],
     argv0: &str,
-    (uid, gid): (u32, u32),
+    (ids, parent_userns): ((u32, u32), Option<BorrowedFd>),
     resolv: Option<&str>,
     ready_w: OwnedFd,
     go_r: OwnedFd,
 ) -> ! {
     os::die_with_parent();
-    let setup = unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET)
-        .map_err(|e| NsError::Unshare(e).to_string())
-        .and_then(|()| write_id_maps(uid, gid));
+    let setup = join_parent_userns(parent_userns, ids).and_then(|(uid, gid)| {
+        unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET)
+            .map_err(|e| NsError::Unshare(e).to_string())
+            .and_then(|()| write_id_maps(uid, gid))
+    });
     if setup.is_ok()
         && let Some(text) = resolv
         && let Err(e) = private_resolv_conf(text)
@@ -886,6 +899,30 @@ fn run_child(
     let err = nix::unistd::execvp(&cargs[0], cargs).unwrap_err();
     eprintln!("rlnet: cannot run {argv0}: {err}");
     os::exit_now(if err == nix::Error::ENOENT { 127 } else { 126 })
+}
+
+/// In the `rlnet run` child: join `parent` (U_net), if given, and return
+/// the ids to map to 0 in the child's own user namespace: the caller's
+/// (`ids`) without a parent, else the child's ids inside U_net, taken
+/// after the setns (0 and 0: the caller is root there).
+fn join_parent_userns(parent: Option<BorrowedFd>, ids: (u32, u32)) -> Result<(u32, u32), String> {
+    let Some(fd) = parent else {
+        return Ok(ids);
+    };
+    // COMMAND must not hold U_net: close it at exec whatever the caller's
+    // flags were.
+    nix::fcntl::fcntl(
+        fd,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .map_err(|e| format!("cannot mark the network's user namespace fd close-on-exec: {e}"))?;
+    setns(fd, CloneFlags::CLONE_NEWUSER).map_err(|e| {
+        format!(
+            "cannot join the network's user namespace: {e} (it must belong to the user \
+             running rlnet, and rlnet must be single-threaded)"
+        )
+    })?;
+    Ok((geteuid().as_raw(), getegid().as_raw()))
 }
 
 /// The parent's side: the child's report on `ready_r`, then its pidfd. On
@@ -969,6 +1006,107 @@ fn read_all(fd: &OwnedFd, buf: &mut [u8]) -> usize {
         }
     }
     n
+}
+
+/// Asks a user namespace file for its parent user namespace (a new fd).
+pub const NS_GET_PARENT: libc::c_ulong = 0xb702; // _IO(0xb7, 0x2)
+
+/// Whether `child_userns` is a user namespace whose parent is `parent`
+/// (compared by (st_dev, st_ino), so any handle on either will do). A
+/// namespace whose parent lies outside the caller's user namespace (the
+/// initial one, or one of another subtree) is no child of a namespace the
+/// caller can name: `Ok(false)`. An fd that is not a user namespace is an
+/// error (EINVAL or ENOTTY).
+pub fn userns_is_child_of(child_userns: BorrowedFd, parent: BorrowedFd) -> nix::Result<bool> {
+    // SAFETY: NS_GET_PARENT takes no argument; it only returns an int, on
+    // success a new fd for the parent namespace that nothing else owns.
+    let fd = unsafe { libc::ioctl(child_userns.as_raw_fd(), NS_GET_PARENT) };
+    if fd < 0 {
+        return match nix::Error::last() {
+            nix::Error::EPERM => Ok(false),
+            e => Err(e),
+        };
+    }
+    // SAFETY: `fd` was just returned by the kernel and is owned by no one else.
+    let up = unsafe { OwnedFd::from_raw_fd(fd) };
+    let (a, b) = (fstat(up.as_fd())?, fstat(parent)?);
+    Ok(a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+}
+
+/// A named network's own namespaces: a new user namespace (U_net, the
+/// caller's uid and gid mapped to 0, setgroups denied, as `unshare -r`)
+/// and a network namespace it owns (N_br). A forked child makes them and
+/// exits once rlnet has opened its `ns/user` and `ns/net`: those nsfs fds
+/// alone keep both alive, no process stays inside. Agents then work there
+/// with [`spawn_in`]; `rlnet run` members are made children of U_net with
+/// [`spawn_run`]. rlnet must be single-threaded.
+pub fn create_network_ns() -> Result<NsHandles, NsError> {
+    if !os::single_threaded() {
+        return Err(NsError::Threads);
+    }
+    let (uid, gid) = (geteuid().as_raw(), getegid().as_raw());
+    let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC).map_err(sys("pipe"))?;
+    let (done_r, done_w) = pipe2(OFlag::O_CLOEXEC).map_err(sys("pipe"))?;
+    // SAFETY: single-threaded (checked above); the child only runs code in
+    // this branch and ends in exit_now.
+    match unsafe { fork() }.map_err(sys("fork"))? {
+        ForkResult::Child => {
+            drop((ready_r, done_w));
+            os::die_with_parent();
+            let report = match unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET) {
+                Err(e) => [b"u".as_slice(), &(e as i32).to_ne_bytes()].concat(),
+                Ok(()) => match write_id_maps(uid, gid) {
+                    Ok(()) => b"ok".to_vec(),
+                    Err(text) => text.into_bytes(),
+                },
+            };
+            let ok = report == b"ok";
+            let _ = nix::unistd::write(&ready_w, &report);
+            drop(ready_w);
+            // Stay until the parent has opened our namespaces (or died).
+            let mut b = [0u8; 1];
+            let _ = nix::unistd::read(done_r.as_fd(), &mut b);
+            os::exit_now(if ok { 0 } else { 1 })
+        }
+        ForkResult::Parent { child } => {
+            drop((ready_w, done_r));
+            let mut buf = [0u8; 512];
+            let n = read_all(&ready_r, &mut buf);
+            let opened = network_ns_opened(child, &buf[..n]);
+            drop(done_w);
+            let _ = waitpid(child, None);
+            opened
+        }
+    }
+}
+
+/// [`create_network_ns`]'s parent side: the child's report, then its
+/// namespaces.
+fn network_ns_opened(child: Pid, report: &[u8]) -> Result<NsHandles, NsError> {
+    match report {
+        b"ok" => {}
+        [b'u', e @ ..] if e.len() == 4 => {
+            let errno = i32::from_ne_bytes([e[0], e[1], e[2], e[3]]);
+            return Err(NsError::Unshare(nix::Error::from_raw(errno)));
+        }
+        [] => {
+            return Err(NsError::AgentDied(
+                "the network's namespaces could not be created".into(),
+            ));
+        }
+        text => return Err(NsError::Agent(String::from_utf8_lossy(text).into_owned())),
+    }
+    let open_ns = |kind: &str| {
+        let path = format!("/proc/{child}/ns/{kind}");
+        open_ro(Path::new(&path)).map_err(|err| NsError::Open { path, err })
+    };
+    let user = open_ns("user")?;
+    let net = open_ns("net")?;
+    Ok(NsHandles {
+        user: Some(user),
+        net,
+        pidfd: None,
+    })
 }
 
 fn write_id_maps(uid: u32, gid: u32) -> Result<(), String> {
