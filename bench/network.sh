@@ -3,7 +3,12 @@
 # side with raw loopback in the same run (issue 5, acceptance 6).
 #
 #   usage (as root): RLNET=$PWD/target/release/rlnet BENCH_USER=tester \
-#                    [REPS=5] [DUR=5] bash bench/network.sh
+#                    [REPS=5] [DUR=5] [KIND=attach|run] bash bench/network.sh
+#
+# KIND=attach (the default) attaches two namespaces from outside: their
+# TAPs are switched by rlnet in userspace. KIND=run starts them with
+# `rlnet run --network`: they get veths on the network's bridge and are
+# switched by the kernel (docs/kernel-switching.md).
 #
 # Everything runs as BENCH_USER inside a private user+network namespace
 # ("the host"): the network daemon, two member namespaces a and b, and the
@@ -17,10 +22,11 @@ set -u -o pipefail
 : "${BENCH_USER:=tester}"
 : "${REPS:=5}"
 : "${DUR:=5}"
+: "${KIND:=attach}"
 
 if [ "$(id -u)" -eq 0 ] && [ "${_INNER:-}" != 1 ]; then
     exec setpriv --reuid="$BENCH_USER" --regid="$BENCH_USER" --clear-groups \
-        env _INNER=1 RLNET="$RLNET" REPS="$REPS" DUR="$DUR" PATH="$PATH" \
+        env _INNER=1 RLNET="$RLNET" REPS="$REPS" DUR="$DUR" KIND="$KIND" PATH="$PATH" \
         unshare -rn bash "$(readlink -f "$0")"
 fi
 if [ "${_INNER:-}" = 1 ] && [ "${_OUTER:-}" != 1 ]; then
@@ -42,16 +48,36 @@ cleanup() {
 trap cleanup EXIT
 
 "$RLNET" network create bench >/dev/null || exit 1
-unshare -Urn sleep 3600 & A=$!; pids+=("$A")
-unshare -Urn sleep 3600 & B=$!; pids+=("$B")
-# Bounded wait for both holders to be in their namespaces.
-for _ in $(seq 100); do
-    [ "$(readlink /proc/$A/ns/net)" != "$(readlink /proc/self/ns/net)" ] &&
-        [ "$(readlink /proc/$B/ns/net)" != "$(readlink /proc/self/ns/net)" ] && break
-    sleep 0.05
-done
-"$RLNET" attach --network bench --name a "$A" >/dev/null || exit 1
-"$RLNET" attach --network bench --name b "$B" >/dev/null || exit 1
+member_pid() { # name: the PID of a run member's command, from the daemon
+    "$RLNET" network inspect --json bench |
+        jq -r --arg n "$1" '.members[] | select(.name == $n) | .pid'
+}
+case "$KIND" in
+attach)
+    unshare -Urn sleep 3600 & A=$!; pids+=("$A")
+    unshare -Urn sleep 3600 & B=$!; pids+=("$B")
+    # Bounded wait for both holders to be in their namespaces.
+    for _ in $(seq 100); do
+        [ "$(readlink /proc/$A/ns/net)" != "$(readlink /proc/self/ns/net)" ] &&
+            [ "$(readlink /proc/$B/ns/net)" != "$(readlink /proc/self/ns/net)" ] && break
+        sleep 0.05
+    done
+    "$RLNET" attach --network bench --name a "$A" >/dev/null || exit 1
+    "$RLNET" attach --network bench --name b "$B" >/dev/null || exit 1
+    ;;
+run)
+    "$RLNET" run --network bench --name a -- sleep 3600 & pids+=("$!")
+    "$RLNET" run --network bench --name b -- sleep 3600 & pids+=("$!")
+    A='' B=''
+    for _ in $(seq 100); do
+        A=$(member_pid a) B=$(member_pid b)
+        [ -n "$A" ] && [ -n "$B" ] && break
+        sleep 0.05
+    done
+    [ -n "$A" ] && [ -n "$B" ] || { echo "run members did not join" >&2; exit 1; }
+    ;;
+*) echo "KIND must be attach or run, not $KIND" >&2; exit 1 ;;
+esac
 in_ns() { local p=$1; shift; nsenter -U -n -t "$p" --preserve-credentials "$@"; }
 IPB=$(in_ns "$B" ip -4 -br addr show tap0 | awk '{print $3}' | cut -d/ -f1)
 
@@ -83,5 +109,5 @@ done
 L=$(printf '%s\n' "${lo[@]}" | median)
 AB=$(printf '%s\n' "${ab[@]}" | median)
 BA=$(printf '%s\n' "${ba[@]}" | median)
-printf 'median of %s x %ss: loopback %.2f Gbit/s; a->b %.2f (%.2fx); b->a %.2f (%.2fx)\n' \
-    "$REPS" "$DUR" "$L" "$AB" "$(echo "$AB / $L" | bc -l)" "$BA" "$(echo "$BA / $L" | bc -l)"
+printf '%s members, median of %s x %ss: loopback %.2f Gbit/s; a->b %.2f (%.2fx); b->a %.2f (%.2fx)\n' \
+    "$KIND" "$REPS" "$DUR" "$L" "$AB" "$(echo "$AB / $L" | bc -l)" "$BA" "$(echo "$BA / $L" | bc -l)"

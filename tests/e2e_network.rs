@@ -32,6 +32,29 @@ struct Member {
     ip6: String,
     mac: String,
     tap: String,
+    /// A kernel member's port on the network's bridge.
+    bridge_port: Option<String>,
+}
+
+impl Member {
+    fn of(v: &Value) -> Member {
+        Member {
+            ip4: v["ipv4"].as_str().expect("ipv4").to_string(),
+            ip6: v["ipv6"].as_str().expect("ipv6").to_string(),
+            mac: v["mac"].as_str().expect("mac").to_string(),
+            tap: v["tap"].as_str().expect("tap").to_string(),
+            bridge_port: v["bridge_port"].as_str().map(str::to_string),
+        }
+    }
+}
+
+/// How a test's members join a network: attached from outside (a TAP on
+/// the userspace switch) or started by `rlnet run --network` (a veth on the
+/// network's bridge, docs/kernel-switching.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Join {
+    Attach,
+    Run,
 }
 
 impl Lab {
@@ -51,8 +74,21 @@ impl Lab {
         // `rlnet run` maps the caller's uid, here the outer namespace's 0,
         // which the kernel allows only with CAP_SETFCAP (a user on a real
         // host maps a non-zero uid); every other command runs without caps.
+        // The network daemon maps it too, for its bridge's user namespace:
+        // it keeps only CAP_SETFCAP (and drops that once set up).
         let mut c = if args.first() == Some(&"run") {
             self.outer.cmd(rlnet_bin())
+        } else if args.starts_with(&["network", "create"]) {
+            let mut c = self.outer.cmd("setpriv");
+            c.args([
+                "--bounding-set=-all,+setfcap",
+                "--inh-caps=-all",
+                "--ambient-caps=-all",
+                "--no-new-privs",
+                "--",
+            ]);
+            c.arg(rlnet_bin());
+            c
         } else {
             self.outer.rlnet_cmd()
         };
@@ -88,12 +124,51 @@ impl Lab {
         args.push(&pid);
         let out = self.rlnet_ok(&args);
         let v: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
-        Member {
-            ip4: v["ipv4"].as_str().expect("ipv4").to_string(),
-            ip6: v["ipv6"].as_str().expect("ipv6").to_string(),
-            mac: v["mac"].as_str().expect("mac").to_string(),
-            tap: v["tap"].as_str().expect("tap").to_string(),
+        Member::of(&v)
+    }
+
+    /// A member started with `rlnet run --network NET --name NAME EXTRA`,
+    /// running until the test drops it (killing `rlnet run` ends it).
+    fn run_member(&self, net: &str, name: &str, extra: &[&str]) -> (Target, Member) {
+        let mut args = vec!["run", "--network", net, "--name", name];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--", "sh", "-c", "echo ready; exec sleep 3600"]);
+        let p = Proc::spawn(self.rlnet(&args));
+        p.expect_line("ready");
+        let v = self.member_json(net, name);
+        let pid = u32::try_from(v["pid"].as_u64().expect("pid")).expect("pid fits u32");
+        (Target::of(p, pid), Member::of(&v))
+    }
+
+    /// A member, either way.
+    fn join(&self, how: Join, net: &str, name: &str) -> (Target, Member) {
+        match how {
+            Join::Attach => {
+                let t = self.outer.target();
+                let m = self.attach(net, name, t.pid(), &[]);
+                (t, m)
+            }
+            Join::Run => {
+                let (t, m) = self.run_member(net, name, &[]);
+                assert!(
+                    m.bridge_port.is_some(),
+                    "{name} is not on the bridge: {m:?}"
+                );
+                (t, m)
+            }
         }
+    }
+
+    /// Member `name` as `network inspect --json` shows it.
+    fn member_json(&self, net: &str, name: &str) -> Value {
+        let v = self.inspect(net);
+        let found = v["members"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .find(|m| m["name"] == name)
+            .cloned();
+        found.unwrap_or_else(|| panic!("no member {name} on {net}: {v}"))
     }
 
     fn inspect(&self, net: &str) -> Value {
@@ -659,13 +734,22 @@ fn concurrent_attaches_stay_unique() {
 /// its 4-tuple disturbs nothing.
 #[test]
 fn spoofing_is_refused() {
+    spoofing(Join::Attach);
+}
+
+/// The same forgeries from members on the bridge: the guard drops them.
+#[test]
+fn spoofing_is_refused_on_the_bridge() {
+    spoofing(Join::Run);
+}
+
+fn spoofing(how: Join) {
     require_userns!();
     let mut lab = Lab::new();
     lab.create("spoof", &[]);
-    let (ta, tb, tm) = (lab.outer.target(), lab.outer.target(), lab.outer.target());
-    let a = lab.attach("spoof", "a", ta.pid(), &[]);
-    let b = lab.attach("spoof", "b", tb.pid(), &[]);
-    let m = lab.attach("spoof", "m", tm.pid(), &[]);
+    let (ta, a) = lab.join(how, "spoof", "a");
+    let (tb, b) = lab.join(how, "spoof", "b");
+    let (tm, m) = lab.join(how, "spoof", "m");
     // A long a → b stream, paced by the receiver: it is open throughout.
     let bytes = 512 * MIB;
     let sink = Proc::spawn(tb.testkit(&["serve-tcp", "0.0.0.0:7000", &format!("sink:{bytes}:3")]));
@@ -839,13 +923,22 @@ fn neighbour_mac(t: &Target, ip: &str) -> String {
 /// b's neighbour table still maps a and the gateway to their own MACs.
 #[test]
 fn ipv6_neighbour_spoofing_on_named_networks() {
+    neighbour_spoofing(Join::Attach);
+}
+
+/// The same forgeries from members on the bridge: the guard drops them.
+#[test]
+fn ipv6_neighbour_spoofing_on_the_bridge() {
+    neighbour_spoofing(Join::Run);
+}
+
+fn neighbour_spoofing(how: Join) {
     require_userns!();
     let mut lab = Lab::new();
     lab.create("nd", &[]);
-    let (ta, tb, tm) = (lab.outer.target(), lab.outer.target(), lab.outer.target());
-    let a = lab.attach("nd", "a", ta.pid(), &[]);
-    let b = lab.attach("nd", "b", tb.pid(), &[]);
-    let m = lab.attach("nd", "m", tm.pid(), &[]);
+    let (ta, a) = lab.join(how, "nd", "a");
+    let (tb, b) = lab.join(how, "nd", "b");
+    let (tm, m) = lab.join(how, "nd", "m");
     // Each member's link-local address is its MAC's EUI-64.
     for (t, who) in [(&ta, &a), (&tb, &b), (&tm, &m)] {
         let out = run_ok(with(
@@ -1099,4 +1192,137 @@ fn run_on_a_network() {
     );
     let (ok_, _, err) = lab.try_rlnet(&["run", "--network", "runs", "--mtu", "1500", "true"]);
     assert!(!ok_ && err.contains("--mtu does not apply"), "{err}");
+}
+
+/// The kind of `tap0` in a member's namespace: "veth" on the bridge, "tun"
+/// on a TAP.
+fn link_kind(t: &Target) -> String {
+    let out = run_ok(with(t.cmd("ip"), &["-d", "-o", "link", "show", "tap0"]));
+    for kind in ["veth", "tun"] {
+        if out.contains(&format!(" {kind} ")) {
+            return kind.to_string();
+        }
+    }
+    panic!("tap0 is neither a veth nor a TAP: {out}")
+}
+
+/// Issue 15 acceptance 5: members started with `rlnet run --network` are
+/// switched by the kernel (a veth on the network's bridge) and reach each
+/// other, a member attached from outside (on a TAP), the DNS stub, the
+/// outside through NAT and a published port; they leave with their
+/// command, and members of another network stay unreachable.
+#[test]
+fn run_members_are_switched_in_the_kernel() {
+    require_userns!();
+    let mut lab = Lab::new();
+    lab.create("kn", &[]);
+    lab.create("far", &[]);
+    let (ta, a) = lab.run_member("kn", "a", &["-p", "18080:5000"]);
+    let (tb, b) = lab.run_member("kn", "b", &[]);
+    let tc = lab.outer.target();
+    let c = lab.attach("kn", "c", tc.pid(), &[]);
+    let (tf, f) = lab.run_member("far", "f", &[]);
+    assert!(
+        a.bridge_port.is_some() && b.bridge_port.is_some(),
+        "{a:?} {b:?}"
+    );
+    assert_ne!(a.bridge_port, b.bridge_port);
+    assert_eq!(c.bridge_port, None, "{c:?}");
+    assert_eq!(
+        (link_kind(&ta), link_kind(&tb)),
+        ("veth".into(), "veth".into())
+    );
+    assert_eq!(link_kind(&tc), "tun");
+    let link = run_ok(with(ta.cmd("ip"), &["-br", "link", "show", "tap0"]));
+    assert!(link.contains(&a.mac), "{link}");
+    // Kernel to kernel, both families, both ways.
+    for (ip_a, ip_b) in [(&a.ip4, &b.ip4), (&a.ip6, &b.ip6)] {
+        stream(&ta, &tb, ip_b, 64 * MIB, 11);
+        stream(&tb, &ta, ip_a, 64 * MIB, 12);
+        udp_echo(&ta, &tb, ip_b);
+        ping(&ta, ip_b);
+        ping(&tb, ip_a);
+    }
+    // Kernel to TAP and back: through the uplink and the userspace switch.
+    for (ip_a, ip_c) in [(&a.ip4, &c.ip4), (&a.ip6, &c.ip6)] {
+        stream(&ta, &tc, ip_c, 16 * MIB, 13);
+        stream(&tc, &ta, ip_a, 16 * MIB, 14);
+        udp_echo(&tc, &ta, ip_a);
+        ping(&tc, ip_a);
+    }
+    // Names, from the stub.
+    let stub = stub_of(&a.ip4);
+    resolves(&ta, &stub, "b", &b.ip4, &b.ip6);
+    resolves(&ta, &stub, "c", &c.ip4, &c.ip6);
+    resolves(&tc, &stub, "a", &a.ip4, &a.ip6);
+    resolves(&ta, &stub, "f", "", "");
+    // Out through NAT, both families.
+    for ip in [OUTSIDE4, OUTSIDE6] {
+        let (server, port) = lab
+            .outer
+            .serve(&["serve-tcp", &hostport(ip, 0), "sink:8m:15"]);
+        ok(&run_ok(ta.testkit(&[
+            "tcp",
+            &hostport(ip, port),
+            "send:8m:15",
+        ])));
+        ok(&server.expect_line("ok="));
+    }
+    // a's published port, from the outer namespace.
+    let (server, _) = ta.serve(&["serve-tcp", "0.0.0.0:5000", "sink:4m:16"]);
+    ok(&run_ok(lab.outer.testkit_cmd(&[
+        "tcp",
+        "127.0.0.1:18080",
+        "send:4m:16",
+    ])));
+    ok(&server.expect_line("ok="));
+    // Another network's members stay out of reach, both ways.
+    for ip in [&a.ip4, &b.ip4, &a.ip6] {
+        unreachable(&lab, &tf, ip);
+    }
+    unreachable(&lab, &ta, &f.ip4);
+    // a leaves with its command; its port goes, and a new member still
+    // reaches b (bridge ports are never reused).
+    drop(ta);
+    let deadline = std::time::Instant::now() + WAIT;
+    while lab.members("kn") != 2 {
+        assert!(std::time::Instant::now() < deadline, "a never left kn");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (td, d) = lab.run_member("kn", "d", &[]);
+    assert!(
+        d.bridge_port.is_some() && d.bridge_port != a.bridge_port,
+        "{d:?} {a:?}"
+    );
+    stream(&td, &tb, &b.ip4, 16 * MIB, 17);
+    ping(&tb, &d.ip6);
+}
+
+/// A network whose bridge is disabled (or that the kernel refused) still
+/// runs `rlnet run --network` members, on TAPs.
+#[test]
+fn run_members_fall_back_to_taps() {
+    require_userns!();
+    let mut lab = Lab::new();
+    let mut c = lab.rlnet(&["network", "create", "taps"]);
+    c.env("RLNET_KERNEL_SWITCH", "0");
+    let out = run_ok(c);
+    assert!(out.contains("created network taps"), "{out}");
+    lab.nets.push("taps".into());
+    let (ta, a) = lab.run_member("taps", "a", &[]);
+    let (tb, b) = lab.run_member("taps", "b", &[]);
+    assert_eq!(
+        (a.bridge_port.as_deref(), b.bridge_port.as_deref()),
+        (None, None)
+    );
+    assert_eq!(link_kind(&ta), "tun");
+    stream(&ta, &tb, &b.ip4, 16 * MIB, 21);
+    ping(&tb, &a.ip6);
+    // And the API says why `rlnet run` made no namespace under the network.
+    let sock = format!("{}/rlnet/taps.sock", lab.xdg);
+    let out = run_ok(
+        lab.outer
+            .testkit_cmd(&["api", &sock, r#"{"execute":"network_userns"}"#]),
+    );
+    assert!(out.contains("no kernel switch"), "{out}");
 }

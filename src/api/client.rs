@@ -8,12 +8,14 @@
 //! ([`encode`], [`parse_reply`]), so they are unit-tested without a socket;
 //! the exchange itself is tested against a fake server in tests/port_cli.rs.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::Shutdown;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use nix::sys::socket::MsgFlags;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
@@ -23,6 +25,7 @@ use super::request::{AttachRequest, Member, Verb, first_value};
 use crate::forward::spec::Mode;
 use crate::forward::spec::PublishSpec;
 use crate::forward::table::RuleId;
+use crate::sys::os;
 
 /// How long a command waits for its answer.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
@@ -56,6 +59,16 @@ pub enum ClientError {
 /// ([`ReplyError::Refused`]).
 /// The whole exchange is bounded by `timeout`.
 pub fn request(path: &Path, req: &ClientRequest, timeout: Duration) -> Result<Reply, ClientError> {
+    request_fd(path, req, timeout).map(|(reply, _)| reply)
+}
+
+/// [`request`], also returning the first fd the answer carried
+/// (SCM_RIGHTS; `network_userns` answers with one).
+pub fn request_fd(
+    path: &Path,
+    req: &ClientRequest,
+    timeout: Duration,
+) -> Result<(Reply, Option<OwnedFd>), ClientError> {
     let show = || path.display().to_string();
     let timed_out = || ClientError::Timeout {
         path: show(),
@@ -73,7 +86,8 @@ pub fn request(path: &Path, req: &ClientRequest, timeout: Duration) -> Result<Re
     // A server may answer and close before it has read everything (a
     // request it refuses as too large): a failed write still has an answer
     // worth reading, so the write error is reported only if none comes.
-    let answer = match read_to_eof(&mut stream, deadline) {
+    let mut fd = None;
+    let answer = match read_to_eof(&mut stream, deadline, &mut fd) {
         Ok(bytes) => bytes,
         Err(e) if is_timeout(&e) => return Err(timed_out()),
         Err(source) => {
@@ -98,7 +112,7 @@ pub fn request(path: &Path, req: &ClientRequest, timeout: Duration) -> Result<Re
             Ok(()) => ClientError::NoAnswer { path: show() },
         });
     }
-    Ok(parse_reply(&answer)?)
+    Ok((parse_reply(&answer)?, fd))
 }
 
 fn send(stream: &mut UnixStream, bytes: &[u8], timeout: Duration) -> io::Result<()> {
@@ -109,7 +123,12 @@ fn send(stream: &mut UnixStream, bytes: &[u8], timeout: Duration) -> io::Result<
 
 /// Reads until EOF, giving up at `deadline` (not per read: a server that
 /// trickles bytes cannot stretch it).
-fn read_to_eof(stream: &mut UnixStream, deadline: Instant) -> io::Result<Vec<u8>> {
+/// The first fd passed with the answer goes to `fd`; any more are closed.
+fn read_to_eof(
+    stream: &mut UnixStream,
+    deadline: Instant,
+    fd: &mut Option<OwnedFd>,
+) -> io::Result<Vec<u8>> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
@@ -118,7 +137,7 @@ fn read_to_eof(stream: &mut UnixStream, deadline: Instant) -> io::Result<Vec<u8>
             return Err(io::ErrorKind::TimedOut.into());
         }
         stream.set_read_timeout(Some(left))?;
-        match stream.read(&mut chunk) {
+        match recv_with_fds(stream, &mut chunk, fd) {
             Ok(0) => return Ok(buf),
             Ok(n) if buf.len() + n > MAX_REPLY => {
                 return Err(io::Error::new(
@@ -131,6 +150,19 @@ fn read_to_eof(stream: &mut UnixStream, deadline: Instant) -> io::Result<Vec<u8>
             Err(e) => return Err(e),
         }
     }
+}
+
+/// One read that also takes the fd a message carries.
+fn recv_with_fds(
+    stream: &UnixStream,
+    chunk: &mut [u8],
+    fd: &mut Option<OwnedFd>,
+) -> io::Result<usize> {
+    let (n, got) = os::recv_fd(stream.as_fd(), chunk, MsgFlags::empty())?;
+    if fd.is_none() {
+        *fd = got;
+    }
+    Ok(n)
 }
 
 /// A socket timeout shows up as EAGAIN (`WouldBlock`) on Linux.
@@ -160,6 +192,7 @@ pub enum ClientRequest {
     Shutdown {
         force: bool,
     },
+    NetworkUserns,
 }
 
 /// The request as JSON plus a trailing newline (as Go's `json.Encoder`
@@ -226,6 +259,7 @@ pub fn encode(req: &ClientRequest) -> Vec<u8> {
         ClientRequest::Shutdown { force } => {
             (Verb::Shutdown, Some(Arguments::Force { force: *force }))
         }
+        ClientRequest::NetworkUserns => (Verb::NetworkUserns, None),
     };
     let mut out = to_body(&Envelope {
         execute: verb.as_str(),
@@ -379,6 +413,7 @@ mod tests {
             (rm, Request::RemovePublish { ids: vec![1, 2] }),
             (ClientRequest::ListHostfwd, Request::ListHostfwd),
             (ClientRequest::Status, Request::Status),
+            (ClientRequest::NetworkUserns, Request::NetworkUserns),
         ] {
             let bytes = encode(&c);
             assert_eq!(framing(&bytes), Framing::Ready);

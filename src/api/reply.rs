@@ -31,6 +31,10 @@ pub struct MemberInfo {
     pub mac: String,
     pub tap: String,
     pub pid: Option<u32>,
+    /// A kernel member's port on the network's bridge (its `tap` is then
+    /// a veth); absent for a member on a TAP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge_port: Option<String>,
 }
 
 /// `{"return":{"member":…}}` for attach.

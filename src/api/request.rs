@@ -37,10 +37,11 @@ pub enum Verb {
     Detach,
     ListAttached,
     Shutdown,
+    NetworkUserns,
 }
 
 impl Verb {
-    pub const ALL: [Verb; 10] = [
+    pub const ALL: [Verb; 11] = [
         Verb::AddHostfwd,
         Verb::ListHostfwd,
         Verb::RemoveHostfwd,
@@ -51,6 +52,7 @@ impl Verb {
         Verb::Detach,
         Verb::ListAttached,
         Verb::Shutdown,
+        Verb::NetworkUserns,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -65,6 +67,7 @@ impl Verb {
             Verb::Detach => "detach",
             Verb::ListAttached => "list_attached",
             Verb::Shutdown => "shutdown",
+            Verb::NetworkUserns => "network_userns",
         }
     }
 
@@ -115,6 +118,11 @@ pub enum Request {
     Shutdown {
         force: bool,
     },
+    /// Named networks: the user namespace that `rlnet run --network`
+    /// creates its command's namespaces under, so the network's kernel
+    /// switch can give it a veth (docs/kernel-switching.md). The answer
+    /// carries the namespace's fd (SCM_RIGHTS).
+    NetworkUserns,
 }
 
 /// Which namespace to attach, and as whom.
@@ -156,6 +164,7 @@ impl Request {
             Request::Detach(_) => Verb::Detach,
             Request::ListAttached => Verb::ListAttached,
             Request::Shutdown { .. } => Verb::Shutdown,
+            Request::NetworkUserns => Verb::NetworkUserns,
         }
     }
 }
@@ -320,6 +329,7 @@ pub fn parse_request(buf: &[u8], plan: &AddrPlan) -> Result<Request, ApiError> {
         Verb::Shutdown => Ok(Request::Shutdown {
             force: args.get("force").and_then(Value::as_bool).unwrap_or(false),
         }),
+        Verb::NetworkUserns => Ok(Request::NetworkUserns),
     }
 }
 

@@ -21,7 +21,7 @@
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
@@ -64,6 +64,8 @@ struct Client {
     deadline: i64,
     /// Reply bytes not yet written (a full socket buffer).
     out: Vec<u8>,
+    /// An fd to pass with the reply's first bytes (SCM_RIGHTS).
+    fd: Option<OwnedFd>,
     answered: bool,
     /// The request is being carried out (an attach waits for its agent):
     /// nothing more is read, and the deadline no longer applies; the
@@ -199,6 +201,7 @@ impl ApiServer {
                 since: now,
                 deadline: now + CLIENT_DEADLINE_US,
                 out: Vec::new(),
+                fd: None,
                 answered: false,
                 held: false,
             };
@@ -320,12 +323,24 @@ impl ApiServer {
 
     /// Send the reply and close (once written).
     pub fn reply(&mut self, idx: usize, body: Vec<u8>, registry: &Registry) {
+        self.reply_with(idx, body, None, registry);
+    }
+
+    /// [`Self::reply`], passing `fd` along with the reply's first bytes.
+    pub fn reply_with(
+        &mut self,
+        idx: usize,
+        body: Vec<u8>,
+        fd: Option<OwnedFd>,
+        registry: &Registry,
+    ) {
         let Some(c) = self.clients.get_mut(idx) else {
             return;
         };
         c.held = false;
         c.answered = true;
         c.out = body;
+        c.fd = fd;
         if flush(c) {
             self.close(idx, registry);
         }
@@ -368,7 +383,15 @@ impl ApiServer {
 /// Write what is pending; true when all is written (or the client is gone).
 fn flush(c: &mut Client) -> bool {
     while !c.out.is_empty() {
-        match c.stream.write(&c.out) {
+        let written = match c.fd.as_ref() {
+            Some(fd) => os::send_fd(c.stream.as_fd(), &c.out, fd.as_fd()).map_err(io::Error::from),
+            None => c.stream.write(&c.out),
+        };
+        if matches!(written, Ok(n) if n > 0) {
+            // The fd went with these bytes.
+            c.fd = None;
+        }
+        match written {
             Ok(0) => return true,
             Ok(n) => {
                 c.out.drain(..n);

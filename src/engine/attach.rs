@@ -36,6 +36,8 @@ use crate::sys::member_tap::{self, TapSpec};
 use crate::sys::ns::{self, Agent, NsError, NsHandles};
 use crate::sys::tap::Tap;
 
+use super::kernel::{self, LinkSpec};
+
 /// How long an attach may wait for its namespace agent. Creating a TAP
 /// takes milliseconds; this bounds an agent stuck in the namespace, and is
 /// below the 30 s `rlnet attach` waits, so the caller hears why.
@@ -85,6 +87,9 @@ pub(super) struct Pending {
     pidfd: Option<OwnedFd>,
     agent: Agent,
     deadline: i64,
+    /// A kernel member: its port on the network's bridge (the agent makes
+    /// a veth there instead of a TAP).
+    bridge_port: Option<String>,
 }
 
 impl Pending {
@@ -105,6 +110,8 @@ pub(super) enum Job {
         helper: Helper,
         seq: u64,
     },
+    /// An agent taking a kernel member's port and guard off the bridge.
+    Cleanup(Agent),
 }
 
 impl Job {
@@ -112,6 +119,7 @@ impl Job {
         match self {
             Job::Attach(p) => p.agent.pidfd(),
             Job::Close { helper, .. } => helper.pidfd(),
+            Job::Cleanup(agent) => agent.pidfd(),
         }
     }
 }
@@ -135,7 +143,7 @@ impl Jobs {
             .iter()
             .filter_map(|(_, j)| match j {
                 Job::Close { seq, .. } => Some(*seq),
-                Job::Attach(_) => None,
+                Job::Attach(_) | Job::Cleanup(_) => None,
             })
             .min()
     }
@@ -181,6 +189,7 @@ pub(super) fn member_info(m: &Member) -> MemberInfo {
         mac: crate::wire::mac_text(m.mac),
         tap: m.tap.clone(),
         pid: m.pid,
+        bridge_port: m.bridge_port.clone(),
     }
 }
 
@@ -230,22 +239,23 @@ impl Dp {
             .ipam
             .allocate()
             .ok_or_else(|| AttachError::Full(sw.name.clone()))?;
-        let started = self
-            .start_agent(&req, &lease)
-            .and_then(|(handles, netns, agent)| {
-                let pending = Pending {
-                    client: Some(client),
-                    req,
-                    specs,
-                    lease,
-                    netns,
-                    pidfd: handles.pidfd,
-                    agent,
-                    deadline: self.now.total_micros() + AGENT_DEADLINE_US,
-                };
-                self.add_job(Job::Attach(Box::new(pending)), registry)
-                    .map_err(AttachError::Watch)
-            });
+        let started =
+            self.start_agent(&req, &lease)
+                .and_then(|(handles, netns, agent, bridge_port)| {
+                    let pending = Pending {
+                        client: Some(client),
+                        req,
+                        specs,
+                        lease,
+                        netns,
+                        pidfd: handles.pidfd,
+                        agent,
+                        deadline: self.now.total_micros() + AGENT_DEADLINE_US,
+                        bridge_port,
+                    };
+                    self.add_job(Job::Attach(Box::new(pending)), registry)
+                        .map_err(AttachError::Watch)
+                });
         if started.is_err() {
             self.release(lease.ip4);
         }
@@ -259,12 +269,15 @@ impl Dp {
     }
 
     /// Open the namespaces `req` names, check they are not on the network
-    /// yet, and start the agent that makes the TAP.
+    /// yet, and start the agent that makes the TAP (or, for a namespace
+    /// made under the network's own user namespace, the veth on its bridge,
+    /// whose port name comes back too).
+    #[allow(clippy::type_complexity)]
     fn start_agent(
-        &self,
+        &mut self,
         req: &AttachRequest,
         lease: &Lease,
-    ) -> Result<(NsHandles, (u64, u64), Agent), AttachError> {
+    ) -> Result<(NsHandles, (u64, u64), Agent, Option<String>), AttachError> {
         let handles = open_target(req)?;
         let netns = handles.net_id().map_err(AttachError::Namespace)?;
         let on_it =
@@ -283,8 +296,20 @@ impl Dp {
                 _ => None,
             },
         };
+        if let Some(k) = self.kernel.as_mut().filter(|k| k.owns(&handles)) {
+            let port = k.next_port();
+            let guard = kernel::guard_member(&port, lease.mac, lease.ip4, lease.ip6);
+            let link = LinkSpec {
+                mtu: spec.mtu,
+                v4: spec.v4,
+                v6: spec.v6,
+            };
+            let net = handles.net.try_clone().map_err(AttachError::Watch)?;
+            let agent = k.start_attach(net, port.clone(), &guard, link)?;
+            return Ok((handles, netns, agent, Some(port)));
+        }
         let agent = member_tap::start(&handles, spec)?;
-        Ok((handles, netns, agent))
+        Ok((handles, netns, agent, None))
     }
 
     /// The child of job `idx` has exited: finish the job.
@@ -297,6 +322,14 @@ impl Dp {
             },
             Some(Job::Close { helper, .. }) => match helper.try_reap() {
                 Some(_) => None,
+                None => return,
+            },
+            Some(Job::Cleanup(agent)) => match agent.try_finish() {
+                Some(Err(e)) => {
+                    crate::limited!(Warn, "kernel member cleanup: {e}");
+                    None
+                }
+                Some(Ok(_)) => None,
                 None => return,
             },
         };
@@ -352,14 +385,21 @@ impl Dp {
     /// The agent of attach `p` answered.
     fn attach_done(&mut self, p: Pending, answer: ns::AgentAnswer, registry: &Registry) {
         let Some(client) = p.client else {
-            // Answered already (too late): only its TAP is left to close.
-            if let Ok((fd, _)) = answer {
+            // Answered already (too late): only its TAP is left to close,
+            // or its port on the bridge to remove.
+            if let Some(port) = &p.bridge_port {
+                self.cleanup_kernel(port, registry);
+            } else if let Ok((fd, _)) = answer {
                 self.close_aside(fd, registry);
             }
             return;
         };
         let ip4 = p.lease.ip4;
-        let body = match member_tap::tap_from(answer) {
+        let tap = match &p.bridge_port {
+            Some(port) => self.kernel_link(port, answer, registry),
+            None => member_tap::tap_from(answer),
+        };
+        let body = match tap {
             Ok(tap) => match self.add_member(p, tap, registry) {
                 Ok(info) => api::attach_body(&info),
                 Err(e) => ApiError::failed(Verb::Attach, e).body(),
@@ -390,16 +430,19 @@ impl Dp {
             tap: tap.name().to_string(),
             pid: p.req.pid,
             netns: p.netns,
+            bridge_port: p.bridge_port.clone(),
         };
         let port = self
             .outs
             .insert(TapOut::new(Box::new(tap), Some(mac), self.mtu));
         let tapfd = self.outs[port].link().as_raw_fd();
-        let _ = registry.register(
-            &mut SourceFd(&tapfd),
-            token(Kind::Tap, port),
-            Interest::READABLE | Interest::WRITABLE,
-        );
+        // A kernel member's frames are read from the uplink.
+        let interest = if p.bridge_port.is_some() {
+            Interest::WRITABLE
+        } else {
+            Interest::READABLE | Interest::WRITABLE
+        };
+        let _ = registry.register(&mut SourceFd(&tapfd), token(Kind::Tap, port), interest);
         if let Some(fd) = &p.pidfd {
             let _ = registry.register(
                 &mut SourceFd(&fd.as_raw_fd()),
@@ -475,6 +518,41 @@ impl Dp {
         self.release(ip4);
         let body = ApiError::failed(Verb::Attach, why).body();
         self.answer(client, body);
+    }
+
+    /// A kernel member's agent answered: on success, the member's writer
+    /// (another handle on the uplink); on failure its port is cleaned up.
+    fn kernel_link(
+        &mut self,
+        port: &str,
+        answer: ns::AgentAnswer,
+        registry: &Registry,
+    ) -> Result<Tap, NsError> {
+        let link = answer.and_then(|_| {
+            let k = self
+                .kernel
+                .as_ref()
+                .ok_or(NsError::Agent("no bridge".into()))?;
+            k.member_link()
+                .map_err(|e| NsError::Agent(format!("cannot open the uplink again: {e}")))
+        });
+        if link.is_err() {
+            self.cleanup_kernel(port, registry);
+        }
+        link
+    }
+
+    /// Take kernel member `port` off the bridge, beside the loop.
+    pub(super) fn cleanup_kernel(&mut self, port: &str, registry: &Registry) {
+        let Some(k) = self.kernel.as_ref() else {
+            return;
+        };
+        match k.start_cleanup(port) {
+            Ok(agent) => {
+                let _ = self.add_job(Job::Cleanup(agent), registry);
+            }
+            Err(e) => crate::limited!(Warn, "cannot remove bridge port {port}: {e}"),
+        }
     }
 
     /// Drop `owner` (a member's TAP) with the kernel's teardown done by a

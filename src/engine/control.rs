@@ -88,6 +88,18 @@ impl Dp {
             },
             Request::ListAttached => api::members_body(&self.member_infos()),
             Request::Shutdown { force } => self.shutdown(force, registry),
+            Request::NetworkUserns => match self.kernel.as_ref().map(|k| k.userns()) {
+                Some(Ok(fd)) => {
+                    self.answer_fds.push((client, fd));
+                    api::ok_empty()
+                }
+                Some(Err(e)) => ApiError::failed(verb, e).body(),
+                None => ApiError::failed(
+                    verb,
+                    "this network has no kernel switch (see its log for why)",
+                )
+                .body(),
+            },
         })
     }
 
@@ -164,7 +176,14 @@ impl Dp {
         self.publish_names(&member, false);
         if let Some(out) = self.outs.try_remove(port) {
             let _ = registry.deregister(&mut SourceFd(&out.link().as_raw_fd()));
-            self.close_aside(out, registry);
+            match &member.bridge_port {
+                // Another handle on the uplink: closing it tears nothing down.
+                Some(bridge_port) => {
+                    drop(out);
+                    self.cleanup_kernel(bridge_port, registry);
+                }
+                None => self.close_aside(out, registry),
+            }
         }
         if let Some(fd) = &gone.pidfd {
             let _ = registry.deregister(&mut SourceFd(&fd.as_raw_fd()));

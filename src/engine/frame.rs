@@ -76,6 +76,14 @@ impl Dp {
         if !src_mac.is_unicast() || src_mac == ours {
             return;
         }
+        // From the bridge: the frame of the kernel member it names, or none.
+        let port = match (&self.kernel, &self.switch) {
+            (Some(k), Some(sw)) if k.uplink == port => match sw.kernel_port_of(src_mac) {
+                Some(p) => p,
+                None => return,
+            },
+            _ => port,
+        };
         let verdict = match &self.switch {
             Some(sw) => sw.forward(port, &eth, frame, &mut self.outs),
             None => Verdict::NotAMember,

@@ -15,6 +15,7 @@ mod attach;
 mod control;
 mod dns;
 mod frame;
+mod kernel;
 mod switch;
 
 use std::collections::HashMap;
@@ -55,6 +56,8 @@ use crate::wire::FRAME_BUF;
 use crate::wire::frag::Reassembler;
 
 use attach::Jobs;
+use kernel::KernelPart;
+pub use kernel::KernelSetup;
 use switch::Switch;
 
 /// Frames read per wake-up before other events get a turn.
@@ -93,6 +96,9 @@ pub enum Exit {
 pub struct NetworkSetup {
     pub name: String,
     pub ipam: Ipam,
+    /// The bridge for members started under the network's user namespace;
+    /// None when the kernel could not give one (they get TAPs instead).
+    pub kernel: Option<KernelSetup>,
 }
 
 /// What the engine serves and watches.
@@ -196,6 +202,11 @@ struct Dp {
     /// Named network: its members and their switch; None in the
     /// slirp4netns form.
     switch: Option<Switch>,
+    /// Named network: its bridge, for members started under its user
+    /// namespace.
+    kernel: Option<KernelPart>,
+    /// Fds to pass with an API client's answer (`network_userns`).
+    answer_fds: Vec<(usize, OwnedFd)>,
     /// Attaches waiting for their namespace agent, TAPs being closed.
     jobs: Jobs,
     /// Answers to API clients, for the engine to send.
@@ -329,6 +340,7 @@ impl Dp {
         );
         fwd.adopt_factory(s.factory.take());
         let dns = dns_stub(s.dns.take(), &s.policy, s.network.is_some())?;
+        let kernel = s.network.as_mut().and_then(|n| n.kernel.take());
         let mut dp = Dp {
             outs: Slab::new(),
             ports_by_ip: HashMap::new(),
@@ -345,6 +357,8 @@ impl Dp {
             ra_port: None,
             ra_due: None,
             switch: s.network.take().map(Switch::new),
+            kernel: None,
+            answer_fds: Vec::new(),
             jobs: Jobs::default(),
             answers: Vec::new(),
             shutdown: false,
@@ -369,6 +383,9 @@ impl Dp {
         };
         if let Some(tap) = s.tap.take() {
             dp.single_port(tap, s.ns_mac.map(EthernetAddress), registry)?;
+        }
+        if let Some(k) = kernel {
+            dp.uplink(k, registry)?;
         }
         Ok(dp)
     }
@@ -397,6 +414,31 @@ impl Dp {
             self.ports_by_ip.insert(IpAddr::V6(v6.guest6), port);
         }
         self.default_port = Some(port);
+        Ok(())
+    }
+
+    /// A named network's bridge: its uplink TAP is read like a member's,
+    /// and each frame is the frame of the kernel member it comes from.
+    fn uplink(&mut self, k: KernelSetup, registry: &Registry) -> Result<(), EngineError> {
+        let writer =
+            k.uplink
+                .try_clone(kernel::MEMBER_LINK)
+                .map_err(|err| EngineError::Register {
+                    what: "the bridge's uplink TAP",
+                    err,
+                })?;
+        let port = self
+            .outs
+            .insert(TapOut::new(Box::new(k.uplink), None, self.mtu));
+        self.outs[port].gw_mac = self.l2.mac;
+        register(
+            registry,
+            self.outs[port].link().as_raw_fd(),
+            token(Kind::Tap, port),
+            Interest::READABLE | Interest::WRITABLE,
+            "the bridge's uplink TAP",
+        )?;
+        self.kernel = Some(KernelPart::new(k.ns, port, writer));
         Ok(())
     }
 
@@ -680,7 +722,13 @@ impl Engine {
         let answers = std::mem::take(&mut self.dp.answers);
         if let Some(api) = self.api.as_mut() {
             for (client, body) in answers {
-                api.reply(client, body, self.poll.registry());
+                let fd = self
+                    .dp
+                    .answer_fds
+                    .iter()
+                    .position(|(c, _)| *c == client)
+                    .map(|i| self.dp.answer_fds.swap_remove(i).1);
+                api.reply_with(client, body, fd, self.poll.registry());
             }
         }
     }

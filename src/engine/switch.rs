@@ -26,6 +26,15 @@ pub(super) struct Port {
     pub pidfd: Option<OwnedFd>,
 }
 
+impl Port {
+    /// A kernel member (docs/kernel-switching.md) is reached through the
+    /// uplink TAP: its port here writes to another handle on the uplink
+    /// and is never read.
+    pub fn is_kernel(&self) -> bool {
+        self.member.bridge_port.is_some()
+    }
+}
+
 /// What becomes of a frame that came in on a port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Verdict {
@@ -141,6 +150,18 @@ impl Switch {
         self.ports.insert(port, Port { member, pidfd });
     }
 
+    /// The port of the kernel member whose MAC is `mac`: a frame read from
+    /// the uplink is the frame of the kernel member it names as its source
+    /// (the bridge's guard let only that member send it).
+    pub fn kernel_port_of(&self, mac: EthernetAddress) -> Option<usize> {
+        let &port = self.by_mac.get(&mac)?;
+        self.ports.get(&port)?.is_kernel().then_some(port)
+    }
+
+    pub fn is_kernel(&self, port: usize) -> bool {
+        self.ports.get(&port).is_some_and(Port::is_kernel)
+    }
+
     pub fn remove(&mut self, port: usize) -> Option<Port> {
         let gone = self.ports.remove(&port)?;
         self.by_mac.remove(&gone.member.mac);
@@ -170,8 +191,10 @@ impl Switch {
             return Verdict::Up;
         }
         if dst.is_unicast() {
+            // Between two kernel members the bridge has delivered it already.
             if let Some(&to) = self.by_mac.get(&dst)
                 && to != port
+                && !(from.is_kernel() && self.is_kernel(to))
                 && let Some(out) = outs.get_mut(to)
             {
                 out.send_raw(frame);
@@ -179,8 +202,17 @@ impl Switch {
             return Verdict::Done;
         }
         // Broadcast/multicast: every other member, and us (ARP and
-        // neighbour solicitations for the gateway).
-        for &p in self.ports.keys().filter(|p| **p != port) {
+        // neighbour solicitations for the gateway). The kernel members
+        // share one wire, the uplink: it gets one copy, and none when the
+        // frame came from the bridge, which flooded it to them itself.
+        let mut uplink_done = from.is_kernel();
+        for (&p, to) in self.ports.iter().filter(|(p, _)| **p != port) {
+            if to.is_kernel() {
+                if uplink_done {
+                    continue;
+                }
+                uplink_done = true;
+            }
             if let Some(out) = outs.get_mut(p) {
                 out.send_raw(frame);
             }
@@ -240,6 +272,7 @@ mod tests {
             let mut sw = Switch::new(NetworkSetup {
                 name: "t".into(),
                 ipam: Ipam::new(plan),
+                kernel: None,
             });
             let mut outs = Slab::new();
             let mut ns = Vec::new();
@@ -264,6 +297,7 @@ mod tests {
                     tap: "tap0".into(),
                     pid: Some(1000 + u32::try_from(i).unwrap()),
                     netns: (1, i as u64),
+                    bridge_port: None,
                 };
                 sw.add(port, member, None);
                 ns.push(b);
@@ -273,6 +307,15 @@ mod tests {
 
         fn member(&self, port: usize) -> &Member {
             &self.sw.ports[&port].member
+        }
+
+        /// Make `ports` kernel members (on the bridge, behind the uplink).
+        fn kernel(mut self, ports: &[usize]) -> Lab {
+            for &p in ports {
+                let port = self.sw.ports.get_mut(&p).unwrap();
+                port.member.bridge_port = Some(format!("v{p}"));
+            }
+            self
         }
 
         /// What arrived at `port`'s namespace.
@@ -342,6 +385,48 @@ mod tests {
         let to_gw = ipv4_frame(lab.member(1).mac, GATEWAY_MAC, lab.member(1).ip4);
         assert_eq!(lab.send(1, &to_gw), Verdict::Up);
         assert!((0..3).all(|p| lab.received(p).is_empty()));
+    }
+
+    #[test]
+    fn kernel_members_get_from_the_switch_only_what_the_bridge_cannot_give() {
+        // 0 and 1 on the bridge (their ports share the uplink), 2 and 3 on TAPs.
+        let mut lab = Lab::new(4).kernel(&[0, 1]);
+        let m = |lab: &Lab, p| (lab.member(p).mac, lab.member(p).ip4);
+        let ((k0, k0ip), (k1, _), (t2, t2ip)) = (m(&lab, 0), m(&lab, 1), m(&lab, 2));
+        // Kernel to kernel: the bridge delivered it; not again.
+        assert_eq!(lab.send(0, &ipv4_frame(k0, k1, k0ip)), Verdict::Done);
+        assert!((0..4).all(|p| lab.received(p).is_empty()));
+        // Kernel to a TAP member: switched.
+        let f = ipv4_frame(k0, t2, k0ip);
+        assert_eq!(lab.send(0, &f), Verdict::Done);
+        assert_eq!(lab.received(2), [f]);
+        // A TAP member to a kernel member: out through the uplink.
+        let f = ipv4_frame(t2, k1, t2ip);
+        assert_eq!(lab.send(2, &f), Verdict::Done);
+        assert_eq!(lab.received(1), [f]);
+        // A kernel member's broadcast: to the TAP members only (the bridge
+        // flooded it to the other kernel members).
+        let f = ipv4_frame(k0, EthernetAddress::BROADCAST, k0ip);
+        assert_eq!(lab.send(0, &f), Verdict::Up);
+        assert!(lab.received(0).is_empty() && lab.received(1).is_empty());
+        assert_eq!(lab.received(2), std::slice::from_ref(&f));
+        assert_eq!(lab.received(3), [f]);
+        // A TAP member's broadcast: once to the uplink, and to the others.
+        let f = ipv4_frame(t2, EthernetAddress::BROADCAST, t2ip);
+        assert_eq!(lab.send(2, &f), Verdict::Up);
+        let uplink = lab.received(0).len() + lab.received(1).len();
+        assert_eq!(uplink, 1);
+        assert_eq!(lab.received(3), [f]);
+        // Who a frame read from the uplink belongs to: kernel members only.
+        assert_eq!(lab.sw.kernel_port_of(k1), Some(1));
+        assert_eq!(lab.sw.kernel_port_of(t2), None);
+        assert_eq!(
+            lab.sw.kernel_port_of(EthernetAddress([2, 0, 0, 0, 0, 9])),
+            None
+        );
+        // A forged source is dropped from a kernel member too.
+        assert_eq!(lab.send(0, &ipv4_frame(k0, t2, t2ip)), Verdict::Done);
+        assert!(lab.received(2).is_empty());
     }
 
     #[test]

@@ -20,6 +20,9 @@ pub struct Member {
     pub pid: Option<u32>,
     /// (st_dev, st_ino) of its network namespace.
     pub netns: (u64, u64),
+    /// A kernel member's port on the network's bridge
+    /// (docs/kernel-switching.md); None for a member on a TAP.
+    pub bridge_port: Option<String>,
 }
 
 impl Member {
@@ -37,25 +40,7 @@ impl Member {
     /// because rlnet sets the TAP's `addr_gen_mode` to 0 (EUI-64) when it
     /// configures it.
     pub fn link_local(&self) -> Ipv6Addr {
-        let [a, b, c, d, e, f] = self.mac.0;
-        Ipv6Addr::from([
-            0xfe,
-            0x80,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            a ^ 0x02,
-            b,
-            c,
-            0xff,
-            0xfe,
-            d,
-            e,
-            f,
-        ])
+        link_local_of(self.mac.0)
     }
 
     /// Names the DNS stub answers for this member.
@@ -65,6 +50,29 @@ impl Member {
             .chain(self.aliases.iter())
             .map(String::as_str)
     }
+}
+
+/// The link-local address of a link with MAC `mac` (see [`Member::link_local`]).
+pub fn link_local_of(mac: [u8; 6]) -> Ipv6Addr {
+    let [a, b, c, d, e, f] = mac;
+    Ipv6Addr::from([
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        a ^ 0x02,
+        b,
+        c,
+        0xff,
+        0xfe,
+        d,
+        e,
+        f,
+    ])
 }
 
 #[cfg(test)]
@@ -81,6 +89,7 @@ mod tests {
             tap: "tap0".into(),
             pid: None,
             netns: (1, 2),
+            bridge_port: None,
         }
     }
 

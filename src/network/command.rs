@@ -248,12 +248,16 @@ fn inspect(name: &str, json: bool) -> Result<String, NetworkError> {
     for m in &v.members {
         let _ = writeln!(
             out,
-            "  {:<16} {:<15} {:<24} {} {}{}{}",
+            "  {:<16} {:<15} {:<24} {} {}{}{}{}",
             m.name.as_deref().unwrap_or("-"),
             m.ipv4,
             m.ipv6.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
             m.mac,
             m.tap,
+            m.bridge_port
+                .as_deref()
+                .map(|p| format!(" (veth, bridge port {p})"))
+                .unwrap_or_default(),
             m.pid.map(|p| format!(" pid {p}")).unwrap_or_default(),
             if m.aliases.is_empty() {
                 String::new()

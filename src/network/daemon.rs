@@ -16,12 +16,14 @@ use crate::api::ReplyError;
 use crate::api::server::{ApiServer, ApiSocketError};
 use crate::config::{DEFAULT_MTU, Ipv4Net};
 use crate::dns::DnsConfig;
-use crate::engine::{Engine, EngineError, NetworkSetup, Setup};
+use crate::engine::{Engine, EngineError, KernelSetup, NetworkSetup, Setup};
 use crate::forward::publish;
 use crate::forward::spec::Mode;
+use crate::model::guard;
 use crate::model::ipam::{self, Ipam};
 use crate::nat::{Outbound, policy::Policy};
-use crate::sys::{os, sandbox, seccomp};
+use crate::sys::{bridge, ns, os, sandbox, seccomp};
+use crate::wire::nft as nft_wire;
 
 #[derive(Debug, Error)]
 pub enum NetworkError {
@@ -205,6 +207,7 @@ fn daemon_main(
         network: Some(NetworkSetup {
             name: record.name.clone(),
             ipam: Ipam::new(plan),
+            kernel: kernel_switch(),
         }),
         ns_mac: None,
         mtu: DEFAULT_MTU,
@@ -245,6 +248,37 @@ fn daemon_main(
     drop(engine); // removes the socket file
     exit?;
     Ok(())
+}
+
+/// Set this to 0 in the daemon's environment to give every member a TAP
+/// on the userspace switch (no bridge is made).
+pub const KERNEL_SWITCH_ENV: &str = "RLNET_KERNEL_SWITCH";
+
+/// The network's bridge (docs/kernel-switching.md): its own user and
+/// network namespaces, the bridge with its uplink TAP and the guard's
+/// table. Without it (an old kernel, no nf_tables, disabled) members
+/// started with `rlnet run --network` get TAPs as attached ones do; the
+/// log says why, once.
+fn kernel_switch() -> Option<KernelSetup> {
+    if std::env::var_os(KERNEL_SWITCH_ENV).is_some_and(|v| v == "0") {
+        log::info!("kernel switch disabled ({KERNEL_SWITCH_ENV}=0): every member gets a TAP");
+        return None;
+    }
+    match build_kernel_switch() {
+        Ok(k) => Some(k),
+        Err(e) => {
+            log::warn!("no kernel switch, every member gets a TAP: {e}");
+            None
+        }
+    }
+}
+
+fn build_kernel_switch() -> Result<KernelSetup, String> {
+    let ns = ns::create_network_ns().map_err(|e| e.to_string())?;
+    let table = nft_wire::batch(&guard::table(), 1);
+    let agent = bridge::start_bridge(&ns, table).map_err(|e| e.to_string())?;
+    let uplink = bridge::uplink_from(agent.wait()).map_err(|e| e.to_string())?;
+    Ok(KernelSetup { ns, uplink })
 }
 
 /// The daemon after setup (issue 13 finding 2): no new privileges, no

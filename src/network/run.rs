@@ -14,6 +14,7 @@ use nix::sys::wait::{WaitStatus, waitpid};
 
 use super::command::{ATTACH_TIMEOUT, api_error, existing_record};
 use super::daemon::NetworkError;
+use super::registry::Record;
 use super::request::NetworkRun;
 use crate::api::ClientRequest;
 use crate::api::client;
@@ -25,23 +26,18 @@ use crate::sys::{ns, os, sandbox, seccomp};
 pub fn run(nr: &NetworkRun) -> Result<i32, NetworkError> {
     let (sock, rec) = existing_record(&nr.network)?;
     let start = |e: &dyn std::fmt::Display| NetworkError::Start(e.to_string());
-    let resolv = match (nr.dns, rec.subnet()) {
-        (true, Some(s)) => {
-            let plan = ipam::plan_for(s, rec.ipv6);
-            let mut text = format!(
-                "# written by rlnet: the DNS stub of network {}\nnameserver {}\n",
-                rec.name, plan.dns4
-            );
-            if let Some(v6) = plan.v6 {
-                text.push_str(&format!("nameserver {}\n", v6.dns6));
-            }
-            Some(text)
-        }
-        _ => None,
-    };
+    let resolv = resolv_conf(nr, &rec);
     // Blocked before the fork; the child unblocks them before exec.
     let signals = os::signal_fd().map_err(|e| start(&e))?;
-    let mut child = ns::spawn_run(&nr.argv, resolv.as_deref(), None).map_err(|e| start(&e))?;
+    // Under the network's user namespace when it has a kernel switch, so
+    // its bridge can reach COMMAND's namespace; otherwise (an older daemon,
+    // no bridge) the namespaces are made as before and get a TAP.
+    let userns = client::request_fd(&sock, &ClientRequest::NetworkUserns, ATTACH_TIMEOUT)
+        .ok()
+        .and_then(|(_, fd)| fd);
+    let mut child =
+        ns::spawn_run(&nr.argv, resolv.as_deref(), userns.as_ref()).map_err(|e| start(&e))?;
+    drop(userns);
     // Compiled while an error still stops COMMAND before it starts.
     let filters = if crate::config::SECCOMP_ARCH {
         let scope = seccomp::Scope {
@@ -93,6 +89,25 @@ pub fn run(nr: &NetworkRun) -> Result<i32, NetworkError> {
                 _ => 1,
             });
         }
+    }
+}
+
+/// COMMAND's resolv.conf, pointing at the network's DNS stub (None
+/// without `--dns`, or for a record without a subnet).
+fn resolv_conf(nr: &NetworkRun, rec: &Record) -> Option<String> {
+    match (nr.dns, rec.subnet()) {
+        (true, Some(s)) => {
+            let plan = ipam::plan_for(s, rec.ipv6);
+            let mut text = format!(
+                "# written by rlnet: the DNS stub of network {}\nnameserver {}\n",
+                rec.name, plan.dns4
+            );
+            if let Some(v6) = plan.v6 {
+                text.push_str(&format!("nameserver {}\n", v6.dns6));
+            }
+            Some(text)
+        }
+        _ => None,
     }
 }
 

@@ -156,11 +156,12 @@ pub fn setup_bridge() -> Result<Tap, BridgeError> {
 
 /// Fork the agent that runs [`setup_bridge`] in the network's namespaces;
 /// [`uplink_from`] turns its answer into the uplink [`Tap`].
-pub fn start_bridge(net: &NsHandles) -> Result<Agent, NsError> {
-    ns::spawn_in(net, || {
+pub fn start_bridge(net: &NsHandles, guard_table: Vec<u8>) -> Result<Agent, NsError> {
+    ns::spawn_in(net, move || {
         let tap = setup_bridge().map_err(|e| e.to_string())?;
-        let info = super::member_tap::encode(tap.offload(), tap.name());
-        Ok((tap.into_fd(), info))
+        super::nft::apply(&guard_table)
+            .map_err(|e| format!("cannot create the guard's nftables table: {e}"))?;
+        Ok(super::member_tap::answer(tap))
     })
 }
 
@@ -416,7 +417,8 @@ mod tests {
     }
 
     fn bridge(net: &NsHandles) -> Result<Tap, String> {
-        let agent = start_bridge(net).map_err(s)?;
+        let table = crate::wire::nft::batch(&crate::model::guard::table(), 1);
+        let agent = start_bridge(net, table).map_err(s)?;
         uplink_from(agent.wait()).map_err(|e| format!("setup_bridge: {e}"))
     }
 

@@ -41,9 +41,14 @@ pub fn start(handles: &NsHandles, spec: TapSpec) -> Result<Agent, NsError> {
             keep_default_route: true,
         })
         .map_err(|e| e.to_string())?;
-        let info = encode(tap.offload(), &name);
-        Ok((tap.into_fd(), info))
+        Ok(answer(tap))
     })
+}
+
+/// What an agent that made `tap` sends back ([`tap_from`] reads it).
+pub fn answer(tap: Tap) -> (OwnedFd, Vec<u8>) {
+    let info = encode(tap.offload(), tap.name());
+    (tap.into_fd(), info)
 }
 
 /// The TAP an agent sent back.

@@ -334,30 +334,7 @@ fn enter(ns: &NsHandles) -> Result<(), String> {
 
 fn receive(sock: &OwnedFd, flags: MsgFlags) -> nix::Result<Option<AgentAnswer>> {
     let mut buf = vec![0u8; 4096];
-    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-    let (len, fd) = {
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        let msg = recvmsg::<()>(
-            sock.as_raw_fd(),
-            &mut iov,
-            Some(&mut cmsg),
-            MsgFlags::MSG_CMSG_CLOEXEC | flags,
-        )?;
-        let mut fd = None;
-        for c in msg.cmsgs()? {
-            if let ControlMessageOwned::ScmRights(fds) = c {
-                for raw in fds {
-                    // SAFETY: SCM_RIGHTS just installed `raw` in our table;
-                    // we are its only owner.
-                    let owned = unsafe { OwnedFd::from_raw_fd(raw) };
-                    if fd.is_none() {
-                        fd = Some(owned);
-                    }
-                }
-            }
-        }
-        (msg.bytes, fd)
-    };
+    let (len, fd) = os::recv_fd(sock.as_fd(), &mut buf, flags)?;
     let Some((&status, data)) = buf[..len].split_first() else {
         return Ok(None);
     };

@@ -1,12 +1,57 @@
 //! Process-level plumbing: resource limits, allocator tuning, pidfds,
 //! signals as an fd, the ready/exit fd contract.
 
-use std::io;
+use std::io::{self, IoSliceMut};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+/// One `recvmsg` on `sock` into `buf`: the bytes read and the first fd
+/// the message carried (SCM_RIGHTS, close-on-exec); any more are closed.
+pub fn recv_fd(
+    sock: BorrowedFd,
+    buf: &mut [u8],
+    flags: MsgFlags,
+) -> nix::Result<(usize, Option<OwnedFd>)> {
+    let mut cmsg = nix::cmsg_space!([RawFd; 4]);
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC | flags,
+    )?;
+    let mut fd = None;
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            for raw in fds {
+                // SAFETY: SCM_RIGHTS just installed `raw` in our table; we
+                // are its only owner.
+                let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+                if fd.is_none() {
+                    fd = Some(owned);
+                }
+            }
+        }
+    }
+    Ok((msg.bytes, fd))
+}
+
+/// One `sendmsg` of `bytes` on `sock` with `fd` passed along (SCM_RIGHTS).
+pub fn send_fd(sock: BorrowedFd, bytes: &[u8], fd: BorrowedFd) -> nix::Result<usize> {
+    let fds = [fd.as_raw_fd()];
+    sendmsg::<()>(
+        sock.as_raw_fd(),
+        &[io::IoSlice::new(bytes)],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+}
 
 /// Raise the soft RLIMIT_NOFILE to the hard limit: every flow costs an fd,
 /// and the common soft default of 1024 is what makes slirp4netns stall.

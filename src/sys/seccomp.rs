@@ -318,6 +318,9 @@ mod imp {
                 libc::SIOCGIFHWADDR,
                 // Attaching by a netns path checks what the files are.
                 super::super::ns::NS_GET_NSTYPE,
+                // Is a member's user namespace a child of the network's
+                // (a member for the kernel bridge)?
+                super::super::ns::NS_GET_PARENT,
             ])?,
         );
         // An agent past its deadline is killed (SIGKILL to any pid: the

@@ -146,6 +146,15 @@ impl Tap {
         Tap { fd, name, offload }
     }
 
+    /// Another handle on the same TAP queue, under `name`.
+    pub fn try_clone(&self, name: &str) -> std::io::Result<Tap> {
+        Ok(Tap {
+            fd: self.fd.try_clone()?,
+            name: name.to_string(),
+            offload: self.offload,
+        })
+    }
+
     pub fn into_fd(self) -> OwnedFd {
         self.fd
     }

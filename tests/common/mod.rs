@@ -404,9 +404,7 @@ impl Outer {
     /// A target namespace (nested in the outer user namespace, as a
     /// container's would be).
     pub fn target(&self) -> Target {
-        Target {
-            holder: holder(self.cmd("unshare")),
-        }
+        Target::held(holder(self.cmd("unshare")))
     }
 
     /// Start a testkit server here and return it with its port.
@@ -441,11 +439,25 @@ pub fn serve_on_host(args: &[&str]) -> (Proc, u16) {
 /// The namespace rlnet serves.
 pub struct Target {
     holder: Proc,
+    /// A process in the namespace: the holder itself, or the command a
+    /// holder such as `rlnet run` started.
+    pid: u32,
 }
 
 impl Target {
+    fn held(holder: Proc) -> Target {
+        let pid = holder.pid();
+        Target { holder, pid }
+    }
+
+    /// The namespace of `pid`, which lives as long as `holder` does.
+    #[allow(dead_code)] // not every test file makes such targets
+    pub fn of(holder: Proc, pid: u32) -> Target {
+        Target { holder, pid }
+    }
+
     pub fn pid(&self) -> u32 {
-        self.holder.pid()
+        self.pid
     }
 
     pub fn cmd(&self, prog: impl AsRef<std::ffi::OsStr>) -> Command {
@@ -472,9 +484,7 @@ impl Target {
     /// Another namespace nested in this one's user namespace: an endpoint
     /// behind a veth of this namespace (as a container behind a bridge).
     pub fn nested(&self) -> Target {
-        Target {
-            holder: holder(self.cmd("unshare")),
-        }
+        Target::held(holder(self.cmd("unshare")))
     }
 
     pub fn kill(&mut self) {
