@@ -237,18 +237,8 @@ fn assert_idle_after(pid: u32, end: Instant, what: &str) -> u64 {
 /// (kernel rule since 5.12, for the parent namespace's root only; on the
 /// real host an unprivileged user needs nothing).
 fn rlnet_run(outer: &Outer, args: &[&str], script: &str) -> (ExitStatus, String, String) {
-    let mut c: Command = outer.cmd("setpriv");
-    c.args([
-        "--bounding-set=-all,+setfcap",
-        "--inh-caps=-all",
-        "--ambient-caps=-all",
-        "--no-new-privs",
-        "--",
-    ]);
-    c.arg(rlnet_bin())
-        .arg("run")
-        .args(args)
-        .args(["--", "sh", "-c", script]);
+    let mut c: Command = outer.rlnet_setfcap_cmd();
+    c.arg("run").args(args).args(["--", "sh", "-c", script]);
     run(c)
 }
 

@@ -79,16 +79,7 @@ impl Lab {
         let mut c = if args.first() == Some(&"run") {
             self.outer.cmd(rlnet_bin())
         } else if args.starts_with(&["network", "create"]) {
-            let mut c = self.outer.cmd("setpriv");
-            c.args([
-                "--bounding-set=-all,+setfcap",
-                "--inh-caps=-all",
-                "--ambient-caps=-all",
-                "--no-new-privs",
-                "--",
-            ]);
-            c.arg(rlnet_bin());
-            c
+            self.outer.rlnet_setfcap_cmd()
         } else {
             self.outer.rlnet_cmd()
         };

@@ -676,15 +676,7 @@ fn pasta_command_form_and_sigterm() {
     let o = pasta_host();
     // Mapping its own uid to root in the command's new user namespace
     // takes CAP_SETFCAP (Linux 5.12), as for `rlnet run`.
-    let mut c = o.cmd("setpriv");
-    c.args([
-        "--bounding-set=-all,+setfcap",
-        "--inh-caps=-all",
-        "--ambient-caps=-all",
-        "--no-new-privs",
-        "--",
-    ]);
-    c.arg(rlnet_bin());
+    let mut c = o.rlnet_setfcap_cmd();
     c.args([
         "pasta",
         "--config-net",

@@ -397,6 +397,25 @@ impl Dp {
         ns_mac: Option<EthernetAddress>,
         registry: &Registry,
     ) -> Result<(), EngineError> {
+        let port = self.read_port(tap, ns_mac, registry, "the TAP device")?;
+        let plan = &self.policy.plan;
+        self.ports_by_ip.insert(IpAddr::V4(plan.guest4), port);
+        if let Some(v6) = plan.v6 {
+            self.ports_by_ip.insert(IpAddr::V6(v6.guest6), port);
+        }
+        self.default_port = Some(port);
+        Ok(())
+    }
+
+    /// A port whose TAP the loop reads, rlnet's side answering as the
+    /// gateway.
+    fn read_port(
+        &mut self,
+        tap: Tap,
+        ns_mac: Option<EthernetAddress>,
+        registry: &Registry,
+        what: &'static str,
+    ) -> Result<usize, EngineError> {
         let port = self
             .outs
             .insert(TapOut::new(Box::new(tap), ns_mac, self.mtu));
@@ -406,15 +425,9 @@ impl Dp {
             self.outs[port].link().as_raw_fd(),
             token(Kind::Tap, port),
             Interest::READABLE | Interest::WRITABLE,
-            "the TAP device",
+            what,
         )?;
-        let plan = &self.policy.plan;
-        self.ports_by_ip.insert(IpAddr::V4(plan.guest4), port);
-        if let Some(v6) = plan.v6 {
-            self.ports_by_ip.insert(IpAddr::V6(v6.guest6), port);
-        }
-        self.default_port = Some(port);
-        Ok(())
+        Ok(port)
     }
 
     /// A named network's bridge: its uplink TAP is read like a member's,
@@ -427,17 +440,7 @@ impl Dp {
                     what: "the bridge's uplink TAP",
                     err,
                 })?;
-        let port = self
-            .outs
-            .insert(TapOut::new(Box::new(k.uplink), None, self.mtu));
-        self.outs[port].gw_mac = self.l2.mac;
-        register(
-            registry,
-            self.outs[port].link().as_raw_fd(),
-            token(Kind::Tap, port),
-            Interest::READABLE | Interest::WRITABLE,
-            "the bridge's uplink TAP",
-        )?;
+        let port = self.read_port(k.uplink, None, registry, "the bridge's uplink TAP")?;
         self.kernel = Some(KernelPart::new(k.ns, port, writer));
         Ok(())
     }

@@ -12,6 +12,8 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use super::icmpv6::{MLD, NA, NS, OPT_NONCE, OPT_SLLA, OPT_TLLA, RA, REDIRECT, RS};
+
 /// The table's name; family bridge.
 pub const TABLE: &str = "rlnet";
 /// The kernel's interface-name size (IFNAMSIZ, with the NUL).
@@ -121,17 +123,10 @@ const ETH_ARP: u16 = 0x0806;
 const ETH_IP: u16 = 0x0800;
 const ETH_IP6: u16 = 0x86dd;
 const ICMPV6: u8 = 58;
-const RS: u8 = 133;
-const RA: u8 = 134;
-const NS: u8 = 135;
-const NA: u8 = 136;
-const REDIRECT: u8 = 137;
-const MLD: [u8; 4] = [130, 131, 132, 143];
-/// The nonce option (RFC 3971, used by DAD, RFC 7527).
-const OPT_NONCE: u8 = 14;
-/// A source / target link-layer address option of one Ethernet address.
-const OPT_SLLA: [u8; 2] = [1, 1];
-const OPT_TLLA: [u8; 2] = [2, 1];
+/// A source / target link-layer address option of one Ethernet address
+/// (type, length in units of 8 bytes).
+const OPT_SLLA_ONE: [u8; 2] = [OPT_SLLA, 1];
+const OPT_TLLA_ONE: [u8; 2] = [OPT_TLLA, 1];
 
 /// Creates the (empty) table; creating it again is harmless.
 pub fn table() -> Vec<Op> {
@@ -426,11 +421,11 @@ fn nd_rules(m: &GuardMember) -> Vec<Vec<Expr>> {
     vec![
         rule(&[&proto6(), &icmp6_len(24)], Verdict::Accept),
         rule(
-            &[&proto6(), &icmp6_len(32), &opt(OPT_SLLA)],
+            &[&proto6(), &icmp6_len(32), &opt(OPT_SLLA_ONE)],
             Verdict::Accept,
         ),
         rule(
-            &[&proto6(), &icmp6_len(32), &opt(OPT_TLLA)],
+            &[&proto6(), &icmp6_len(32), &opt(OPT_TLLA_ONE)],
             Verdict::Accept,
         ),
         vec![verdict(Verdict::Drop)],
@@ -441,7 +436,7 @@ fn nd_rules(m: &GuardMember) -> Vec<Vec<Expr>> {
 fn rs_rules(m: &GuardMember) -> Vec<Vec<Expr>> {
     let opt = [
         load(PayloadBase::Transport, 8, 8),
-        cmp(&lla(OPT_SLLA, m.mac)),
+        cmp(&lla(OPT_SLLA_ONE, m.mac)),
     ];
     vec![
         rule(&[&proto6(), &icmp6_len(8)], Verdict::Accept),

@@ -4,5 +4,6 @@
 //! round (nat's address policy takes the pool from here too).
 
 pub mod guard;
+pub mod icmpv6;
 pub mod ipam;
 pub mod member;

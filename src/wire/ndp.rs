@@ -12,19 +12,10 @@ use std::net::Ipv6Addr;
 
 use smoltcp::wire::{EthernetAddress, IpProtocol, Ipv6Packet};
 
+use crate::model::icmpv6::{MLD, NA, NS, OPT_SLLA, OPT_TLLA, RA, REDIRECT, RS};
+
 /// Extension headers walked before giving up on a packet.
 const MAX_EXT_HEADERS: usize = 8;
-
-/// ICMPv6 types (RFC 4443, RFC 4861, RFC 2710, RFC 3810).
-const RS: u8 = 133;
-const RA: u8 = 134;
-const NS: u8 = 135;
-const NA: u8 = 136;
-const REDIRECT: u8 = 137;
-const MLD: [u8; 4] = [130, 131, 132, 143];
-/// Source / target link-layer address options.
-const OPT_SLLA: u8 = 1;
-const OPT_TLLA: u8 = 2;
 
 /// The message, as far as addresses go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -378,6 +378,25 @@ impl Outer {
         c
     }
 
+    /// rlnet here with every capability dropped but CAP_SETFCAP: mapping
+    /// this namespace's uid 0 (the test's user) as root of a new user
+    /// namespace needs it (kernel rule since 5.12, for the parent
+    /// namespace's root only; on a real host an unprivileged user maps a
+    /// non-zero uid and needs nothing).
+    #[allow(dead_code)] // not every test file maps users
+    pub fn rlnet_setfcap_cmd(&self) -> Command {
+        let mut c = self.cmd("setpriv");
+        c.args([
+            "--bounding-set=-all,+setfcap",
+            "--inh-caps=-all",
+            "--ambient-caps=-all",
+            "--no-new-privs",
+            "--",
+        ]);
+        c.arg(rlnet_bin());
+        c
+    }
+
     pub fn testkit(&self) -> Command {
         self.cmd(testkit_bin())
     }
