@@ -85,9 +85,10 @@ impl TapInfo {
     }
 }
 
-/// Runs inside the target namespaces (in the agent): open the TAP, and
-/// configure the link when rlnet created it (or `-c` asks for it).
-fn setup_tap(req: &TapRequest<'_>) -> Result<(OwnedFd, Vec<u8>), String> {
+/// Runs inside the target namespaces (in the agent): open the TAP and send
+/// it at once, so rlnet sets up the rest meanwhile; then configure the link
+/// when rlnet created it (or `-c` asks for it).
+fn setup_tap(req: &TapRequest<'_>, early: ns::Early) -> Result<(), String> {
     let cfg = req.cfg;
     let name = cfg.tap_name.as_str();
     let existed = netlink::link_index(name)
@@ -100,6 +101,14 @@ fn setup_tap(req: &TapRequest<'_>) -> Result<(OwnedFd, Vec<u8>), String> {
         // A TAP the caller made is the caller's to configure (RootlessKit).
         Configure::Auto => !existed,
     };
+    let info = TapInfo {
+        existed,
+        configured: configure,
+        offload: tap.offload(),
+        // `-c` sets `--mac` if given, else the link keeps this one.
+        mac: cfg.mac.or_else(|| netlink::link_mac(name).ok()),
+    };
+    early(tap.into_fd(), info.encode())?;
     if configure {
         let plan = &cfg.plan;
         netlink::configure_link(&LinkSetup {
@@ -112,13 +121,7 @@ fn setup_tap(req: &TapRequest<'_>) -> Result<(OwnedFd, Vec<u8>), String> {
         })
         .map_err(|e| e.to_string())?;
     }
-    let info = TapInfo {
-        existed,
-        configured: configure,
-        offload: tap.offload(),
-        mac: netlink::link_mac(name).ok(),
-    };
-    Ok((tap.into_fd(), info.encode()))
+    Ok(())
 }
 
 /// `--outbound-addr[6]=IFNAME`: the interface's first address of the family,
@@ -225,13 +228,19 @@ fn open_target(cfg: &Config) -> Result<(NsHandles, Option<ns::RunChild>), NsErro
 }
 
 /// The TAP, opened (and configured) by an agent inside the namespace.
-fn open_tap(cfg: &Config, handles: &NsHandles) -> Result<(Tap, TapInfo), NsError> {
+/// The TAP, as soon as the agent has made it; the agent configures the
+/// link meanwhile ([`ns::EarlyAgent::finish`] before ready).
+fn open_tap(cfg: &Config, handles: &NsHandles) -> Result<(Tap, TapInfo, ns::EarlyAgent), NsError> {
     let req = TapRequest { cfg };
-    let (fd, info) = ns::run_in(handles, || setup_tap(&req))?;
+    let (fd, info, agent) = ns::spawn_in_early(handles, |early| setup_tap(&req, early))?;
     let info =
         TapInfo::decode(&info).ok_or_else(|| NsError::AgentDied("malformed reply".into()))?;
     log::debug!("TAP {}: {info:?}", cfg.tap_name);
-    Ok((Tap::from_fd(fd, cfg.tap_name.clone(), info.offload), info))
+    Ok((
+        Tap::from_fd(fd, cfg.tap_name.clone(), info.offload),
+        info,
+        agent,
+    ))
 }
 
 /// What [`confine`] will need, taken while the parts are still ours.
@@ -300,7 +309,7 @@ pub fn run(cfg: Config) -> Result<i32, SetupError> {
     let (mut handles, mut child) = open_target(&cfg)?;
     let factory = early_factory(&cfg, &handles)?;
     let factory_now = factory.is_some();
-    let (tap, info) = open_tap(&cfg, &handles)?;
+    let (tap, info, tap_agent) = open_tap(&cfg, &handles)?;
     // The API socket listens before the ready fd is written (callers
     // connect right after ready).
     let api = match &cfg.api_socket {
@@ -342,6 +351,8 @@ pub fn run(cfg: Config) -> Result<i32, SetupError> {
     }
     let smaps = os::own_smaps();
     confine(&cfg, confinement)?;
+    // The link is configured before anyone hears it is ready.
+    tap_agent.finish()?;
     if let Some(c) = child.as_mut() {
         c.go()?;
     }

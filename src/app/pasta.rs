@@ -316,30 +316,34 @@ struct PastaTap<'a> {
 }
 
 /// In the agent: make or attach the TAP, `lo` up (always, as pasta), the
-/// MAC if given, and with `--config-net` the copy of the host's interface.
-fn pasta_tap(req: &PastaTap<'_>) -> Result<(OwnedFd, Vec<u8>), String> {
+/// MAC if given; send the TAP, so rlnet sets up the rest meanwhile; then,
+/// with `--config-net`, the copy of the host's interface.
+fn pasta_tap(req: &PastaTap<'_>, early: ns::Early) -> Result<(), String> {
     let existed = netlink::link_index(req.name)
         .map_err(|e| e.to_string())?
         .is_some();
     let tap = Tap::open(req.name).map_err(|e| e.to_string())?;
     netlink::prepare(req.name, req.ns_mac, !existed).map_err(|e| e.to_string())?;
-    if req.config_net {
-        netlink::configure_copy(&req.copy).map_err(|e| e.to_string())?;
-    }
     let info = TapInfo {
         existed,
         configured: req.config_net,
         offload: tap.offload(),
         mac: netlink::link_mac(req.name).ok(),
     };
-    Ok((tap.into_fd(), info.encode()))
+    early(tap.into_fd(), info.encode())?;
+    if req.config_net {
+        netlink::configure_copy(&req.copy).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
+/// The TAP, as soon as the agent has made it; the agent configures the
+/// link meanwhile ([`ns::EarlyAgent::finish`] before ready).
 fn open_tap(
     o: &PastaOptions,
     plan: &PastaPlan,
     handles: &NsHandles,
-) -> Result<(Tap, TapInfo), NsError> {
+) -> Result<(Tap, TapInfo, ns::EarlyAgent), NsError> {
     let req = PastaTap {
         name: &plan.ifname,
         ns_mac: o.ns_mac,
@@ -353,11 +357,15 @@ fn open_tap(
             ipv6: plan.plan.v6.is_some(),
         },
     };
-    let (fd, info) = ns::run_in(handles, || pasta_tap(&req))?;
+    let (fd, info, agent) = ns::spawn_in_early(handles, |early| pasta_tap(&req, early))?;
     let info =
         TapInfo::decode(&info).ok_or_else(|| NsError::AgentDied("malformed reply".into()))?;
     log::debug!("TAP {}: {info:?}", plan.ifname);
-    Ok((Tap::from_fd(fd, plan.ifname.clone(), info.offload), info))
+    Ok((
+        Tap::from_fd(fd, plan.ifname.clone(), info.offload),
+        info,
+        agent,
+    ))
 }
 
 /// The `--netns` file's watch: exit when it is deleted (not with
@@ -454,12 +462,8 @@ fn pasta_setup(o: &PastaOptions) -> PastaSetup {
 /// The namespace, its TAP and the engine, with the socket factory started
 /// (it serves splice, -T/-U and `auto`; once confined, rlnet can no longer
 /// enter the namespace to start it). Returns what confinement needs and
-/// the command of the command form.
-fn start(
-    o: &PastaOptions,
-    plan: &PastaPlan,
-    cfg: &Config,
-) -> Result<(Engine, super::Confinement, Option<ns::RunChild>), PastaSetupError> {
+/// the command of the command form ([`Started`]).
+fn start(o: &PastaOptions, plan: &PastaPlan, cfg: &Config) -> Result<Started, PastaSetupError> {
     let outbound = nat::Outbound {
         v4: resolve_outbound(&cfg.outbound4, false)?,
         v6: resolve_outbound(&cfg.outbound6, true)?,
@@ -471,7 +475,7 @@ fn start(
     let pasta = pasta_setup(o);
     let options = publish::factory_options(&cfg.plan, pasta.ports.scans_ns());
     let factory = Factory::start(&handles, options)?;
-    let (tap, info) = open_tap(o, plan, &handles)?;
+    let (tap, info, tap_agent) = open_tap(o, plan, &handles)?;
     let confinement = confinement(cfg, &handles, child.as_ref(), None)?;
     let child_parts = match child.as_mut() {
         Some(c) => c.take_pidfd().map(|fd| (c.pid, fd)),
@@ -503,7 +507,21 @@ fn start(
         pasta: Some(pasta),
     })?;
     engine.prepare_confinement()?;
-    Ok((engine, confinement, child))
+    Ok(Started {
+        engine,
+        confinement,
+        child,
+        tap_agent,
+    })
+}
+
+/// What [`start`] set up: the engine, what confinement needs, the command
+/// of the command form, and the TAP agent still configuring the link.
+struct Started {
+    engine: Engine,
+    confinement: super::Confinement,
+    child: Option<ns::RunChild>,
+    tap_agent: ns::EarlyAgent,
 }
 
 /// Everything from the namespace to a running loop; `report` tells a
@@ -520,10 +538,17 @@ fn serve(
     let files = Files::open(o)?;
     os::raise_nofile_limit();
     os::tune_allocator();
-    let (engine, confinement, mut child) = start(o, plan, &cfg)?;
+    let Started {
+        engine,
+        confinement,
+        mut child,
+        tap_agent,
+    } = start(o, plan, &cfg)?;
     files.finish(report.is_some());
     let smaps = os::own_smaps();
     confine(&cfg, confinement)?;
+    // The link is configured before anyone hears it is ready.
+    tap_agent.finish()?;
     if let Some(c) = child.as_mut() {
         c.go()?;
     }

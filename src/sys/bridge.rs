@@ -619,6 +619,43 @@ mod tests {
         })
     }
 
+    /// `ns::spawn_in_early` (rlnet's TAP agent): the early answer comes
+    /// first, what the job does after it comes with `finish`, and a job
+    /// that fails before answering fails the spawn.
+    #[test]
+    fn an_early_agent_answers_first_and_reports_the_rest_on_finish() {
+        in_child("early_agent", || {
+            let net = network()?;
+            let null = || {
+                std::fs::File::open("/dev/null")
+                    .map(OwnedFd::from)
+                    .map_err(s)
+            };
+            let (_, data, agent) =
+                ns::spawn_in_early(&net, |early| early(null()?, b"tap0".to_vec())).map_err(s)?;
+            if data != b"tap0" {
+                return Err(format!("early answer {data:?}"));
+            }
+            agent
+                .finish()
+                .map_err(|e| format!("finish after success: {e}"))?;
+            let (_, _, agent) = ns::spawn_in_early(&net, |early| {
+                early(null()?, Vec::new())?;
+                Err("configure failed".into())
+            })
+            .map_err(s)?;
+            match agent.finish() {
+                Err(NsError::Agent(t)) if t == "configure failed" => {}
+                other => return Err(format!("finish after a late failure: {other:?}")),
+            }
+            match ns::spawn_in_early(&net, |_| Err("no TAP".into())) {
+                Err(NsError::Agent(t)) if t == "no TAP" => Ok(()),
+                Err(e) => Err(format!("an early failure: {e}")),
+                Ok(_) => Err("an early failure was taken for an answer".into()),
+            }
+        });
+    }
+
     #[test]
     fn network_namespaces_get_a_bridge_and_an_uplink_tap() {
         in_child("network_namespaces_get_a_bridge_and_an_uplink_tap", || {

@@ -255,6 +255,89 @@ where
     }
 }
 
+/// An agent that answered early (its fd and bytes) and goes on working:
+/// [`EarlyAgent::finish`] waits for the rest of its job.
+#[derive(Debug)]
+pub struct EarlyAgent {
+    helper: Helper,
+    sock: OwnedFd,
+}
+
+/// What an early-answering job is given to send its fd and bytes with.
+pub type Early<'a> = &'a dyn Fn(OwnedFd, Vec<u8>) -> Result<(), String>;
+
+/// Start `job` inside the target namespaces in a forked agent and wait
+/// only for what it sends through its [`Early`] sender (the TAP, once
+/// made); the caller goes on while the agent finishes (configures the
+/// link) and collects the outcome with [`EarlyAgent::finish`].
+pub fn spawn_in_early<F>(ns: &NsHandles, job: F) -> Result<(OwnedFd, Vec<u8>, EarlyAgent), NsError>
+where
+    F: FnOnce(Early) -> Result<(), String>,
+{
+    let (ours, theirs) = fork_channel()?;
+    // SAFETY: rlnet is single-threaded (fork_channel checked), so the child
+    // may run arbitrary code; it never returns from this branch (exit_now).
+    match unsafe { fork() }.map_err(sys("fork"))? {
+        ForkResult::Child => {
+            drop(ours);
+            os::die_with_parent();
+            let early = |fd: OwnedFd, data: Vec<u8>| {
+                send_answer(&theirs, &Ok((fd, data)))
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            };
+            let sent = match enter(ns).and_then(|()| job(&early)) {
+                // Status 2: done, nothing attached.
+                Ok(()) => send_bytes(&theirs, &[2]),
+                Err(text) => send_answer(&theirs, &Err(text)),
+            };
+            os::exit_now(i32::from(sent.is_err()))
+        }
+        ForkResult::Parent { child } => {
+            drop(theirs);
+            let helper = Helper::watch(child).map_err(|e| NsError::Sys {
+                what: "pidfd_open",
+                err: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EINVAL)),
+            })?;
+            let mut agent = EarlyAgent { helper, sock: ours };
+            match receive(&agent.sock, MsgFlags::empty()) {
+                Ok(Some(Ok((fd, data)))) => Ok((fd, data, agent)),
+                first => {
+                    let status = agent.helper.wait();
+                    let e = answer(first, status).err();
+                    Err(e.unwrap_or_else(|| NsError::AgentDied("malformed reply".into())))
+                }
+            }
+        }
+    }
+}
+
+impl EarlyAgent {
+    /// Wait for the rest of the agent's job, and reap it.
+    pub fn finish(mut self) -> Result<(), NsError> {
+        let mut buf = [0u8; 4096];
+        let got = os::recv_fd(self.sock.as_fd(), &mut buf, MsgFlags::empty());
+        let status = self.helper.wait();
+        match got {
+            Ok((1, None)) if buf[0] == 2 => Ok(()),
+            Ok((n, _)) if n > 0 && buf[0] == 1 => Err(NsError::Agent(
+                String::from_utf8_lossy(&buf[1..n]).into_owned(),
+            )),
+            _ => Err(died(status)),
+        }
+    }
+}
+
+fn send_bytes(sock: &OwnedFd, bytes: &[u8]) -> nix::Result<usize> {
+    sendmsg::<()>(
+        sock.as_raw_fd(),
+        &[IoSlice::new(bytes)],
+        &[],
+        MsgFlags::empty(),
+        None,
+    )
+}
+
 /// In the agent: status byte 0 + data + the fd, or 1 + the error text.
 fn send_answer(sock: &OwnedFd, result: &Result<(OwnedFd, Vec<u8>), String>) -> nix::Result<usize> {
     match result {
@@ -273,13 +356,7 @@ fn send_answer(sock: &OwnedFd, result: &Result<(OwnedFd, Vec<u8>), String>) -> n
         Err(text) => {
             let mut msg = vec![1u8];
             msg.extend_from_slice(text.as_bytes());
-            sendmsg::<()>(
-                sock.as_raw_fd(),
-                &[IoSlice::new(&msg)],
-                &[],
-                MsgFlags::empty(),
-                None,
-            )
+            send_bytes(sock, &msg)
         }
     }
 }
@@ -314,12 +391,17 @@ impl Agent {
 fn answer(reply: nix::Result<Option<AgentAnswer>>, status: nix::Result<WaitStatus>) -> AgentAnswer {
     match reply {
         Ok(Some(r)) => r,
-        Ok(None) | Err(_) => Err(NsError::AgentDied(match status {
-            Ok(WaitStatus::Signaled(_, sig, _)) => format!("killed by {sig}"),
-            Ok(WaitStatus::Exited(_, code)) => format!("exit status {code}"),
-            other => format!("{other:?}"),
-        })),
+        Ok(None) | Err(_) => Err(died(status)),
     }
+}
+
+/// An agent that ended without (a well-formed) answer.
+fn died(status: nix::Result<WaitStatus>) -> NsError {
+    NsError::AgentDied(match status {
+        Ok(WaitStatus::Signaled(_, sig, _)) => format!("killed by {sig}"),
+        Ok(WaitStatus::Exited(_, code)) => format!("exit status {code}"),
+        other => format!("{other:?}"),
+    })
 }
 
 fn enter(ns: &NsHandles) -> Result<(), String> {
