@@ -42,7 +42,8 @@ pub(super) struct KernelPart {
     /// writer.
     uplink_tap: Tap,
     /// Bridge ports are named v1, v2 … and never reused, so a late cleanup
-    /// never removes a newer member's port or guard.
+    /// never removes a newer member's port or guard (v0 is the name of the
+    /// daemon's probe of the guard, network/daemon.rs).
     next: u64,
 }
 

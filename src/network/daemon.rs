@@ -3,6 +3,7 @@
 //! survives any member leaving and ends on `rlnet network rm` or a signal.
 
 use std::io::Write;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,8 +20,8 @@ use crate::dns::DnsConfig;
 use crate::engine::{Engine, EngineError, KernelSetup, NetworkSetup, Setup};
 use crate::forward::publish;
 use crate::forward::spec::Mode;
-use crate::model::guard;
 use crate::model::ipam::{self, Ipam};
+use crate::model::{guard, member};
 use crate::nat::{Outbound, policy::Policy};
 use crate::sys::{bridge, ns, os, sandbox, seccomp};
 use crate::wire::nft as nft_wire;
@@ -250,6 +251,9 @@ fn daemon_main(
     Ok(())
 }
 
+/// The MAC of the guard's probe member (locally administered, unused).
+const PROBE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
+
 /// Set this to 0 in the daemon's environment to give every member a TAP
 /// on the userspace switch (no bridge is made).
 pub const KERNEL_SWITCH_ENV: &str = "RLNET_KERNEL_SWITCH";
@@ -275,7 +279,21 @@ fn kernel_switch() -> Option<KernelSetup> {
 
 fn build_kernel_switch() -> Result<KernelSetup, String> {
     let ns = ns::create_network_ns().map_err(|e| e.to_string())?;
-    let table = nft_wire::batch(&guard::table(), 1);
+    // The table, and once the whole guard of a member that never exists
+    // (port v0, never handed out), removed in the same batch: a kernel that
+    // refuses any of the guard's expressions refuses it here, and the
+    // network falls back to TAPs rather than failing every attach.
+    let probe = guard::GuardMember {
+        port: "v0".into(),
+        mac: PROBE_MAC,
+        ip4: Ipv4Addr::new(192, 0, 2, 1),
+        ip6: Some(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
+        link_local: member::link_local_of(PROBE_MAC),
+    };
+    let mut ops = guard::table();
+    ops.extend(guard::add_member(&probe));
+    ops.extend(guard::remove_member(&probe.port));
+    let table = nft_wire::batch(&ops, 1);
     let agent = bridge::start_bridge(&ns, table).map_err(|e| e.to_string())?;
     let uplink = bridge::uplink_from(agent.wait()).map_err(|e| e.to_string())?;
     Ok(KernelSetup { ns, uplink })
