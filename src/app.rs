@@ -227,12 +227,19 @@ fn open_target(cfg: &Config) -> Result<(NsHandles, Option<ns::RunChild>), NsErro
     })
 }
 
-/// The TAP, opened (and configured) by an agent inside the namespace.
+/// Fork the TAP agent (first: the TAP is on the path to ready).
+fn start_tap(cfg: &Config, handles: &NsHandles) -> Result<ns::EarlyStart, NsError> {
+    let req = TapRequest { cfg };
+    ns::spawn_in_early(handles, |early| setup_tap(&req, early))
+}
+
 /// The TAP, as soon as the agent has made it; the agent configures the
 /// link meanwhile ([`ns::EarlyAgent::finish`] before ready).
-fn open_tap(cfg: &Config, handles: &NsHandles) -> Result<(Tap, TapInfo, ns::EarlyAgent), NsError> {
-    let req = TapRequest { cfg };
-    let (fd, info, agent) = ns::spawn_in_early(handles, |early| setup_tap(&req, early))?;
+fn open_tap(
+    cfg: &Config,
+    start: ns::EarlyStart,
+) -> Result<(Tap, TapInfo, ns::EarlyAgent), NsError> {
+    let (fd, info, agent) = start.answer()?;
     let info =
         TapInfo::decode(&info).ok_or_else(|| NsError::AgentDied("malformed reply".into()))?;
     log::debug!("TAP {}: {info:?}", cfg.tap_name);
@@ -307,9 +314,10 @@ pub fn run(cfg: Config) -> Result<i32, SetupError> {
     // Block the handled signals before any fork; children unblock before exec.
     let signals = os::signal_fd().map_err(SetupError::Signals)?;
     let (mut handles, mut child) = open_target(&cfg)?;
+    let tap_start = start_tap(&cfg, &handles)?;
     let factory = early_factory(&cfg, &handles)?;
     let factory_now = factory.is_some();
-    let (tap, info, tap_agent) = open_tap(&cfg, &handles)?;
+    let (tap, info, tap_agent) = open_tap(&cfg, tap_start)?;
     // The API socket listens before the ready fd is written (callers
     // connect right after ready).
     let api = match &cfg.api_socket {
@@ -366,7 +374,7 @@ pub fn run(cfg: Config) -> Result<i32, SetupError> {
 /// stack mode's real-address splice. Once confined, rlnet cannot enter the
 /// namespace any more: the factory must exist before, if ports may be
 /// published at all (at start, or later through the API); then it is forked
-/// now, before the TAP is made, and sets itself up meanwhile. Otherwise, or
+/// now, right after the TAP agent, and both set themselves up at once. Otherwise, or
 /// unconfined, it starts on first use (None).
 fn early_factory(cfg: &Config, handles: &NsHandles) -> Result<Option<FactoryStart>, NsError> {
     let ports_possible =

@@ -337,13 +337,12 @@ fn pasta_tap(req: &PastaTap<'_>, early: ns::Early) -> Result<(), String> {
     Ok(())
 }
 
-/// The TAP, as soon as the agent has made it; the agent configures the
-/// link meanwhile ([`ns::EarlyAgent::finish`] before ready).
-fn open_tap(
+/// Fork the TAP agent (first: the TAP is on the path to ready).
+fn start_tap(
     o: &PastaOptions,
     plan: &PastaPlan,
     handles: &NsHandles,
-) -> Result<(Tap, TapInfo, ns::EarlyAgent), NsError> {
+) -> Result<ns::EarlyStart, NsError> {
     let req = PastaTap {
         name: &plan.ifname,
         ns_mac: o.ns_mac,
@@ -357,7 +356,16 @@ fn open_tap(
             ipv6: plan.plan.v6.is_some(),
         },
     };
-    let (fd, info, agent) = ns::spawn_in_early(handles, |early| pasta_tap(&req, early))?;
+    ns::spawn_in_early(handles, |early| pasta_tap(&req, early))
+}
+
+/// The TAP, as soon as the agent has made it; the agent configures the
+/// link meanwhile ([`ns::EarlyAgent::finish`] before ready).
+fn open_tap(
+    plan: &PastaPlan,
+    start: ns::EarlyStart,
+) -> Result<(Tap, TapInfo, ns::EarlyAgent), NsError> {
+    let (fd, info, agent) = start.answer()?;
     let info =
         TapInfo::decode(&info).ok_or_else(|| NsError::AgentDied("malformed reply".into()))?;
     log::debug!("TAP {}: {info:?}", plan.ifname);
@@ -471,11 +479,13 @@ fn start(o: &PastaOptions, plan: &PastaPlan, cfg: &Config) -> Result<Started, Pa
     let signals = os::signal_fd().map_err(SetupError::Signals)?;
     let (mut handles, mut child) = open_target(o, cfg)?;
     let watch = netns_watch(o)?;
-    // Forked first, the socket factory sets itself up while the TAP is made.
+    // The TAP agent first (the TAP is on the path to ready), then the
+    // socket factory: both set themselves up at once.
+    let tap_start = start_tap(o, plan, &handles)?;
     let pasta = pasta_setup(o);
     let options = publish::factory_options(&cfg.plan, pasta.ports.scans_ns());
     let factory = Factory::start(&handles, options)?;
-    let (tap, info, tap_agent) = open_tap(o, plan, &handles)?;
+    let (tap, info, tap_agent) = open_tap(plan, tap_start)?;
     let confinement = confinement(cfg, &handles, child.as_ref(), None)?;
     let child_parts = match child.as_mut() {
         Some(c) => c.take_pidfd().map(|fd| (c.pid, fd)),

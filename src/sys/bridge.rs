@@ -632,7 +632,9 @@ mod tests {
                     .map_err(s)
             };
             let (_, data, agent) =
-                ns::spawn_in_early(&net, |early| early(null()?, b"tap0".to_vec())).map_err(s)?;
+                ns::spawn_in_early(&net, |early| early(null()?, b"tap0".to_vec()))
+                    .and_then(ns::EarlyStart::answer)
+                    .map_err(s)?;
             if data != b"tap0" {
                 return Err(format!("early answer {data:?}"));
             }
@@ -643,12 +645,15 @@ mod tests {
                 early(null()?, Vec::new())?;
                 Err("configure failed".into())
             })
+            .and_then(ns::EarlyStart::answer)
             .map_err(s)?;
             match agent.finish() {
                 Err(NsError::Agent(t)) if t == "configure failed" => {}
                 other => return Err(format!("finish after a late failure: {other:?}")),
             }
-            match ns::spawn_in_early(&net, |_| Err("no TAP".into())) {
+            match ns::spawn_in_early(&net, |_| Err("no TAP".into()))
+                .and_then(ns::EarlyStart::answer)
+            {
                 Err(NsError::Agent(t)) if t == "no TAP" => Ok(()),
                 Err(e) => Err(format!("an early failure: {e}")),
                 Ok(_) => Err("an early failure was taken for an answer".into()),

@@ -266,11 +266,35 @@ pub struct EarlyAgent {
 /// What an early-answering job is given to send its fd and bytes with.
 pub type Early<'a> = &'a dyn Fn(OwnedFd, Vec<u8>) -> Result<(), String>;
 
-/// Start `job` inside the target namespaces in a forked agent and wait
-/// only for what it sends through its [`Early`] sender (the TAP, once
-/// made); the caller goes on while the agent finishes (configures the
-/// link) and collects the outcome with [`EarlyAgent::finish`].
-pub fn spawn_in_early<F>(ns: &NsHandles, job: F) -> Result<(OwnedFd, Vec<u8>, EarlyAgent), NsError>
+/// An early-answering agent just forked: [`EarlyStart::answer`] waits for
+/// what it sends through its [`Early`] sender.
+#[derive(Debug)]
+pub struct EarlyStart {
+    agent: EarlyAgent,
+}
+
+impl EarlyStart {
+    /// The fd and bytes the job sent early, and the agent still at work
+    /// (or the job's error, the agent reaped).
+    pub fn answer(self) -> Result<(OwnedFd, Vec<u8>, EarlyAgent), NsError> {
+        let mut agent = self.agent;
+        match receive(&agent.sock, MsgFlags::empty()) {
+            Ok(Some(Ok((fd, data)))) => Ok((fd, data, agent)),
+            first => {
+                let status = agent.helper.wait();
+                let e = answer(first, status).err();
+                Err(e.unwrap_or_else(|| NsError::AgentDied("malformed reply".into())))
+            }
+        }
+    }
+}
+
+/// Start `job` inside the target namespaces in a forked agent and return at
+/// once; [`EarlyStart::answer`] waits only for what the job sends through
+/// its [`Early`] sender (the TAP, once made); the caller goes on while the
+/// agent finishes (configures the link) and collects the outcome with
+/// [`EarlyAgent::finish`].
+pub fn spawn_in_early<F>(ns: &NsHandles, job: F) -> Result<EarlyStart, NsError>
 where
     F: FnOnce(Early) -> Result<(), String>,
 {
@@ -299,15 +323,9 @@ where
                 what: "pidfd_open",
                 err: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EINVAL)),
             })?;
-            let mut agent = EarlyAgent { helper, sock: ours };
-            match receive(&agent.sock, MsgFlags::empty()) {
-                Ok(Some(Ok((fd, data)))) => Ok((fd, data, agent)),
-                first => {
-                    let status = agent.helper.wait();
-                    let e = answer(first, status).err();
-                    Err(e.unwrap_or_else(|| NsError::AgentDied("malformed reply".into())))
-                }
-            }
+            Ok(EarlyStart {
+                agent: EarlyAgent { helper, sock: ours },
+            })
         }
     }
 }
