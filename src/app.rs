@@ -235,16 +235,14 @@ fn start_tap(cfg: &Config, handles: &NsHandles) -> Result<ns::EarlyStart, NsErro
 
 /// The TAP, as soon as the agent has made it; the agent configures the
 /// link meanwhile ([`ns::EarlyAgent::finish`] before ready).
-fn open_tap(
-    cfg: &Config,
-    start: ns::EarlyStart,
-) -> Result<(Tap, TapInfo, ns::EarlyAgent), NsError> {
+/// Both forms' TAP agent answers with [`TapInfo`].
+fn open_tap(name: &str, start: ns::EarlyStart) -> Result<(Tap, TapInfo, ns::EarlyAgent), NsError> {
     let (fd, info, agent) = start.answer()?;
     let info =
         TapInfo::decode(&info).ok_or_else(|| NsError::AgentDied("malformed reply".into()))?;
-    log::debug!("TAP {}: {info:?}", cfg.tap_name);
+    log::debug!("TAP {name}: {info:?}");
     Ok((
-        Tap::from_fd(fd, cfg.tap_name.clone(), info.offload),
+        Tap::from_fd(fd, name.to_string(), info.offload),
         info,
         agent,
     ))
@@ -317,7 +315,7 @@ pub fn run(cfg: Config) -> Result<i32, SetupError> {
     let tap_start = start_tap(&cfg, &handles)?;
     let factory = early_factory(&cfg, &handles)?;
     let factory_now = factory.is_some();
-    let (tap, info, tap_agent) = open_tap(&cfg, tap_start)?;
+    let (tap, info, tap_agent) = open_tap(&cfg.tap_name, tap_start)?;
     // The API socket listens before the ready fd is written (callers
     // connect right after ready).
     let api = match &cfg.api_socket {

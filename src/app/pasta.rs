@@ -359,23 +359,6 @@ fn start_tap(
     ns::spawn_in_early(handles, |early| pasta_tap(&req, early))
 }
 
-/// The TAP, as soon as the agent has made it; the agent configures the
-/// link meanwhile ([`ns::EarlyAgent::finish`] before ready).
-fn open_tap(
-    plan: &PastaPlan,
-    start: ns::EarlyStart,
-) -> Result<(Tap, TapInfo, ns::EarlyAgent), NsError> {
-    let (fd, info, agent) = start.answer()?;
-    let info =
-        TapInfo::decode(&info).ok_or_else(|| NsError::AgentDied("malformed reply".into()))?;
-    log::debug!("TAP {}: {info:?}", plan.ifname);
-    Ok((
-        Tap::from_fd(fd, plan.ifname.clone(), info.offload),
-        info,
-        agent,
-    ))
-}
-
 /// The `--netns` file's watch: exit when it is deleted (not with
 /// `--no-netns-quit`; the PID form and the command form end with their
 /// process instead).
@@ -485,7 +468,7 @@ fn start(o: &PastaOptions, plan: &PastaPlan, cfg: &Config) -> Result<Started, Pa
     let pasta = pasta_setup(o);
     let options = publish::factory_options(&cfg.plan, pasta.ports.scans_ns());
     let factory = Factory::start(&handles, options)?;
-    let (tap, info, tap_agent) = open_tap(plan, tap_start)?;
+    let (tap, info, tap_agent) = super::open_tap(&plan.ifname, tap_start)?;
     let confinement = confinement(cfg, &handles, child.as_ref(), None)?;
     let child_parts = match child.as_mut() {
         Some(c) => c.take_pidfd().map(|fd| (c.pid, fd)),

@@ -36,8 +36,6 @@ use crate::sys::member_tap::{self, TapSpec};
 use crate::sys::ns::{self, Agent, NsError, NsHandles};
 use crate::sys::tap::Tap;
 
-use super::kernel::{self, LinkSpec};
-
 /// How long an attach may wait for its namespace agent. Creating a TAP
 /// takes milliseconds; this bounds an agent stuck in the namespace, and is
 /// below the 30 s `rlnet attach` waits, so the caller hears why.
@@ -298,14 +296,8 @@ impl Dp {
         };
         if let Some(k) = self.kernel.as_mut().filter(|k| k.owns(&handles)) {
             let port = k.next_port();
-            let guard = kernel::guard_member(&port, lease.mac, lease.ip4, lease.ip6);
-            let link = LinkSpec {
-                mtu: spec.mtu,
-                v4: spec.v4,
-                v6: spec.v6,
-            };
             let net = handles.net.try_clone().map_err(AttachError::Watch)?;
-            let agent = k.start_attach(net, port.clone(), &guard, link)?;
+            let agent = k.start_attach(net, port.clone(), spec)?;
             return Ok((handles, netns, agent, Some(port)));
         }
         let agent = member_tap::start(&handles, spec)?;

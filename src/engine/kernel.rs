@@ -11,12 +11,10 @@
 //! of [`super::attach`] do; the guard's netlink bytes are built here, before
 //! the fork, so the agent only sends them.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsFd;
 
 use crate::model::guard::{self, GuardMember};
-use crate::model::member;
-use crate::sys::netlink::LinkSetup;
+use crate::sys::member_tap::TapSpec;
 use crate::sys::ns::{self, Agent, NsError, NsHandles};
 use crate::sys::tap::Tap;
 use crate::sys::{bridge, nft};
@@ -90,33 +88,27 @@ impl KernelPart {
         self.uplink_tap.try_clone(MEMBER_LINK)
     }
 
-    /// Fork the agent that puts a member on the bridge: its veth (the
-    /// peer, [`MEMBER_LINK`], made inside `member`'s namespace), its guard,
-    /// then the link's addresses. Answers with the member's netns fd.
+    /// Fork the agent that puts a member on the bridge as `port`: its veth
+    /// (the peer, [`MEMBER_LINK`], made inside the member's namespace
+    /// `net`), its guard, then the link's addresses, as a TAP member's.
+    /// Answers with the member's netns fd.
     pub fn start_attach(
         &self,
         net: std::os::fd::OwnedFd,
         port: String,
-        guard: &GuardMember,
-        link: LinkSpec,
+        spec: TapSpec,
     ) -> Result<Agent, NsError> {
-        let rules = nft_wire::batch(&guard::add_member(guard), 1);
-        let mac = guard.mac;
+        let guard = GuardMember::new(&port, spec.mac, spec.v4.0, spec.v6.map(|v| v.0));
+        let rules = nft_wire::batch(&guard::add_member(&guard), 1);
+        let mac = spec.mac;
         ns::spawn_in(&self.ns, move || {
             let err = |what: &str, e: &dyn std::fmt::Display| format!("{what}: {e}");
             bridge::add_port(net.as_fd(), &port, MEMBER_LINK, mac)
                 .map_err(|e| err("cannot add the bridge port", &e))?;
             nft::apply(&rules).map_err(|e| err("cannot load the member's guard", &e))?;
             bridge::port_up(&port).map_err(|e| err("cannot raise the bridge port", &e))?;
-            let setup = LinkSetup {
-                ifname: MEMBER_LINK,
-                mtu: link.mtu,
-                mac: Some(mac),
-                v4: Some(link.v4),
-                v6: link.v6,
-                keep_default_route: false,
-            };
-            bridge::configure_member(net.as_fd(), &setup)
+            // A fresh namespace (`rlnet run`): no default route to keep.
+            bridge::configure_member(net.as_fd(), &spec.link_setup(MEMBER_LINK, false))
                 .map_err(|e| err("cannot configure the member's link", &e))?;
             Ok((net, port.into_bytes()))
         })
@@ -128,34 +120,12 @@ impl KernelPart {
         let rules = nft_wire::batch(&guard::remove_member(port), 1);
         let port = port.to_string();
         // The agent must answer with an fd: the bridge namespace's own.
-        let answer = self.ns.net.try_clone().map_err(|e| NsError::Sys {
-            what: "dup",
-            err: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EBADF)),
-        })?;
+        let answer = self.ns.net.try_clone().map_err(ns::sys_io("dup"))?;
         ns::spawn_in(&self.ns, move || {
             // A member whose namespace ended took its veth pair with it.
             let _ = bridge::del_port(&port);
             nft::apply(&rules).map_err(|e| format!("cannot remove the guard of {port}: {e}"))?;
             Ok((answer, Vec::new()))
         })
-    }
-}
-
-/// A kernel member's addresses, as its TAP would get them.
-#[derive(Debug, Clone, Copy)]
-pub struct LinkSpec {
-    pub mtu: u32,
-    pub v4: (Ipv4Addr, u8, Ipv4Addr),
-    pub v6: Option<(Ipv6Addr, u8, Ipv6Addr)>,
-}
-
-/// The guard's view of a member about to be attached.
-pub fn guard_member(port: &str, mac: [u8; 6], v4: Ipv4Addr, v6: Option<Ipv6Addr>) -> GuardMember {
-    GuardMember {
-        port: port.to_string(),
-        mac,
-        ip4: v4,
-        ip6: v6,
-        link_local: member::link_local_of(mac),
     }
 }

@@ -35,6 +35,19 @@ pub struct GuardMember {
     pub link_local: Ipv6Addr,
 }
 
+impl GuardMember {
+    /// The guard's view of the member with these addresses on `port`.
+    pub fn new(port: &str, mac: [u8; 6], ip4: Ipv4Addr, ip6: Option<Ipv6Addr>) -> GuardMember {
+        GuardMember {
+            port: port.to_string(),
+            mac,
+            ip4,
+            ip6,
+            link_local: super::member::link_local_of(mac),
+        }
+    }
+}
+
 /// One change to the table; a batch of them commits atomically.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {

@@ -20,8 +20,8 @@ use crate::dns::DnsConfig;
 use crate::engine::{Engine, EngineError, KernelSetup, NetworkSetup, Setup};
 use crate::forward::publish;
 use crate::forward::spec::Mode;
+use crate::model::guard;
 use crate::model::ipam::{self, Ipam};
-use crate::model::{guard, member};
 use crate::nat::{Outbound, policy::Policy};
 use crate::sys::{bridge, ns, os, sandbox, seccomp};
 use crate::wire::nft as nft_wire;
@@ -283,13 +283,12 @@ fn build_kernel_switch() -> Result<KernelSetup, String> {
     // (port v0, never handed out), removed in the same batch: a kernel that
     // refuses any of the guard's expressions refuses it here, and the
     // network falls back to TAPs rather than failing every attach.
-    let probe = guard::GuardMember {
-        port: "v0".into(),
-        mac: PROBE_MAC,
-        ip4: Ipv4Addr::new(192, 0, 2, 1),
-        ip6: Some(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
-        link_local: member::link_local_of(PROBE_MAC),
-    };
+    let probe = guard::GuardMember::new(
+        "v0",
+        PROBE_MAC,
+        Ipv4Addr::new(192, 0, 2, 1),
+        Some(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
+    );
     let mut ops = guard::table();
     ops.extend(guard::add_member(&probe));
     ops.extend(guard::remove_member(&probe.port));

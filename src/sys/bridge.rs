@@ -70,14 +70,6 @@ fn check_name(name: &str) -> Result<(), BridgeError> {
     Ok(())
 }
 
-/// The index of `name` in the current netns.
-fn index_of(nl: &mut Rtnl, name: &str) -> Result<u32, NetlinkError> {
-    match nl.get_link(name)? {
-        Some(l) if l.header.index != 0 => Ok(l.header.index),
-        _ => Err(NetlinkError::NoSuchLink(name.into())),
-    }
-}
-
 /// RTM_NEWLINK on an existing port: its bridge-port flags.
 fn set_port_flags(
     nl: &mut Rtnl,
@@ -135,9 +127,9 @@ pub fn setup_bridge() -> Result<Tap, BridgeError> {
         NLM_F_CREATE | NLM_F_EXCL,
         op,
     )?;
-    let br = index_of(&mut nl, BRIDGE)?;
+    let br = nl.index_of(BRIDGE)?;
     let tap = Tap::open(UPLINK)?;
-    let up = index_of(&mut nl, UPLINK)?;
+    let up = nl.index_of(UPLINK)?;
     nl.set_link(up, UPLINK, &format!("set MTU {MTU}"), |m| {
         m.attributes.push(LinkAttribute::Mtu(MTU));
     })?;
@@ -188,7 +180,7 @@ pub fn add_port(
     check_name(port)?;
     check_name(peer)?;
     let mut nl = Rtnl::open()?;
-    let br = index_of(&mut nl, BRIDGE)?;
+    let br = nl.index_of(BRIDGE)?;
     let mut peer_msg = LinkMessage::default();
     peer_msg.attributes.extend([
         LinkAttribute::IfName(peer.into()),
@@ -217,7 +209,7 @@ pub fn add_port(
         NLM_F_CREATE | NLM_F_EXCL,
         op,
     )?;
-    let index = index_of(&mut nl, port)?;
+    let index = nl.index_of(port)?;
     let flags_and_fdb = set_port_flags(&mut nl, index, port, false, false)
         .and_then(|()| static_fdb(&mut nl, index, port, mac));
     if let Err(e) = flags_and_fdb {
@@ -261,7 +253,7 @@ fn delete_link(nl: &mut Rtnl, name: &str) -> Result<(), NetlinkError> {
 pub fn port_up(port: &str) -> Result<(), BridgeError> {
     check_name(port)?;
     let mut nl = Rtnl::open()?;
-    let index = index_of(&mut nl, port)?;
+    let index = nl.index_of(port)?;
     Ok(nl.set_link(index, port, "set link up", netlink::link_up)?)
 }
 
@@ -270,7 +262,7 @@ pub fn port_up(port: &str) -> Result<(), BridgeError> {
 pub fn del_port(port: &str) -> Result<(), BridgeError> {
     check_name(port)?;
     let mut nl = Rtnl::open()?;
-    index_of(&mut nl, port)?;
+    nl.index_of(port)?;
     Ok(delete_link(&mut nl, port)?)
 }
 
@@ -837,7 +829,7 @@ mod tests {
     fn unknown_neighbour(m: &NsHandles) -> Result<(), String> {
         setns(m.net.as_fd(), CloneFlags::CLONE_NEWNET).map_err(s)?;
         let mut nl = Rtnl::open().map_err(s)?;
-        let index = index_of(&mut nl, "tap0").map_err(s)?;
+        let index = nl.index_of("tap0").map_err(s)?;
         let mut msg = NeighbourMessage::default();
         msg.header.family = AddressFamily::Inet;
         msg.header.ifindex = index;

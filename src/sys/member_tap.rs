@@ -24,6 +24,20 @@ pub struct TapSpec {
     pub v6: Option<(Ipv6Addr, u8, Ipv6Addr)>,
 }
 
+impl TapSpec {
+    /// How `ifname` is configured with these addresses.
+    pub fn link_setup<'a>(&self, ifname: &'a str, keep_default_route: bool) -> LinkSetup<'a> {
+        LinkSetup {
+            ifname,
+            mtu: self.mtu,
+            mac: Some(self.mac),
+            v4: Some(self.v4),
+            v6: self.v6,
+            keep_default_route,
+        }
+    }
+}
+
 /// Fork the agent that creates and configures the TAP inside `handles`.
 pub fn start(handles: &NsHandles, spec: TapSpec) -> Result<Agent, NsError> {
     ns::spawn_in(handles, move || {
@@ -32,15 +46,7 @@ pub fn start(handles: &NsHandles, spec: TapSpec) -> Result<Agent, NsError> {
             .find(|n| matches!(netlink::link_index(n), Ok(None)))
             .ok_or_else(|| format!("the namespace already has {MAX_TAPS} TAPs"))?;
         let tap = Tap::open(&name).map_err(|e| e.to_string())?;
-        netlink::configure_link(&LinkSetup {
-            ifname: &name,
-            mtu: spec.mtu,
-            mac: Some(spec.mac),
-            v4: Some(spec.v4),
-            v6: spec.v6,
-            keep_default_route: true,
-        })
-        .map_err(|e| e.to_string())?;
+        netlink::configure_link(&spec.link_setup(&name, true)).map_err(|e| e.to_string())?;
         Ok(answer(tap))
     })
 }

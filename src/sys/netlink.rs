@@ -174,6 +174,14 @@ impl Rtnl {
         Err(proto("no acknowledgement".into()))
     }
 
+    /// The index of `name`, which must exist.
+    pub(super) fn index_of(&mut self, name: &str) -> Result<u32, NetlinkError> {
+        match self.get_link(name)? {
+            Some(l) if l.header.index != 0 => Ok(l.header.index),
+            _ => Err(NetlinkError::NoSuchLink(name.into())),
+        }
+    }
+
     /// RTM_GETLINK by name; `None` if the kernel says ENODEV.
     pub(super) fn get_link(&mut self, name: &str) -> Result<Option<LinkMessage>, NetlinkError> {
         let mut msg = LinkMessage::default();
@@ -441,9 +449,8 @@ pub fn real_address_routing(gateways: [Option<IpAddr>; 2]) -> [bool; 2] {
     let Ok(mut nl) = Rtnl::open() else {
         return [false; 2];
     };
-    let lo = match nl.get_link("lo") {
-        Ok(Some(l)) if l.header.index != 0 => l.header.index,
-        _ => return [false; 2],
+    let Ok(lo) = nl.index_of("lo") else {
+        return [false; 2];
     };
     if let Err(e) = nl.set_link(lo, "lo", "set link up", link_up) {
         log::debug!("published ports keep the userspace path: {e}");
@@ -549,10 +556,7 @@ pub fn configure_link(setup: &LinkSetup) -> Result<(), NetlinkError> {
     let name = setup.ifname;
     let mut nl = Rtnl::open()?;
     nl.set_link(0, "lo", "set link up", link_up)?;
-    let index = match nl.get_link(name)? {
-        Some(l) if l.header.index != 0 => l.header.index,
-        _ => return Err(NetlinkError::NoSuchLink(name.into())),
-    };
+    let index = nl.index_of(name)?;
     let mtu = setup.mtu;
     nl.set_link(index, name, &format!("set MTU {mtu}"), |m| {
         m.attributes.push(LinkAttribute::Mtu(mtu))
@@ -647,10 +651,7 @@ pub fn prepare(ifname: &str, mac: Option<[u8; 6]>, made: bool) -> Result<(), Net
 pub fn configure_copy(setup: &CopySetup) -> Result<(), NetlinkError> {
     let name = setup.ifname;
     let mut nl = Rtnl::open()?;
-    let index = match nl.get_link(name)? {
-        Some(l) if l.header.index != 0 => l.header.index,
-        _ => return Err(NetlinkError::NoSuchLink(name.into())),
-    };
+    let index = nl.index_of(name)?;
     if let Some(mtu) = setup.mtu {
         nl.set_link(index, name, &format!("set MTU {mtu}"), |m| {
             m.attributes.push(LinkAttribute::Mtu(mtu))

@@ -69,6 +69,14 @@ fn sys(what: &'static str) -> impl Fn(nix::Error) -> NsError {
     move |err| NsError::Sys { what, err }
 }
 
+/// [`sys`] for a std I/O error (its errno, else EINVAL).
+pub fn sys_io(what: &'static str) -> impl Fn(std::io::Error) -> NsError {
+    move |e| NsError::Sys {
+        what,
+        err: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EINVAL)),
+    }
+}
+
 /// Handles on the namespaces to serve, opened once and kept, so the target
 /// cannot be swapped under us (PID reuse, path replaced).
 #[derive(Debug)]
@@ -85,9 +93,14 @@ impl NsHandles {
     /// (st_dev, st_ino) of the network namespace: the same for every handle
     /// on it, so one namespace is recognised however it was named.
     pub fn net_id(&self) -> nix::Result<(u64, u64)> {
-        let st = fstat(self.net.as_fd())?;
-        Ok((st.st_dev, st.st_ino))
+        file_id(self.net.as_fd())
     }
+}
+
+/// (st_dev, st_ino): which file (here, which namespace) `fd` is.
+fn file_id(fd: BorrowedFd) -> nix::Result<(u64, u64)> {
+    let st = fstat(fd)?;
+    Ok((st.st_dev, st.st_ino))
 }
 
 /// Asks a namespace file its type (seccomp allows it to the daemons).
@@ -228,6 +241,16 @@ pub fn spawn_in<F>(ns: &NsHandles, job: F) -> Result<Agent, NsError>
 where
     F: FnOnce() -> Result<(OwnedFd, Vec<u8>), String>,
 {
+    fork_agent(|sock| {
+        let result = enter(ns).and_then(|()| job());
+        send_answer(sock, &result).is_ok()
+    })
+}
+
+/// Fork an agent that runs `body` with its end of the channel (in the
+/// child, which exits 0 if `body` says it answered, else 1); the parent
+/// watches it through its pidfd.
+fn fork_agent(body: impl FnOnce(&OwnedFd) -> bool) -> Result<Agent, NsError> {
     let (ours, theirs) = fork_channel()?;
     // SAFETY: rlnet is single-threaded (fork_channel checked), so the child
     // may run arbitrary code; it never returns from this branch (exit_now).
@@ -235,22 +258,12 @@ where
         ForkResult::Child => {
             drop(ours);
             os::die_with_parent();
-            let result = enter(ns).and_then(|()| job());
-            os::exit_now(if send_answer(&theirs, &result).is_ok() {
-                0
-            } else {
-                1
-            })
+            os::exit_now(if body(&theirs) { 0 } else { 1 })
         }
         ForkResult::Parent { child } => {
             drop(theirs);
-            match Helper::watch(child) {
-                Ok(helper) => Ok(Agent { helper, sock: ours }),
-                Err(e) => Err(NsError::Sys {
-                    what: "pidfd_open",
-                    err: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EINVAL)),
-                }),
-            }
+            let helper = Helper::watch(child).map_err(sys_io("pidfd_open"))?;
+            Ok(Agent { helper, sock: ours })
         }
     }
 }
@@ -258,10 +271,7 @@ where
 /// An agent that answered early (its fd and bytes) and goes on working:
 /// [`EarlyAgent::finish`] waits for the rest of its job.
 #[derive(Debug)]
-pub struct EarlyAgent {
-    helper: Helper,
-    sock: OwnedFd,
-}
+pub struct EarlyAgent(Agent);
 
 /// What an early-answering job is given to send its fd and bytes with.
 pub type Early<'a> = &'a dyn Fn(OwnedFd, Vec<u8>) -> Result<(), String>;
@@ -269,17 +279,15 @@ pub type Early<'a> = &'a dyn Fn(OwnedFd, Vec<u8>) -> Result<(), String>;
 /// An early-answering agent just forked: [`EarlyStart::answer`] waits for
 /// what it sends through its [`Early`] sender.
 #[derive(Debug)]
-pub struct EarlyStart {
-    agent: EarlyAgent,
-}
+pub struct EarlyStart(Agent);
 
 impl EarlyStart {
     /// The fd and bytes the job sent early, and the agent still at work
     /// (or the job's error, the agent reaped).
     pub fn answer(self) -> Result<(OwnedFd, Vec<u8>, EarlyAgent), NsError> {
-        let mut agent = self.agent;
+        let mut agent = self.0;
         match receive(&agent.sock, MsgFlags::empty()) {
-            Ok(Some(Ok((fd, data)))) => Ok((fd, data, agent)),
+            Ok(Some(Ok((fd, data)))) => Ok((fd, data, EarlyAgent(agent))),
             first => {
                 let status = agent.helper.wait();
                 let e = answer(first, status).err();
@@ -298,44 +306,29 @@ pub fn spawn_in_early<F>(ns: &NsHandles, job: F) -> Result<EarlyStart, NsError>
 where
     F: FnOnce(Early) -> Result<(), String>,
 {
-    let (ours, theirs) = fork_channel()?;
-    // SAFETY: rlnet is single-threaded (fork_channel checked), so the child
-    // may run arbitrary code; it never returns from this branch (exit_now).
-    match unsafe { fork() }.map_err(sys("fork"))? {
-        ForkResult::Child => {
-            drop(ours);
-            os::die_with_parent();
-            let early = |fd: OwnedFd, data: Vec<u8>| {
-                send_answer(&theirs, &Ok((fd, data)))
-                    .map(drop)
-                    .map_err(|e| e.to_string())
-            };
-            let sent = match enter(ns).and_then(|()| job(&early)) {
-                // Status 2: done, nothing attached.
-                Ok(()) => send_bytes(&theirs, &[2]),
-                Err(text) => send_answer(&theirs, &Err(text)),
-            };
-            os::exit_now(i32::from(sent.is_err()))
-        }
-        ForkResult::Parent { child } => {
-            drop(theirs);
-            let helper = Helper::watch(child).map_err(|e| NsError::Sys {
-                what: "pidfd_open",
-                err: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EINVAL)),
-            })?;
-            Ok(EarlyStart {
-                agent: EarlyAgent { helper, sock: ours },
-            })
-        }
-    }
+    fork_agent(|sock| {
+        let early = |fd: OwnedFd, data: Vec<u8>| {
+            send_answer(sock, &Ok((fd, data)))
+                .map(drop)
+                .map_err(|e| e.to_string())
+        };
+        let sent = match enter(ns).and_then(|()| job(&early)) {
+            // Status 2: done, nothing attached.
+            Ok(()) => send_bytes(sock, &[2]),
+            Err(text) => send_answer(sock, &Err(text)),
+        };
+        sent.is_ok()
+    })
+    .map(EarlyStart)
 }
 
 impl EarlyAgent {
     /// Wait for the rest of the agent's job, and reap it.
-    pub fn finish(mut self) -> Result<(), NsError> {
+    pub fn finish(self) -> Result<(), NsError> {
+        let mut agent = self.0;
         let mut buf = [0u8; 4096];
-        let got = os::recv_fd(self.sock.as_fd(), &mut buf, MsgFlags::empty());
-        let status = self.helper.wait();
+        let got = os::recv_fd(agent.sock.as_fd(), &mut buf, MsgFlags::empty());
+        let status = agent.helper.wait();
         match got {
             Ok((1, None)) if buf[0] == 2 => Ok(()),
             Ok((n, _)) if n > 0 && buf[0] == 1 => Err(NsError::Agent(
@@ -1023,10 +1016,7 @@ fn await_run_child(child: Pid, ready_r: OwnedFd, go_w: OwnedFd) -> Result<RunChi
         Err(e) => {
             drop(go_w);
             let _ = waitpid(child, None);
-            return Err(NsError::Sys {
-                what: "pidfd_open",
-                err: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EINVAL)),
-            });
+            return Err(sys_io("pidfd_open")(e));
         }
     };
     Ok(RunChild {
@@ -1106,8 +1096,7 @@ pub fn userns_is_child_of(child_userns: BorrowedFd, parent: BorrowedFd) -> nix::
     }
     // SAFETY: `fd` was just returned by the kernel and is owned by no one else.
     let up = unsafe { OwnedFd::from_raw_fd(fd) };
-    let (a, b) = (fstat(up.as_fd())?, fstat(parent)?);
-    Ok(a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+    Ok(file_id(up.as_fd())? == file_id(parent)?)
 }
 
 /// A named network's own namespaces: a new user namespace (U_net, the
