@@ -619,9 +619,27 @@ pub fn start_rlnet(mut cmd: Command, args: &[&str]) -> Rlnet {
         "rlnet not ready; stderr: {}",
         proc.stderr()
     );
-    Rlnet {
-        proc,
-        ready: t0.elapsed(),
+    let ready = t0.elapsed();
+    start_up_dropped(proc.pid());
+    Rlnet { proc, ready }
+}
+
+/// Wait (bounded by [`WAIT`]) until rlnet has dropped its start-up code,
+/// which it does a moment after ready (`os::DROP_START_UP_AFTER`), closing
+/// the `/proc/self/smaps` fd it kept for it: a test's fd baseline taken
+/// before would count an fd that goes away on its own (under load the
+/// moment comes late enough to land inside a measurement).
+pub fn start_up_dropped(pid: u32) {
+    let holds_smaps = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.ends_with("smaps")))
+    };
+    let deadline = Instant::now() + WAIT;
+    while holds_smaps() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
