@@ -46,6 +46,7 @@ use crate::forward::ports::PastaPorts;
 use crate::forward::publish::{ForwardError, Forwarder};
 use crate::forward::{Mode, PublishSpec};
 use crate::model::ipam::Ipam;
+use crate::model::spin::SpinWindow;
 use crate::nat::policy::Policy;
 use crate::nat::{Nat, Outbound};
 use crate::stack::{self, GATEWAY_MAC, Link, TapOut};
@@ -237,6 +238,9 @@ pub struct Engine {
     readable_taps: Vec<usize>,
     /// The exit fd was not open at start: exit at once (slirp4netns POLLNVAL).
     exit_now: bool,
+    /// How long to poll before sleeping, and the byte count it judges by.
+    spin: SpinWindow,
+    moved: u64,
 }
 
 fn register(
@@ -466,6 +470,12 @@ impl Dp {
         )
     }
 
+    /// Bytes moved since start: frames read and written, bytes spliced.
+    fn moved(&self) -> u64 {
+        let written: u64 = self.outs.iter().map(|(_, o)| o.stats.bytes).sum();
+        self.bytes_in + written + self.fwd.spliced_bytes()
+    }
+
     /// Earliest deadline of anything the loop must wake for.
     fn next_deadline(&self) -> Option<i64> {
         [
@@ -510,6 +520,8 @@ impl Engine {
             child: s.child,
             watch: s.watch,
             exit_now,
+            spin: SpinWindow::default(),
+            moved: 0,
         };
         let (ctx, _, fwd) = engine.dp.split(engine.poll.registry());
         if !s.publish.is_empty() {
@@ -573,11 +585,13 @@ impl Engine {
         max_wait: Option<Duration>,
     ) -> Result<Option<Exit>, EngineError> {
         let timeout = self.timeout(max_wait);
-        match self.poll.poll(events, timeout) {
+        let idle_from = StdInstant::now();
+        match self.wait(events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(None),
             Err(e) => return Err(EngineError::Poll(e)),
         }
+        self.spin.after_wait(idle_from.elapsed());
         self.dp.now = self.now();
         for ev in events.iter() {
             if let Some(exit) = self.dispatch(ev) {
@@ -588,7 +602,35 @@ impl Engine {
             self.read_taps();
         }
         self.run_timers();
+        let moved = self.dp.moved();
+        // Saturating: a port that goes takes its count with it.
+        self.spin.after_turn(moved.saturating_sub(self.moved));
+        self.moved = moved;
         Ok(None)
+    }
+
+    /// Wait for events: poll for the spin window's budget first (see
+    /// [`SpinWindow`]), then sleep for what is left of `timeout`.
+    fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
+        let spin = self.spin.budget(timeout);
+        if spin.is_zero() {
+            return self.poll.poll(events, timeout);
+        }
+        let until = StdInstant::now() + spin;
+        loop {
+            self.poll.poll(events, Some(Duration::ZERO))?;
+            if !events.is_empty() {
+                return Ok(());
+            }
+            if StdInstant::now() >= until {
+                break;
+            }
+            // Whatever else is runnable on this CPU (often the peer being
+            // waited for) goes first.
+            std::thread::yield_now();
+        }
+        self.poll
+            .poll(events, timeout.map(|t| t.saturating_sub(spin)))
     }
 
     /// How long the next wait may last: not at all with work left over,

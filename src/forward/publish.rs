@@ -169,6 +169,8 @@ pub struct Forwarder {
     unprivileged_start: u16,
     listeners: Slab<Listener>,
     splices: Slab<SpliceConn>,
+    /// Bytes the splices delivered, all told.
+    moved: u64,
     pipes: PipePool,
     /// Inside-namespace handles, to start the socket factory on first use.
     ns: Option<NsHandles>,
@@ -297,6 +299,7 @@ impl Forwarder {
             unprivileged_start,
             listeners: Slab::new(),
             splices: Slab::new(),
+            moved: 0,
             pipes: PipePool::new(os::pipe_budget_pages()),
             ns,
             factory: None,
@@ -546,7 +549,9 @@ impl Forwarder {
                 };
                 if let Some(c) = self.splices.get_mut(idx) {
                     c.ready(end, readable, writable, closed);
+                    let before = c.moved();
                     let done = c.service() == Outcome::Done;
+                    self.moved += c.moved() - before;
                     // Connected: no longer waiting for an answer (an end
                     // before that is settled by end_splice).
                     if c.connected() && !self.real_by_idx.is_empty() && self.real_settled(idx) {
@@ -970,6 +975,11 @@ impl Forwarder {
         self.real_stats
     }
 
+    /// Bytes spliced between host and namespace sockets since start.
+    pub fn spliced_bytes(&self) -> u64 {
+        self.moved
+    }
+
     /// pasta's `-T`: a client in the namespace, to `target` on the host's
     /// loopback from a host socket.
     fn splice_out(
@@ -1039,7 +1049,9 @@ impl Forwarder {
         let _ = ctx
             .registry
             .register(conn.socket_mut(End::Ns), token(Kind::SpliceNs, idx), both);
-        if conn.service() == Outcome::Done {
+        let done = conn.service() == Outcome::Done;
+        self.moved += conn.moved();
+        if done {
             self.end_splice(idx);
             return Ok(None);
         }

@@ -188,6 +188,8 @@ pub struct SpliceConn {
     /// namespace → host
     down: Pipe,
     connected: bool,
+    /// Bytes delivered either way, for the loop's idea of how busy it is.
+    moved: u64,
     /// Read nothing from the client before the connection is made (so the
     /// client can still be handed to another path).
     hold: bool,
@@ -206,8 +208,9 @@ enum Pump {
     Failed,
 }
 
-/// Move bytes src → pipe → dst until one of them would block.
-fn pump(src: &mut Side, pipe: &mut Pipe, dst: &mut Side) -> Pump {
+/// Move bytes src → pipe → dst until one of them would block; `moved`
+/// counts the bytes delivered to dst.
+fn pump(src: &mut Side, pipe: &mut Pipe, dst: &mut Side, moved_bytes: &mut u64) -> Pump {
     let flags = SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE;
     let mut moved = false;
     for _ in 0..64 {
@@ -227,6 +230,7 @@ fn pump(src: &mut Side, pipe: &mut Pipe, dst: &mut Side) -> Pump {
             ) {
                 Ok(n) => {
                     pipe.queued -= n;
+                    *moved_bytes += n as u64;
                     moved = true;
                     continue;
                 }
@@ -317,6 +321,7 @@ impl SpliceConn {
             up,
             down,
             connected: false,
+            moved: 0,
             hold,
         })
     }
@@ -324,6 +329,11 @@ impl SpliceConn {
     /// The connection to the service is made.
     pub fn connected(&self) -> bool {
         self.connected
+    }
+
+    /// Bytes delivered so far, both ways.
+    pub fn moved(&self) -> u64 {
+        self.moved
     }
 
     pub fn socket_mut(&mut self, end: End) -> &mut TcpStream {
@@ -351,7 +361,7 @@ impl SpliceConn {
                     return Outcome::Keep;
                 }
                 // Meanwhile buffer what the client sends (up to a pipe's worth).
-                return match pump(&mut self.host, &mut self.up, &mut self.ns) {
+                return match pump(&mut self.host, &mut self.up, &mut self.ns, &mut self.moved) {
                     Pump::Failed => self.fail(),
                     _ => Outcome::Keep,
                 };
@@ -367,8 +377,13 @@ impl SpliceConn {
             }
         }
         for _ in 0..4 {
-            let up = pump(&mut self.host, &mut self.up, &mut self.ns);
-            let down = pump(&mut self.ns, &mut self.down, &mut self.host);
+            let up = pump(&mut self.host, &mut self.up, &mut self.ns, &mut self.moved);
+            let down = pump(
+                &mut self.ns,
+                &mut self.down,
+                &mut self.host,
+                &mut self.moved,
+            );
             match (up, down) {
                 (Pump::Failed, _) | (_, Pump::Failed) => return self.fail(),
                 (Pump::Stuck, Pump::Stuck) => break,

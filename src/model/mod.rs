@@ -7,3 +7,4 @@ pub mod guard;
 pub mod icmpv6;
 pub mod ipam;
 pub mod member;
+pub mod spin;
