@@ -352,11 +352,11 @@ pub fn run(cfg: Config) -> Result<i32, SetupError> {
         watch: None,
         pasta: None,
     })?;
-    if factory_now {
-        engine.prepare_confinement()?;
-    }
     let smaps = os::own_smaps();
     confine(&cfg, confinement)?;
+    if factory_now {
+        engine.finish_start()?;
+    }
     // The link is configured before anyone hears it is ready.
     tap_agent.finish()?;
     if let Some(c) = child.as_mut() {

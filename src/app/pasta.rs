@@ -474,7 +474,7 @@ fn start(o: &PastaOptions, plan: &PastaPlan, cfg: &Config) -> Result<Started, Pa
         Some(c) => c.take_pidfd().map(|fd| (c.pid, fd)),
         None => None,
     };
-    let mut engine = Engine::new(Setup {
+    let engine = Engine::new(Setup {
         tap: Some(tap),
         network: None,
         ns_mac: info.mac,
@@ -499,7 +499,6 @@ fn start(o: &PastaOptions, plan: &PastaPlan, cfg: &Config) -> Result<Started, Pa
         watch,
         pasta: Some(pasta),
     })?;
-    engine.prepare_confinement()?;
     Ok(Started {
         engine,
         confinement,
@@ -532,7 +531,7 @@ fn serve(
     os::raise_nofile_limit();
     os::tune_allocator();
     let Started {
-        engine,
+        mut engine,
         confinement,
         mut child,
         tap_agent,
@@ -540,6 +539,7 @@ fn serve(
     files.finish(report.is_some());
     let smaps = os::own_smaps();
     confine(&cfg, confinement)?;
+    engine.finish_start()?;
     // The link is configured before anyone hears it is ready.
     tap_agent.finish()?;
     if let Some(c) = child.as_mut() {

@@ -533,10 +533,11 @@ impl Engine {
         Ok(engine)
     }
 
-    /// Start now what is otherwise started on first use by entering the
-    /// namespace (the splice-mode socket factory): call before confining
-    /// rlnet.
-    pub fn prepare_confinement(&mut self) -> Result<(), EngineError> {
+    /// Wait for the socket factory forked before the TAP was made (its word:
+    /// running, or why not). Called after rlnet confined itself, so the
+    /// factory's own start and confinement overlap rlnet's instead of
+    /// delaying it; waiting needs nothing confinement takes away.
+    pub fn finish_start(&mut self) -> Result<(), EngineError> {
         Ok(self.dp.fwd.start_factory()?)
     }
 

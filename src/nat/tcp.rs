@@ -124,18 +124,16 @@ impl HostSock {
         }
     }
 
-    /// Connect outcome: Ok(true) connected, Ok(false) still in progress.
-    fn connected(&self) -> io::Result<bool> {
+    /// Connect outcome, asked once epoll reported the socket writable:
+    /// TCP reports that only after SYN-SENT (tcp_poll), so no pending
+    /// error means connected.
+    fn connected(&self) -> io::Result<()> {
         match self {
             HostSock::Tcp(s) => match s.take_error() {
                 Ok(Some(e)) | Err(e) => Err(e),
-                Ok(None) => match s.peer_addr() {
-                    Ok(_) => Ok(true),
-                    Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Ok(false),
-                    Err(e) => Err(e),
-                },
+                Ok(None) => Ok(()),
             },
-            HostSock::Local(_) => Ok(true),
+            HostSock::Local(_) => Ok(()),
         }
     }
 }
@@ -423,15 +421,13 @@ impl TcpFlow {
         }
         if self.phase == Phase::Connecting && self.host_writable {
             match self.host.connected() {
-                Ok(true) => {
+                Ok(()) => {
                     self.phase = Phase::Open;
                     let direct = self.host.direct();
                     let socket = self.socket();
                     socket.pause_synack(false);
                     socket.set_rx_direct(direct);
                 }
-                // Spurious wake-up while still connecting.
-                Ok(false) => self.host_writable = false,
                 Err(e) => return self.connect_failed(e, ctx),
             }
         }
