@@ -587,12 +587,12 @@ impl Engine {
     ) -> Result<Option<Exit>, EngineError> {
         let timeout = self.timeout(max_wait);
         let idle_from = StdInstant::now();
-        match self.wait(events, timeout) {
-            Ok(()) => {}
+        let caught = match self.wait(events, timeout) {
+            Ok(caught) => caught,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(None),
             Err(e) => return Err(EngineError::Poll(e)),
-        }
-        self.spin.after_wait(idle_from.elapsed());
+        };
+        self.spin.after_wait(idle_from.elapsed(), caught);
         self.dp.now = self.now();
         for ev in events.iter() {
             if let Some(exit) = self.dispatch(ev) {
@@ -611,17 +611,18 @@ impl Engine {
     }
 
     /// Wait for events: poll for the spin window's budget first (see
-    /// [`SpinWindow`]), then sleep for what is left of `timeout`.
-    fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
+    /// [`SpinWindow`]), then sleep for what is left of `timeout`. True if
+    /// polling caught them.
+    fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<bool> {
         let spin = self.spin.budget(timeout);
         if spin.is_zero() {
-            return self.poll.poll(events, timeout);
+            return self.poll.poll(events, timeout).map(|()| false);
         }
         let until = StdInstant::now() + spin;
         loop {
             self.poll.poll(events, Some(Duration::ZERO))?;
             if !events.is_empty() {
-                return Ok(());
+                return Ok(true);
             }
             if StdInstant::now() >= until {
                 break;
@@ -632,6 +633,7 @@ impl Engine {
         }
         self.poll
             .poll(events, timeout.map(|t| t.saturating_sub(spin)))
+            .map(|()| false)
     }
 
     /// How long the next wait may last: not at all with work left over,
