@@ -17,17 +17,17 @@ use std::time::Duration;
 
 /// The longest the loop polls before sleeping: long enough to catch the
 /// late answers that make a round trip's tail (p99).
-pub const MAX: Duration = Duration::from_micros(100);
+pub const MAX: Duration = Duration::from_micros(MAX_US);
+const MAX_US: u64 = 100;
 /// Polling pays while the polls that catch their event are short, about
 /// what a wake-up of a halted vCPU costs (~25 µs on a small VM, more under
 /// load). Past this average, the window stays shut but for one probe in
 /// [`PROBE_EVERY`] waits: a steady stream with gaps of 50–100 µs
 /// (10,000–20,000 datagrams/s) would otherwise keep a CPU polling between
 /// events that nobody waits on.
-const AVG_CAP: Duration = Duration::from_micros(50);
+const AVG_CAP_US: u64 = 50;
 const PROBE_EVERY: u32 = 8;
-const MAX_US: u64 = MAX.as_micros() as u64;
-const AVG_CAP_US: u64 = AVG_CAP.as_micros() as u64;
+
 /// Where a window that was closed starts when it grows.
 const START: Duration = Duration::from_micros(10);
 /// Turns moving less than this on average (bytes) are request/response.
@@ -43,7 +43,7 @@ pub struct SpinWindow {
     /// Moving average of the polls that caught their event, in µs (weight
     /// 1/8 to the newest).
     avg_caught_us: u64,
-    /// Waits in a row with that average past [`AVG_CAP`].
+    /// Waits in a row with that average past [`AVG_CAP_US`].
     shut_waits: u32,
 }
 
@@ -75,7 +75,7 @@ impl SpinWindow {
     /// deadline). Zero after a turn that moved nothing (a timer, a signal,
     /// an idle loop) or after bulk turns.
     pub fn budget(&self, timeout: Option<Duration>) -> Duration {
-        if !self.eligible() || (self.shut() && self.shut_waits % PROBE_EVERY != 0) {
+        if !self.eligible() || (self.shut() && !self.shut_waits.is_multiple_of(PROBE_EVERY)) {
             return Duration::ZERO;
         }
         timeout.map_or(self.limit, |t| t.min(self.limit))
