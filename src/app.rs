@@ -313,9 +313,11 @@ pub fn run(cfg: Config) -> Result<i32, SetupError> {
     let signals = os::signal_fd().map_err(SetupError::Signals)?;
     let (mut handles, mut child) = open_target(&cfg)?;
     let tap_start = start_tap(&cfg, &handles)?;
+    let (tap, info, tap_agent) = open_tap(&cfg.tap_name, tap_start)?;
+    // Forked once the TAP agent has answered, so the two do not share the
+    // CPUs while the TAP is being made.
     let factory = early_factory(&cfg, &handles)?;
     let factory_now = factory.is_some();
-    let (tap, info, tap_agent) = open_tap(&cfg.tap_name, tap_start)?;
     // The API socket listens before the ready fd is written (callers
     // connect right after ready).
     let api = match &cfg.api_socket {
