@@ -462,13 +462,14 @@ fn start(o: &PastaOptions, plan: &PastaPlan, cfg: &Config) -> Result<Started, Pa
     let signals = os::signal_fd().map_err(SetupError::Signals)?;
     let (mut handles, mut child) = open_target(o, cfg)?;
     let watch = netns_watch(o)?;
-    // The TAP agent first (the TAP is on the path to ready), then the
-    // socket factory: both set themselves up at once.
+    // The TAP agent first (the TAP is on the path to ready); the socket
+    // factory once the agent has answered, so the two do not share the
+    // CPUs while the TAP is made.
     let tap_start = start_tap(o, plan, &handles)?;
     let pasta = pasta_setup(o);
+    let (tap, info, tap_agent) = super::open_tap(&plan.ifname, tap_start)?;
     let options = publish::factory_options(&cfg.plan, pasta.ports.scans_ns());
     let factory = Factory::start(&handles, options)?;
-    let (tap, info, tap_agent) = super::open_tap(&plan.ifname, tap_start)?;
     let confinement = confinement(cfg, &handles, child.as_ref(), None)?;
     let child_parts = match child.as_mut() {
         Some(c) => c.take_pidfd().map(|fd| (c.pid, fd)),
