@@ -533,7 +533,7 @@ impl Engine {
         Ok(engine)
     }
 
-    /// Wait for the socket factory forked before the TAP was made (its word:
+    /// Wait for the socket factory forked during start-up (its word:
     /// running, or why not). Called after rlnet confined itself, so the
     /// factory's own start and confinement overlap rlnet's instead of
     /// delaying it; waiting needs nothing confinement takes away.

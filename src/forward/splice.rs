@@ -208,8 +208,8 @@ enum Pump {
     Failed,
 }
 
-/// Move bytes src → pipe → dst until one of them would block; `moved`
-/// counts the bytes delivered to dst.
+/// Move bytes src → pipe → dst until one of them would block;
+/// `moved_bytes` counts the bytes delivered to dst.
 fn pump(src: &mut Side, pipe: &mut Pipe, dst: &mut Side, moved_bytes: &mut u64) -> Pump {
     let flags = SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE;
     let mut moved = false;

@@ -38,7 +38,7 @@ pub struct SpinWindow {
     limit: Duration,
     /// Moving average of the bytes a turn moved (weight 1/4 to the newest).
     avg_bytes: u64,
-    /// The last turn did something (frames or bytes moved).
+    /// Some turn has moved data: before any traffic, nothing polls.
     active: bool,
     /// Moving average of the polls that caught their event, in µs (weight
     /// 1/8 to the newest).
@@ -72,8 +72,8 @@ impl SpinWindow {
     }
 
     /// How long to poll before sleeping, at most `timeout` (None: no
-    /// deadline). Zero after a turn that moved nothing (a timer, a signal,
-    /// an idle loop) or after bulk turns.
+    /// deadline). Zero before any traffic, after bulk turns, and while the
+    /// window is shut (but for its probes).
     pub fn budget(&self, timeout: Option<Duration>) -> Duration {
         if !self.eligible() || (self.shut() && !self.shut_waits.is_multiple_of(PROBE_EVERY)) {
             return Duration::ZERO;
