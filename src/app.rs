@@ -374,8 +374,9 @@ pub fn run(cfg: Config) -> Result<i32, SetupError> {
 /// stack mode's real-address splice. Once confined, rlnet cannot enter the
 /// namespace any more: the factory must exist before, if ports may be
 /// published at all (at start, or later through the API); then it is forked
-/// now, right after the TAP agent, and both set themselves up at once. Otherwise, or
-/// unconfined, it starts on first use (None).
+/// at start, once the TAP agent has answered, and sets itself up while
+/// rlnet confines itself ([`Engine::finish_start`] waits for it after).
+/// Otherwise, or unconfined, it starts on first use (None).
 fn early_factory(cfg: &Config, handles: &NsHandles) -> Result<Option<FactoryStart>, NsError> {
     let ports_possible =
         cfg.publish_mode == Mode::Splice || !cfg.publish.is_empty() || cfg.api_socket.is_some();
