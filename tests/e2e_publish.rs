@@ -115,6 +115,59 @@ fn tcp_1gib_each_way_both_modes() {
     }
 }
 
+/// Readers slower than their senders, both ways, in stack mode (the
+/// real-address splice) and splice mode: every byte arrives, and the
+/// spliced connection stops reading the sender's end while the reader's
+/// side is full (`splice_read_pauses`), then reads on (a lost wake-up would
+/// hang here until the clients' timeouts).
+#[test]
+fn slow_readers_hold_the_sender_back_without_loss() {
+    require_userns!();
+    let p = setup(&[]);
+    // Far more than every buffer on the way (sockets, pipe) holds.
+    let size = 64 * MIB;
+    for (round, mode) in ["stack", "splice"].into_iter().enumerate() {
+        let sink_spec = format!("sink:{size}:31");
+        let (mut sink, sport) = p.serve(&["serve-tcp", "0.0.0.0:0", &sink_spec, "--read", "512"]);
+        let (mut source, qport) =
+            p.serve(&["serve-tcp", "0.0.0.0:0", &format!("source:{size}:32")]);
+        let hp = 30100 + 10 * u16::try_from(round).unwrap();
+        let hq = hp + 1;
+        let req = format!(
+            r#"{{"execute":"add_publish","arguments":{{"publish":["{hp}:{sport}","{hq}:{qport}"],"mode":"{mode}"}}}}"#
+        );
+        let reply = p.api(&req);
+        assert!(reply.contains(r#""ids""#), "{reply}");
+        let before = p.counter("splice_read_pauses");
+        let (st, out, err) = p.client(&[
+            "tcp",
+            &format!("{CLIENT4}:{hp}"),
+            &format!("send:{size}:31"),
+        ]);
+        assert!(st.success(), "{mode} send: {err}");
+        ok(&out);
+        sink.wait();
+        ok(&sink.expect_line("ok"));
+        let sent = p.counter("splice_read_pauses");
+        assert!(sent > before, "{mode}: the client was never held back");
+        let (st, out, err) = p.client(&[
+            "tcp",
+            &format!("{CLIENT4}:{hq}"),
+            &format!("recv:{size}:32"),
+            "--read",
+            "512",
+        ]);
+        assert!(st.success(), "{mode} recv: {err}");
+        ok(&out);
+        source.wait();
+        ok(&source.expect_line("ok"));
+        assert!(
+            p.counter("splice_read_pauses") > sent,
+            "{mode}: the service was never held back"
+        );
+    }
+}
+
 /// TCP and UDP, IPv4 and IPv6, the client's real address, half-close both
 /// ways, and a host-loopback client shown as the gateway.
 #[test]

@@ -164,6 +164,11 @@ mod tests {
         let v = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
         assert_eq!(run(&v("nope")).unwrap_err().code(), 2);
         assert_eq!(run(&v("crr 127.0.0.1:9")).unwrap_err().code(), 2);
+        // A bad --read is a usage error, before any connection is tried.
+        for bad in ["0", "1m", "x"] {
+            let argv = v(&format!("tcp 127.0.0.1:9 send:1:1 --read {bad}"));
+            assert_eq!(run(&argv).unwrap_err().code(), 2, "{bad}");
+        }
         for (i, c) in COMMANDS.iter().enumerate() {
             assert!(c.syntax.starts_with(c.name), "{}", c.syntax);
             assert!(c.help.starts_with(&format!("  {} ", c.name)), "{}", c.help);

@@ -9,11 +9,24 @@ use std::time::{Duration, Instant};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
-use crate::fail::{Fail, Res, ioerr};
+use crate::fail::{Fail, Res, ioerr, usage};
 use crate::stream::{Digest, Stream, Verifier};
 
 /// Copy size of the stream commands.
 pub const BUF: usize = 256 * 1024;
+
+/// `--read BYTES`: the buffer size of a stream's reads (and writes), 1 to
+/// [`BUF`]; [`BUF`] when not given.
+pub fn read_size(a: &crate::args::Args) -> Res<usize> {
+    match a.opt("--read") {
+        None => Ok(BUF),
+        Some(v) => crate::args::parse_size(v)
+            .ok()
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|n| (1..=BUF).contains(n))
+            .ok_or_else(|| usage(format!("--read: {v:?} is not 1 to {BUF} bytes"))),
+    }
+}
 
 /// An IPv4-mapped IPv6 peer shown as IPv4.
 pub fn canon(a: SocketAddr) -> SocketAddr {

@@ -13,17 +13,18 @@ use crate::args::Args;
 use crate::fail::{Fail, Res, die, emit, ioerr, status};
 use crate::mode::{Kind, Mode, parse_mode, report, report_sent};
 use crate::net::{
-    BUF, Held, accept_ready, canon, listen_tcp, read_eof, recv_verify, send_all, send_stream,
+    Held, accept_ready, canon, listen_tcp, read_eof, read_size, recv_verify, send_all, send_stream,
     send_then_verify, set_nonblocking, set_timeouts, shut_wr, wait_fd,
 };
 use crate::stream::Digest;
 
 pub const COMMAND: Command =
-    Command::new("serve-tcp", SYNTAX, HELP, 2..=2, run).options(&["--count"], &[]);
+    Command::new("serve-tcp", SYNTAX, HELP, 2..=2, run).options(&["--count", "--read"], &[]);
 
-const SYNTAX: &str = "serve-tcp ADDR MODE [--count N]";
+const SYNTAX: &str = "serve-tcp ADDR MODE [--count N] [--read BYTES]";
 
-const HELP: &str = "  serve-tcp ADDR MODE [--count N]   listen, print `listening port=P`, serve N
+const HELP: &str = "  serve-tcp ADDR MODE [--count N] [--read BYTES]
+        listen, print `listening port=P`, serve N
         connections (default 1) concurrently; one result line each:
         `ok=1 bytes= digest= [tx_digest=] peer=` (`ok=0 bytes= first_bad= peer=`)
         MODE: sink:BYTES:SEED | source:BYTES:SEED | echo | hold
@@ -31,12 +32,14 @@ const HELP: &str = "  serve-tcp ADDR MODE [--count N]   listen, print `listening
               halfclose-b:BYTES:SEED  send + SHUT_WR, then read stream(SEED+1)
         hold: accept N, keep them open until the peers close (poll loop);
               prints `ok=1 conns= closed= peak=`
+        --read: at most BYTES per read(2) (a slow reader; default 256k)
 ";
 
 fn run(a: &Args) -> Res<i32> {
     let addr = a.addr(0)?;
     let mode = parse_mode(&a.pos[1], true)?;
     let count: u64 = a.num("--count", 1)?;
+    let read = read_size(a)?;
     let l = listen_tcp(addr, 4096)?;
     let port = l.local_addr().map_err(|e| ioerr("getsockname", e))?.port();
     emit(&format!("listening port={port}"));
@@ -59,7 +62,7 @@ fn run(a: &Args) -> Res<i32> {
         std::thread::Builder::new()
             .stack_size(256 * 1024)
             .spawn(move || {
-                let ok = serve_conn(s, canon(peer), mode, t).unwrap_or_else(|f| die(&f));
+                let ok = serve_conn(s, canon(peer), mode, t, read).unwrap_or_else(|f| die(&f));
                 let _ = tx.send(ok);
             })
             .map_err(|e| ioerr("spawn", e))?;
@@ -69,9 +72,9 @@ fn run(a: &Args) -> Res<i32> {
     Ok(status(all_ok))
 }
 
-fn serve_conn(s: TcpStream, peer: SocketAddr, m: Mode, t: Duration) -> Res<bool> {
+fn serve_conn(s: TcpStream, peer: SocketAddr, m: Mode, t: Duration, read: usize) -> Res<bool> {
     set_timeouts(&s, t)?;
-    let mut buf = vec![0u8; BUF];
+    let mut buf = vec![0u8; read];
     let extra = format!("peer={peer}");
     match m.kind {
         Kind::Sink => {

@@ -9,32 +9,34 @@ use crate::args::Args;
 use crate::fail::{Fail, Res, die, ioerr, status};
 use crate::mode::{Kind, Mode, parse_mode, report, report_sent};
 use crate::net::{
-    BUF, canon, connect_tcp, read_eof, recv_verify, send_all, send_stream, send_then_verify,
-    shut_wr,
+    BUF, canon, connect_tcp, read_eof, read_size, recv_verify, send_all, send_stream,
+    send_then_verify, shut_wr,
 };
 use crate::stream::{Digest, Verifier};
 
 pub const COMMAND: Command =
-    Command::new("tcp", SYNTAX, HELP, 2..=2, run).options(&["--sport"], &[]);
+    Command::new("tcp", SYNTAX, HELP, 2..=2, run).options(&["--sport", "--read"], &[]);
 
-const SYNTAX: &str = "tcp ADDR MODE [--sport P]";
+const SYNTAX: &str = "tcp ADDR MODE [--sport P] [--read BYTES]";
 
 const HELP: &str =
     "  tcp ADDR MODE [--sport P]         client: send|recv|echo|halfclose-a|halfclose-b
         :BYTES:SEED; prints `ok=1 bytes= digest= [tx_digest=] secs= gbps= local=`;
-        --sport: from that source port (SO_REUSEADDR)
+        --sport: from that source port (SO_REUSEADDR); --read: at most BYTES
+        per read(2) (a slow reader; default 256k)
 ";
 
 fn run(a: &Args) -> Res<i32> {
     let addr = a.addr(0)?;
     let m = parse_mode(&a.pos[1], false)?;
+    let read = read_size(a)?;
     let s = connect_tcp(addr, a.opt_num("--sport")?, a.timeout)?;
     let local = s
         .local_addr()
         .map(canon)
         .map_err(|e| ioerr("getsockname", e))?;
     let t0 = Instant::now();
-    let (v, tx) = exchange(&s, m)?;
+    let (v, tx) = exchange(&s, m, read)?;
     let secs = t0.elapsed().as_secs_f64();
     let gbps = m.bytes as f64 * 8.0 / secs.max(1e-9) / 1e9;
     let extra = format!("secs={secs:.3} gbps={gbps:.3} local={local}");
@@ -54,8 +56,8 @@ fn run(a: &Args) -> Res<i32> {
 }
 
 /// The client's side of mode `m`: what it received (checked) and sent.
-fn exchange(s: &TcpStream, m: Mode) -> Res<(Option<Verifier>, Option<Digest>)> {
-    let mut buf = vec![0u8; BUF];
+fn exchange(s: &TcpStream, m: Mode, read: usize) -> Res<(Option<Verifier>, Option<Digest>)> {
+    let mut buf = vec![0u8; read];
     Ok(match m.kind {
         Kind::Send => (None, Some(send_all(s, m.bytes, m.seed, &mut buf)?)),
         Kind::Recv => (Some(recv_verify(s, m.bytes, m.seed, &mut buf)?), None),

@@ -260,6 +260,10 @@ pub struct Counters {
     pub real_address_splices: u64,
     #[serde(default)]
     pub real_address_fallbacks: u64,
+    /// Times a spliced connection stopped reading one end because the
+    /// other end took no more (back-pressure), since start.
+    #[serde(default)]
+    pub splice_read_pauses: u64,
 }
 
 /// `{"return":{STATUS}}`.

@@ -210,6 +210,8 @@ pub struct Forwarder {
     factory_failed: bool,
     /// Real-address splices connected, and fallen back to the stack.
     real_stats: (u64, u64),
+    /// Spliced ends unwatched for reading (back-pressure), since start.
+    read_pauses: u64,
 }
 
 fn bind(proto: Proto, addr: SocketAddr, ifname: Option<&str>) -> io::Result<Sock> {
@@ -320,6 +322,7 @@ impl Forwarder {
             real_off: std::collections::HashSet::new(),
             factory_failed: false,
             real_stats: (0, 0),
+            read_pauses: 0,
         }
     }
 
@@ -552,6 +555,9 @@ impl Forwarder {
                     let before = c.moved();
                     let done = c.service() == Outcome::Done;
                     self.moved += c.moved() - before;
+                    if !done {
+                        self.read_pauses += watch_splice(c, idx, ctx.registry);
+                    }
                     // Connected: no longer waiting for an answer (an end
                     // before that is settled by end_splice).
                     if c.connected() && !self.real_by_idx.is_empty() && self.real_settled(idx) {
@@ -975,6 +981,11 @@ impl Forwarder {
         self.real_stats
     }
 
+    /// See [`crate::api::reply::Counters::splice_read_pauses`].
+    pub fn read_pauses(&self) -> u64 {
+        self.read_pauses
+    }
+
     /// Bytes spliced between host and namespace sockets since start.
     pub fn spliced_bytes(&self) -> u64 {
         self.moved
@@ -1055,6 +1066,7 @@ impl Forwarder {
             self.end_splice(idx);
             return Ok(None);
         }
+        self.read_pauses += watch_splice(conn, idx, ctx.registry);
         Ok(Some(idx))
     }
 
@@ -1415,4 +1427,22 @@ pub fn unprivileged_port_start() -> u16 {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(1024)
+}
+
+/// Watch the ends of spliced connection `idx` for what it waits for now
+/// ([`SpliceConn::read_interest`]); the number of ends no longer read.
+fn watch_splice(c: &mut SpliceConn, idx: usize, registry: &mio::Registry) -> u64 {
+    let mut paused = 0;
+    for (end, kind) in [(End::Host, Kind::SpliceHost), (End::Ns, Kind::SpliceNs)] {
+        if let Some(read) = c.read_interest(end) {
+            paused += u64::from(!read);
+            let interest = if read {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::WRITABLE
+            };
+            let _ = registry.reregister(c.socket_mut(end), token(kind, idx), interest);
+        }
+    }
+    paused
 }

@@ -193,6 +193,9 @@ pub struct SpliceConn {
     /// Read nothing from the client before the connection is made (so the
     /// client can still be handed to another path).
     hold: bool,
+    /// Ends (Host, Ns) whose readiness to read is not watched at the moment
+    /// ([`SpliceConn::read_interest`]).
+    unwatched: [bool; 2],
 }
 
 /// What the caller should do after servicing a connection.
@@ -323,6 +326,7 @@ impl SpliceConn {
             connected: false,
             moved: 0,
             hold,
+            unwatched: [false; 2],
         })
     }
 
@@ -341,6 +345,24 @@ impl SpliceConn {
             End::Host => &mut self.host.sock,
             End::Ns => &mut self.ns.sock,
         }
+    }
+
+    /// Whether `end`'s readiness to read should be watched, when that
+    /// changes (and then it is taken as done): not while what the end sent
+    /// fills its pipe and the other end takes no more. Its bytes wait in its
+    /// socket meanwhile, and each segment arriving would otherwise wake
+    /// the loop for nothing; the other end's readiness to write ends the
+    /// wait. Readiness to write is always watched.
+    pub fn read_interest(&mut self, end: End) -> Option<bool> {
+        let (pipe, dst, i) = match end {
+            End::Host => (&self.up, &self.ns, 0),
+            End::Ns => (&self.down, &self.host, 1),
+        };
+        let watch = !(self.connected && pipe.queued > 0 && !dst.writable);
+        (watch == self.unwatched[i]).then(|| {
+            self.unwatched[i] = !watch;
+            watch
+        })
     }
 
     /// Readiness of one end; `closed`: the event reported a FIN or an error.
@@ -549,6 +571,49 @@ mod tests {
         service.read_exact(&mut got).unwrap();
         assert_eq!(got[0], b'x');
         assert_eq!(got[1..], [7; 100]);
+    }
+
+    #[test]
+    fn a_full_destination_unwatches_the_source_until_it_takes_data() {
+        let (mut client, mut c, mut service) = joined();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        // Nothing waits: both ends stay watched as registered.
+        assert_eq!(c.read_interest(End::Host), None);
+        assert_eq!(c.read_interest(End::Ns), None);
+        // The pipe holds a byte the service's side did not take.
+        assert_eq!(nix::unistd::write(&c.up.w, b"x").unwrap(), 1);
+        c.up.queued = 1;
+        c.ns.writable = false;
+        assert_eq!(c.read_interest(End::Host), Some(false));
+        assert_eq!(c.read_interest(End::Host), None, "said once");
+        assert_eq!(c.read_interest(End::Ns), None, "the other way is free");
+        // Meanwhile the client's bytes wait in the host socket.
+        client.write_all(&[9; 100]).unwrap();
+        wait_readable(&c.host.sock);
+        // Room again: the pipe drains and the host end is watched again
+        // (re-registering reports the bytes waiting).
+        c.ready(End::Ns, false, true, false);
+        assert_eq!(c.service(), Outcome::Keep);
+        assert_eq!(c.read_interest(End::Host), Some(true));
+        c.ready(End::Host, true, false, false);
+        assert_eq!(c.service(), Outcome::Keep);
+        let mut got = [0u8; 101];
+        service.read_exact(&mut got).unwrap();
+        assert_eq!(got[0], b'x');
+        assert_eq!(got[1..], [9; 100]);
+        // The namespace's end the same way, towards a full host end.
+        assert_eq!(nix::unistd::write(&c.down.w, b"y").unwrap(), 1);
+        c.down.queued = 1;
+        c.host.writable = false;
+        assert_eq!(c.read_interest(End::Ns), Some(false));
+        c.ready(End::Host, false, true, false);
+        assert_eq!(c.service(), Outcome::Keep);
+        assert_eq!(c.read_interest(End::Ns), Some(true));
+        let mut y = [0u8; 1];
+        client.read_exact(&mut y).unwrap();
+        assert_eq!(&y, b"y");
     }
 
     #[test]
