@@ -142,6 +142,38 @@ fn outside_tcp_udp_ping_v4_v6() {
     }
 }
 
+/// A reader in the namespace slower than the outside sender: every byte
+/// arrives, and rlnet stops reading the host socket while the namespace
+/// takes no more (`read_pauses`), then reads on (a lost wake-up would hang
+/// here until the client's timeout).
+#[test]
+fn slow_reader_in_the_namespace_holds_the_sender_back() {
+    require_userns!();
+    let dir = TempDir::new("slow");
+    let sock = dir.path("api.sock");
+    let n = setup(&["--api-socket", &sock]);
+    // Far more than the sockets and smoltcp's buffer hold.
+    let size = 64 * MIB;
+    let (mut source, port) = n.outer.serve(&[
+        "serve-tcp",
+        &format!("{OUTSIDE4}:0"),
+        &format!("source:{size}:3"),
+    ]);
+    ok(&run_ok(n.target.testkit(&[
+        "tcp",
+        &format!("{OUTSIDE4}:{port}"),
+        &format!("recv:{size}:3"),
+        "--read",
+        "512",
+    ])));
+    source.wait();
+    ok(&source.expect_line("ok"));
+    assert!(
+        n.outer.status_counter(&sock, "read_pauses") > 0,
+        "the sender was never held back"
+    );
+}
+
 /// 1 MiB after SHUT_WR, both ways, over IPv4 and IPv6.
 #[test]
 fn half_close_both_ways() {

@@ -118,7 +118,7 @@ fn tcp_1gib_each_way_both_modes() {
 /// Readers slower than their senders, both ways, in stack mode (the
 /// real-address splice) and splice mode: every byte arrives, and the
 /// spliced connection stops reading the sender's end while the reader's
-/// side is full (`splice_read_pauses`), then reads on (a lost wake-up would
+/// side is full (`read_pauses`), then reads on (a lost wake-up would
 /// hang here until the clients' timeouts).
 #[test]
 fn slow_readers_hold_the_sender_back_without_loss() {
@@ -138,7 +138,7 @@ fn slow_readers_hold_the_sender_back_without_loss() {
         );
         let reply = p.api(&req);
         assert!(reply.contains(r#""ids""#), "{reply}");
-        let before = p.counter("splice_read_pauses");
+        let before = p.counter("read_pauses");
         let (st, out, err) = p.client(&[
             "tcp",
             &format!("{CLIENT4}:{hp}"),
@@ -148,7 +148,7 @@ fn slow_readers_hold_the_sender_back_without_loss() {
         ok(&out);
         sink.wait();
         ok(&sink.expect_line("ok"));
-        let sent = p.counter("splice_read_pauses");
+        let sent = p.counter("read_pauses");
         assert!(sent > before, "{mode}: the client was never held back");
         let (st, out, err) = p.client(&[
             "tcp",
@@ -162,7 +162,7 @@ fn slow_readers_hold_the_sender_back_without_loss() {
         source.wait();
         ok(&source.expect_line("ok"));
         assert!(
-            p.counter("splice_read_pauses") > sent,
+            p.counter("read_pauses") > sent,
             "{mode}: the service was never held back"
         );
     }

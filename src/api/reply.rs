@@ -260,10 +260,11 @@ pub struct Counters {
     pub real_address_splices: u64,
     #[serde(default)]
     pub real_address_fallbacks: u64,
-    /// Times a spliced connection stopped reading one end because the
-    /// other end took no more (back-pressure), since start.
+    /// Times rlnet stopped reading a connection's host socket (or one end
+    /// of a spliced connection) because the other side took no more
+    /// (back-pressure), since start.
     #[serde(default)]
-    pub splice_read_pauses: u64,
+    pub read_pauses: u64,
 }
 
 /// `{"return":{STATUS}}`.

@@ -233,7 +233,7 @@ impl Dp {
                 reassembly_datagrams: u64::try_from(self.frag.len()).unwrap_or(u64::MAX),
                 real_address_splices: self.fwd.real_stats().0,
                 real_address_fallbacks: self.fwd.real_stats().1,
-                splice_read_pauses: self.fwd.read_pauses(),
+                read_pauses: self.fwd.read_pauses() + self.nat.read_pauses(),
             },
             published: self.fwd.table.len() as u64,
         }

@@ -155,6 +155,8 @@ pub struct Nat {
     no_flow: SocketSet<'static>,
     /// Sockets of finished flows, for reuse.
     rings: RingPool,
+    /// Host sockets unwatched for reading (back-pressure), since start.
+    read_pauses: u64,
 }
 
 impl Default for Nat {
@@ -177,6 +179,7 @@ impl Nat {
             again: Vec::new(),
             no_flow: SocketSet::new(Vec::new()),
             rings: RingPool::default(),
+            read_pauses: 0,
         }
     }
 
@@ -428,6 +431,16 @@ impl Nat {
         match after {
             After::Remove => self.remove_tcp(idx, ctx.registry),
             After::Keep => {
+                if let Some(read) = flow.read_interest() {
+                    let interest = if read {
+                        Interest::READABLE | Interest::WRITABLE
+                    } else {
+                        Interest::WRITABLE
+                    };
+                    let t = token(Kind::Tcp, idx);
+                    let _ = ctx.registry.reregister(&mut flow.host, t, interest);
+                    self.read_pauses += u64::from(!read);
+                }
                 if let Some(t) = flow.timer
                     && flow.armed != Some(t)
                 {
@@ -519,6 +532,11 @@ impl Nat {
         {
             self.timers.push(Reverse(deadline));
         }
+    }
+
+    /// See [`crate::api::reply::Counters::read_pauses`].
+    pub fn read_pauses(&self) -> u64 {
+        self.read_pauses
     }
 
     /// Readiness of a host socket.

@@ -77,6 +77,9 @@ pub struct TcpFlow {
     trim_at: Option<Instant>,
     /// In the handshake backlog under this serial (see [`super::backlog`]).
     pub half_open: Option<u64>,
+    /// The host socket's readiness to read is not watched at the moment
+    /// ([`TcpFlow::read_interest`]).
+    host_unwatched: bool,
 }
 
 /// The host side of a flow: a real TCP connection, or (for services rlnet
@@ -363,6 +366,7 @@ impl TcpFlow {
             dirty: false,
             path_mtu: None,
             trim_at: None,
+            host_unwatched: false,
         }
     }
 
@@ -406,6 +410,24 @@ impl TcpFlow {
     pub fn host_ready(&mut self, readable: bool, writable: bool) {
         self.host_readable |= readable;
         self.host_writable |= writable;
+    }
+
+    /// Whether the host socket's readiness to read should be watched, when
+    /// that changes (and then it is taken as done): not while it holds
+    /// bytes smoltcp has no room for (the namespace reads slower than the
+    /// host sends). They wait in the socket meanwhile, and each segment
+    /// arriving there would otherwise wake the loop for nothing; the
+    /// namespace's ACKs, which make room, come through the TAP.
+    pub fn read_interest(&mut self) -> Option<bool> {
+        let full = self.phase == Phase::Open
+            && self.host_readable
+            && !self.host_eof
+            && !self.host_dead
+            && !self.socket().can_send();
+        (full != self.host_unwatched).then(|| {
+            self.host_unwatched = full;
+            !full
+        })
     }
 
     fn socket(&mut self) -> &mut tcp::Socket<'static> {
