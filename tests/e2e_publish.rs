@@ -58,6 +58,16 @@ impl Pub {
         self.api(r#"{"execute":"list_hostfwd"}"#)
     }
 
+    /// Publish two ports, (host port, namespace port) each, in `mode`.
+    fn publish_two(&self, ports: [(u16, u16); 2], mode: &str) {
+        let [(hp, sp), (hq, qp)] = ports;
+        let req = format!(
+            r#"{{"execute":"add_publish","arguments":{{"publish":["{hp}:{sp}","{hq}:{qp}"],"mode":"{mode}"}}}}"#
+        );
+        let reply = self.api(&req);
+        assert!(reply.contains(r#""ids""#), "{reply}");
+    }
+
     /// One of rlnet's `status` counters.
     fn counter(&self, name: &str) -> u64 {
         self.outer.status_counter(&self.sock, name)
@@ -89,11 +99,7 @@ fn tcp_1gib_each_way_both_modes() {
         let (mut source, qport) = p.serve(&["serve-tcp", "0.0.0.0:0", &format!("source:{GIB}:22")]);
         let hp = 30000 + 10 * u16::try_from(round).unwrap();
         let hq = hp + 1;
-        let req = format!(
-            r#"{{"execute":"add_publish","arguments":{{"publish":["{hp}:{sport}","{hq}:{qport}"],"mode":"{mode}"}}}}"#
-        );
-        let reply = p.api(&req);
-        assert!(reply.contains(r#""ids""#), "{reply}");
+        p.publish_two([(hp, sport), (hq, qport)], mode);
         let (st, out, err) =
             p.client(&["tcp", &format!("{CLIENT4}:{hp}"), &format!("send:{GIB}:21")]);
         assert!(st.success(), "{mode} send: {err}");
@@ -133,11 +139,7 @@ fn slow_readers_hold_the_sender_back_without_loss() {
             p.serve(&["serve-tcp", "0.0.0.0:0", &format!("source:{size}:32")]);
         let hp = 30100 + 10 * u16::try_from(round).unwrap();
         let hq = hp + 1;
-        let req = format!(
-            r#"{{"execute":"add_publish","arguments":{{"publish":["{hp}:{sport}","{hq}:{qport}"],"mode":"{mode}"}}}}"#
-        );
-        let reply = p.api(&req);
-        assert!(reply.contains(r#""ids""#), "{reply}");
+        p.publish_two([(hp, sport), (hq, qport)], mode);
         let before = p.counter("read_pauses");
         let (st, out, err) = p.client(&[
             "tcp",

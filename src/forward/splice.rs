@@ -528,6 +528,22 @@ mod tests {
         (client, c, service)
     }
 
+    /// The pipe towards the service holds `byte`, which the service's side
+    /// did not take: that destination is full.
+    fn stall_up(c: &mut SpliceConn, byte: u8) {
+        assert_eq!(nix::unistd::write(&c.up.w, &[byte]).unwrap(), 1);
+        c.up.queued = 1;
+        c.ns.writable = false;
+    }
+
+    /// The service receives `first`, then 100 bytes of `then`, in order.
+    fn expect_101(service: &mut StdStream, first: u8, then: u8) {
+        let mut got = [0u8; 101];
+        service.read_exact(&mut got).unwrap();
+        assert_eq!(got[0], first);
+        assert_eq!(got[1..], [then; 100]);
+    }
+
     #[test]
     fn small_request_is_delivered_without_reading_to_eagain() {
         let (mut client, mut c, mut service) = joined();
@@ -547,10 +563,7 @@ mod tests {
     #[test]
     fn source_waits_in_its_socket_while_the_destination_is_full() {
         let (mut client, mut c, mut service) = joined();
-        // The pipe holds a byte the service's side did not take.
-        assert_eq!(nix::unistd::write(&c.up.w, b"x").unwrap(), 1);
-        c.up.queued = 1;
-        c.ns.writable = false;
+        stall_up(&mut c, b'x');
         client.write_all(&[7; 100]).unwrap();
         wait_readable(&c.host.sock);
         c.ready(End::Host, true, false, false);
@@ -567,10 +580,7 @@ mod tests {
         // Room again: the pipe's byte, then the client's, in order.
         c.ready(End::Ns, false, true, false);
         assert_eq!(c.service(), Outcome::Keep);
-        let mut got = [0u8; 101];
-        service.read_exact(&mut got).unwrap();
-        assert_eq!(got[0], b'x');
-        assert_eq!(got[1..], [7; 100]);
+        expect_101(&mut service, b'x', 7);
     }
 
     #[test]
@@ -582,10 +592,7 @@ mod tests {
         // Nothing waits: both ends stay watched as registered.
         assert_eq!(c.read_interest(End::Host), None);
         assert_eq!(c.read_interest(End::Ns), None);
-        // The pipe holds a byte the service's side did not take.
-        assert_eq!(nix::unistd::write(&c.up.w, b"x").unwrap(), 1);
-        c.up.queued = 1;
-        c.ns.writable = false;
+        stall_up(&mut c, b'x');
         assert_eq!(c.read_interest(End::Host), Some(false));
         assert_eq!(c.read_interest(End::Host), None, "said once");
         assert_eq!(c.read_interest(End::Ns), None, "the other way is free");
@@ -599,10 +606,7 @@ mod tests {
         assert_eq!(c.read_interest(End::Host), Some(true));
         c.ready(End::Host, true, false, false);
         assert_eq!(c.service(), Outcome::Keep);
-        let mut got = [0u8; 101];
-        service.read_exact(&mut got).unwrap();
-        assert_eq!(got[0], b'x');
-        assert_eq!(got[1..], [9; 100]);
+        expect_101(&mut service, b'x', 9);
         // The namespace's end the same way, towards a full host end.
         assert_eq!(nix::unistd::write(&c.down.w, b"y").unwrap(), 1);
         c.down.queued = 1;
