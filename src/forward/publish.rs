@@ -981,7 +981,7 @@ impl Forwarder {
         self.real_stats
     }
 
-    /// See [`crate::api::reply::Counters::splice_read_pauses`].
+    /// See [`crate::api::reply::Counters::read_pauses`].
     pub fn read_pauses(&self) -> u64 {
         self.read_pauses
     }
