@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use mio::{Registry, Token};
+use mio::{Interest, Registry, Token};
 use slab::Slab;
 use smoltcp::iface::Interface;
 use smoltcp::phy::DeviceCapabilities;
@@ -77,6 +77,25 @@ const ALL: [Kind; 12] = [
 
 pub fn token(kind: Kind, idx: usize) -> Token {
     Token(FLOW_TOKEN_BASE + idx * KINDS + kind as usize)
+}
+
+/// Re-register a connection's socket `src` under `t`: for writing always,
+/// for reading only if `read` (back-pressure: a socket whose bytes the
+/// other side cannot take yet is not read). 1 if reading stopped, for the
+/// `read_pauses` counter.
+pub fn rewatch(
+    registry: &Registry,
+    src: &mut impl mio::event::Source,
+    t: Token,
+    read: bool,
+) -> u64 {
+    let interest = if read {
+        Interest::READABLE | Interest::WRITABLE
+    } else {
+        Interest::WRITABLE
+    };
+    let _ = registry.reregister(src, t, interest);
+    u64::from(!read)
 }
 
 pub fn from_token(t: Token) -> Option<(Kind, usize)> {

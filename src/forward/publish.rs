@@ -43,7 +43,7 @@ use super::spec::{Mode, Proto, PublishSpec};
 use super::splice::{End, Outcome, PipePool, SpliceConn};
 use super::table::{PortTable, RuleId, TableError};
 use crate::config::AddrPlan;
-use crate::event::{Ctx, Kind, token};
+use crate::event::{Ctx, Kind, rewatch, token};
 use crate::nat::{FlowKey, Nat};
 use crate::sys::ns::{Factory, FactoryOptions, FactoryStart, NsError, NsHandles, SocketKind};
 use crate::sys::os::{self, FdReserve};
@@ -1435,13 +1435,7 @@ fn watch_splice(c: &mut SpliceConn, idx: usize, registry: &mio::Registry) -> u64
     let mut paused = 0;
     for (end, kind) in [(End::Host, Kind::SpliceHost), (End::Ns, Kind::SpliceNs)] {
         if let Some(read) = c.read_interest(end) {
-            paused += u64::from(!read);
-            let interest = if read {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::WRITABLE
-            };
-            let _ = registry.reregister(c.socket_mut(end), token(kind, idx), interest);
+            paused += rewatch(registry, c.socket_mut(end), token(kind, idx), read);
         }
     }
     paused

@@ -18,7 +18,7 @@ use mio::{Interest, Registry, Token};
 use smoltcp::iface::SocketSet;
 use socket2::Socket;
 
-use crate::event::{Ctx, Kind, from_token, token};
+use crate::event::{Ctx, Kind, from_token, rewatch, token};
 use crate::stack::Dev;
 use crate::wire::{self, Unreachable};
 use backlog::Backlog;
@@ -432,14 +432,8 @@ impl Nat {
             After::Remove => self.remove_tcp(idx, ctx.registry),
             After::Keep => {
                 if let Some(read) = flow.read_interest() {
-                    let interest = if read {
-                        Interest::READABLE | Interest::WRITABLE
-                    } else {
-                        Interest::WRITABLE
-                    };
                     let t = token(Kind::Tcp, idx);
-                    let _ = ctx.registry.reregister(&mut flow.host, t, interest);
-                    self.read_pauses += u64::from(!read);
+                    self.read_pauses += rewatch(ctx.registry, &mut flow.host, t, read);
                 }
                 if let Some(t) = flow.timer
                     && flow.armed != Some(t)
