@@ -592,7 +592,7 @@ impl Engine {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(None),
             Err(e) => return Err(EngineError::Poll(e)),
         };
-        self.spin.after_wait(idle_from.elapsed(), caught);
+        self.spin.after_wait(timeout, idle_from.elapsed(), caught);
         self.dp.now = self.now();
         for ev in events.iter() {
             if let Some(exit) = self.dispatch(ev) {

@@ -81,12 +81,14 @@ impl SpinWindow {
         timeout.map_or(self.limit, |t| t.min(self.limit))
     }
 
-    /// The wait that followed an eligible turn lasted `idle` (polling and
-    /// sleeping), and polling `caught` its event or not: grow the window if
-    /// a slightly longer one would have caught it, shrink it if the wait was
-    /// longer than the cap.
-    pub fn after_wait(&mut self, idle: Duration, caught: bool) {
-        if !self.eligible() {
+    /// The wait that followed an eligible turn, allowed `timeout`, lasted
+    /// `idle` (polling and sleeping), and polling `caught` its event or
+    /// not: grow the window if a slightly longer one would have caught it,
+    /// shrink it if the wait was longer than the cap. A poll that could not
+    /// wait (a zero timeout: work was left over) says nothing about the
+    /// peer, and is no wait for the probe count either.
+    pub fn after_wait(&mut self, timeout: Option<Duration>, idle: Duration, caught: bool) {
+        if !self.eligible() || timeout == Some(Duration::ZERO) {
             return;
         }
         if caught {
@@ -135,7 +137,7 @@ mod tests {
     /// within the budget polled for.
     fn wait(w: &mut SpinWindow, idle: Duration) {
         let budget = w.budget(None);
-        w.after_wait(idle, !budget.is_zero() && idle <= budget);
+        w.after_wait(None, idle, !budget.is_zero() && idle <= budget);
     }
 
     /// A window opened all the way by round trips.
@@ -227,6 +229,29 @@ mod tests {
         }
         assert_eq!(w.limit(), Duration::ZERO);
         assert_eq!(w.budget(None), Duration::ZERO);
+    }
+
+    #[test]
+    fn polls_that_could_not_wait_change_nothing() {
+        // A closed window after round-trip turns: a poll with a zero
+        // timeout (a backlog) returns at once, which is not a peer's answer
+        // just past the window.
+        let mut w = SpinWindow::default();
+        w.after_turn(200);
+        let before = w;
+        for _ in 0..4 {
+            w.after_wait(Some(Duration::ZERO), us(1), false);
+        }
+        assert_eq!(w, before);
+        // Nor does it move the probe count of a shut window.
+        let mut w = open();
+        for _ in 0..40 {
+            wait(&mut w, us(90));
+        }
+        assert!(w.shut());
+        let before = w;
+        w.after_wait(Some(Duration::ZERO), us(1), false);
+        assert_eq!(w, before);
     }
 
     #[test]
