@@ -292,13 +292,13 @@ impl TcpFlow {
         if socket.listen(endpoint).is_err() {
             return Err((HostConnectError::Listen, rings));
         }
-        Ok(Self::with(
-            key,
-            port,
-            rings,
-            HostSock::Tcp(host),
-            Phase::Connecting,
-        ))
+        // A local service's handshake completes inside connect(2) (the
+        // loopback device delivers at once): then the namespace's SYN is
+        // answered in this turn, not after a wait for epoll to say so.
+        let established = host.peer_addr().is_ok();
+        let mut flow = Self::with(key, port, rings, HostSock::Tcp(host), Phase::Connecting);
+        flow.host_writable = established;
+        Ok(flow)
     }
 
     /// A connection the namespace makes to a service rlnet itself provides
