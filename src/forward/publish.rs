@@ -906,6 +906,11 @@ impl Forwarder {
             return Err(host);
         };
         match self.splice(host, sock, key.src, true, ctx) {
+            // Connected already: delivered inside the namespace, so no
+            // answer of it can leave through the TAP.
+            Ok(Some(idx)) if self.splices.get(idx).is_some_and(SpliceConn::connected) => {
+                self.real_stats.0 += 1;
+            }
             Ok(Some(idx)) => {
                 let k = FlowKey {
                     src: key.src,

@@ -318,12 +318,18 @@ impl SpliceConn {
                 return Err(e);
             }
         };
+        // A local service's handshake completes inside connect(2) (the
+        // loopback device delivers at once): then splice from the first
+        // turn, not after a wait for epoll to report the socket writable.
+        let connected = ns.peer_addr().is_ok();
+        let mut ns = Side::new(ns, false);
+        ns.writable = connected;
         Ok(SpliceConn {
             host: Side::new(host, true),
-            ns: Side::new(ns, false),
+            ns,
             up,
             down,
-            connected: false,
+            connected,
             moved: 0,
             hold,
             unwatched: [false; 2],
@@ -542,6 +548,53 @@ mod tests {
         service.read_exact(&mut got).unwrap();
         assert_eq!(got[0], first);
         assert_eq!(got[1..], [then; 100]);
+    }
+
+    #[test]
+    fn a_service_connected_within_connect_is_spliced_from_the_first_turn() {
+        // Loopback completes the handshake inside connect(2): no writable
+        // event is needed before the client's bytes flow.
+        let front = TcpListener::bind("127.0.0.1:0").unwrap();
+        let back = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = StdStream::connect(front.local_addr().unwrap()).unwrap();
+        let (host, _) = front.accept().unwrap();
+        let ns = StdStream::connect(back.local_addr().unwrap()).unwrap();
+        let (mut service, _) = back.accept().unwrap();
+        host.set_nonblocking(true).unwrap();
+        ns.set_nonblocking(true).unwrap();
+        service
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut pool = PipePool::default();
+        let mut c = SpliceConn::new(
+            TcpStream::from_std(host),
+            TcpStream::from_std(ns),
+            true,
+            &mut pool,
+        )
+        .unwrap();
+        assert!(c.connected());
+        client.write_all(&[9; 64]).unwrap();
+        wait_readable(&c.host.sock);
+        assert_eq!(c.service(), Outcome::Keep);
+        let mut got = [0u8; 64];
+        service.read_exact(&mut got).unwrap();
+        assert_eq!(got, [9; 64]);
+        // A socket whose connect has not completed waits for its event.
+        let idle =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        idle.set_nonblocking(true).unwrap();
+        let _client2 = StdStream::connect(front.local_addr().unwrap()).unwrap();
+        let (host2, _) = front.accept().unwrap();
+        host2.set_nonblocking(true).unwrap();
+        let c2 = SpliceConn::new(
+            TcpStream::from_std(host2),
+            TcpStream::from_std(idle.into()),
+            true,
+            &mut pool,
+        )
+        .unwrap();
+        assert!(!c2.connected());
     }
 
     #[test]
