@@ -507,9 +507,9 @@ mod tests {
         assert_eq!(n, 1, "nothing to read within 10 s");
     }
 
-    /// (client, spliced connection, service): the client's bytes go through
-    /// the connection to the service.
-    fn joined() -> (StdStream, SpliceConn, StdStream) {
+    /// (client, spliced connection, service), both over loopback: the
+    /// connection to the service is made when the splice is.
+    fn made(hold: bool) -> (StdStream, SpliceConn, StdStream) {
         let front = TcpListener::bind("127.0.0.1:0").unwrap();
         let back = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = StdStream::connect(front.local_addr().unwrap()).unwrap();
@@ -522,13 +522,20 @@ mod tests {
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
         let mut pool = PipePool::default();
-        let mut c = SpliceConn::new(
+        let c = SpliceConn::new(
             TcpStream::from_std(host),
             TcpStream::from_std(ns),
-            false,
+            hold,
             &mut pool,
         )
         .unwrap();
+        (client, c, service)
+    }
+
+    /// (client, spliced connection, service): the client's bytes go through
+    /// the connection to the service.
+    fn joined() -> (StdStream, SpliceConn, StdStream) {
+        let (client, mut c, service) = made(false);
         c.ready(End::Ns, false, true, false);
         assert_eq!(c.service(), Outcome::Keep);
         (client, c, service)
@@ -554,25 +561,7 @@ mod tests {
     fn a_service_connected_within_connect_is_spliced_from_the_first_turn() {
         // Loopback completes the handshake inside connect(2): no writable
         // event is needed before the client's bytes flow.
-        let front = TcpListener::bind("127.0.0.1:0").unwrap();
-        let back = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut client = StdStream::connect(front.local_addr().unwrap()).unwrap();
-        let (host, _) = front.accept().unwrap();
-        let ns = StdStream::connect(back.local_addr().unwrap()).unwrap();
-        let (mut service, _) = back.accept().unwrap();
-        host.set_nonblocking(true).unwrap();
-        ns.set_nonblocking(true).unwrap();
-        service
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut pool = PipePool::default();
-        let mut c = SpliceConn::new(
-            TcpStream::from_std(host),
-            TcpStream::from_std(ns),
-            true,
-            &mut pool,
-        )
-        .unwrap();
+        let (mut client, mut c, mut service) = made(true);
         assert!(c.connected());
         client.write_all(&[9; 64]).unwrap();
         wait_readable(&c.host.sock);
@@ -584,6 +573,7 @@ mod tests {
         let idle =
             socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
         idle.set_nonblocking(true).unwrap();
+        let front = TcpListener::bind("127.0.0.1:0").unwrap();
         let _client2 = StdStream::connect(front.local_addr().unwrap()).unwrap();
         let (host2, _) = front.accept().unwrap();
         host2.set_nonblocking(true).unwrap();
@@ -591,7 +581,7 @@ mod tests {
             TcpStream::from_std(host2),
             TcpStream::from_std(idle.into()),
             true,
-            &mut pool,
+            &mut PipePool::default(),
         )
         .unwrap();
         assert!(!c2.connected());
