@@ -576,3 +576,84 @@ fn ten_thousand_cycles_return_to_baseline() {
         assert!(rss1 <= rss0 + 1024, "{mode}: RSS {rss0} KiB -> {rss1} KiB");
     }
 }
+
+/// The congestion control `ss -tin` shows for the established TCP socket
+/// whose `side` (`sport` or `dport`) is `port`, run by `cmd`.
+fn congestion_of(mut cmd: std::process::Command, side: &str, port: u16) -> String {
+    cmd.args([
+        "-Htin",
+        "state",
+        "established",
+        &format!("( {side} = :{port} )"),
+    ]);
+    let out = run_ok(cmd);
+    // Each socket: an address line, then its info line, which starts with
+    // the algorithm's name.
+    out.lines()
+        .filter(|l| l.starts_with(char::is_whitespace))
+        .find_map(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no socket with {side} {port}:\n{out}"))
+        .to_string()
+}
+
+/// rlnet's sockets whose peer is on this machine use Reno, whatever the
+/// host's default: the splice's socket to a service in the namespace, the
+/// accepted connection of a loopback client, and an outbound connection to
+/// the host's loopback. (A BBR default paces them from timers on any CPU:
+/// segments out of order over loopback, and some sent twice.) A client
+/// from another address keeps the host's default.
+#[test]
+fn local_hops_use_reno() {
+    require_userns!();
+    let p = setup(&["-p", "32005:7005", "-p", "32006:7006"]);
+    let (_svc, _) = p.serve(&["serve-tcp", "[::]:7005", "hold"]);
+    let (_other, _) = p.serve(&["serve-tcp", "[::]:7006", "hold"]);
+    let mut c = p
+        .outer
+        .testkit_cmd(&["hold", "127.0.0.1:32005", "1", "--stdin"]);
+    c.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut held = Proc::from_child(c.spawn().unwrap());
+    held.expect_line("open=1");
+    // Inside the namespace: rlnet's socket to the service.
+    assert_eq!(congestion_of(p.target.cmd("ss"), "dport", 7005), "reno");
+    // On the host: the connection rlnet accepted from the loopback client.
+    assert_eq!(congestion_of(p.outer.cmd("ss"), "sport", 32005), "reno");
+    drop(held.child.stdin.take());
+    held.wait();
+    // A client from another address: the accepted connection keeps the
+    // default (which may be Reno too).
+    let default = run_ok({
+        let mut c = p.outer.cmd("cat");
+        c.arg("/proc/sys/net/ipv4/tcp_congestion_control");
+        c
+    });
+    let mut c = p
+        .outer
+        .testkit_cmd(&["hold", &format!("{CLIENT4}:32006"), "1", "--stdin"]);
+    c.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut held = Proc::from_child(c.spawn().unwrap());
+    held.expect_line("open=1");
+    assert_eq!(
+        congestion_of(p.outer.cmd("ss"), "sport", 32006),
+        default.trim()
+    );
+    drop(held.child.stdin.take());
+    held.wait();
+    // Outbound to the host's loopback (10.0.2.2): rlnet's host socket.
+    let (_out, port) = p.outer.serve(&["serve-tcp", "127.0.0.1:0", "hold"]);
+    let mut c = p
+        .target
+        .testkit(&["hold", &format!("10.0.2.2:{port}"), "1", "--stdin"]);
+    c.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut held = Proc::from_child(c.spawn().unwrap());
+    held.expect_line("open=1");
+    assert_eq!(congestion_of(p.outer.cmd("ss"), "dport", port), "reno");
+    drop(held.child.stdin.take());
+    held.wait();
+}

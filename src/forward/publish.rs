@@ -29,7 +29,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use mio::Interest;
 use mio::net::{TcpListener, TcpStream, UdpSocket};
@@ -594,8 +594,15 @@ impl Forwarder {
             match &l.sock {
                 Sock::Tcp(s) => match s.accept() {
                     Ok((stream, client)) => match role {
-                        Role::Published(_) => self.accepted(local, stream, client, nat, ctx),
+                        Role::Published(_) => {
+                            if client.ip().is_loopback() {
+                                os::local_hop_congestion(stream.as_fd());
+                            }
+                            self.accepted(local, stream, client, nat, ctx);
+                        }
                         Role::Reverse { target } => {
+                            // The client is in the namespace.
+                            os::local_hop_congestion(stream.as_fd());
                             if let Err(e) = self.splice_out(stream, target, ctx) {
                                 crate::limited!(Warn, "forwarded port {local}: {e}");
                             }
@@ -1018,6 +1025,7 @@ impl Forwarder {
             err,
         })?;
         let _ = sock.set_tcp_nodelay(true);
+        os::local_hop_congestion(sock.as_fd());
         self.splice(client, sock, target, false, ctx).map(drop)
     }
 

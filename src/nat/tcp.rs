@@ -8,7 +8,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration as StdDuration;
 
 use mio::net::{TcpStream, UnixStream};
@@ -259,6 +259,9 @@ fn host_connect(host_addr: SocketAddr, ctx: &Ctx<'_>) -> Result<TcpStream, HostC
     .map_err(HostConnectError::Socket)?;
     // The namespace already coalesced its writes; don't delay them again.
     let _ = sock.set_tcp_nodelay(true);
+    if host_addr.ip().is_loopback() {
+        os::local_hop_congestion(sock.as_fd());
+    }
     bind_outbound(&sock, host_addr, ctx.outbound).map_err(HostConnectError::Bind)?;
     match sock.connect(&host_addr.into()) {
         Ok(()) => {}

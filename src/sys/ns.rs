@@ -799,6 +799,8 @@ fn serve_sockets(sock: &OwnedFd) {
                         nix::sys::socket::sockopt::ReuseAddr,
                         &true,
                     );
+                    // Its peer is a service in the namespace.
+                    super::os::local_hop_congestion(fd.as_fd());
                 }
                 if real {
                     real_address_socket(&fd, req[0] == 1).ok()?;

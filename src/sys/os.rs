@@ -53,6 +53,17 @@ pub fn send_fd(sock: BorrowedFd, bytes: &[u8], fd: BorrowedFd) -> nix::Result<us
     )
 }
 
+/// The congestion control of a TCP socket whose peer is on this machine
+/// (loopback, or inside the namespace): Reno, which every kernel has and
+/// lets any user pick. A host whose default is BBR otherwise paces such a
+/// connection from timers that fire on any CPU, so its segments reach the
+/// peer out of order over loopback and some are sent twice; Reno sends only
+/// as ACKs come and the application writes. Best effort: a kernel that
+/// refuses leaves the default.
+pub fn local_hop_congestion(sock: BorrowedFd) {
+    let _ = socket2::SockRef::from(&sock).set_tcp_congestion(b"reno");
+}
+
 /// Raise the soft RLIMIT_NOFILE to the hard limit: every flow costs an fd,
 /// and the common soft default of 1024 is what makes slirp4netns stall.
 pub fn raise_nofile_limit() -> u64 {

@@ -416,10 +416,11 @@ mod imp {
         }
         rules.insert(libc::SYS_socket, socket);
         // The options it sets on the sockets it makes, nothing else:
-        // TCP_NODELAY and SO_REUSEADDR, and for real-address sockets
-        // IP(V6)_TRANSPARENT and SO_MARK.
+        // TCP_NODELAY, TCP_CONGESTION and SO_REUSEADDR, and for
+        // real-address sockets IP(V6)_TRANSPARENT and SO_MARK.
         let options = [
             (libc::IPPROTO_TCP, libc::TCP_NODELAY),
+            (libc::IPPROTO_TCP, libc::TCP_CONGESTION),
             (libc::SOL_SOCKET, libc::SO_REUSEADDR),
             (libc::SOL_IP, libc::IP_TRANSPARENT),
             (libc::SOL_IPV6, libc::IPV6_TRANSPARENT),
