@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use std::time::{Duration, Instant};
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
@@ -577,23 +578,52 @@ fn ten_thousand_cycles_return_to_baseline() {
     }
 }
 
+/// `testkit hold ... --stdin` started by `c`, once its connection is open.
+fn holding(mut c: std::process::Command) -> Proc {
+    c.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let held = Proc::from_child(c.spawn().unwrap());
+    held.expect_line("open=1");
+    held
+}
+
+/// Close a [`holding`] client's stdin, which ends it, and reap it.
+fn release(mut held: Proc) {
+    drop(held.child.stdin.take());
+    held.wait();
+}
+
 /// The congestion control `ss -tin` shows for the established TCP socket
-/// whose `side` (`sport` or `dport`) is `port`, run by `cmd`.
-fn congestion_of(mut cmd: std::process::Command, side: &str, port: u16) -> String {
-    cmd.args([
-        "-Htin",
-        "state",
-        "established",
-        &format!("( {side} = :{port} )"),
-    ]);
-    let out = run_ok(cmd);
-    // Each socket: an address line, then its info line, which starts with
-    // the algorithm's name.
-    out.lines()
-        .filter(|l| l.starts_with(char::is_whitespace))
-        .find_map(|l| l.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no socket with {side} {port}:\n{out}"))
-        .to_string()
+/// whose `side` (`sport` or `dport`) is `port`, run by `cmd()`; asked
+/// until that socket exists (rlnet makes it when it gets to the
+/// connection), for at most 60 s.
+fn congestion_of(cmd: impl Fn() -> std::process::Command, side: &str, port: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut c = cmd();
+        c.args([
+            "-Htin",
+            "state",
+            "established",
+            &format!("( {side} = :{port} )"),
+        ]);
+        let out = run_ok(c);
+        // Each socket: an address line, then its info line, which starts
+        // with the algorithm's name.
+        let name = out
+            .lines()
+            .filter(|l| l.starts_with(char::is_whitespace))
+            .find_map(|l| l.split_whitespace().next());
+        if let Some(name) = name {
+            return name.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no socket with {side} {port} within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// rlnet's sockets whose peer is on this machine use Reno, whatever the
@@ -608,20 +638,18 @@ fn local_hops_use_reno() {
     let p = setup(&["-p", "32005:7005", "-p", "32006:7006"]);
     let (_svc, _) = p.serve(&["serve-tcp", "[::]:7005", "hold"]);
     let (_other, _) = p.serve(&["serve-tcp", "[::]:7006", "hold"]);
-    let mut c = p
-        .outer
-        .testkit_cmd(&["hold", "127.0.0.1:32005", "1", "--stdin"]);
-    c.stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut held = Proc::from_child(c.spawn().unwrap());
-    held.expect_line("open=1");
-    // Inside the namespace: rlnet's socket to the service.
-    assert_eq!(congestion_of(p.target.cmd("ss"), "dport", 7005), "reno");
-    // On the host: the connection rlnet accepted from the loopback client.
-    assert_eq!(congestion_of(p.outer.cmd("ss"), "sport", 32005), "reno");
-    drop(held.child.stdin.take());
-    held.wait();
+    let in_ns = || p.target.cmd("ss");
+    let on_host = || p.outer.cmd("ss");
+    let held = holding(
+        p.outer
+            .testkit_cmd(&["hold", "127.0.0.1:32005", "1", "--stdin"]),
+    );
+    // Inside the namespace: rlnet's socket to the service (it exists once
+    // rlnet has taken the client's connection)...
+    assert_eq!(congestion_of(in_ns, "dport", 7005), "reno");
+    // ... and on the host the connection it accepted from the client.
+    assert_eq!(congestion_of(on_host, "sport", 32005), "reno");
+    release(held);
     // A client from another address: the accepted connection keeps the
     // default (which may be Reno too).
     let default = run_ok({
@@ -629,31 +657,17 @@ fn local_hops_use_reno() {
         c.arg("/proc/sys/net/ipv4/tcp_congestion_control");
         c
     });
-    let mut c = p
-        .outer
-        .testkit_cmd(&["hold", &format!("{CLIENT4}:32006"), "1", "--stdin"]);
-    c.stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut held = Proc::from_child(c.spawn().unwrap());
-    held.expect_line("open=1");
-    assert_eq!(
-        congestion_of(p.outer.cmd("ss"), "sport", 32006),
-        default.trim()
-    );
-    drop(held.child.stdin.take());
-    held.wait();
-    // Outbound to the host's loopback (10.0.2.2): rlnet's host socket.
+    let client4 = format!("{CLIENT4}:32006");
+    let held = holding(p.outer.testkit_cmd(&["hold", &client4, "1", "--stdin"]));
+    assert_eq!(congestion_of(in_ns, "dport", 7006), "reno");
+    let seen = congestion_of(on_host, "sport", 32006);
+    assert_eq!(seen, default.trim());
+    release(held);
+    // Outbound to the host's loopback (10.0.2.2): rlnet's host socket,
+    // connected before the namespace's client got its SYN-ACK.
     let (_out, port) = p.outer.serve(&["serve-tcp", "127.0.0.1:0", "hold"]);
-    let mut c = p
-        .target
-        .testkit(&["hold", &format!("10.0.2.2:{port}"), "1", "--stdin"]);
-    c.stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut held = Proc::from_child(c.spawn().unwrap());
-    held.expect_line("open=1");
-    assert_eq!(congestion_of(p.outer.cmd("ss"), "dport", port), "reno");
-    drop(held.child.stdin.take());
-    held.wait();
+    let gateway = format!("10.0.2.2:{port}");
+    let held = holding(p.target.testkit(&["hold", &gateway, "1", "--stdin"]));
+    assert_eq!(congestion_of(on_host, "dport", port), "reno");
+    release(held);
 }
