@@ -460,7 +460,7 @@ mod imp {
     /// else kills, and the forks `forks_are` names get an errno instead
     /// (when their own rules match). Until 2026-12-05 these were two
     /// filters (seccompiler's linear allowlist, and one for the forks);
-    /// `tests::one_program_decides_as_the_two_filters_did` checks the
+    /// `equivalence::one_program_decides_as_the_two_filters_did` checks the
     /// program against them.
     fn finish_with(
         rules: BTreeMap<i64, Vec<SeccompRule>>,
@@ -549,10 +549,7 @@ mod imp {
         fn pool(progs: &[&BpfProgram]) -> Vec<u64> {
             let mut set = BTreeSet::from([0u64, 1, u64::from(u32::MAX), 1 << 32]);
             for p in progs {
-                for i in p
-                    .iter()
-                    .filter(|i| matches!(i.code, 0x15 | 0x25 | 0x35 | 0x45 | 0x54))
-                {
+                for i in p.iter().filter(|i| interp::COMPARE.contains(&i.code)) {
                     let k = u64::from(i.k);
                     set.extend([
                         k,

@@ -28,6 +28,22 @@ const JMP_JEQ_K: u16 = 0x15;
 const JMP_JGE_K: u16 = 0x35;
 /// BPF_RET | BPF_K
 const RET_K: u16 = 0x06;
+// The others seccompiler's argument checks use (read by the tests'
+// interpreter).
+/// BPF_JMP | BPF_JGT | BPF_K
+#[cfg(test)]
+const JMP_JGT_K: u16 = 0x25;
+/// BPF_JMP | BPF_JSET | BPF_K
+#[cfg(test)]
+const JMP_JSET_K: u16 = 0x45;
+/// BPF_ALU | BPF_AND | BPF_K
+#[cfg(test)]
+const ALU_AND_K: u16 = 0x54;
+/// The class bits of an opcode, and the jump class.
+#[cfg(test)]
+const CLASS: u16 = 0x07;
+#[cfg(test)]
+const JMP: u16 = 0x05;
 /// `struct seccomp_data`'s `nr`.
 const NR_OFFSET: u32 = 0;
 /// Numbers compared one by one at the bottom of the search.
@@ -96,12 +112,12 @@ pub fn program(
     let mut to_block: Vec<(usize, usize)> = Vec::new();
     search(&mut prog, &sorted, 0, sorted.len(), &mut to_block);
     let mut starts = Vec::with_capacity(sorted.len());
-    for (_, e) in &sorted {
+    for (_, e) in sorted {
         starts.push(prog.len());
         if e.rules.is_empty() {
             continue;
         }
-        for rule in e.rules.clone() {
+        for rule in e.rules {
             // Each rule's checks jump past its verdict on a mismatch, to
             // the next rule or the kill after the last.
             prog.extend(BpfProgram::from(rule));
@@ -159,6 +175,13 @@ pub mod interp {
 
     use seccompiler::sock_filter;
 
+    use super::{
+        ALU_AND_K, CLASS, JMP, JMP_JA, JMP_JEQ_K, JMP_JGE_K, JMP_JGT_K, JMP_JSET_K, LD_W_ABS, RET_K,
+    };
+
+    /// The comparisons, whose constants the tests draw arguments from.
+    pub const COMPARE: [u16; 5] = [JMP_JEQ_K, JMP_JGT_K, JMP_JGE_K, JMP_JSET_K, ALU_AND_K];
+
     /// `struct seccomp_data`.
     pub struct Data {
         pub nr: u32,
@@ -186,22 +209,27 @@ pub mod interp {
         loop {
             let i = &prog[pc];
             pc += 1;
-            match i.code {
-                0x20 => a = word(d, i.k),
-                0x54 => a &= i.k,
-                0x05 => pc += i.k as usize,
-                0x15 | 0x25 | 0x35 | 0x45 => {
-                    let t = match i.code {
-                        0x15 => a == i.k,
-                        0x25 => a > i.k,
-                        0x35 => a >= i.k,
-                        _ => a & i.k != 0,
-                    };
-                    pc += usize::from(if t { i.jt } else { i.jf });
+            let taken = match i.code {
+                LD_W_ABS => {
+                    a = word(d, i.k);
+                    continue;
                 }
-                0x06 => return i.k,
+                ALU_AND_K => {
+                    a &= i.k;
+                    continue;
+                }
+                JMP_JA => {
+                    pc += i.k as usize;
+                    continue;
+                }
+                RET_K => return i.k,
+                JMP_JEQ_K => a == i.k,
+                JMP_JGT_K => a > i.k,
+                JMP_JGE_K => a >= i.k,
+                JMP_JSET_K => a & i.k != 0,
                 c => panic!("opcode {c:#x} at {}", pc - 1),
-            }
+            };
+            pc += usize::from(if taken { i.jt } else { i.jf });
         }
     }
 
@@ -210,16 +238,16 @@ pub mod interp {
     pub fn check_jumps(prog: &[sock_filter]) {
         let len = prog.len();
         for (pc, i) in prog.iter().enumerate() {
-            if i.code == 0x05 {
+            if i.code == JMP_JA {
                 assert!((i.k as usize) < len - pc - 1, "JA out of range at {pc}");
-            } else if i.code & 0x07 == 0x05 {
+            } else if i.code & CLASS == JMP {
                 let far = usize::from(i.jt.max(i.jf));
                 assert!(pc + far + 1 < len, "jump out of range at {pc}");
             }
         }
         assert_eq!(
             prog.last().map(|i| i.code),
-            Some(0x06),
+            Some(RET_K),
             "last is not a return"
         );
     }
