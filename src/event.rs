@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::rc::Rc;
 
 use mio::{Interest, Registry, Token};
 use slab::Slab;
@@ -16,6 +17,7 @@ use smoltcp::time::Instant;
 
 use crate::nat::policy::{Outbound, Policy};
 use crate::stack::TapOut;
+use crate::stack::frames::Current;
 
 /// The engine's own sources, one each; everything indexed starts at
 /// [`FLOW_TOKEN_BASE`].
@@ -119,6 +121,9 @@ pub struct Ctx<'a> {
     /// The port for everything else (the one namespace of the slirp4netns
     /// form); None on a named network.
     pub default_port: Option<usize>,
+    /// The TAP frame being processed, for flows to hold payload of
+    /// ([`crate::stack::frames`]).
+    pub current: &'a Rc<Current>,
 }
 
 impl Ctx<'_> {

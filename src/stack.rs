@@ -17,6 +17,8 @@ use smoltcp::phy::{
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, EthernetProtocol, HardwareAddress, IpAddress, IpCidr};
 
+pub mod frames;
+
 use crate::config::AddrPlan;
 use crate::wire::{
     FRAME_BUF, HEADROOM, SegLimit, finish_frame, finish_frame_limited, finish_l2_frame, frag,

@@ -252,7 +252,15 @@ fn connect_from_ns(
     sim: &mut Sim,
     sport: u16,
 ) -> (std::net::TcpStream, (u16, u16), TcpSeqNumber, u16) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    connect_from_ns_to(sim, sport, TcpListener::bind("127.0.0.1:0").unwrap())
+}
+
+/// [`connect_from_ns`] to a given listener.
+fn connect_from_ns_to(
+    sim: &mut Sim,
+    sport: u16,
+    listener: TcpListener,
+) -> (std::net::TcpStream, (u16, u16), TcpSeqNumber, u16) {
     let ports = (sport, listener.local_addr().unwrap().port());
     sim.send(&syn(GW_IP, ports.0, ports.1));
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -607,6 +615,131 @@ fn direct_and_buffered_receive_keep_the_byte_stream() {
             got
         }
     };
+    assert_eq!(got.len(), TOTAL);
+    assert!(got == data, "byte stream differs");
+}
+
+/// Outbound payload of several frames read in one batch reaches the host
+/// socket in one write (a writev over slices of the frames), in order; the
+/// flow holds nothing after it. Before, each frame's payload was sent on
+/// its own (four writes here).
+#[test]
+fn payload_of_a_batch_of_frames_goes_to_the_host_in_one_write() {
+    use std::io::Read;
+    const SEG: usize = 16000;
+    let mut sim = Sim::new(true);
+    let (mut conn, ports, isn, _) = connect_from_ns(&mut sim, 40100);
+    let data = pattern(4 * SEG, 5);
+    let before = sim.engine.tcp_host_writes();
+    // All four are queued on the link before the engine reads any.
+    for k in 0..4 {
+        let off = k * SEG;
+        sim.send(&ns_segment(ports, off, isn + 1, &data[off..off + SEG]));
+    }
+    conn.set_read_timeout(Some(Duration::from_millis(5)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 70000];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while got.len() < data.len() {
+        assert!(
+            Instant::now() < deadline,
+            "the host got {} bytes",
+            got.len()
+        );
+        sim.engine
+            .turn(&mut sim.events, Some(Duration::from_millis(5)))
+            .unwrap();
+        while nix::unistd::read(&sim.ns, &mut buf).is_ok() {}
+        if let Ok(n) = conn.read(&mut buf) {
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+    assert!(got == data, "byte stream differs");
+    assert_eq!(sim.engine.tcp_host_writes() - before, 1);
+}
+
+/// A host socket that takes only part of a batch: the rest of the held
+/// frames is kept (copied) and goes to the host before any later byte, and
+/// the namespace is pushed back only after that. Batches of four segments
+/// until the window closes, then the host reads: the stream arrives whole.
+#[test]
+fn a_short_write_keeps_the_rest_ahead_of_later_bytes() {
+    use std::io::Read;
+    const SEG: usize = 16000;
+    const TOTAL: usize = 4 << 20;
+    let mut sim = Sim::new(true);
+    // A small host receive buffer, so the host side pushes back early.
+    let listener =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    listener.set_recv_buffer_size(4096).unwrap();
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    listener.bind(&any.into()).unwrap();
+    listener.listen(1).unwrap();
+    let (conn, ports, isn, _) = connect_from_ns_to(&mut sim, 40200, listener.into());
+    let data = pattern(TOTAL, 11);
+    let (mut acked, mut next, mut window) = (0usize, 0usize, 4 * SEG);
+    let mut reader: Option<std::thread::JoinHandle<Vec<u8>>> = None;
+    let mut conn = Some(conn);
+    let mut buf = vec![0u8; 70000];
+    let (mut idle, mut pushed_back) = (0, false);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while acked < TOTAL {
+        assert!(Instant::now() < deadline, "stalled at {acked} of {TOTAL}");
+        // A batch of up to four segments the window allows.
+        for _ in 0..4 {
+            let end = (next + SEG).min(TOTAL);
+            if next >= end || end > acked + window {
+                break;
+            }
+            sim.send(&ns_segment(ports, next, isn + 1, &data[next..end]));
+            next = end;
+        }
+        sim.engine
+            .turn(&mut sim.events, Some(Duration::from_millis(5)))
+            .unwrap();
+        let before = acked;
+        while let Ok(n) = nix::unistd::read(&sim.ns, &mut buf) {
+            if let Some((_, ack, win)) = tcp_fields(&buf[..n]) {
+                let a = usize::try_from(ack.0.wrapping_sub(1001).max(0)).unwrap();
+                if a >= acked {
+                    acked = a;
+                    // The engine's window scale is 3 (see `elastic_buffers_*`).
+                    window = usize::from(win) << 3;
+                }
+            }
+        }
+        if window < SEG && reader.is_none() {
+            pushed_back = true;
+            let mut c = conn.take().unwrap();
+            reader = Some(std::thread::spawn(move || {
+                let mut got = Vec::with_capacity(TOTAL);
+                let mut b = vec![0u8; 65536];
+                while got.len() < TOTAL {
+                    match c.read(&mut b) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got.extend_from_slice(&b[..n]),
+                    }
+                }
+                got
+            }));
+        }
+        idle = if acked == before { idle + 1 } else { 0 };
+        if idle > 20 {
+            next = acked;
+            idle = 0;
+        }
+    }
+    assert!(pushed_back, "the host never pushed back");
+    let r = reader.expect("a reader");
+    while !r.is_finished() {
+        assert!(Instant::now() < deadline, "the host did not get it all");
+        sim.engine
+            .turn(&mut sim.events, Some(Duration::from_millis(5)))
+            .unwrap();
+        while nix::unistd::read(&sim.ns, &mut buf).is_ok() {}
+    }
+    let got = r.join().unwrap();
     assert_eq!(got.len(), TOTAL);
     assert!(got == data, "byte stream differs");
 }

@@ -192,6 +192,12 @@ impl Nat {
         self.tcp.iter_mut().map(TcpFlow::buffer_bytes).sum()
     }
 
+    /// Write calls on host sockets for namespaces' TCP payload, over the
+    /// flows open now (tests).
+    pub fn tcp_host_writes(&self) -> u64 {
+        self.tcp.iter().map(TcpFlow::host_writes).sum()
+    }
+
     pub fn udp_flows(&self) -> usize {
         self.udp.len()
     }

@@ -147,6 +147,11 @@ impl<F: Flow> FlowTable<F> {
     }
 
     /// Every flow.
+    pub fn iter(&self) -> impl Iterator<Item = &F> {
+        self.flows.iter().map(|(_, f)| f)
+    }
+
+    /// Every flow.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut F> {
         self.flows.iter_mut().map(|(_, f)| f)
     }

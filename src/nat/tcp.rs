@@ -6,9 +6,11 @@
 //! connected, and a refused host connect becomes a RST, so the namespace sees
 //! ECONNREFUSED rather than connect-then-reset.
 
-use std::io::{self, Read, Write};
+use std::cell::RefCell;
+use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd};
+use std::rc::Rc;
 use std::time::Duration as StdDuration;
 
 use mio::net::{TcpStream, UnixStream};
@@ -23,6 +25,7 @@ use super::table::Flow;
 use super::{FlowKey, HostConnectError, bind_outbound};
 use crate::event::Ctx;
 use crate::stack::Dev;
+use crate::stack::frames::{Current, Held};
 use crate::sys::os;
 
 /// Per-direction buffer limit of a flow. Large enough for a few 64 KB
@@ -80,7 +83,27 @@ pub struct TcpFlow {
     /// The host socket's readiness to read is not watched at the moment
     /// ([`TcpFlow::read_interest`]).
     host_unwatched: bool,
+    /// Payload smoltcp handed over that the host socket has not taken yet.
+    unsent: Rc<RefCell<Unsent>>,
 }
+
+/// The namespace's in-order payload that smoltcp counts as delivered (its
+/// window stays open) but that has not reached the host socket: slices of
+/// TAP frames held until the flow is serviced after the batch, then, if a
+/// send took less, the rest copied. Sent before anything in smoltcp's
+/// receive buffer, which only fills behind it.
+#[derive(Debug, Default)]
+struct Unsent {
+    held: Vec<Held>,
+    spilled: Vec<u8>,
+    /// Write calls on the host socket for the namespace's payload, for
+    /// tests ([`TcpFlow::host_writes`]).
+    writes: u64,
+}
+
+/// Most slices one writev(2) takes here (a batch's worth; more go in the
+/// next call).
+const MAX_IOV: usize = 16;
 
 /// The host side of a flow: a real TCP connection, or (for services rlnet
 /// answers itself, like TCP DNS) one end of a unix socketpair.
@@ -111,13 +134,47 @@ impl HostSock {
         };
     }
 
-    /// The direct receive path: in-order payload from the namespace goes
-    /// from the TAP frame straight into the host socket (one copy fewer per
-    /// segment) while nothing is queued before it. Real TCP hosts only.
-    fn direct(&self) -> Option<tcp::RxDirect<'static>> {
+    /// The direct receive path: in-order payload from the namespace skips
+    /// smoltcp's receive buffer (one copy fewer per segment) while nothing
+    /// is queued before it. A slice of the TAP frame is held and sent with
+    /// the batch's others in one writev(2) ([`TcpFlow::send_unsent`]);
+    /// payload not in the current frame (a reassembled datagram) is sent at
+    /// once. Real TCP hosts only.
+    fn direct(
+        &self,
+        unsent: &Rc<RefCell<Unsent>>,
+        current: &Rc<Current>,
+    ) -> Option<tcp::RxDirect<'static>> {
         let HostSock::Tcp(s) = self else { return None };
         let fd = s.as_raw_fd();
-        Some(tcp::RxDirect(Box::new(move |data| os::send_some(fd, data))))
+        let (unsent, current) = (Rc::clone(unsent), Rc::clone(current));
+        Some(tcp::RxDirect(Box::new(move |data| {
+            // Declined (0) bytes go to smoltcp's buffer, behind these.
+            let Ok(mut u) = unsent.try_borrow_mut() else {
+                return 0;
+            };
+            if !u.spilled.is_empty() {
+                return 0;
+            }
+            if let Some(held) = current.hold(data) {
+                u.held.push(held);
+                return data.len();
+            }
+            // Not in a TAP frame (reassembled): sent at once, in order.
+            if u.held.is_empty() {
+                u.writes += 1;
+                os::send_some(fd, data)
+            } else {
+                0
+            }
+        })))
+    }
+
+    fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            HostSock::Tcp(s) => (&*s).write_vectored(bufs),
+            HostSock::Local(s) => (&*s).write_vectored(bufs),
+        }
     }
 
     /// On close, send a RST instead of a FIN.
@@ -339,9 +396,9 @@ impl TcpFlow {
         let socket = rings.set.get_mut::<tcp::Socket>(rings.handle);
         socket.pause_synack(false);
         socket.connect(ctx.iface.context(), key.src, key.dst).ok()?;
-        let host = HostSock::Tcp(host);
-        socket.set_rx_direct(host.direct());
-        let mut flow = Self::with(key, port, rings, host, Phase::Open);
+        let mut flow = Self::with(key, port, rings, HostSock::Tcp(host), Phase::Open);
+        let direct = flow.host.direct(&flow.unsent, ctx.current);
+        flow.socket().set_rx_direct(direct);
         // Accepted sockets are ready both ways; epoll reports edges only.
         flow.host_readable = true;
         flow.host_writable = true;
@@ -370,6 +427,7 @@ impl TcpFlow {
             path_mtu: None,
             trim_at: None,
             host_unwatched: false,
+            unsent: Rc::default(),
         }
     }
 
@@ -448,7 +506,7 @@ impl TcpFlow {
             match self.host.connected() {
                 Ok(()) => {
                     self.phase = Phase::Open;
-                    let direct = self.host.direct();
+                    let direct = self.host.direct(&self.unsent, ctx.current);
                     let socket = self.socket();
                     socket.pause_synack(false);
                     socket.set_rx_direct(direct);
@@ -461,6 +519,7 @@ impl TcpFlow {
             self.host_to_ns();
         }
         if self.host_dead {
+            *self.unsent.borrow_mut() = Unsent::default();
             self.socket().abort();
         }
         self.egress(ctx);
@@ -469,6 +528,9 @@ impl TcpFlow {
 
     /// Namespace → host: drain smoltcp's receive buffer into the host socket.
     fn ns_to_host(&mut self) {
+        if !self.send_unsent() {
+            return;
+        }
         let mut rounds = 0;
         while self.host_writable && rounds < 4 {
             rounds += 1;
@@ -477,6 +539,7 @@ impl TcpFlow {
             if !sock.can_recv() {
                 break;
             }
+            self.unsent.borrow_mut().writes += 1;
             let res = sock.recv(|buf| match host.write(buf) {
                 Ok(n) => (n, Ok(n)),
                 Err(e) => (0, Err(e)),
@@ -504,10 +567,77 @@ impl TcpFlow {
         }
         // The namespace half-closed and everything it sent is delivered:
         // pass the FIN on.
-        if self.ns_fin && !self.host_shut && self.socket().recv_queue() == 0 {
+        if self.ns_fin && !self.host_shut && self.socket().recv_queue() == 0 && self.all_sent() {
             self.host_shut = true;
             self.host.shutdown_write();
         }
+    }
+
+    /// What smoltcp handed over directly goes first: the held slices in
+    /// writev(2) calls, what they did not take copied (the frames are
+    /// reused), then that copy. True when nothing is left.
+    fn send_unsent(&mut self) -> bool {
+        let mut u = self.unsent.borrow_mut();
+        let Unsent {
+            held,
+            spilled,
+            writes,
+        } = &mut *u;
+        while !held.is_empty() {
+            let n = held.len().min(MAX_IOV);
+            let mut sent = 0;
+            if self.host_writable && spilled.is_empty() {
+                let iov: Vec<IoSlice<'_>> =
+                    held[..n].iter().map(|h| IoSlice::new(h.bytes())).collect();
+                *writes += 1;
+                match self.host.write_vectored(&iov) {
+                    Ok(k) => sent = k,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.host_writable = false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        self.host_dead = true;
+                        return false;
+                    }
+                }
+            }
+            for h in held.drain(..n) {
+                let bytes = h.bytes();
+                let took = sent.min(bytes.len());
+                sent -= took;
+                if took < bytes.len() {
+                    spilled.extend_from_slice(&bytes[took..]);
+                }
+            }
+        }
+        while !spilled.is_empty() && self.host_writable {
+            *writes += 1;
+            match self.host.write(spilled) {
+                Ok(0) => self.host_writable = false,
+                Ok(k) => drop(spilled.drain(..k)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.host_writable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.host_dead = true;
+                    return false;
+                }
+            }
+        }
+        if spilled.is_empty() && spilled.capacity() > 0 {
+            // Back-pressure is over: give the copy's memory back.
+            *spilled = Vec::new();
+        }
+        spilled.is_empty()
+    }
+
+    /// Write calls on the host socket for the namespace's payload so far.
+    pub fn host_writes(&self) -> u64 {
+        self.unsent.borrow().writes
+    }
+
+    /// Nothing handed over by smoltcp waits for the host socket.
+    fn all_sent(&self) -> bool {
+        let u = self.unsent.borrow();
+        u.held.is_empty() && u.spilled.is_empty()
     }
 
     /// Host → namespace: read straight into smoltcp's transmit buffer.
@@ -613,7 +743,7 @@ impl TcpFlow {
             tcp::State::Closed | tcp::State::TimeWait => {
                 let clean = self.ns_fin && self.host_eof;
                 if state == tcp::State::TimeWait
-                    && self.socket().recv_queue() > 0
+                    && (self.socket().recv_queue() > 0 || !self.all_sent())
                     && !self.host_dead
                 {
                     // Data for the host still buffered: keep draining.
