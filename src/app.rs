@@ -19,7 +19,7 @@ use crate::forward::publish;
 use crate::forward::spec::Mode;
 use crate::nat::{self, policy::Policy};
 use crate::sys::netlink::{self, LinkSetup};
-use crate::sys::ns::{self, Factory, FactoryStart, NsError, NsHandles};
+use crate::sys::ns::{self, FactoryOptions, FactoryStart, NsError, NsHandles};
 use crate::sys::os;
 use crate::sys::sandbox::{self, Keep, SandboxError};
 use crate::sys::seccomp::{self, SeccompError};
@@ -227,10 +227,20 @@ fn open_target(cfg: &Config) -> Result<(NsHandles, Option<ns::RunChild>), NsErro
     })
 }
 
-/// Fork the TAP agent (first: the TAP is on the path to ready).
-fn start_tap(cfg: &Config, handles: &NsHandles) -> Result<ns::EarlyStart, NsError> {
+/// Fork the TAP agent (first: the TAP is on the path to ready), which
+/// stays on as the socket factory when one is needed at start
+/// ([`early_factory`]).
+fn start_tap(
+    cfg: &Config,
+    handles: &NsHandles,
+) -> Result<(ns::EarlyStart, Option<FactoryStart>), NsError> {
     let req = TapRequest { cfg };
-    ns::spawn_in_early(handles, |early| setup_tap(&req, early))
+    let job = |early: ns::Early| setup_tap(&req, early);
+    match early_factory(cfg) {
+        Some(opts) => ns::spawn_in_early_with_factory(handles, job, opts)
+            .map(|(start, factory)| (start, Some(factory))),
+        None => ns::spawn_in_early(handles, job).map(|start| (start, None)),
+    }
 }
 
 /// The TAP, as soon as the agent has made it; the agent configures the
@@ -312,11 +322,8 @@ pub fn run(cfg: Config) -> Result<i32, SetupError> {
     // Block the handled signals before any fork; children unblock before exec.
     let signals = os::signal_fd().map_err(SetupError::Signals)?;
     let (mut handles, mut child) = open_target(&cfg)?;
-    let tap_start = start_tap(&cfg, &handles)?;
+    let (tap_start, factory) = start_tap(&cfg, &handles)?;
     let (tap, info, tap_agent) = open_tap(&cfg.tap_name, tap_start)?;
-    // Forked once the TAP agent has answered, so the two do not share the
-    // CPUs while the TAP is being made.
-    let factory = early_factory(&cfg, &handles)?;
     let factory_now = factory.is_some();
     // The API socket listens before the ready fd is written (callers
     // connect right after ready).
@@ -356,11 +363,12 @@ pub fn run(cfg: Config) -> Result<i32, SetupError> {
     })?;
     let smaps = os::own_smaps();
     confine(&cfg, confinement)?;
+    // The link is configured before anyone hears it is ready. First: an
+    // agent that stays on as the factory is the factory's to reap after.
+    tap_agent.finish()?;
     if factory_now {
         engine.finish_start()?;
     }
-    // The link is configured before anyone hears it is ready.
-    tap_agent.finish()?;
     if let Some(c) = child.as_mut() {
         c.go()?;
     }
@@ -373,17 +381,15 @@ pub fn run(cfg: Config) -> Result<i32, SetupError> {
 /// The socket factory makes the namespace's sockets of splice mode and of
 /// stack mode's real-address splice. Once confined, rlnet cannot enter the
 /// namespace any more: the factory must exist before, if ports may be
-/// published at all (at start, or later through the API); then it is forked
-/// at start, once the TAP agent has answered, and sets itself up while
+/// published at all (at start, or later through the API); then the TAP
+/// agent becomes it once the link is configured, and sets itself up while
 /// rlnet confines itself ([`Engine::finish_start`] waits for it after).
 /// Otherwise, or unconfined, it starts on first use (None).
-fn early_factory(cfg: &Config, handles: &NsHandles) -> Result<Option<FactoryStart>, NsError> {
+fn early_factory(cfg: &Config) -> Option<FactoryOptions> {
     let ports_possible =
         cfg.publish_mode == Mode::Splice || !cfg.publish.is_empty() || cfg.api_socket.is_some();
-    if !((cfg.enable_sandbox || cfg.enable_seccomp) && ports_possible) {
-        return Ok(None);
-    }
-    Factory::start(handles, publish::factory_options(&cfg.plan, false)).map(Some)
+    ((cfg.enable_sandbox || cfg.enable_seccomp) && ports_possible)
+        .then(|| publish::factory_options(&cfg.plan, false))
 }
 
 /// Run the loop until the namespace's helper ends; its exit code.

@@ -31,7 +31,7 @@ use crate::forward::publish;
 use crate::forward::spec::Mode;
 use crate::nat;
 use crate::sys::netlink::{self, CopySetup, NetlinkError};
-use crate::sys::ns::{self, Factory, NsError, NsHandles};
+use crate::sys::ns::{self, FactoryOptions, FactoryStart, NsError, NsHandles};
 use crate::sys::os::{self, DaemonStdio};
 use crate::sys::tap::Tap;
 use crate::sys::watch::{FileWatch, WatchError};
@@ -342,7 +342,8 @@ fn start_tap(
     o: &PastaOptions,
     plan: &PastaPlan,
     handles: &NsHandles,
-) -> Result<ns::EarlyStart, NsError> {
+    factory: FactoryOptions,
+) -> Result<(ns::EarlyStart, FactoryStart), NsError> {
     let req = PastaTap {
         name: &plan.ifname,
         ns_mac: o.ns_mac,
@@ -356,7 +357,7 @@ fn start_tap(
             ipv6: plan.plan.v6.is_some(),
         },
     };
-    ns::spawn_in_early(handles, |early| pasta_tap(&req, early))
+    ns::spawn_in_early_with_factory(handles, |early| pasta_tap(&req, early), factory)
 }
 
 /// The `--netns` file's watch: exit when it is deleted (not with
@@ -462,14 +463,12 @@ fn start(o: &PastaOptions, plan: &PastaPlan, cfg: &Config) -> Result<Started, Pa
     let signals = os::signal_fd().map_err(SetupError::Signals)?;
     let (mut handles, mut child) = open_target(o, cfg)?;
     let watch = netns_watch(o)?;
-    // The TAP agent first (the TAP is on the path to ready); the socket
-    // factory once the agent has answered, so the two do not share the
-    // CPUs while the TAP is made.
-    let tap_start = start_tap(o, plan, &handles)?;
+    // The TAP agent first (the TAP is on the path to ready); it stays on
+    // as the socket factory once the link is configured.
     let pasta = pasta_setup(o);
-    let (tap, info, tap_agent) = super::open_tap(&plan.ifname, tap_start)?;
     let options = publish::factory_options(&cfg.plan, pasta.ports.scans_ns());
-    let factory = Factory::start(&handles, options)?;
+    let (tap_start, factory) = start_tap(o, plan, &handles, options)?;
+    let (tap, info, tap_agent) = super::open_tap(&plan.ifname, tap_start)?;
     let confinement = confinement(cfg, &handles, child.as_ref(), None)?;
     let child_parts = match child.as_mut() {
         Some(c) => c.take_pidfd().map(|fd| (c.pid, fd)),
@@ -540,9 +539,10 @@ fn serve(
     files.finish(report.is_some());
     let smaps = os::own_smaps();
     confine(&cfg, confinement)?;
-    engine.finish_start()?;
-    // The link is configured before anyone hears it is ready.
+    // The link is configured before anyone hears it is ready. First: the
+    // agent stays on as the factory, which is the factory's to reap after.
     tap_agent.finish()?;
+    engine.finish_start()?;
     if let Some(c) = child.as_mut() {
         c.go()?;
     }

@@ -69,6 +69,16 @@ impl Helper {
         status
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Stop watching it, and leave it running: someone else reaps it.
+    pub fn release(mut self) {
+        self.reaped = true;
+    }
+
     /// Give up on it: SIGKILL. Its pidfd turns readable when it is gone.
     pub fn kill(&self) {
         if !self.reaped {

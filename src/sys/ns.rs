@@ -271,7 +271,11 @@ fn fork_agent(body: impl FnOnce(&OwnedFd) -> bool) -> Result<Agent, NsError> {
 /// An agent that answered early (its fd and bytes) and goes on working:
 /// [`EarlyAgent::finish`] waits for the rest of its job.
 #[derive(Debug)]
-pub struct EarlyAgent(Agent);
+pub struct EarlyAgent {
+    agent: Agent,
+    /// It stays on as the socket factory ([`spawn_in_early_with_factory`]).
+    stays: bool,
+}
 
 /// What an early-answering job is given to send its fd and bytes with.
 pub type Early<'a> = &'a dyn Fn(OwnedFd, Vec<u8>) -> Result<(), String>;
@@ -279,15 +283,18 @@ pub type Early<'a> = &'a dyn Fn(OwnedFd, Vec<u8>) -> Result<(), String>;
 /// An early-answering agent just forked: [`EarlyStart::answer`] waits for
 /// what it sends through its [`Early`] sender.
 #[derive(Debug)]
-pub struct EarlyStart(Agent);
+pub struct EarlyStart {
+    agent: Agent,
+    stays: bool,
+}
 
 impl EarlyStart {
     /// The fd and bytes the job sent early, and the agent still at work
     /// (or the job's error, the agent reaped).
     pub fn answer(self) -> Result<(OwnedFd, Vec<u8>, EarlyAgent), NsError> {
-        let mut agent = self.0;
+        let EarlyStart { mut agent, stays } = self;
         match receive(&agent.sock, MsgFlags::empty()) {
-            Ok(Some(Ok((fd, data)))) => Ok((fd, data, EarlyAgent(agent))),
+            Ok(Some(Ok((fd, data)))) => Ok((fd, data, EarlyAgent { agent, stays })),
             first => {
                 let status = agent.helper.wait();
                 let e = answer(first, status).err();
@@ -306,28 +313,82 @@ pub fn spawn_in_early<F>(ns: &NsHandles, job: F) -> Result<EarlyStart, NsError>
 where
     F: FnOnce(Early) -> Result<(), String>,
 {
-    fork_agent(|sock| {
-        let early = |fd: OwnedFd, data: Vec<u8>| {
-            send_answer(sock, &Ok((fd, data)))
-                .map(drop)
-                .map_err(|e| e.to_string())
-        };
-        let sent = match enter(ns).and_then(|()| job(&early)) {
-            // Status 2: done, nothing attached.
-            Ok(()) => send_bytes(sock, &[2]),
-            Err(text) => send_answer(sock, &Err(text)),
-        };
-        sent.is_ok()
+    fork_agent(|sock| early_job(ns, sock, job).is_ok()).map(|agent| EarlyStart {
+        agent,
+        stays: false,
     })
-    .map(EarlyStart)
+}
+
+/// In an early agent: enter, run `job` with the early sender, and send its
+/// outcome; Ok if the job succeeded and everything was sent.
+fn early_job<F>(ns: &NsHandles, sock: &OwnedFd, job: F) -> Result<(), ()>
+where
+    F: FnOnce(Early) -> Result<(), String>,
+{
+    let early = |fd: OwnedFd, data: Vec<u8>| {
+        send_answer(sock, &Ok((fd, data)))
+            .map(drop)
+            .map_err(|e| e.to_string())
+    };
+    match enter(ns).and_then(|()| job(&early)) {
+        // Status 2: done, nothing attached.
+        Ok(()) => send_bytes(sock, &[2]).map(drop).map_err(drop),
+        Err(text) => {
+            let _ = send_answer(sock, &Err(text));
+            Err(())
+        }
+    }
+}
+
+/// [`spawn_in_early`] whose agent, its job done, stays on as the socket
+/// factory ([`Factory::start`] with `opts`), already inside the
+/// namespaces: one process and one entry into them fewer before ready. The
+/// factory's word comes on a channel of its own ([`FactoryStart::finish`]).
+pub fn spawn_in_early_with_factory<F>(
+    ns: &NsHandles,
+    job: F,
+    opts: FactoryOptions,
+) -> Result<(EarlyStart, FactoryStart), NsError>
+where
+    F: FnOnce(Early) -> Result<(), String>,
+{
+    let (ours, theirs) = fork_channel()?;
+    let agent = fork_agent(move |sock| {
+        if early_job(ns, sock, job).is_err() {
+            return false;
+        }
+        match factory_setup(&theirs, opts) {
+            Ok(smaps) => {
+                os::drop_start_up(smaps);
+                serve_sockets(&theirs);
+                true
+            }
+            Err(text) => {
+                let _ = nix::unistd::write(&theirs, text.as_bytes());
+                false
+            }
+        }
+    })?;
+    let factory = FactoryStart {
+        sock: ours,
+        pid: agent.helper.pid(),
+    };
+    Ok((EarlyStart { agent, stays: true }, factory))
 }
 
 impl EarlyAgent {
-    /// Wait for the rest of the agent's job, and reap it.
+    /// Wait for the rest of the agent's job, and reap it; one that stays
+    /// on as the socket factory is left to [`FactoryStart`] (called before
+    /// [`FactoryStart::finish`], so that only one of them reaps).
     pub fn finish(self) -> Result<(), NsError> {
-        let mut agent = self.0;
+        let EarlyAgent { mut agent, stays } = self;
         let mut buf = [0u8; 4096];
         let got = os::recv_fd(agent.sock.as_fd(), &mut buf, MsgFlags::empty());
+        if stays && matches!(got, Ok((1, None)) if buf[0] == 2) {
+            // Now the socket factory: the factory's handle reaps it.
+            agent.helper.release();
+            return Ok(());
+        }
         let status = agent.helper.wait();
         match got {
             Ok((1, None)) if buf[0] == 2 => Ok(()),
@@ -549,6 +610,11 @@ fn factory_start(
     opts: FactoryOptions,
 ) -> Result<Option<std::fs::File>, String> {
     enter(ns)?;
+    factory_setup(sock, opts)
+}
+
+/// [`factory_start`] once inside the namespaces.
+fn factory_setup(sock: &OwnedFd, opts: FactoryOptions) -> Result<Option<std::fs::File>, String> {
     // Keep nothing of the parent's but our socketpair end.
     os::close_all_except(&[sock.as_raw_fd()]);
     null_stdio();
