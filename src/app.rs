@@ -323,7 +323,6 @@ pub fn run(cfg: Config) -> Result<i32, SetupError> {
     let signals = os::signal_fd().map_err(SetupError::Signals)?;
     let (mut handles, mut child) = open_target(&cfg)?;
     let (tap_start, factory) = start_tap(&cfg, &handles)?;
-    let (tap, info, tap_agent) = open_tap(&cfg.tap_name, tap_start)?;
     let factory_now = factory.is_some();
     // The API socket listens before the ready fd is written (callers
     // connect right after ready).
@@ -336,10 +335,12 @@ pub fn run(cfg: Config) -> Result<i32, SetupError> {
         Some(c) => c.take_pidfd().map(|fd| (c.pid, fd)),
         None => None,
     };
+    // Built while the agent makes the TAP (on another CPU), which comes
+    // after.
     let mut engine = Engine::new(Setup {
-        tap: Some(tap),
+        tap: None,
         network: None,
-        ns_mac: cfg.mac.or(info.mac),
+        ns_mac: None,
         mtu: cfg.mtu,
         policy: policy(&cfg),
         outbound,
@@ -361,6 +362,8 @@ pub fn run(cfg: Config) -> Result<i32, SetupError> {
         watch: None,
         pasta: None,
     })?;
+    let (tap, info, tap_agent) = open_tap(&cfg.tap_name, tap_start)?;
+    engine.attach_tap(tap, cfg.mac.or(info.mac))?;
     let smaps = os::own_smaps();
     confine(&cfg, confinement)?;
     // The link is configured before anyone hears it is ready. First: an

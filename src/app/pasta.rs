@@ -468,16 +468,17 @@ fn start(o: &PastaOptions, plan: &PastaPlan, cfg: &Config) -> Result<Started, Pa
     let pasta = pasta_setup(o);
     let options = publish::factory_options(&cfg.plan, pasta.ports.scans_ns());
     let (tap_start, factory) = start_tap(o, plan, &handles, options)?;
-    let (tap, info, tap_agent) = super::open_tap(&plan.ifname, tap_start)?;
     let confinement = confinement(cfg, &handles, child.as_ref(), None)?;
     let child_parts = match child.as_mut() {
         Some(c) => c.take_pidfd().map(|fd| (c.pid, fd)),
         None => None,
     };
-    let engine = Engine::new(Setup {
-        tap: Some(tap),
+    // Built while the agent makes the TAP (on another CPU), which comes
+    // after.
+    let mut engine = Engine::new(Setup {
+        tap: None,
         network: None,
-        ns_mac: info.mac,
+        ns_mac: None,
         mtu: cfg.mtu,
         policy: policy(cfg),
         outbound,
@@ -499,6 +500,8 @@ fn start(o: &PastaOptions, plan: &PastaPlan, cfg: &Config) -> Result<Started, Pa
         watch,
         pasta: Some(pasta),
     })?;
+    let (tap, info, tap_agent) = super::open_tap(&plan.ifname, tap_start)?;
+    engine.attach_tap(tap, info.mac)?;
     Ok(Started {
         engine,
         confinement,

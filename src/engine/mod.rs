@@ -545,6 +545,16 @@ impl Engine {
         Ok(engine)
     }
 
+    /// The namespace's TAP, when it came after [`Engine::new`] (which then
+    /// had none): start-up builds the engine while the agent makes it.
+    pub fn attach_tap(&mut self, tap: Tap, ns_mac: Option<[u8; 6]>) -> Result<(), EngineError> {
+        let registry = self.poll.registry();
+        self.dp
+            .single_port(tap, ns_mac.map(EthernetAddress), registry)?;
+        self.readable_taps.extend(self.dp.default_port);
+        Ok(())
+    }
+
     /// Wait for the socket factory forked during start-up (its word:
     /// running, or why not). Called after rlnet confined itself, so the
     /// factory's own start and confinement overlap rlnet's instead of

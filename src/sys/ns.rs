@@ -251,16 +251,31 @@ where
 /// child, which exits 0 if `body` says it answered, else 1); the parent
 /// watches it through its pidfd.
 fn fork_agent(body: impl FnOnce(&OwnedFd) -> bool) -> Result<Agent, NsError> {
+    fork_agent_spread(None, body)
+}
+
+/// [`fork_agent`], the child kept off the parent's CPU (`spread`) so that
+/// both run at once; `body` gives the child every CPU back when it wants.
+fn fork_agent_spread(
+    spread: Option<os::Spread>,
+    body: impl FnOnce(&OwnedFd) -> bool,
+) -> Result<Agent, NsError> {
     let (ours, theirs) = fork_channel()?;
     // SAFETY: rlnet is single-threaded (fork_channel checked), so the child
     // may run arbitrary code; it never returns from this branch (exit_now).
     match unsafe { fork() }.map_err(sys("fork"))? {
         ForkResult::Child => {
+            if let Some(s) = &spread {
+                s.off_parent(Pid::from_raw(0));
+            }
             drop(ours);
             os::die_with_parent();
             os::exit_now(if body(&theirs) { 0 } else { 1 })
         }
         ForkResult::Parent { child } => {
+            if let Some(s) = &spread {
+                s.off_parent(child);
+            }
             drop(theirs);
             let helper = Helper::watch(child).map_err(sys_io("pidfd_open"))?;
             Ok(Agent { helper, sock: ours })
@@ -313,9 +328,12 @@ pub fn spawn_in_early<F>(ns: &NsHandles, job: F) -> Result<EarlyStart, NsError>
 where
     F: FnOnce(Early) -> Result<(), String>,
 {
-    fork_agent(|sock| early_job(ns, sock, job).is_ok()).map(|agent| EarlyStart {
-        agent,
-        stays: false,
+    // The parent goes on while the TAP is made.
+    fork_agent_spread(os::Spread::here(), |sock| early_job(ns, sock, job).is_ok()).map(|agent| {
+        EarlyStart {
+            agent,
+            stays: false,
+        }
     })
 }
 
@@ -353,9 +371,15 @@ where
     F: FnOnce(Early) -> Result<(), String>,
 {
     let (ours, theirs) = fork_channel()?;
-    let agent = fork_agent(move |sock| {
+    // The parent goes on while the TAP is made; the factory may run
+    // anywhere after.
+    let spread = os::Spread::here();
+    let agent = fork_agent_spread(spread, move |sock| {
         if early_job(ns, sock, job).is_err() {
             return false;
+        }
+        if let Some(s) = &spread {
+            s.anywhere();
         }
         match factory_setup(&theirs, opts) {
             Ok(smaps) => {

@@ -9,6 +9,7 @@ use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, s
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::unistd::Pid;
 
 /// One `recvmsg` on `sock` into `buf`: the bytes read and the first fd
 /// the message carried (SCM_RIGHTS, close-on-exec); any more are closed.
@@ -191,6 +192,42 @@ pub fn reset_signals_for_exec() {
 /// Ask the kernel to SIGKILL us when the parent dies (agents, run children).
 pub fn die_with_parent() {
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+}
+
+/// Where a process about to fork runs and may run: the CPU and the set of
+/// CPUs, for [`Spread`].
+#[derive(Debug, Clone, Copy)]
+pub struct Spread {
+    all: nix::sched::CpuSet,
+    others: nix::sched::CpuSet,
+}
+
+impl Spread {
+    /// Taken in the parent right before fork(); None if the process may
+    /// use one CPU only (or the calls failed).
+    pub fn here() -> Option<Spread> {
+        use nix::sched::{CpuSet, sched_getaffinity, sched_getcpu};
+        let all = sched_getaffinity(Pid::from_raw(0)).ok()?;
+        let mut others = all;
+        others.unset(sched_getcpu().ok()?).ok()?;
+        (0..CpuSet::count())
+            .any(|c| others.is_set(c).unwrap_or(false))
+            .then_some(Spread { all, others })
+    }
+
+    /// Keep `pid` (the child, or 0 for the caller) off the parent's CPU.
+    /// A new child runs on its parent's CPU, and a runnable process is
+    /// moved to an idle CPU only at a scheduler tick: measured at start-up,
+    /// rlnet and its TAP agent took turns on one vCPU while the other
+    /// idled. Both sides call this (whichever runs first).
+    pub fn off_parent(&self, pid: Pid) {
+        let _ = nix::sched::sched_setaffinity(pid, &self.others);
+    }
+
+    /// Give the caller every CPU back.
+    pub fn anywhere(&self) {
+        let _ = nix::sched::sched_setaffinity(Pid::from_raw(0), &self.all);
+    }
 }
 
 /// Take ownership of an fd number handed to us on the command line, if it
