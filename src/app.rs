@@ -362,10 +362,12 @@ pub fn run(cfg: Config) -> Result<i32, SetupError> {
         watch: None,
         pasta: None,
     })?;
-    let (tap, info, tap_agent) = open_tap(&cfg.tap_name, tap_start)?;
-    engine.attach_tap(tap, cfg.mac.or(info.mac))?;
+    // Confined while the agent makes the TAP: what follows only takes it
+    // and talks to the agent and the factory over their sockets.
     let smaps = os::own_smaps();
     confine(&cfg, confinement)?;
+    let (tap, info, tap_agent) = open_tap(&cfg.tap_name, tap_start)?;
+    engine.attach_tap(tap, cfg.mac.or(info.mac))?;
     // The link is configured before anyone hears it is ready. First: an
     // agent that stays on as the factory is the factory's to reap after.
     tap_agent.finish()?;

@@ -475,7 +475,7 @@ fn start(o: &PastaOptions, plan: &PastaPlan, cfg: &Config) -> Result<Started, Pa
     };
     // Built while the agent makes the TAP (on another CPU), which comes
     // after.
-    let mut engine = Engine::new(Setup {
+    let engine = Engine::new(Setup {
         tap: None,
         network: None,
         ns_mac: None,
@@ -500,23 +500,21 @@ fn start(o: &PastaOptions, plan: &PastaPlan, cfg: &Config) -> Result<Started, Pa
         watch,
         pasta: Some(pasta),
     })?;
-    let (tap, info, tap_agent) = super::open_tap(&plan.ifname, tap_start)?;
-    engine.attach_tap(tap, info.mac)?;
     Ok(Started {
         engine,
         confinement,
         child,
-        tap_agent,
+        tap_start,
     })
 }
 
 /// What [`start`] set up: the engine, what confinement needs, the command
-/// of the command form, and the TAP agent still configuring the link.
+/// of the command form, and the TAP agent still making the TAP.
 struct Started {
     engine: Engine,
     confinement: super::Confinement,
     child: Option<ns::RunChild>,
-    tap_agent: ns::EarlyAgent,
+    tap_start: ns::EarlyStart,
 }
 
 /// Everything from the namespace to a running loop; `report` tells a
@@ -537,11 +535,15 @@ fn serve(
         mut engine,
         confinement,
         mut child,
-        tap_agent,
+        tap_start,
     } = start(o, plan, &cfg)?;
     files.finish(report.is_some());
+    // Confined while the agent makes the TAP: what follows only takes it
+    // and talks to the agent and the factory over their sockets.
     let smaps = os::own_smaps();
     confine(&cfg, confinement)?;
+    let (tap, info, tap_agent) = super::open_tap(&plan.ifname, tap_start)?;
+    engine.attach_tap(tap, info.mac)?;
     // The link is configured before anyone hears it is ready. First: the
     // agent stays on as the factory, which is the factory's to reap after.
     tap_agent.finish()?;
