@@ -69,9 +69,12 @@ impl Held {
     }
 }
 
-/// The pool of receive buffers.
+/// The pool of receive buffers, allocated as needed up to its size.
 pub struct Frames {
     bufs: Vec<Buf>,
+    /// Most buffers kept, and each one's size.
+    max: usize,
+    size: usize,
     current: Rc<Current>,
 }
 
@@ -86,15 +89,20 @@ impl fmt::Debug for Frames {
 }
 
 impl Frames {
-    /// `n` buffers of `size` bytes (zeroed by the allocator's fresh pages,
-    /// so memory is only touched by the frames that use them).
+    /// Up to `n` buffers of `size` bytes. One is made now; more only when
+    /// flows hold slices of all there are (bulk data), so an idle or
+    /// request/response namespace costs one buffer, as before.
     pub fn new(n: usize, size: usize) -> Frames {
         Frames {
-            bufs: (0..n.max(1))
-                .map(|_| Rc::new(vec![0u8; size].into_boxed_slice()))
-                .collect(),
+            bufs: vec![Self::buffer(size)],
+            max: n.max(1),
+            size,
             current: Rc::default(),
         }
+    }
+
+    fn buffer(size: usize) -> Buf {
+        Rc::new(vec![0u8; size].into_boxed_slice())
     }
 
     /// What the flows hold slices through.
@@ -102,21 +110,25 @@ impl Frames {
         &self.current
     }
 
-    /// Whether a buffer is held by nothing.
+    /// Whether a buffer is held by nothing, or one more may be made.
     pub fn has_free(&self) -> bool {
-        self.bufs.iter().any(|b| Rc::strong_count(b) == 1)
+        self.bufs.len() < self.max || self.bufs.iter().any(|b| Rc::strong_count(b) == 1)
     }
 
-    /// A buffer nothing holds, to read a frame into; if flows hold slices
-    /// of all of them, a new one in place of the first (its holders keep
-    /// theirs alive). The engine services the flows first when none is
-    /// free ([`Frames::has_free`]), so that is a fallback only.
+    /// A buffer nothing holds, to read a frame into: a new one while the
+    /// pool may grow; if flows hold slices of all of them, a new one in
+    /// place of the first (its holders keep theirs alive). The engine
+    /// services the flows first when none is free ([`Frames::has_free`]),
+    /// so that is a fallback only.
     pub fn free_or_new(&mut self) -> (usize, &mut [u8]) {
         let i = match self.bufs.iter_mut().position(|b| Rc::get_mut(b).is_some()) {
             Some(i) => i,
+            None if self.bufs.len() < self.max => {
+                self.bufs.push(Self::buffer(self.size));
+                self.bufs.len() - 1
+            }
             None => {
-                let size = self.bufs[0].len();
-                self.bufs[0] = Rc::new(vec![0u8; size].into_boxed_slice());
+                self.bufs[0] = Self::buffer(self.size);
                 0
             }
         };
@@ -161,6 +173,24 @@ mod tests {
         assert_eq!(frames.free_or_new().0, b);
         drop(held);
         assert_eq!(frames.free_or_new().0, a);
+    }
+
+    #[test]
+    fn the_pool_grows_only_while_all_are_held() {
+        let mut frames = Frames::new(3, 8);
+        assert_eq!(frames.bufs.len(), 1);
+        // Read, processed, let go: the one buffer serves again.
+        for _ in 0..5 {
+            let i = filled(&mut frames, 1);
+            frames.process(i, 8, |_| ());
+        }
+        assert_eq!(frames.bufs.len(), 1);
+        let i = filled(&mut frames, 2);
+        let a = frames.process(i, 8, |f| frames.current().hold(f));
+        let j = filled(&mut frames, 3);
+        let b = frames.process(j, 8, |f| frames.current().hold(f));
+        assert_eq!(frames.bufs.len(), 2);
+        assert!(a.is_some() && b.is_some());
     }
 
     #[test]
