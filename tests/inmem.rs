@@ -457,20 +457,7 @@ fn malformed_frames_never_panic() {
 fn direct_and_buffered_receive_keep_the_byte_stream() {
     use std::io::Read;
     let mut sim = Sim::new(true);
-    // A small host receive buffer, so the host side pushes back early.
-    let listener =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    listener.set_recv_buffer_size(4096).unwrap();
-    listener
-        .bind(
-            &"127.0.0.1:0"
-                .parse::<std::net::SocketAddr>()
-                .unwrap()
-                .into(),
-        )
-        .unwrap();
-    listener.listen(1).unwrap();
-    let listener: TcpListener = listener.into();
+    let listener = small_listener();
     let port = listener.local_addr().unwrap().port();
     let ports = (40000, port);
     let base = TcpRepr {
@@ -534,7 +521,6 @@ fn direct_and_buffered_receive_keep_the_byte_stream() {
     let (mut acked, mut next, mut window) = (0usize, 0usize, 65535usize);
     let (mut saw_closed_window, mut idle_turns, mut swaps) = (false, 0, 0);
     let deadline = Instant::now() + Duration::from_secs(120);
-    let mut buf = vec![0u8; 70000];
     while acked < TOTAL {
         assert!(Instant::now() < deadline, "stalled at {acked} of {TOTAL}");
         // Send what the window allows; every 7th pair goes out of order.
@@ -551,39 +537,13 @@ fn direct_and_buffered_receive_keep_the_byte_stream() {
                 next = (next + SEG).min(TOTAL);
             }
         }
-        sim.engine
-            .turn(&mut sim.events, Some(Duration::from_millis(5)))
-            .unwrap();
         let before = acked;
-        while let Ok(n) = nix::unistd::read(&sim.ns, &mut buf) {
-            if let Some((_, ack, win)) = tcp_fields(&buf[..n]) {
-                // (Plain i32 arithmetic: smoltcp's `-` panics below zero.)
-                let a = usize::try_from(ack.0.wrapping_sub(1001).max(0)).unwrap();
-                if a >= acked {
-                    acked = a;
-                    window = (win as usize) << 7;
-                }
-            }
-        }
+        turn_reading_acks(&mut sim, &mut acked, &mut window, 7);
         if window < SEG && reader.is_none() {
             // The flow's buffer is full: the host socket refused bytes. Now
             // let the host read, slowly at first (small reads).
             saw_closed_window = true;
-            let mut c = conn.try_clone().unwrap();
-            reader = Some(std::thread::spawn(move || {
-                let mut got = Vec::with_capacity(TOTAL);
-                let mut b = vec![0u8; 65536];
-                let mut small = 0;
-                while got.len() < TOTAL {
-                    let want = if small < 200 { 1000 } else { b.len() };
-                    small += 1;
-                    match c.read(&mut b[..want]) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => got.extend_from_slice(&b[..n]),
-                    }
-                }
-                got
-            }));
+            reader = Some(host_reader(conn.try_clone().unwrap(), TOTAL, 200));
         }
         // Nothing new acknowledged for a while: resend from the last ACK
         // (segments beyond the window were dropped, as TCP allows).
@@ -595,20 +555,8 @@ fn direct_and_buffered_receive_keep_the_byte_stream() {
     }
     assert!(saw_closed_window, "the host never pushed back");
     assert!(swaps > 10);
-    // Everything is acknowledged, but the flow may still hold bytes the host
-    // has not taken yet (a slow reader on a loaded machine): keep the engine
-    // turning until the reader has all of them.
-    if let Some(r) = &reader {
-        while !r.is_finished() {
-            assert!(Instant::now() < deadline, "the host did not get it all");
-            sim.engine
-                .turn(&mut sim.events, Some(Duration::from_millis(5)))
-                .unwrap();
-            while nix::unistd::read(&sim.ns, &mut buf).is_ok() {}
-        }
-    }
     let got = match reader {
-        Some(r) => r.join().unwrap(),
+        Some(r) => turn_until_read(&mut sim, r, deadline),
         None => {
             let mut got = Vec::new();
             conn.read_to_end(&mut got).unwrap();
@@ -665,23 +613,14 @@ fn payload_of_a_batch_of_frames_goes_to_the_host_in_one_write() {
 /// until the window closes, then the host reads: the stream arrives whole.
 #[test]
 fn a_short_write_keeps_the_rest_ahead_of_later_bytes() {
-    use std::io::Read;
     const SEG: usize = 16000;
     const TOTAL: usize = 4 << 20;
     let mut sim = Sim::new(true);
-    // A small host receive buffer, so the host side pushes back early.
-    let listener =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    listener.set_recv_buffer_size(4096).unwrap();
-    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
-    listener.bind(&any.into()).unwrap();
-    listener.listen(1).unwrap();
-    let (conn, ports, isn, _) = connect_from_ns_to(&mut sim, 40200, listener.into());
+    let (conn, ports, isn, _) = connect_from_ns_to(&mut sim, 40200, small_listener());
     let data = pattern(TOTAL, 11);
     let (mut acked, mut next, mut window) = (0usize, 0usize, 4 * SEG);
     let mut reader: Option<std::thread::JoinHandle<Vec<u8>>> = None;
     let mut conn = Some(conn);
-    let mut buf = vec![0u8; 70000];
     let (mut idle, mut pushed_back) = (0, false);
     let deadline = Instant::now() + Duration::from_secs(120);
     while acked < TOTAL {
@@ -695,34 +634,12 @@ fn a_short_write_keeps_the_rest_ahead_of_later_bytes() {
             sim.send(&ns_segment(ports, next, isn + 1, &data[next..end]));
             next = end;
         }
-        sim.engine
-            .turn(&mut sim.events, Some(Duration::from_millis(5)))
-            .unwrap();
         let before = acked;
-        while let Ok(n) = nix::unistd::read(&sim.ns, &mut buf) {
-            if let Some((_, ack, win)) = tcp_fields(&buf[..n]) {
-                let a = usize::try_from(ack.0.wrapping_sub(1001).max(0)).unwrap();
-                if a >= acked {
-                    acked = a;
-                    // The engine's window scale is 3 (see `elastic_buffers_*`).
-                    window = usize::from(win) << 3;
-                }
-            }
-        }
+        // The engine's window scale is 3 (see `elastic_buffers_*`).
+        turn_reading_acks(&mut sim, &mut acked, &mut window, 3);
         if window < SEG && reader.is_none() {
             pushed_back = true;
-            let mut c = conn.take().unwrap();
-            reader = Some(std::thread::spawn(move || {
-                let mut got = Vec::with_capacity(TOTAL);
-                let mut b = vec![0u8; 65536];
-                while got.len() < TOTAL {
-                    match c.read(&mut b) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => got.extend_from_slice(&b[..n]),
-                    }
-                }
-                got
-            }));
+            reader = Some(host_reader(conn.take().unwrap(), TOTAL, 0));
         }
         idle = if acked == before { idle + 1 } else { 0 };
         if idle > 20 {
@@ -731,17 +648,83 @@ fn a_short_write_keeps_the_rest_ahead_of_later_bytes() {
         }
     }
     assert!(pushed_back, "the host never pushed back");
-    let r = reader.expect("a reader");
-    while !r.is_finished() {
+    let got = turn_until_read(&mut sim, reader.expect("a reader"), deadline);
+    assert_eq!(got.len(), TOTAL);
+    assert!(got == data, "byte stream differs");
+}
+
+/// One engine turn; from what it sent the namespace, the highest ACK
+/// (bytes past sequence number 1001) and its window, scaled by `scale`.
+fn turn_reading_acks(sim: &mut Sim, acked: &mut usize, window: &mut usize, scale: u8) {
+    sim.engine
+        .turn(&mut sim.events, Some(Duration::from_millis(5)))
+        .unwrap();
+    let mut buf = vec![0u8; 70000];
+    while let Ok(n) = nix::unistd::read(&sim.ns, &mut buf) {
+        if let Some((_, ack, win)) = tcp_fields(&buf[..n]) {
+            // (Plain i32 arithmetic: smoltcp's `-` panics below zero.)
+            let a = usize::try_from(ack.0.wrapping_sub(1001).max(0)).unwrap();
+            if a >= *acked {
+                *acked = a;
+                *window = usize::from(win) << scale;
+            }
+        }
+    }
+}
+
+/// A host listener with a small receive buffer, so the host side pushes
+/// back early.
+fn small_listener() -> TcpListener {
+    let listener =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    listener.set_recv_buffer_size(4096).unwrap();
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    listener.bind(&any.into()).unwrap();
+    listener.listen(1).unwrap();
+    listener.into()
+}
+
+/// A thread reading the host end until `total` bytes or EOF, its first
+/// `small` reads of 1,000 bytes (the host taking its time at first).
+fn host_reader(
+    mut c: std::net::TcpStream,
+    total: usize,
+    small: usize,
+) -> std::thread::JoinHandle<Vec<u8>> {
+    use std::io::Read;
+    std::thread::spawn(move || {
+        let mut got = Vec::with_capacity(total);
+        let mut b = vec![0u8; 65536];
+        let mut reads = 0;
+        while got.len() < total {
+            let want = if reads < small { 1000 } else { b.len() };
+            reads += 1;
+            match c.read(&mut b[..want]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&b[..n]),
+            }
+        }
+        got
+    })
+}
+
+/// Everything may be acknowledged while the flow still holds bytes the host
+/// has not taken (a slow reader on a loaded machine): keep the engine
+/// turning until `reader` is done, then its bytes.
+fn turn_until_read(
+    sim: &mut Sim,
+    reader: std::thread::JoinHandle<Vec<u8>>,
+    deadline: Instant,
+) -> Vec<u8> {
+    let mut buf = vec![0u8; 70000];
+    while !reader.is_finished() {
         assert!(Instant::now() < deadline, "the host did not get it all");
         sim.engine
             .turn(&mut sim.events, Some(Duration::from_millis(5)))
             .unwrap();
         while nix::unistd::read(&sim.ns, &mut buf).is_ok() {}
     }
-    let got = r.join().unwrap();
-    assert_eq!(got.len(), TOTAL);
-    assert!(got == data, "byte stream differs");
+    reader.join().unwrap()
 }
 
 /// A TCP data frame from the engine: its sequence number, payload length
