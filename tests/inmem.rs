@@ -518,39 +518,30 @@ fn direct_and_buffered_receive_keep_the_byte_stream() {
     };
 
     let mut reader = None;
-    let (mut acked, mut next, mut window) = (0usize, 0usize, 65535usize);
-    let (mut saw_closed_window, mut idle_turns, mut swaps) = (false, 0, 0);
+    let mut tx = Sending::new(65535);
+    let (mut saw_closed_window, mut swaps) = (false, 0);
     let deadline = Instant::now() + Duration::from_secs(120);
-    while acked < TOTAL {
-        assert!(Instant::now() < deadline, "stalled at {acked} of {TOTAL}");
+    while tx.short_of(TOTAL, deadline) {
         // Send what the window allows; every 7th pair goes out of order.
-        let limit = (acked + window.min(128 * 1024)).min(TOTAL);
-        while next < limit {
-            let second = next + SEG;
+        let limit = (tx.acked + tx.window.min(128 * 1024)).min(TOTAL);
+        while tx.next < limit {
+            let (next, second) = (tx.next, tx.next + SEG);
             if (next / SEG) % 7 == 3 && second + SEG <= limit {
                 send_seg(&sim, second);
                 send_seg(&sim, next);
                 swaps += 1;
-                next = second + SEG;
+                tx.next = second + SEG;
             } else {
                 send_seg(&sim, next);
-                next = (next + SEG).min(TOTAL);
+                tx.next = (next + SEG).min(TOTAL);
             }
         }
-        let before = acked;
-        turn_reading_acks(&mut sim, &mut acked, &mut window, 7);
-        if window < SEG && reader.is_none() {
+        tx.turn(&mut sim, 7);
+        if tx.window < SEG && reader.is_none() {
             // The flow's buffer is full: the host socket refused bytes. Now
             // let the host read, slowly at first (small reads).
             saw_closed_window = true;
             reader = Some(host_reader(conn.try_clone().unwrap(), TOTAL, 200));
-        }
-        // Nothing new acknowledged for a while: resend from the last ACK
-        // (segments beyond the window were dropped, as TCP allows).
-        idle_turns = if acked == before { idle_turns + 1 } else { 0 };
-        if idle_turns > 20 {
-            next = acked;
-            idle_turns = 0;
         }
     }
     assert!(saw_closed_window, "the host never pushed back");
@@ -618,56 +609,90 @@ fn a_short_write_keeps_the_rest_ahead_of_later_bytes() {
     let mut sim = Sim::new(true);
     let (conn, ports, isn, _) = connect_from_ns_to(&mut sim, 40200, small_listener());
     let data = pattern(TOTAL, 11);
-    let (mut acked, mut next, mut window) = (0usize, 0usize, 4 * SEG);
+    let mut tx = Sending::new(4 * SEG);
     let mut reader: Option<std::thread::JoinHandle<Vec<u8>>> = None;
     let mut conn = Some(conn);
-    let (mut idle, mut pushed_back) = (0, false);
     let deadline = Instant::now() + Duration::from_secs(120);
-    while acked < TOTAL {
-        assert!(Instant::now() < deadline, "stalled at {acked} of {TOTAL}");
+    while tx.short_of(TOTAL, deadline) {
         // A batch of up to four segments the window allows.
         for _ in 0..4 {
-            let end = (next + SEG).min(TOTAL);
-            if next >= end || end > acked + window {
+            let (next, end) = (tx.next, (tx.next + SEG).min(TOTAL));
+            if next >= end || end > tx.acked + tx.window {
                 break;
             }
             sim.send(&ns_segment(ports, next, isn + 1, &data[next..end]));
-            next = end;
+            tx.next = end;
         }
-        let before = acked;
         // The engine's window scale is 3 (see `elastic_buffers_*`).
-        turn_reading_acks(&mut sim, &mut acked, &mut window, 3);
-        if window < SEG && reader.is_none() {
-            pushed_back = true;
+        tx.turn(&mut sim, 3);
+        if tx.window < SEG && reader.is_none() {
             reader = Some(host_reader(conn.take().unwrap(), TOTAL, 0));
         }
-        idle = if acked == before { idle + 1 } else { 0 };
-        if idle > 20 {
-            next = acked;
-            idle = 0;
-        }
     }
-    assert!(pushed_back, "the host never pushed back");
-    let got = turn_until_read(&mut sim, reader.expect("a reader"), deadline);
+    let reader = reader.expect("the host never pushed back");
+    let got = turn_until_read(&mut sim, reader, deadline);
     assert_eq!(got.len(), TOTAL);
     assert!(got == data, "byte stream differs");
 }
 
-/// One engine turn; from what it sent the namespace, the highest ACK
-/// (bytes past sequence number 1001) and its window, scaled by `scale`.
-fn turn_reading_acks(sim: &mut Sim, acked: &mut usize, window: &mut usize, scale: u8) {
-    sim.engine
-        .turn(&mut sim.events, Some(Duration::from_millis(5)))
-        .unwrap();
-    let mut buf = vec![0u8; 70000];
-    while let Ok(n) = nix::unistd::read(&sim.ns, &mut buf) {
-        if let Some((_, ack, win)) = tcp_fields(&buf[..n]) {
-            // (Plain i32 arithmetic: smoltcp's `-` panics below zero.)
-            let a = usize::try_from(ack.0.wrapping_sub(1001).max(0)).unwrap();
-            if a >= *acked {
-                *acked = a;
-                *window = usize::from(win) << scale;
+/// The namespace's sending side in the byte-stream tests: bytes
+/// acknowledged (past sequence number 1001), the next to send, the window.
+struct Sending {
+    acked: usize,
+    next: usize,
+    window: usize,
+    idle: u32,
+}
+
+impl Sending {
+    fn new(window: usize) -> Sending {
+        Sending {
+            acked: 0,
+            next: 0,
+            window,
+            idle: 0,
+        }
+    }
+
+    /// Whether bytes of `total` are still unacknowledged (and the deadline
+    /// has not passed: that fails the test).
+    fn short_of(&self, total: usize, deadline: Instant) -> bool {
+        assert!(
+            Instant::now() < deadline,
+            "stalled at {} of {total}",
+            self.acked
+        );
+        self.acked < total
+    }
+
+    /// One engine turn; the highest ACK and its window (scaled by `scale`)
+    /// from what the engine sent. Nothing new acknowledged for 20 turns:
+    /// send again from the last ACK (segments beyond the window were
+    /// dropped, as TCP allows).
+    fn turn(&mut self, sim: &mut Sim, scale: u8) {
+        sim.engine
+            .turn(&mut sim.events, Some(Duration::from_millis(5)))
+            .unwrap();
+        let before = self.acked;
+        let mut buf = vec![0u8; 70000];
+        while let Ok(n) = nix::unistd::read(&sim.ns, &mut buf) {
+            if let Some((_, ack, win)) = tcp_fields(&buf[..n]) {
+                // (Plain i32 arithmetic: smoltcp's `-` panics below zero.)
+                let a = usize::try_from(ack.0.wrapping_sub(1001).max(0)).unwrap();
+                if a >= self.acked {
+                    self.acked = a;
+                    self.window = usize::from(win) << scale;
+                }
             }
+        }
+        self.idle = if self.acked == before {
+            self.idle + 1
+        } else {
+            0
+        };
+        if self.idle > 20 {
+            self.next = self.acked;
+            self.idle = 0;
         }
     }
 }
@@ -927,14 +952,7 @@ fn elastic_buffers_grow_with_the_data_and_are_given_back() {
     const TOTAL: usize = 4 << 20;
     const SEG: usize = 16000;
     let mut sim = Sim::new(true);
-    // A small host receive buffer, so the host side pushes back early.
-    let listener =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    listener.set_recv_buffer_size(4096).unwrap();
-    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
-    listener.bind(&any.into()).unwrap();
-    listener.listen(1).unwrap();
-    let listener: TcpListener = listener.into();
+    let listener = small_listener();
     let port = listener.local_addr().unwrap().port();
     sim.send(&syn(GW_IP, 40002, port));
     let f = sim.recv().expect("SYN-ACK");
