@@ -57,6 +57,9 @@ pub struct TcpFlow {
     /// Edge-triggered readiness, cleared on WouldBlock.
     host_readable: bool,
     host_writable: bool,
+    /// The host connect is known to have completed (getpeername said so
+    /// inside connect's turn): its outcome need not be asked.
+    host_connected: bool,
     /// Host sent FIN (read returned 0); we closed our side in smoltcp.
     host_eof: bool,
     /// We passed the namespace's FIN on (shutdown(Write) on the host socket).
@@ -358,6 +361,7 @@ impl TcpFlow {
         let established = host.peer_addr().is_ok();
         let mut flow = Self::with(key, port, rings, HostSock::Tcp(host), Phase::Connecting);
         flow.host_writable = established;
+        flow.host_connected = established;
         Ok(flow)
     }
 
@@ -415,6 +419,7 @@ impl TcpFlow {
             phase,
             host_readable: false,
             host_writable: false,
+            host_connected: false,
             host_eof: false,
             host_shut: false,
             host_dead: false,
@@ -503,7 +508,12 @@ impl TcpFlow {
             self.socket().release_idle_buffers();
         }
         if self.phase == Phase::Connecting && self.host_writable {
-            match self.host.connected() {
+            let outcome = if self.host_connected {
+                Ok(())
+            } else {
+                self.host.connected()
+            };
+            match outcome {
                 Ok(()) => {
                     self.phase = Phase::Open;
                     let direct = self.host.direct(&self.unsent, ctx.current);
