@@ -555,12 +555,10 @@ impl TcpFlow {
                 Err(e) => (0, Err(e)),
             });
             match res {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => self.host_writable = false,
-                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Ok(Err(_)) => {
-                    self.host_dead = true;
-                    return;
+                Ok(written) => {
+                    if self.took(written).is_none() {
+                        return;
+                    }
                 }
                 Err(_) => break,
             }
@@ -587,7 +585,8 @@ impl TcpFlow {
     /// writev(2) calls, what they did not take copied (the frames are
     /// reused), then that copy. True when nothing is left.
     fn send_unsent(&mut self) -> bool {
-        let mut u = self.unsent.borrow_mut();
+        let unsent = Rc::clone(&self.unsent);
+        let mut u = unsent.borrow_mut();
         let Unsent {
             held,
             spilled,
@@ -597,25 +596,22 @@ impl TcpFlow {
             let n = held.len().min(MAX_IOV);
             let mut sent = 0;
             if self.host_writable && spilled.is_empty() {
-                let iov: Vec<IoSlice<'_>> =
-                    held[..n].iter().map(|h| IoSlice::new(h.bytes())).collect();
+                let mut iov = [IoSlice::new(&[]); MAX_IOV];
+                for (slot, h) in iov.iter_mut().zip(&held[..n]) {
+                    *slot = IoSlice::new(h.bytes());
+                }
                 *writes += 1;
-                match self.host.write_vectored(&iov) {
-                    Ok(k) => sent = k,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.host_writable = false,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => {
-                        self.host_dead = true;
-                        return false;
-                    }
+                match self.took(self.host.write_vectored(&iov[..n])) {
+                    Some(k) => sent = k,
+                    None => return false,
                 }
             }
             for h in held.drain(..n) {
                 let bytes = h.bytes();
-                let took = sent.min(bytes.len());
-                sent -= took;
-                if took < bytes.len() {
-                    spilled.extend_from_slice(&bytes[took..]);
+                let taken = sent.min(bytes.len());
+                sent -= taken;
+                if taken < bytes.len() {
+                    spilled.extend_from_slice(&bytes[taken..]);
                 }
             }
         }
@@ -623,13 +619,10 @@ impl TcpFlow {
             *writes += 1;
             match self.host.write(spilled) {
                 Ok(0) => self.host_writable = false,
-                Ok(k) => drop(spilled.drain(..k)),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.host_writable = false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    self.host_dead = true;
-                    return false;
-                }
+                written => match self.took(written) {
+                    Some(k) => drop(spilled.drain(..k)),
+                    None => return false,
+                },
             }
         }
         if spilled.is_empty() && spilled.capacity() > 0 {
@@ -637,6 +630,24 @@ impl TcpFlow {
             *spilled = Vec::new();
         }
         spilled.is_empty()
+    }
+
+    /// What a write to the host socket means for the flow: the bytes taken
+    /// (0 when it would block, which clears `host_writable`, or was
+    /// interrupted); None when the connection failed (`host_dead`).
+    fn took(&mut self, written: io::Result<usize>) -> Option<usize> {
+        match written {
+            Ok(k) => Some(k),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.host_writable = false;
+                Some(0)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Some(0),
+            Err(_) => {
+                self.host_dead = true;
+                None
+            }
+        }
     }
 
     /// Write calls on the host socket for the namespace's payload so far.
