@@ -381,17 +381,7 @@ where
         if let Some(s) = &spread {
             s.anywhere();
         }
-        match factory_setup(&theirs, opts) {
-            Ok(smaps) => {
-                os::drop_start_up(smaps);
-                serve_sockets(&theirs);
-                true
-            }
-            Err(text) => {
-                let _ = nix::unistd::write(&theirs, text.as_bytes());
-                false
-            }
-        }
+        be_factory(&theirs, factory_setup(&theirs, opts))
     })?;
     let factory = FactoryStart {
         sock: ours,
@@ -676,6 +666,22 @@ fn factory_setup(sock: &OwnedFd, opts: FactoryOptions) -> Result<Option<std::fs:
     .map_err(|e| e.to_string())
 }
 
+/// In the factory, after its set-up (`setup`): serve the sockets until
+/// rlnet closes `sock` (true), or send the set-up's error (false).
+fn be_factory(sock: &OwnedFd, setup: Result<Option<std::fs::File>, String>) -> bool {
+    match setup {
+        Ok(smaps) => {
+            os::drop_start_up(smaps);
+            serve_sockets(sock);
+            true
+        }
+        Err(text) => {
+            let _ = nix::unistd::write(sock, text.as_bytes());
+            false
+        }
+    }
+}
+
 /// The parent's side of the start: the factory's "ok", tables and
 /// real-address families, or its error.
 fn factory_started(sock: &OwnedFd) -> Result<(Tables, [bool; 2]), NsError> {
@@ -738,18 +744,8 @@ impl Factory {
             ForkResult::Child => {
                 drop(ours);
                 os::die_with_parent();
-                let status = match factory_start(ns, &theirs, opts) {
-                    Ok(smaps) => {
-                        os::drop_start_up(smaps);
-                        serve_sockets(&theirs);
-                        0
-                    }
-                    Err(text) => {
-                        let _ = nix::unistd::write(&theirs, text.as_bytes());
-                        1
-                    }
-                };
-                os::exit_now(status)
+                let served = be_factory(&theirs, factory_start(ns, &theirs, opts));
+                os::exit_now(if served { 0 } else { 1 })
             }
             ForkResult::Parent { child } => {
                 drop(theirs);
