@@ -91,10 +91,13 @@ impl TapInfo {
 fn setup_tap(req: &TapRequest<'_>, early: ns::Early) -> Result<(), String> {
     let cfg = req.cfg;
     let name = cfg.tap_name.as_str();
-    let existed = netlink::link_index(name)
-        .map_err(|e| e.to_string())?
-        .is_some();
+    let text = |e: netlink::NetlinkError| e.to_string();
+    let mut nl = netlink::Session::open().map_err(text)?;
+    let existed = nl.link(name).map_err(text)?.is_some();
     let tap = Tap::open(name).map_err(|e| e.to_string())?;
+    // Its index (kept for the configuration) and MAC; as before, a MAC
+    // that cannot be read is left to the namespace.
+    let link = nl.link(name).ok().flatten();
     let configure = match cfg.configure {
         Configure::Always => true,
         Configure::Never => false,
@@ -106,12 +109,12 @@ fn setup_tap(req: &TapRequest<'_>, early: ns::Early) -> Result<(), String> {
         configured: configure,
         offload: tap.offload(),
         // `-c` sets `--mac` if given, else the link keeps this one.
-        mac: cfg.mac.or_else(|| netlink::link_mac(name).ok()),
+        mac: cfg.mac.or(link.and_then(|l| l.mac)),
     };
     early(tap.into_fd(), info.encode())?;
     if configure {
         let plan = &cfg.plan;
-        netlink::configure_link(&LinkSetup {
+        nl.configure_link(&LinkSetup {
             ifname: name,
             mtu: cfg.mtu,
             mac: cfg.mac,

@@ -319,20 +319,21 @@ struct PastaTap<'a> {
 /// MAC if given; send the TAP, so rlnet sets up the rest meanwhile; then,
 /// with `--config-net`, the copy of the host's interface.
 fn pasta_tap(req: &PastaTap<'_>, early: ns::Early) -> Result<(), String> {
-    let existed = netlink::link_index(req.name)
-        .map_err(|e| e.to_string())?
-        .is_some();
+    let text = |e: netlink::NetlinkError| e.to_string();
+    let mut nl = netlink::Session::open().map_err(text)?;
+    let existed = nl.link(req.name).map_err(text)?.is_some();
     let tap = Tap::open(req.name).map_err(|e| e.to_string())?;
-    netlink::prepare(req.name, req.ns_mac, !existed).map_err(|e| e.to_string())?;
+    nl.prepare(req.name, req.ns_mac, !existed).map_err(text)?;
     let info = TapInfo {
         existed,
         configured: req.config_net,
         offload: tap.offload(),
-        mac: netlink::link_mac(req.name).ok(),
+        // Its MAC now (set above if given), and its index for the copy.
+        mac: nl.link(req.name).ok().flatten().and_then(|l| l.mac),
     };
     early(tap.into_fd(), info.encode())?;
     if req.config_net {
-        netlink::configure_copy(&req.copy).map_err(|e| e.to_string())?;
+        nl.configure_copy(&req.copy).map_err(text)?;
     }
     Ok(())
 }

@@ -553,59 +553,166 @@ impl Rtnl {
 /// sysctls, link up,
 /// IPv4 address and default route, IPv6 address (NODAD) and default route.
 pub fn configure_link(setup: &LinkSetup) -> Result<(), NetlinkError> {
-    let name = setup.ifname;
-    let mut nl = Rtnl::open()?;
-    nl.set_link(0, "lo", "set link up", link_up)?;
-    let index = nl.index_of(name)?;
-    let mtu = setup.mtu;
-    nl.set_link(index, name, &format!("set MTU {mtu}"), |m| {
-        m.attributes.push(LinkAttribute::Mtu(mtu))
-    })?;
-    let what = format!("set txqueuelen {TAP_TXQUEUELEN}");
-    nl.set_link(index, name, &what, |m| {
-        m.attributes.push(LinkAttribute::TxQueueLen(TAP_TXQUEUELEN))
-    })?;
-    if let Some(mac) = setup.mac {
-        let [a, b, c, d, e, f] = mac;
-        let what = format!("set MAC {a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}");
+    Session::open()?.configure_link(setup)
+}
+
+/// One NETLINK_ROUTE socket for a series of requests in the current netns:
+/// the TAP agent looks its link up, makes the TAP, reads its index and MAC
+/// and configures it through one (three sockets before, each a socket,
+/// bind, getsockname, connect and two setsockopt on the path to ready).
+pub struct Session {
+    nl: Rtnl,
+    /// The last link [`Session::link`] found: (name, index).
+    known: Option<(String, u32)>,
+}
+
+/// What [`Session::link`] reads of a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkFacts {
+    pub index: u32,
+    /// Its link-layer address, if it is 6 bytes long.
+    pub mac: Option<[u8; 6]>,
+}
+
+impl Session {
+    pub fn open() -> Result<Self, NetlinkError> {
+        Ok(Self {
+            nl: Rtnl::open()?,
+            known: None,
+        })
+    }
+
+    /// `name`'s index and MAC; None if it does not exist.
+    pub fn link(&mut self, name: &str) -> Result<Option<LinkFacts>, NetlinkError> {
+        let Some(link) = self.nl.get_link(name)? else {
+            return Ok(None);
+        };
+        let index = link.header.index;
+        self.known = Some((name.to_string(), index));
+        Ok(Some(LinkFacts {
+            index,
+            mac: mac_of(&link),
+        }))
+    }
+
+    /// `name`'s index: the one [`Session::link`] read, else asked.
+    fn index_of(&mut self, name: &str) -> Result<u32, NetlinkError> {
+        match &self.known {
+            Some((known, index)) if known == name && *index != 0 => Ok(*index),
+            _ => self.nl.index_of(name),
+        }
+    }
+
+    /// [`configure_link`] through this session.
+    pub fn configure_link(&mut self, setup: &LinkSetup) -> Result<(), NetlinkError> {
+        let name = setup.ifname;
+        self.nl.set_link(0, "lo", "set link up", link_up)?;
+        let index = self.index_of(name)?;
+        let nl = &mut self.nl;
+        let mtu = setup.mtu;
+        // One request for both (each is a round trip through rtnl).
+        let what = format!("set MTU {mtu} and txqueuelen {TAP_TXQUEUELEN}");
         nl.set_link(index, name, &what, |m| {
-            m.attributes.push(LinkAttribute::Address(mac.into()))
+            m.attributes.push(LinkAttribute::Mtu(mtu));
+            m.attributes.push(LinkAttribute::TxQueueLen(TAP_TXQUEUELEN));
         })?;
+        if let Some(mac) = setup.mac {
+            let [a, b, c, d, e, f] = mac;
+            let what = format!("set MAC {a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}");
+            nl.set_link(index, name, &what, |m| {
+                m.attributes.push(LinkAttribute::Address(mac.into()))
+            })?;
+        }
+        // Before link up, so the link-local address is never tentative and, without v6,
+        // never created at all.
+        let no_v6 = setup.v6.is_none();
+        ipv6_sysctl(name, "accept_dad", "0", no_v6)?;
+        // The link-local address from the MAC (EUI-64), whatever the namespace's
+        // default: the switch of a named network lets a member use only that one.
+        ipv6_sysctl(name, "addr_gen_mode", "0", no_v6)?;
+        // Addresses and routes are static: no router solicitations, which would
+        // also wake rlnet every few seconds for nothing.
+        ipv6_sysctl(name, "accept_ra", "0", no_v6)?;
+        ipv6_sysctl(name, "disable_ipv6", if no_v6 { "1" } else { "0" }, no_v6)?;
+        // Up before the routes: the kernel rejects a gateway on a down link.
+        nl.set_link(index, name, "set link up", link_up)?;
+        if let Some((addr, prefix, gw)) = setup.v4 {
+            nl.add_ip(
+                index,
+                name,
+                addr.into(),
+                prefix,
+                gw.into(),
+                setup.keep_default_route,
+            )?;
+        }
+        if let Some((addr, prefix, gw)) = setup.v6 {
+            nl.add_ip(
+                index,
+                name,
+                addr.into(),
+                prefix,
+                gw.into(),
+                setup.keep_default_route,
+            )?;
+        }
+        Ok(())
     }
-    // Before link up, so the link-local address is never tentative and, without v6,
-    // never created at all.
-    let no_v6 = setup.v6.is_none();
-    ipv6_sysctl(name, "accept_dad", "0", no_v6)?;
-    // The link-local address from the MAC (EUI-64), whatever the namespace's
-    // default: the switch of a named network lets a member use only that one.
-    ipv6_sysctl(name, "addr_gen_mode", "0", no_v6)?;
-    // Addresses and routes are static: no router solicitations, which would
-    // also wake rlnet every few seconds for nothing.
-    ipv6_sysctl(name, "accept_ra", "0", no_v6)?;
-    ipv6_sysctl(name, "disable_ipv6", if no_v6 { "1" } else { "0" }, no_v6)?;
-    // Up before the routes: the kernel rejects a gateway on a down link.
-    nl.set_link(index, name, "set link up", link_up)?;
-    if let Some((addr, prefix, gw)) = setup.v4 {
-        nl.add_ip(
-            index,
-            name,
-            addr.into(),
-            prefix,
-            gw.into(),
-            setup.keep_default_route,
-        )?;
+
+    /// [`prepare`] through this session.
+    pub fn prepare(
+        &mut self,
+        ifname: &str,
+        mac: Option<[u8; 6]>,
+        made: bool,
+    ) -> Result<(), NetlinkError> {
+        let nl = &mut self.nl;
+        nl.set_link(0, "lo", "set link up", link_up)?;
+        if made {
+            let what = format!("set txqueuelen {TAP_TXQUEUELEN}");
+            nl.set_link(0, ifname, &what, |m| {
+                m.attributes.push(LinkAttribute::TxQueueLen(TAP_TXQUEUELEN))
+            })?;
+        }
+        if let Some(mac) = mac {
+            let [a, b, c, d, e, f] = mac;
+            let what = format!("set MAC {a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}");
+            nl.set_link(0, ifname, &what, |m| {
+                m.attributes.push(LinkAttribute::Address(mac.into()))
+            })?;
+        }
+        Ok(())
     }
-    if let Some((addr, prefix, gw)) = setup.v6 {
-        nl.add_ip(
-            index,
-            name,
-            addr.into(),
-            prefix,
-            gw.into(),
-            setup.keep_default_route,
-        )?;
+
+    /// [`configure_copy`] through this session.
+    pub fn configure_copy(&mut self, setup: &CopySetup) -> Result<(), NetlinkError> {
+        let name = setup.ifname;
+        let index = self.index_of(name)?;
+        let nl = &mut self.nl;
+        if let Some(mtu) = setup.mtu {
+            nl.set_link(index, name, &format!("set MTU {mtu}"), |m| {
+                m.attributes.push(LinkAttribute::Mtu(mtu))
+            })?;
+        }
+        let no_v6 = !setup.ipv6;
+        ipv6_sysctl(name, "accept_dad", "0", no_v6)?;
+        ipv6_sysctl(name, "accept_ra", "0", no_v6)?;
+        ipv6_sysctl(name, "disable_ipv6", if no_v6 { "1" } else { "0" }, no_v6)?;
+        nl.set_link(index, name, "set link up", link_up)?;
+        for &(addr, prefix) in setup.addrs {
+            nl.add_addr(index, name, addr, prefix)?;
+        }
+        for &(dst, prefix, gateway) in setup.routes {
+            let route = Route {
+                dst,
+                prefix,
+                gateway,
+                onlink: gateway.is_some_and(|g| off_link(g, setup.addrs)),
+            };
+            nl.add_route(index, name, &route, NLM_F_CREATE | NLM_F_REPLACE)?;
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// pasta mode's interface in the current netns: what `--config-net` sets.
@@ -627,54 +734,14 @@ pub struct CopySetup<'a> {
 /// 1,000 a burst of UDP from the namespace overflows the queue while rlnet
 /// waits for the CPU (one made by the caller keeps its own).
 pub fn prepare(ifname: &str, mac: Option<[u8; 6]>, made: bool) -> Result<(), NetlinkError> {
-    let mut nl = Rtnl::open()?;
-    nl.set_link(0, "lo", "set link up", link_up)?;
-    if made {
-        let what = format!("set txqueuelen {TAP_TXQUEUELEN}");
-        nl.set_link(0, ifname, &what, |m| {
-            m.attributes.push(LinkAttribute::TxQueueLen(TAP_TXQUEUELEN))
-        })?;
-    }
-    if let Some(mac) = mac {
-        let [a, b, c, d, e, f] = mac;
-        let what = format!("set MAC {a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}");
-        nl.set_link(0, ifname, &what, |m| {
-            m.attributes.push(LinkAttribute::Address(mac.into()))
-        })?;
-    }
-    Ok(())
+    Session::open()?.prepare(ifname, mac, made)
 }
 
 /// In the current netns, pasta's `--config-net`: MTU, IPv6 sysctls, link
 /// up, every address, then every route (a gateway outside the link's
 /// subnets is taken as on-link, as `-g` may name one).
 pub fn configure_copy(setup: &CopySetup) -> Result<(), NetlinkError> {
-    let name = setup.ifname;
-    let mut nl = Rtnl::open()?;
-    let index = nl.index_of(name)?;
-    if let Some(mtu) = setup.mtu {
-        nl.set_link(index, name, &format!("set MTU {mtu}"), |m| {
-            m.attributes.push(LinkAttribute::Mtu(mtu))
-        })?;
-    }
-    let no_v6 = !setup.ipv6;
-    ipv6_sysctl(name, "accept_dad", "0", no_v6)?;
-    ipv6_sysctl(name, "accept_ra", "0", no_v6)?;
-    ipv6_sysctl(name, "disable_ipv6", if no_v6 { "1" } else { "0" }, no_v6)?;
-    nl.set_link(index, name, "set link up", link_up)?;
-    for &(addr, prefix) in setup.addrs {
-        nl.add_addr(index, name, addr, prefix)?;
-    }
-    for &(dst, prefix, gateway) in setup.routes {
-        let route = Route {
-            dst,
-            prefix,
-            gateway,
-            onlink: gateway.is_some_and(|g| off_link(g, setup.addrs)),
-        };
-        nl.add_route(index, name, &route, NLM_F_CREATE | NLM_F_REPLACE)?;
-    }
-    Ok(())
+    Session::open()?.configure_copy(setup)
 }
 
 /// An IPv4 gateway in none of the subnets of `addrs` (IPv6 gateways are
@@ -839,16 +906,18 @@ pub fn link_mac(name: &str) -> Result<[u8; 6], NetlinkError> {
     let link = Rtnl::open()?
         .get_link(name)?
         .ok_or_else(|| NetlinkError::NoSuchLink(name.into()))?;
-    link.attributes
-        .iter()
-        .find_map(|a| match a {
-            LinkAttribute::Address(m) => <[u8; 6]>::try_from(m.as_slice()).ok(),
-            _ => None,
-        })
-        .ok_or_else(|| NetlinkError::Protocol {
-            op: format!("read the MAC of {name}"),
-            reason: "no 6-byte link-layer address".into(),
-        })
+    mac_of(&link).ok_or_else(|| NetlinkError::Protocol {
+        op: format!("read the MAC of {name}"),
+        reason: "no 6-byte link-layer address".into(),
+    })
+}
+
+/// A link's 6-byte link-layer address, if it has one.
+fn mac_of(link: &LinkMessage) -> Option<[u8; 6]> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Address(m) => <[u8; 6]>::try_from(m.as_slice()).ok(),
+        _ => None,
+    })
 }
 
 #[cfg(test)]
@@ -1049,6 +1118,14 @@ pub(super) mod tests {
             assert_eq!(txqlen(&tap), Some(TAP_TXQUEUELEN));
             assert_eq!(link_mac(TAP).unwrap(), MAC);
             assert_eq!(link_index(TAP).unwrap(), Some(tap.header.index));
+            // One session answers the same, and configures again through
+            // the index it read.
+            let mut session = Session::open().unwrap();
+            let facts = session.link(TAP).unwrap().expect("the TAP");
+            assert_eq!(facts.index, tap.header.index);
+            assert_eq!(facts.mac, Some(MAC));
+            assert_eq!(session.link("nosuch0").unwrap(), None);
+            session.configure_link(&setup()).unwrap();
             assert!(addrs.iter().any(|a| a.0 == V4 && a.1 == 24), "{addrs:?}");
             let v6 = addrs.iter().find(|a| a.0 == V6).expect("v6 address");
             assert_eq!(v6.1, 64);
@@ -1145,7 +1222,7 @@ pub(super) mod tests {
             );
             let msg = e.to_string();
             assert!(
-                msg.starts_with("cannot set MTU 70000 on tap0: Invalid argument"),
+                msg.starts_with("cannot set MTU 70000 and txqueuelen 16384 on tap0: Invalid argument"),
                 "{msg}"
             );
 
