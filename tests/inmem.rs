@@ -864,6 +864,38 @@ fn segments_fit_the_peer_mss_and_a_reported_path_mtu() {
     assert_eq!(largest, 1360);
 }
 
+/// The host's answer and its FIN, there together when the engine reads:
+/// both reach the namespace. A read that fills less than the room says
+/// the socket is drained (no read for EAGAIN after it), but not when epoll
+/// already reported the peer's shutdown with the data: then the FIN, which
+/// brings no further event, is read too.
+#[test]
+fn an_answer_and_the_host_fin_together_both_reach_the_namespace() {
+    use std::io::Write;
+    let mut sim = Sim::new(true);
+    let (mut conn, ports, isn, _) = connect_from_ns(&mut sim, 40100);
+    sim.send(&ns_segment(ports, 0, isn + 1, &[]));
+    sim.settle();
+    conn.write_all(b"answer").unwrap();
+    drop(conn);
+    let (mut got, mut fin) = (Vec::new(), false);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(fin && got.len() >= 6) && Instant::now() < deadline {
+        let Some(f) = sim.recv_within(Duration::from_secs(1)) else {
+            continue;
+        };
+        if tcp_dst_port(&f) != Some(ports.0) {
+            continue;
+        }
+        if let Some((_, payload)) = tcp_payload(&f) {
+            got.extend_from_slice(&payload);
+        }
+        fin |= parse_tcp(&f).is_some_and(|(ctl, _)| ctl == TcpControl::Fin);
+    }
+    assert_eq!(got, b"answer");
+    assert!(fin, "the host's FIN never reached the namespace");
+}
+
 /// The payload of a TCP frame from the engine, with its sequence number.
 fn tcp_payload(f: &[u8]) -> Option<(TcpSeqNumber, Vec<u8>)> {
     let eth = EthernetFrame::new_checked(&f[VNET_HDR_LEN..]).ok()?;

@@ -49,7 +49,7 @@ use crate::forward::{Mode, PublishSpec};
 use crate::model::ipam::Ipam;
 use crate::model::spin::SpinWindow;
 use crate::nat::policy::Policy;
-use crate::nat::{Nat, Outbound};
+use crate::nat::{Nat, Outbound, Ready};
 use crate::stack::frames::{Current, Frames};
 use crate::stack::{self, GATEWAY_MAC, Link, TapOut};
 use crate::sys::ns::{FactoryStart, NsHandles};
@@ -729,7 +729,12 @@ impl Engine {
                 }
             }
             (Kind::Tcp | Kind::Udp | Kind::Icmp, _) => {
-                nat.host_event(t, readable, writable, &mut ctx)
+                let ready = Ready {
+                    readable,
+                    writable,
+                    hup: ev.is_read_closed() || ev.is_error(),
+                };
+                nat.host_event(t, ready, &mut ctx)
             }
             (Kind::ApiClient, idx) => {
                 self.api_event(idx);

@@ -42,6 +42,15 @@ pub struct FlowKey {
     pub dst: SocketAddr,
 }
 
+/// What epoll said of a host socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ready {
+    pub readable: bool,
+    pub writable: bool,
+    /// Its peer shut its sending side, or the socket failed.
+    pub hup: bool,
+}
+
 #[derive(Debug)]
 pub enum HostConnectError {
     Socket(io::Error),
@@ -540,14 +549,19 @@ impl Nat {
     }
 
     /// Readiness of a host socket.
-    pub fn host_event(&mut self, t: Token, readable: bool, writable: bool, ctx: &mut Ctx<'_>) {
+    pub fn host_event(&mut self, t: Token, ready: Ready, ctx: &mut Ctx<'_>) {
         let Some((kind, idx)) = from_token(t) else {
             return;
         };
+        let Ready {
+            readable,
+            writable,
+            hup,
+        } = ready;
         match kind {
             Kind::Tcp => {
                 if let Some(flow) = self.tcp.get_mut(idx) {
-                    flow.host_ready(readable, writable);
+                    flow.host_ready(readable, writable, hup);
                     self.service_tcp(idx, ctx);
                 }
             }
@@ -562,12 +576,18 @@ impl Nat {
     pub fn flush_dirty(&mut self, ctx: &mut Ctx<'_>) {
         self.udp.flush(ctx);
         let mut list = std::mem::take(&mut self.dirty);
-        for &idx in &list {
-            if let Some(flow) = self.tcp.get_mut(idx)
-                && flow.dirty
-            {
-                flow.dirty = false;
-                self.service_tcp(idx, ctx);
+        // Payload for the host first (a request someone waits on), then
+        // the rest (ACKs, FINs, flows that are done): closing a finished
+        // connection's socket must not delay the next one's request.
+        for payload_first in [true, false] {
+            for &idx in &list {
+                if let Some(flow) = self.tcp.get_mut(idx)
+                    && flow.dirty
+                    && (!payload_first || flow.has_unsent())
+                {
+                    flow.dirty = false;
+                    self.service_tcp(idx, ctx);
+                }
             }
         }
         list.clear();
@@ -581,7 +601,12 @@ impl Nat {
 
     pub fn run_backlog(&mut self, ctx: &mut Ctx<'_>) {
         for t in std::mem::take(&mut self.again) {
-            self.host_event(t, true, false, ctx);
+            let ready = Ready {
+                readable: true,
+                writable: false,
+                hup: false,
+            };
+            self.host_event(t, ready, ctx);
         }
     }
 

@@ -54,9 +54,13 @@ pub struct TcpFlow {
     handle: SocketHandle,
     pub host: HostSock,
     phase: Phase,
-    /// Edge-triggered readiness, cleared on WouldBlock.
+    /// Edge-triggered readiness, cleared on WouldBlock (or, for reading,
+    /// on a short read).
     host_readable: bool,
     host_writable: bool,
+    /// epoll said the host's side has shut or failed (EPOLLRDHUP/ERR):
+    /// read on to the end, a short read no longer says drained.
+    host_hup: bool,
     /// The host connect is known to have completed (getpeername said so
     /// inside connect's turn): its outcome need not be asked.
     host_connected: bool,
@@ -419,6 +423,7 @@ impl TcpFlow {
             phase,
             host_readable: false,
             host_writable: false,
+            host_hup: false,
             host_connected: false,
             host_eof: false,
             host_shut: false,
@@ -472,10 +477,17 @@ impl TcpFlow {
         true
     }
 
-    /// Host socket readiness from epoll.
-    pub fn host_ready(&mut self, readable: bool, writable: bool) {
+    /// Host socket readiness from epoll; `hup`: its peer shut its side
+    /// (or the socket failed).
+    pub fn host_ready(&mut self, readable: bool, writable: bool, hup: bool) {
         self.host_readable |= readable;
         self.host_writable |= writable;
+        self.host_hup |= hup;
+    }
+
+    /// Payload from the namespace waits for the host socket.
+    pub fn has_unsent(&self) -> bool {
+        !self.all_sent()
     }
 
     /// Whether the host socket's readiness to read should be watched, when
@@ -671,15 +683,23 @@ impl TcpFlow {
             if !sock.can_send() {
                 break;
             }
-            let res = sock.send(|buf| match host.read(buf) {
-                Ok(n) => (n, Ok(n)),
-                Err(e) => (0, Err(e)),
+            let res = sock.send(|buf| {
+                let room = buf.len();
+                match host.read(buf) {
+                    Ok(n) => (n, Ok((n, room))),
+                    Err(e) => (0, Err(e)),
+                }
             });
             match res {
-                Ok(Ok(0)) => {
+                Ok(Ok((0, _))) => {
                     self.host_eof = true;
                     self.socket().close();
                 }
+                // A stream socket that filled less than the room had no
+                // more: no read for WouldBlock (a response's turn is one
+                // call shorter). Epoll reports whatever comes after, and
+                // a FIN that came before (hup) is read to the end.
+                Ok(Ok((n, room))) if n < room && !self.host_hup => self.host_readable = false,
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => self.host_readable = false,
                 Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}

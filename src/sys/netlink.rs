@@ -1222,7 +1222,9 @@ pub(super) mod tests {
             );
             let msg = e.to_string();
             assert!(
-                msg.starts_with("cannot set MTU 70000 and txqueuelen 16384 on tap0: Invalid argument"),
+                msg.starts_with(
+                    "cannot set MTU 70000 and txqueuelen 16384 on tap0: Invalid argument"
+                ),
                 "{msg}"
             );
 
