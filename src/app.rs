@@ -85,16 +85,17 @@ impl TapInfo {
     }
 }
 
-/// Runs inside the target namespaces (in the agent): open the TAP and send
-/// it at once, so rlnet sets up the rest meanwhile; then configure the link
-/// when rlnet created it (or `-c` asks for it).
+/// Runs inside the target namespaces (in the agent): open the TAP,
+/// configure the link when rlnet created it (or `-c` asks for it), and
+/// send the TAP. Configured first: the namespace's route to the gateway,
+/// which a client waiting for the network needs first, exists that much
+/// sooner; rlnet, which confines itself meanwhile, takes the TAP after.
 fn setup_tap(req: &TapRequest<'_>, early: ns::Early) -> Result<(), String> {
     let cfg = req.cfg;
     let name = cfg.tap_name.as_str();
     let text = |e: netlink::NetlinkError| e.to_string();
     let mut nl = netlink::Session::open().map_err(text)?;
-    let existed = nl.link(name).map_err(text)?.is_some();
-    let tap = Tap::open(name).map_err(|e| e.to_string())?;
+    let (tap, existed) = Tap::open_telling(name).map_err(|e| e.to_string())?;
     // Its index (kept for the configuration) and MAC; as before, a MAC
     // that cannot be read is left to the namespace.
     let link = nl.link(name).ok().flatten();
@@ -111,7 +112,6 @@ fn setup_tap(req: &TapRequest<'_>, early: ns::Early) -> Result<(), String> {
         // `-c` sets `--mac` if given, else the link keeps this one.
         mac: cfg.mac.or(link.and_then(|l| l.mac)),
     };
-    early(tap.into_fd(), info.encode())?;
     if configure {
         let plan = &cfg.plan;
         nl.configure_link(&LinkSetup {
@@ -124,7 +124,7 @@ fn setup_tap(req: &TapRequest<'_>, early: ns::Early) -> Result<(), String> {
         })
         .map_err(|e| e.to_string())?;
     }
-    Ok(())
+    early(tap.into_fd(), info.encode())
 }
 
 /// `--outbound-addr[6]=IFNAME`: the interface's first address of the family,
@@ -246,9 +246,9 @@ fn start_tap(
     }
 }
 
-/// The TAP, as soon as the agent has made it; the agent configures the
-/// link meanwhile ([`ns::EarlyAgent::finish`] before ready).
-/// Both forms' TAP agent answers with [`TapInfo`].
+/// The TAP, as soon as the agent has made it (and configured the link);
+/// the agent's outcome is collected with [`ns::EarlyAgent::finish`] before
+/// ready. Both forms' TAP agent answers with [`TapInfo`].
 fn open_tap(name: &str, start: ns::EarlyStart) -> Result<(Tap, TapInfo, ns::EarlyAgent), NsError> {
     let (fd, info, agent) = start.answer()?;
     let info =
@@ -371,7 +371,7 @@ pub fn run(cfg: Config) -> Result<i32, SetupError> {
     confine(&cfg, confinement)?;
     let (tap, info, tap_agent) = open_tap(&cfg.tap_name, tap_start)?;
     engine.attach_tap(tap, cfg.mac.or(info.mac))?;
-    // The link is configured before anyone hears it is ready. First: an
+    // The agent's outcome before anyone hears it is ready. First: an
     // agent that stays on as the factory is the factory's to reap after.
     tap_agent.finish()?;
     if factory_now {

@@ -316,13 +316,13 @@ struct PastaTap<'a> {
 }
 
 /// In the agent: make or attach the TAP, `lo` up (always, as pasta), the
-/// MAC if given; send the TAP, so rlnet sets up the rest meanwhile; then,
-/// with `--config-net`, the copy of the host's interface.
+/// MAC if given; with `--config-net`, the copy of the host's interface;
+/// then send the TAP (configured first, as in slirp4netns mode: the route
+/// exists sooner, while rlnet confines itself).
 fn pasta_tap(req: &PastaTap<'_>, early: ns::Early) -> Result<(), String> {
     let text = |e: netlink::NetlinkError| e.to_string();
     let mut nl = netlink::Session::open().map_err(text)?;
-    let existed = nl.link(req.name).map_err(text)?.is_some();
-    let tap = Tap::open(req.name).map_err(|e| e.to_string())?;
+    let (tap, existed) = Tap::open_telling(req.name).map_err(|e| e.to_string())?;
     nl.prepare(req.name, req.ns_mac, !existed).map_err(text)?;
     let info = TapInfo {
         existed,
@@ -331,11 +331,10 @@ fn pasta_tap(req: &PastaTap<'_>, early: ns::Early) -> Result<(), String> {
         // Its MAC now (set above if given), and its index for the copy.
         mac: nl.link(req.name).ok().flatten().and_then(|l| l.mac),
     };
-    early(tap.into_fd(), info.encode())?;
     if req.config_net {
         nl.configure_copy(&req.copy).map_err(text)?;
     }
-    Ok(())
+    early(tap.into_fd(), info.encode())
 }
 
 /// Fork the TAP agent (first: the TAP is on the path to ready).
@@ -545,7 +544,7 @@ fn serve(
     confine(&cfg, confinement)?;
     let (tap, info, tap_agent) = super::open_tap(&plan.ifname, tap_start)?;
     engine.attach_tap(tap, info.mac)?;
-    // The link is configured before anyone hears it is ready. First: the
+    // The agent's outcome before anyone hears it is ready. First: the
     // agent stays on as the factory, which is the factory's to reap after.
     tap_agent.finish()?;
     engine.finish_start()?;

@@ -557,9 +557,9 @@ pub fn configure_link(setup: &LinkSetup) -> Result<(), NetlinkError> {
 }
 
 /// One NETLINK_ROUTE socket for a series of requests in the current netns:
-/// the TAP agent looks its link up, makes the TAP, reads its index and MAC
-/// and configures it through one (three sockets before, each a socket,
-/// bind, getsockname, connect and two setsockopt on the path to ready).
+/// the TAP agent reads the new TAP's index and MAC and configures it
+/// through one (three sockets before, each a socket, bind, getsockname,
+/// connect and two setsockopt on the path to ready).
 pub struct Session {
     nl: Rtnl,
     /// The last link [`Session::link`] found: (name, index).
@@ -1091,6 +1091,26 @@ pub(super) mod tests {
 
     fn sysctl(key: &str) -> String {
         std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{TAP}/{key}")).unwrap()
+    }
+
+    #[test]
+    fn tunsetiff_says_whether_the_tap_existed() {
+        in_netns("tunsetiff_says_whether_the_tap_existed", || {
+            use crate::sys::tap::Tap;
+            use std::os::fd::AsRawFd;
+            let (tap, existed) = Tap::open_telling("tap9").unwrap();
+            assert!(!existed);
+            let fd = tap.into_fd();
+            // SAFETY: TUNSETPERSIST takes its flag as the argument value.
+            let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETPERSIST, 1) };
+            assert_eq!(rc, 0);
+            drop(fd);
+            let (tap, existed) = Tap::open_telling("tap9").unwrap();
+            assert!(existed, "a persistent TAP was taken as new");
+            // Not a TAP: still refused, as before.
+            assert!(Tap::open_telling("lo").is_err());
+            drop(tap);
+        });
     }
 
     #[test]

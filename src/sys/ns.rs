@@ -322,8 +322,7 @@ impl EarlyStart {
 /// Start `job` inside the target namespaces in a forked agent and return at
 /// once; [`EarlyStart::answer`] waits only for what the job sends through
 /// its [`Early`] sender (the TAP, once made); the caller goes on while the
-/// agent finishes (configures the link) and collects the outcome with
-/// [`EarlyAgent::finish`].
+/// agent finishes and collects the outcome with [`EarlyAgent::finish`].
 pub fn spawn_in_early<F>(ns: &NsHandles, job: F) -> Result<EarlyStart, NsError>
 where
     F: FnOnce(Early) -> Result<(), String>,

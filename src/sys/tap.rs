@@ -51,10 +51,37 @@ struct IfReqFlags {
     _pad: [u8; 22],
 }
 
+/// TUNSETIFF: make or attach the device `name` with `flags`.
+fn set_iff(fd: &OwnedFd, name: &str, flags: libc::c_int) -> Result<(), nix::Error> {
+    #[allow(clippy::cast_possible_truncation)] // the flags (0xd002 at most) fit a short
+    let mut req = IfReqFlags {
+        name: [0; libc::IFNAMSIZ],
+        flags: flags as libc::c_short,
+        _pad: [0; 22],
+    };
+    req.name[..name.len()].copy_from_slice(name.as_bytes());
+    // SAFETY: TUNSETIFF reads a `struct ifreq` (name + flags); `req` has that
+    // layout (40 bytes) and lives for the duration of the call.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut req) };
+    if rc < 0 {
+        Err(nix::Error::last())
+    } else {
+        Ok(())
+    }
+}
+
 impl Tap {
     /// Create (or attach to a persistent) TAP named `name` in the calling
     /// thread's network namespace.
     pub fn open(name: &str) -> Result<Tap, TapError> {
+        Self::open_telling(name).map(|(tap, _)| tap)
+    }
+
+    /// [`Tap::open`], and whether the TAP existed before: asked of
+    /// TUNSETIFF itself (IFF_TUN_EXCL refuses an existing device, then it
+    /// is attached), where a netlink look-up before cost a round trip on
+    /// the way to ready.
+    pub fn open_telling(name: &str) -> Result<(Tap, bool), TapError> {
         if name.len() >= libc::IFNAMSIZ {
             return Err(TapError::Name(name.to_string()));
         }
@@ -70,18 +97,14 @@ impl Tap {
             e => TapError::TunOpen(e),
         })?;
 
-        #[allow(clippy::cast_possible_truncation)] // the flags (0x5002) fit a short
-        let mut req = IfReqFlags {
-            name: [0; libc::IFNAMSIZ],
-            flags: (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short,
-            _pad: [0; 22],
-        };
-        req.name[..name.len()].copy_from_slice(name.as_bytes());
-        // SAFETY: TUNSETIFF reads a `struct ifreq` (name + flags); `req` has that
-        // layout (40 bytes) and lives for the duration of the call.
-        let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut req) };
-        if rc < 0 {
-            let err = nix::Error::last();
+        let flags = libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR;
+        let mut existed = false;
+        let mut rc = set_iff(&fd, name, flags | libc::IFF_TUN_EXCL);
+        if rc == Err(nix::Error::EBUSY) {
+            existed = true;
+            rc = set_iff(&fd, name, flags);
+        }
+        if let Err(err) = rc {
             return Err(if err == nix::Error::EBUSY {
                 TapError::Busy {
                     name: name.to_string(),
@@ -126,11 +149,12 @@ impl Tap {
                 nix::Error::last()
             );
         }
-        Ok(Tap {
+        let tap = Tap {
             fd,
             name: name.to_string(),
             offload,
-        })
+        };
+        Ok((tap, existed))
     }
 
     pub fn name(&self) -> &str {
