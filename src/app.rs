@@ -374,8 +374,8 @@ pub fn run(cfg: Config) -> Result<i32, SetupError> {
     // The agent's outcome before anyone hears it is ready. First: an
     // agent that stays on as the factory is the factory's to reap after.
     tap_agent.finish()?;
-    if factory_now {
-        engine.finish_start()?;
+    if factory_now && let Some(exit) = engine.finish_start()? {
+        return Ok(exit_code(exit));
     }
     if let Some(c) = child.as_mut() {
         c.go()?;
@@ -405,11 +405,16 @@ fn serve<E: From<EngineError>>(mut engine: Engine, smaps: Option<File>) -> Resul
     // Set-up's code is done with: dropped a moment after ready, off the
     // path to ready and of the first connections.
     let exit = engine.run_then(os::DROP_START_UP_AFTER, || os::drop_start_up(smaps))?;
+    Ok(exit_code(exit))
+}
+
+/// rlnet's exit status once the loop ended so.
+fn exit_code(exit: Exit) -> i32 {
     log::debug!("exiting: {exit:?}");
-    Ok(match exit {
+    match exit {
         Exit::Child(code) => code,
         Exit::Signal(_) | Exit::TargetGone | Exit::NetnsGone | Exit::ExitFd | Exit::Shutdown => 0,
-    })
+    }
 }
 
 #[cfg(test)]

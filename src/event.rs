@@ -28,6 +28,9 @@ pub const CHILD: Token = Token(4);
 pub const API: Token = Token(5);
 /// pasta mode: the `--netns` file's directory changed.
 pub const WATCH: Token = Token(6);
+/// Start-up: the socket factory's word, which the engine waits for while
+/// it already serves the namespace.
+pub const WORD: Token = Token(7);
 
 /// Tokens below this belong to the engine (TAP, signals, ...).
 pub const FLOW_TOKEN_BASE: usize = 16;

@@ -547,7 +547,9 @@ fn serve(
     // The agent's outcome before anyone hears it is ready. First: the
     // agent stays on as the factory, which is the factory's to reap after.
     tap_agent.finish()?;
-    engine.finish_start()?;
+    if let Some(exit) = engine.finish_start()? {
+        return Ok(super::exit_code(exit));
+    }
     if let Some(c) = child.as_mut() {
         c.go()?;
     }

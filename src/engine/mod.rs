@@ -42,7 +42,9 @@ use thiserror::Error;
 use crate::api::server::{ApiEvent, ApiServer};
 use crate::dhcp::{DhcpConfig, DhcpServer};
 use crate::dns::{DnsConfig, DnsError, DnsStub};
-use crate::event::{API, CHILD, Ctx, EXIT_FD, Kind, SIGNALS, TARGET, WATCH, from_token, token};
+use crate::event::{
+    API, CHILD, Ctx, EXIT_FD, Kind, SIGNALS, TARGET, WATCH, WORD, from_token, token,
+};
 use crate::forward::ports::PastaPorts;
 use crate::forward::publish::{ForwardError, Forwarder};
 use crate::forward::{Mode, PublishSpec};
@@ -249,6 +251,8 @@ pub struct Engine {
     /// How long to poll before sleeping, and the byte count it judges by.
     spin: SpinWindow,
     moved: u64,
+    /// Start-up: the word waited for has come ([`Engine::finish_start`]).
+    word: bool,
 }
 
 fn register(
@@ -534,6 +538,7 @@ impl Engine {
             exit_now,
             spin: SpinWindow::default(),
             moved: 0,
+            word: false,
         };
         let (ctx, _, fwd) = engine.dp.split(engine.poll.registry());
         if !s.publish.is_empty() {
@@ -558,9 +563,47 @@ impl Engine {
     /// Wait for the socket factory forked during start-up (its word:
     /// running, or why not). Called after rlnet confined itself, so the
     /// factory's own start and confinement overlap rlnet's instead of
-    /// delaying it; waiting needs nothing confinement takes away.
-    pub fn finish_start(&mut self) -> Result<(), EngineError> {
-        Ok(self.dp.fwd.start_factory()?)
+    /// delaying it; waiting needs nothing confinement takes away. The
+    /// namespace is served meanwhile: a client that sends before anyone
+    /// heard the network is ready (one waiting for it, polling) is
+    /// answered while the factory sets itself up; what needs the factory
+    /// (a published port's connection) waits for its word. Some(exit) if
+    /// the loop ended meanwhile (a signal, the target gone).
+    pub fn finish_start(&mut self) -> Result<Option<Exit>, EngineError> {
+        if let Some(fd) = self.dp.fwd.factory_word_fd()
+            && let Some(exit) = self.serve_until_word(fd)?
+        {
+            return Ok(Some(exit));
+        }
+        self.dp.fwd.start_factory()?;
+        Ok(None)
+    }
+
+    /// Turn the loop until `fd` (the pending factory's channel) is
+    /// readable or the factory was started by what the loop served.
+    fn serve_until_word(&mut self, fd: RawFd) -> Result<Option<Exit>, EngineError> {
+        register(
+            self.poll.registry(),
+            fd,
+            WORD,
+            Interest::READABLE,
+            "factory",
+        )?;
+        self.word = false;
+        let mut events = Events::with_capacity(256);
+        let out = loop {
+            if self.word || self.dp.fwd.factory_word_fd() != Some(fd) {
+                break Ok(None);
+            }
+            match self.turn(&mut events, None) {
+                Ok(None) => {}
+                other => break other,
+            }
+        };
+        // Still open (it is the factory's channel from now on): not ours to
+        // watch any more.
+        let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+        out
     }
 
     /// The socket factory's process, if one runs.
@@ -691,6 +734,10 @@ impl Engine {
         match ev.token() {
             SIGNALS => self.read_signals(),
             TARGET => Some(Exit::TargetGone),
+            WORD => {
+                self.word = true;
+                None
+            }
             WATCH => self
                 .watch
                 .as_ref()

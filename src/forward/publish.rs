@@ -29,7 +29,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 
 use mio::Interest;
 use mio::net::{TcpListener, TcpStream, UdpSocket};
@@ -785,6 +785,12 @@ impl Forwarder {
     /// is confined (by default; pasta mode always) it can
     /// no longer fork into the namespace; the factory is confined too.
     /// Nothing to do without namespace handles.
+    /// The channel of the socket factory forked during start-up, until
+    /// [`Self::start_factory`] takes its word.
+    pub fn factory_word_fd(&self) -> Option<RawFd> {
+        self.starting.as_ref().map(FactoryStart::word_fd)
+    }
+
     pub fn start_factory(&mut self) -> Result<(), ForwardError> {
         let Some(ns) = self.ns.as_ref() else {
             return Ok(());

@@ -536,6 +536,11 @@ pub struct FactoryStart {
 }
 
 impl FactoryStart {
+    /// Readable once the factory's word has come (or the factory died).
+    pub fn word_fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
+    }
+
     /// Wait for the factory's word: the running factory, or its error.
     pub fn finish(self) -> Result<Factory, NsError> {
         match factory_started(&self.sock) {
