@@ -635,25 +635,10 @@ impl Session {
         ipv6_sysctl(name, "disable_ipv6", if no_v6 { "1" } else { "0" }, no_v6)?;
         // Up before the routes: the kernel rejects a gateway on a down link.
         nl.set_link(index, name, "set link up", link_up)?;
-        if let Some((addr, prefix, gw)) = setup.v4 {
-            nl.add_ip(
-                index,
-                name,
-                addr.into(),
-                prefix,
-                gw.into(),
-                setup.keep_default_route,
-            )?;
-        }
-        if let Some((addr, prefix, gw)) = setup.v6 {
-            nl.add_ip(
-                index,
-                name,
-                addr.into(),
-                prefix,
-                gw.into(),
-                setup.keep_default_route,
-            )?;
+        let v4 = setup.v4.map(|(a, p, g)| (IpAddr::V4(a), p, IpAddr::V4(g)));
+        let v6 = setup.v6.map(|(a, p, g)| (IpAddr::V6(a), p, IpAddr::V6(g)));
+        for (addr, prefix, gw) in [v4, v6].into_iter().flatten() {
+            nl.add_ip(index, name, addr, prefix, gw, setup.keep_default_route)?;
         }
         // `lo` last: the namespace's way out comes first (bringing `lo` up,
         // its addresses and local routes, took ~0.1 ms ahead of it).
