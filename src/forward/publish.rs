@@ -781,16 +781,16 @@ impl Forwarder {
         self.starting = started;
     }
 
-    /// Start the socket factory now rather than on first use: once rlnet
-    /// is confined (by default; pasta mode always) it can
-    /// no longer fork into the namespace; the factory is confined too.
-    /// Nothing to do without namespace handles.
     /// The channel of the socket factory forked during start-up, until
     /// [`Self::start_factory`] takes its word.
     pub fn factory_word_fd(&self) -> Option<RawFd> {
         self.starting.as_ref().map(FactoryStart::word_fd)
     }
 
+    /// Start the socket factory now rather than on first use: once rlnet
+    /// is confined (by default; pasta mode always) it can
+    /// no longer fork into the namespace; the factory is confined too.
+    /// Nothing to do without namespace handles.
     pub fn start_factory(&mut self) -> Result<(), ForwardError> {
         let Some(ns) = self.ns.as_ref() else {
             return Ok(());
