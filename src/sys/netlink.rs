@@ -229,6 +229,15 @@ impl Rtnl {
         })
     }
 
+    /// The link-layer address of `index` (or of `name`, index 0).
+    fn set_mac(&mut self, index: u32, name: &str, mac: [u8; 6]) -> Result<(), NetlinkError> {
+        let [a, b, c, d, e, f] = mac;
+        let what = format!("set MAC {a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}");
+        self.set_link(index, name, &what, |m| {
+            m.attributes.push(LinkAttribute::Address(mac.into()))
+        })
+    }
+
     /// Address `addr/prefix` on `index`, then the default route via `gw` out of it.
     fn add_ip(
         &mut self,
@@ -616,11 +625,7 @@ impl Session {
             m.attributes.push(LinkAttribute::TxQueueLen(TAP_TXQUEUELEN));
         })?;
         if let Some(mac) = setup.mac {
-            let [a, b, c, d, e, f] = mac;
-            let what = format!("set MAC {a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}");
-            nl.set_link(index, name, &what, |m| {
-                m.attributes.push(LinkAttribute::Address(mac.into()))
-            })?;
+            nl.set_mac(index, name, mac)?;
         }
         // Before link up, so the link-local address is never tentative and, without v6,
         // never created at all.
@@ -662,11 +667,7 @@ impl Session {
             })?;
         }
         if let Some(mac) = mac {
-            let [a, b, c, d, e, f] = mac;
-            let what = format!("set MAC {a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}");
-            nl.set_link(0, ifname, &what, |m| {
-                m.attributes.push(LinkAttribute::Address(mac.into()))
-            })?;
+            nl.set_mac(0, ifname, mac)?;
         }
         Ok(())
     }
