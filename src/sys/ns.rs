@@ -104,7 +104,7 @@ fn file_id(fd: BorrowedFd) -> nix::Result<(u64, u64)> {
 }
 
 /// Asks a namespace file its type (seccomp allows it to the daemons).
-pub const NS_GET_NSTYPE: libc::c_ulong = 0xb703; // _IO(0xb7, 0x3)
+pub const NS_GET_NSTYPE: libc::Ioctl = 0xb703; // _IO(0xb7, 0x3)
 
 fn ns_type(fd: &OwnedFd) -> Option<CloneFlags> {
     // SAFETY: NS_GET_NSTYPE takes no argument and only returns an int; on a
@@ -1192,7 +1192,7 @@ fn read_all(fd: &OwnedFd, buf: &mut [u8]) -> usize {
 }
 
 /// Asks a user namespace file for its parent user namespace (a new fd).
-pub const NS_GET_PARENT: libc::c_ulong = 0xb702; // _IO(0xb7, 0x2)
+pub const NS_GET_PARENT: libc::Ioctl = 0xb702; // _IO(0xb7, 0x2)
 
 /// Whether `child_userns` is a user namespace whose parent is `parent`
 /// (compared by (st_dev, st_ino), so any handle on either will do). A

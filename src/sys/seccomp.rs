@@ -215,7 +215,7 @@ mod imp {
             libc::FIOCLEX,
             libc::FIONCLEX,
             libc::FIONREAD,
-            libc::SIOCGIFINDEX,
+            libc::SIOCGIFINDEX as libc::Ioctl,
             libc::TCGETS,
         ];
         let all: Vec<u64> = base
@@ -330,7 +330,7 @@ mod imp {
                 libc::TUNSETIFF,
                 libc::TUNSETVNETHDRSZ,
                 libc::TUNSETOFFLOAD,
-                libc::SIOCGIFHWADDR,
+                libc::SIOCGIFHWADDR as libc::Ioctl,
                 // Attaching by a netns path checks what the files are.
                 super::super::ns::NS_GET_NSTYPE,
                 // Is a member's user namespace a child of the network's
